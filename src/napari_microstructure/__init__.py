@@ -1,0 +1,56 @@
+"""napari-microstructure: few-shot deep learning for materials microscopy.
+
+The public API, shared by the napari widgets, napari's console and the command
+line::
+
+    import napari_microstructure as nm
+
+    clf = nm.FewShotClassifier()
+    clf.fit(images, labels, pixel_sizes)        # micrometres per pixel
+    clf.predict_proba(image, pixel_size)        # classes, then "none"
+    clf.probability_map(image, pixel_size)      # (n_classes + 1, H, W)
+
+Heavy modules (torch) are imported on first use, so ``import
+napari_microstructure`` stays fast for napari's plugin discovery.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "FewShotClassifier": "napari_microstructure.core.fewshot",
+    "NONE_CLASS": "napari_microstructure.core.fewshot",
+    "AugmentConfig": "napari_microstructure.core.augment",
+    "TrainingConfig": "napari_microstructure.core.training",
+    "Progress": "napari_microstructure.core.progress",
+    "MicrostructureError": "napari_microstructure.core.errors",
+    "NotFittedError": "napari_microstructure.core.errors",
+    "ModelFileError": "napari_microstructure.core.errors",
+    "TrainingCancelled": "napari_microstructure.core.errors",
+    "select_device": "napari_microstructure.core.device",
+    "read_micrograph": "napari_microstructure.io.tiff",
+    "write_micrograph": "napari_microstructure.io.tiff",
+    "load_model": "napari_microstructure.api",
+    "layer_image": "napari_microstructure.api",
+    "fit_layers": "napari_microstructure.api",
+    "predict_layer": "napari_microstructure.api",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'napari_microstructure' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,146 @@
+"""Running core computations off the GUI thread, with progress and Cancel.
+
+Every core computation takes ``progress=`` (a callback receiving
+:class:`~napari_microstructure.core.progress.Progress`) and ``cancel=`` (a
+:class:`threading.Event`). :class:`Job` runs one in a napari worker thread and
+re-emits its reports as Qt signals (delivered on the GUI thread);
+:class:`ProgressPanel` is the progress bar, status line and Cancel button the
+dock widgets share. Set ``NAPARI_MICROSTRUCTURE_SYNC=1`` to run jobs
+synchronously (debugging).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import traceback
+from typing import Any, Callable, Optional
+
+from qtpy.QtCore import QObject, Signal
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+
+from ..core.errors import TrainingCancelled
+from ..core.progress import Progress
+
+
+class Job(QObject):
+    """One background computation.
+
+    ``func(*args, progress=..., cancel=..., **kwargs)`` runs in a worker
+    thread. Signals: ``progressed(Progress)``, ``finished(result)``,
+    ``failed(exception)``, ``cancelled()``; exactly one of the last three
+    fires, always on the GUI thread.
+    """
+
+    progressed = Signal(object)
+    finished = Signal(object)
+    failed = Signal(object)
+    cancelled = Signal()
+
+    def __init__(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+        self._func = func
+        self._args = args
+        self._kwargs = kwargs
+        self.cancel_event = threading.Event()
+        self.worker = None
+        self.running = False
+
+    def _run(self) -> Any:
+        return self._func(*self._args, progress=self.progressed.emit, cancel=self.cancel_event, **self._kwargs)
+
+    def _on_error(self, exc: BaseException) -> None:
+        self.running = False
+        if isinstance(exc, TrainingCancelled):
+            self.cancelled.emit()
+        else:
+            self.failed.emit(exc)
+
+    def _on_return(self, result: Any) -> None:
+        self.running = False
+        self.finished.emit(result)
+
+    def start(self) -> "Job":
+        self.running = True
+        if os.environ.get("NAPARI_MICROSTRUCTURE_SYNC"):
+            try:
+                result = self._run()
+            except Exception as exc:  # noqa: BLE001 - reported through the signal
+                self._on_error(exc)
+            else:
+                self._on_return(result)
+            return self
+        from napari.qt.threading import create_worker
+
+        self.worker = create_worker(self._run, _start_thread=False)
+        self.worker.returned.connect(self._on_return)
+        self.worker.errored.connect(self._on_error)
+        self.worker.start()
+        return self
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+
+class ProgressPanel(QWidget):
+    """Progress bar, a status line and a Cancel button bound to a :class:`Job`."""
+
+    def __init__(self, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 100)
+        self.bar.setValue(0)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self._cancel)
+        row = QHBoxLayout()
+        row.addWidget(self.bar, 1)
+        row.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(row)
+        layout.addWidget(self.status)
+        self.job: Optional[Job] = None
+
+    def attach(self, job: Job) -> Job:
+        """Show ``job``'s progress; Cancel stops it."""
+        self.job = job
+        self.cancel_button.setEnabled(True)
+        self.bar.setValue(0)
+        job.progressed.connect(self.show_progress)
+        job.finished.connect(lambda _: self._done("done"))
+        job.failed.connect(lambda exc: self._done(f"error: {exc}"))
+        job.cancelled.connect(lambda: self._done("cancelled; nothing was changed"))
+        return job
+
+    def show_progress(self, p: Progress) -> None:
+        if p.total:
+            self.bar.setValue(int(round(100 * p.fraction)))
+        if p.message:
+            self.status.setText(p.message)
+
+    def _cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+            self.status.setText("cancelling...")
+
+    def _done(self, message: str) -> None:
+        self.cancel_button.setEnabled(False)
+        if message == "done":
+            self.bar.setValue(100)
+        self.status.setText(message)
+
+    @property
+    def busy(self) -> bool:
+        return self.job is not None and self.job.running
+
+
+def format_exception(exc: BaseException) -> str:
+    """One readable line for the status area (full traceback only for unexpected errors)."""
+    from ..core.errors import MicrostructureError
+
+    if isinstance(exc, MicrostructureError):
+        return str(exc)
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()

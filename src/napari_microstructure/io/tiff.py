@@ -1,0 +1,133 @@
+"""TIFF micrographs with their pixel size.
+
+The pixel size (micrometres per pixel) is read, in this order, from ImageJ
+metadata (``unit`` and the resolution tags), from the TIFF resolution tags
+(``XResolution`` with ``ResolutionUnit`` centimetre or inch), or from an
+OME-XML ``PhysicalSizeX``. Files written by :func:`write_micrograph` carry it in
+the resolution tags (unit centimetre) and in ImageJ metadata, so ImageJ/Fiji,
+napari and this plugin all read the same scale.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+import tifffile
+
+from ..core.errors import MicrostructureError
+
+PathLike = Union[str, os.PathLike]
+
+_UNIT_TO_UM = {
+    "um": 1.0, "µm": 1.0, "micron": 1.0, "microns": 1.0, "micrometer": 1.0, "micrometre": 1.0,
+    "\\u00b5m": 1.0, "nm": 1e-3, "nanometer": 1e-3, "mm": 1e3, "millimeter": 1e3,
+    "cm": 1e4, "centimeter": 1e4, "m": 1e6, "meter": 1e6,
+}
+
+
+def _resolution_um(page: tifffile.TiffPage, imagej: Optional[dict]) -> Optional[float]:
+    tags = page.tags
+    if "XResolution" not in tags:
+        return None
+    num, den = tags["XResolution"].value
+    if not num or not den:
+        return None
+    pixels_per_unit = num / den
+    if pixels_per_unit <= 0:
+        return None
+    unit_tag = tags.get("ResolutionUnit")
+    unit = int(unit_tag.value) if unit_tag is not None else 2
+    if imagej and imagej.get("unit"):
+        factor = _UNIT_TO_UM.get(str(imagej["unit"]).strip().lower())
+        if factor is not None:
+            return factor / pixels_per_unit
+    if unit == 3:  # centimetre
+        return 1e4 / pixels_per_unit
+    if unit == 2 and imagej is None:  # inch, unless it is a screen default of 72 dpi
+        if abs(pixels_per_unit - 72.0) < 1e-6 or abs(pixels_per_unit - 96.0) < 1e-6:
+            return None
+        return 25400.0 / pixels_per_unit
+    return None
+
+
+def _ome_um(tif: tifffile.TiffFile) -> Optional[float]:
+    xml = tif.ome_metadata
+    if not xml:
+        return None
+    m = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', xml)
+    if not m:
+        return None
+    unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', xml)
+    factor = _UNIT_TO_UM.get(unit.group(1).lower(), 1.0) if unit else 1.0
+    return float(m.group(1)) * factor
+
+
+def read_micrograph(path: PathLike) -> tuple[np.ndarray, Optional[float], dict[str, Any]]:
+    """Read a grey micrograph and its pixel size.
+
+    Returns
+    -------
+    image : numpy.ndarray
+        2-D (or the file's own shape if it is a stack or RGB).
+    pixel_size_um : float or None
+        Micrometres per pixel, None when the file does not say.
+    metadata : dict
+        ``{"source": path, "description": ...}``.
+
+    Raises
+    ------
+    MicrostructureError
+        If the file cannot be read as a TIFF.
+    """
+    path = Path(path)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            image = tif.asarray()
+            page = tif.pages[0]
+            imagej = tif.imagej_metadata
+            size = _ome_um(tif) or _resolution_um(page, imagej)
+            description = page.description or ""
+    except (tifffile.TiffFileError, ValueError, OSError, KeyError) as exc:
+        raise MicrostructureError(
+            f"cannot read {str(path)!r} as a TIFF ({exc.__class__.__name__}: {exc}); "
+            "check that the file is complete and is a TIFF image"
+        ) from exc
+    return image, size, {"source": str(path), "description": description}
+
+
+def write_micrograph(
+    path: PathLike, image: np.ndarray, pixel_size_um: float, metadata: Optional[dict] = None
+) -> Path:
+    """Write a micrograph (or a stack of pages) with its pixel size in the resolution tags.
+
+    Parameters
+    ----------
+    path : path-like
+    image : numpy.ndarray
+        ``(H, W)`` or ``(pages, H, W)``.
+    pixel_size_um : float
+        Micrometres per pixel.
+    metadata : dict, optional
+        Stored in the ImageJ metadata (strings and numbers).
+    """
+    from ..core.images import check_pixel_size
+
+    p = check_pixel_size(pixel_size_um)
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{path.name}")
+    meta = {"unit": "um"}
+    meta.update(metadata or {})
+    try:
+        tifffile.imwrite(
+            tmp, image, imagej=image.dtype in (np.uint8, np.uint16, np.float32),
+            resolution=(1e4 / p, 1e4 / p), resolutionunit="CENTIMETER", metadata=meta,
+        )
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
