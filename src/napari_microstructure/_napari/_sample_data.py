@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-SAMPLE_CLASSES = ("ferrite", "pearlite", "spheroidite", "martensite")
+#: The classes of the labelled sample micrographs. Martensite is left out on purpose: it is
+#: the "unknown" region of the mixed sample, which a model trained on these should call "none".
+SAMPLE_CLASSES = ("ferrite", "pearlite", "spheroidite")
+UNKNOWN_CLASS = "martensite"
 PIXEL_SIZES_UM = (0.06, 0.1, 0.16)
 
 
-def sample_micrographs(per_class: int = 3, shape=(384, 384), seed: int = 7) -> list[tuple[Any, dict, str]]:
+def sample_micrographs(per_class: int = 4, shape=(384, 384), seed: int = 7) -> list[tuple[Any, dict, str]]:
     """Generated micrographs, ``per_class`` of each class, at three magnifications."""
     import numpy as np
 
@@ -34,12 +37,12 @@ def sample_micrographs(per_class: int = 3, shape=(384, 384), seed: int = 7) -> l
 
 
 def make_sample_micrographs() -> list[tuple[Any, dict, str]]:
-    """npe2 sample-data hook: twelve labelled micrographs."""
+    """npe2 sample-data hook: twelve labelled micrographs (three classes)."""
     return sample_micrographs()
 
 
 def mixed_micrograph(shape=(768, 1024), pixel_size_um: float = 0.1, seed: int = 11):
-    """Ferrite on the left, pearlite in the middle, an untrained porous texture on the right.
+    """Ferrite on the left, pearlite in the middle, an untrained texture (martensite) on the right.
 
     Returns the image and the truth labels (1 ferrite, 2 pearlite, 3 unknown).
     """
@@ -49,7 +52,7 @@ def mixed_micrograph(shape=(768, 1024), pixel_size_um: float = 0.1, seed: int = 
 
     rng = np.random.default_rng(seed)
     parts = [make_micrograph(c, shape, pixel_size_um, seed=int(rng.integers(2**31)))
-             for c in ("ferrite", "pearlite", "porous")]
+             for c in ("ferrite", "pearlite", UNKNOWN_CLASS)]
     truth = np.ones(shape, dtype=np.uint8)
     w = shape[1]
     truth[:, w * 2 // 5 : w * 4 // 5] = 2

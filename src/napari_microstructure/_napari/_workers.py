@@ -72,9 +72,12 @@ class Job(QObject):
             return self
         from napari.qt.threading import create_worker
 
-        self.worker = create_worker(self._run, _start_thread=False)
-        self.worker.returned.connect(self._on_return)
-        self.worker.errored.connect(self._on_error)
+        # connecting "errored" through _connect stops create_worker from also re-raising
+        # the error in the GUI thread (it is reported once, through ``failed``)
+        self.worker = create_worker(
+            self._run, _start_thread=False,
+            _connect={"returned": self._on_return, "errored": self._on_error},
+        )
         self.worker.start()
         return self
 

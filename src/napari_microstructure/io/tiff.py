@@ -3,9 +3,11 @@
 The pixel size (micrometres per pixel) is read, in this order, from ImageJ
 metadata (``unit`` and the resolution tags), from the TIFF resolution tags
 (``XResolution`` with ``ResolutionUnit`` centimetre or inch), or from an
-OME-XML ``PhysicalSizeX``. Files written by :func:`write_micrograph` carry it in
-the resolution tags (unit centimetre) and in ImageJ metadata, so ImageJ/Fiji,
-napari and this plugin all read the same scale.
+OME-XML ``PhysicalSizeX``. Files written by :func:`write_micrograph` follow
+ImageJ's convention (resolution in pixels per micron, ``unit=micron`` in the
+ImageJ description) for uint8, uint16 and float32 images, so ImageJ/Fiji and
+this plugin read the same scale; other types get plain resolution tags in
+pixels per centimetre.
 """
 
 from __future__ import annotations
@@ -119,12 +121,19 @@ def write_micrograph(
     p = check_pixel_size(pixel_size_um)
     path = Path(path)
     tmp = path.with_name(f".tmp-{path.name}")
-    meta = {"unit": "um"}
+    imagej = image.dtype in (np.uint8, np.uint16, np.float32)
+    meta: dict[str, Any] = {"unit": "micron"} if imagej else {}
     meta.update(metadata or {})
+    if imagej:
+        # ImageJ's convention: XResolution in pixels per ``unit``, ResolutionUnit NONE
+        # (Fiji ignores ResolutionUnit when the description names a unit)
+        resolution, resolution_unit = (1.0 / p, 1.0 / p), "NONE"
+    else:
+        resolution, resolution_unit = (1e4 / p, 1e4 / p), "CENTIMETER"
     try:
         tifffile.imwrite(
-            tmp, image, imagej=image.dtype in (np.uint8, np.uint16, np.float32),
-            resolution=(1e4 / p, 1e4 / p), resolutionunit="CENTIMETER", metadata=meta,
+            tmp, image, imagej=imagej, resolution=resolution, resolutionunit=resolution_unit,
+            metadata=meta,
         )
         os.replace(tmp, path)
     finally:

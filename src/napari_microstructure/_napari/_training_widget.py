@@ -1,0 +1,685 @@
+"""The "Few-shot training" dock widget.
+
+A thin front end on the public API: it gathers image layers, their classes and
+pixel sizes (or one image and a Labels layer of scribbles), builds a
+:class:`~napari_microstructure.FewShotClassifier` and calls its ``fit`` in a
+worker thread (:class:`~._workers.Job`), plots the losses it reports, and calls
+``predict_proba``, ``save`` and :func:`napari_microstructure.load_model`. What
+it does can be done in napari's console with the same calls (see
+``docs/training.md``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from typing import Any, Optional
+
+import numpy as np
+from qtpy.QtCore import Qt, QTimer, Signal
+from qtpy.QtGui import QFont
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.errors import MicrostructureError
+from ._workers import Job, ProgressPanel, format_exception
+
+BACKBONES = ("compact", "efficientnet-lite0")
+LOSSES = ("triplet", "contrastive", "cross-entropy")
+MODEL_FILTER = "napari-microstructure model (*.pt);;All files (*)"
+
+
+def _classifier_defaults() -> dict[str, Any]:
+    """Constructor defaults of FewShotClassifier (one source of truth for the widget's options)."""
+    from ..core.fewshot import FewShotClassifier
+
+    sig = inspect.signature(FewShotClassifier.__init__)
+    return {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
+
+
+def _scale_pixel_size(layer: Any) -> Optional[float]:
+    """The layer's pixel size in um from ``scale``; None when the scale was never set."""
+    scale = [float(s) for s in getattr(layer, "scale", (1.0, 1.0))][-2:]
+    meta = getattr(layer, "metadata", {}) or {}
+    if all(s == 1.0 for s in scale) and "pixel_size_um" not in meta:
+        return None  # napari's default: the pixel size is unknown
+    return scale[-1]
+
+
+def _unwrap(obj: Any) -> Any:
+    """The layer itself when napari hands plugins a public-only proxy (identity checks need it)."""
+    return getattr(obj, "__wrapped__", obj)
+
+
+def _format_size(size: Optional[float]) -> str:
+    return "" if size is None else f"{size:.4g}"
+
+
+def _predict(classifier: Any, image: np.ndarray, pixel_size_um: float, progress=None, cancel=None) -> dict[str, float]:
+    """Adapter for :class:`Job`: ``predict_proba`` as ``{class: probability}``."""
+    probabilities = classifier.predict_proba(image, pixel_size_um)
+    return dict(zip(classifier.labels_, (float(p) for p in probabilities)))
+
+
+class TrainingWidget(QWidget):
+    """Few-shot training of a micrograph classifier on napari layers.
+
+    Attributes
+    ----------
+    classifier : FewShotClassifier or None
+        The model trained or loaded last; replaced only when training succeeds
+        or a model file loads.
+    classifier_options : dict
+        Extra constructor arguments for the next training (e.g.
+        ``{"steps_per_epoch": 8, "device": "cpu"}``), set from the console.
+    probabilities : dict
+        The last classification result, ``{class: probability}`` with "none" last.
+
+    Signals
+    -------
+    model_changed(object)
+        Emitted with the new classifier after training or loading.
+    """
+
+    model_changed = Signal(object)
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.classifier: Any = None
+        self.classifier_options: dict[str, Any] = {}
+        self.probabilities: dict[str, float] = {}
+        self.loss_history: dict[str, list[float]] = {"epoch": [], "train_loss": [], "val_loss": []}
+        self._job: Optional[Job] = None
+        self._napari_progress: Any = None
+        self._row_layers: list[Any] = []
+        self._watched_layers: set[int] = set()
+        defaults = _classifier_defaults()
+
+        layout = QVBoxLayout(self)
+
+        # --- training data -------------------------------------------------
+        self.data_tabs = QTabWidget()
+        images_tab = QWidget()
+        v = QVBoxLayout(images_tab)
+        v.setContentsMargins(2, 2, 2, 2)
+        hint = QLabel("Tick the image layers to train on; name each one's class.")
+        hint.setWordWrap(True)
+        v.addWidget(hint)
+        self.image_table = QTableWidget(0, 3)
+        self.image_table.setHorizontalHeaderLabels(["Image layer", "Class", "Pixel (µm)"])
+        self.image_table.verticalHeader().setVisible(False)
+        header = self.image_table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
+        self.image_table.setMinimumHeight(150)
+        v.addWidget(self.image_table)
+        self.data_tabs.addTab(images_tab, "Images + classes")
+
+        scribble_tab = QWidget()
+        form = QFormLayout(scribble_tab)
+        form.setContentsMargins(2, 2, 2, 2)
+        self.scribble_image = QComboBox()
+        self.scribble_pixel_size = QLineEdit()
+        self.scribble_pixel_size.setPlaceholderText("micrometres per pixel")
+        self.scribble_labels = QComboBox()
+        self.value_table = QTableWidget(0, 2)
+        self.value_table.setHorizontalHeaderLabels(["Label value", "Class"])
+        self.value_table.verticalHeader().setVisible(False)
+        self.value_table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.value_table.setMinimumHeight(90)
+        form.addRow("Image", self.scribble_image)
+        form.addRow("Pixel size (µm)", self.scribble_pixel_size)
+        form.addRow("Scribbles", self.scribble_labels)
+        form.addRow(self.value_table)
+        self.data_tabs.addTab(scribble_tab, "Image + scribbles")
+        layout.addWidget(self.data_tabs, 2)
+
+        # --- options -------------------------------------------------------
+        options = QGroupBox("Options")
+        of = QFormLayout(options)
+        self.backbone = QComboBox()
+        self.backbone.addItems(BACKBONES)
+        self.backbone.setCurrentText(str(defaults.get("backbone", "compact")))
+        self.loss = QComboBox()
+        self.loss.addItems(LOSSES)
+        self.loss.setCurrentText(str(defaults.get("loss", "triplet")))
+        self.embedding_dim = QSpinBox()
+        self.embedding_dim.setRange(1, 256)
+        self.embedding_dim.setValue(int(defaults.get("embedding_dim", 2)))
+        self.input_size = QSpinBox()
+        self.input_size.setRange(32, 512)
+        self.input_size.setSingleStep(16)
+        self.input_size.setSuffix(" px")
+        self.input_size.setValue(int(defaults.get("input_size", 200)))
+        self.epochs = QSpinBox()
+        self.epochs.setRange(1, 1000)
+        self.epochs.setValue(int(defaults.get("max_epochs", 40)))
+        of.addRow("Backbone", self.backbone)
+        of.addRow("Loss", self.loss)
+        of.addRow("Descriptor size", self.embedding_dim)
+        of.addRow("Input size", self.input_size)
+        of.addRow("Max. epochs", self.epochs)
+        layout.addWidget(options)
+
+        self.train_button = QPushButton("Train")
+        self.train_button.clicked.connect(self.train)
+        layout.addWidget(self.train_button)
+        self.panel = ProgressPanel()
+        layout.addWidget(self.panel)
+
+        # --- loss curve ----------------------------------------------------
+        self._build_loss_plot()
+        layout.addWidget(self.canvas, 2)
+
+        # --- model file ----------------------------------------------------
+        row = QHBoxLayout()
+        self.save_button = QPushButton("Save model…")
+        self.save_button.clicked.connect(self._ask_save)
+        self.load_button = QPushButton("Load model…")
+        self.load_button.clicked.connect(self._ask_load)
+        row.addWidget(self.save_button)
+        row.addWidget(self.load_button)
+        layout.addLayout(row)
+        self.model_label = QLabel("No model yet.")
+        self.model_label.setWordWrap(True)
+        layout.addWidget(self.model_label)
+
+        # --- classification ------------------------------------------------
+        classify = QGroupBox("Classify an image layer")
+        cv = QVBoxLayout(classify)
+        crow = QHBoxLayout()
+        self.classify_layer = QComboBox()
+        self.classify_button = QPushButton("Classify")
+        self.classify_button.clicked.connect(self.classify)
+        crow.addWidget(self.classify_layer, 1)
+        crow.addWidget(self.classify_button)
+        cv.addLayout(crow)
+        self.result_table = QTableWidget(0, 2)
+        self.result_table.setHorizontalHeaderLabels(["Class", "Probability"])
+        self.result_table.verticalHeader().setVisible(False)
+        self.result_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.result_table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.result_table.setMinimumHeight(80)
+        cv.addWidget(self.result_table)
+        layout.addWidget(classify, 1)
+
+        # --- follow the viewer's layers ------------------------------------
+        self._scribble_timer = QTimer(self)
+        self._scribble_timer.setSingleShot(True)
+        self._scribble_timer.setInterval(300)
+        self._scribble_timer.timeout.connect(self._refresh_values)
+        layers = self.viewer.layers
+        for name in ("inserted", "removed", "moved", "reordered"):
+            emitter = getattr(layers.events, name, None)
+            if emitter is not None:
+                emitter.connect(self._on_layers_changed)
+        layers.selection.events.active.connect(self._on_active_layer)
+        self.scribble_labels.currentIndexChanged.connect(lambda _: self._refresh_values())
+        self.scribble_image.currentIndexChanged.connect(lambda _: self._on_scribble_image())
+        self._refresh_layers()
+        self._update_buttons()
+
+    # ================================================================= layers
+    def _alive(self) -> bool:
+        try:
+            self.objectName()  # raises RuntimeError once the C++ widget is gone
+        except RuntimeError:
+            return False
+        return True
+
+    def _on_layers_changed(self, event: Any = None) -> None:
+        if self._alive():
+            self._refresh_layers()
+
+    def _image_layers(self) -> list[Any]:
+        from napari.layers import Image
+
+        return [_unwrap(layer) for layer in self.viewer.layers if isinstance(layer, Image)]
+
+    def _labels_layers(self) -> list[Any]:
+        from napari.layers import Labels
+
+        return [_unwrap(layer) for layer in self.viewer.layers if isinstance(layer, Labels)]
+
+    def _watch(self, layer: Any) -> None:
+        if id(layer) in self._watched_layers:
+            return
+        self._watched_layers.add(id(layer))
+        layer.events.name.connect(self._on_layers_changed)
+        if hasattr(layer.events, "paint"):
+            layer.events.paint.connect(self._on_paint)
+            layer.events.data.connect(self._on_paint)
+
+    def _on_paint(self, event: Any = None) -> None:
+        if self._alive():
+            self._scribble_timer.start()
+
+    def _refresh_layers(self) -> None:
+        """Rebuild the tables and lists from the viewer's layers, keeping what was edited."""
+        kept = {id(layer): state for layer, state in zip(self._row_layers, self._row_states())}
+        images = self._image_layers()
+        for layer in images + self._labels_layers():
+            self._watch(layer)
+        table = self.image_table
+        table.blockSignals(True)
+        table.setRowCount(len(images))
+        for r, layer in enumerate(images):
+            checked, cls, size = kept.get(id(layer), self._initial_state(layer))
+            name_item = QTableWidgetItem(layer.name)
+            name_item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsSelectable)
+            name_item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
+            table.setItem(r, 0, name_item)
+            table.setItem(r, 1, QTableWidgetItem(cls))
+            size_item = QTableWidgetItem(size)
+            size_item.setToolTip("micrometres per pixel (from the layer's scale; edit if wrong)")
+            table.setItem(r, 2, size_item)
+        table.blockSignals(False)
+        self._row_layers = images
+
+        self._fill_combo(self.scribble_image, images)
+        self._fill_combo(self.scribble_labels, self._labels_layers())
+        active = _unwrap(self.viewer.layers.selection.active)
+        self._fill_combo(self.classify_layer, images, prefer=active)
+        self._refresh_values()
+
+    @staticmethod
+    def _initial_state(layer: Any) -> tuple[bool, str, str]:
+        meta = getattr(layer, "metadata", {}) or {}
+        cls = str(meta.get("class", "") or "")
+        return bool(cls), cls, _format_size(_scale_pixel_size(layer))
+
+    def _row_states(self) -> list[tuple[bool, str, str]]:
+        states = []
+        for r in range(min(self.image_table.rowCount(), len(self._row_layers))):
+            items = [self.image_table.item(r, c) for c in range(3)]
+            states.append((
+                items[0] is not None and items[0].checkState() == Qt.CheckState.Checked,
+                items[1].text() if items[1] is not None else "",
+                items[2].text() if items[2] is not None else "",
+            ))
+        return states
+
+    @staticmethod
+    def _fill_combo(combo: QComboBox, layers: list[Any], prefer: Any = None) -> None:
+        current = combo.currentData()
+        combo.blockSignals(True)
+        combo.clear()
+        for layer in layers:
+            combo.addItem(layer.name, layer)
+        target = prefer if prefer in layers else current
+        index = next((i for i, layer in enumerate(layers) if layer is target), 0 if layers else -1)
+        combo.setCurrentIndex(index)
+        combo.blockSignals(False)
+
+    def _on_active_layer(self, event: Any = None) -> None:
+        if not self._alive():
+            return
+        active = _unwrap(self.viewer.layers.selection.active)
+        for index in range(self.classify_layer.count()):
+            if self.classify_layer.itemData(index) is active:
+                self.classify_layer.setCurrentIndex(index)
+                break
+
+    def _on_scribble_image(self) -> None:
+        layer = self.scribble_image.currentData()
+        if layer is not None:
+            self.scribble_pixel_size.setText(self._table_size_text(layer) or _format_size(_scale_pixel_size(layer)))
+
+    def _table_size_text(self, layer: Any) -> Optional[str]:
+        for r, row_layer in enumerate(self._row_layers):
+            if row_layer is layer:
+                item = self.image_table.item(r, 2)
+                return item.text() if item is not None else ""
+        return None
+
+    def _refresh_values(self) -> None:
+        """One row per label value painted in the chosen Labels layer (names kept when edited)."""
+        if not self._alive():
+            return
+        if self.scribble_image.currentData() is not None and not self.scribble_pixel_size.text():
+            self._on_scribble_image()
+        names = self.scribble_class_names()
+        labels = self.scribble_labels.currentData()
+        values: list[int] = []
+        if labels is not None:
+            data = np.asarray(labels.data)
+            if data.size:
+                values = [int(v) for v in np.unique(data) if v > 0]
+            meta_names = (getattr(labels, "metadata", {}) or {}).get("class_names", {}) or {}
+            for v in values:
+                names.setdefault(v, str(meta_names.get(v, meta_names.get(str(v), f"class {v}"))))
+        self.value_table.setRowCount(len(values))
+        for r, v in enumerate(values):
+            item = QTableWidgetItem(str(v))
+            item.setFlags(Qt.ItemFlag.ItemIsEnabled)
+            self.value_table.setItem(r, 0, item)
+            self.value_table.setItem(r, 1, QTableWidgetItem(names[v]))
+
+    def scribble_class_names(self) -> dict[int, str]:
+        """``{label value: class name}`` as shown in the scribbles table."""
+        names = {}
+        for r in range(self.value_table.rowCount()):
+            value, name = self.value_table.item(r, 0), self.value_table.item(r, 1)
+            if value is not None and name is not None:
+                names[int(value.text())] = name.text().strip()
+        return names
+
+    # ================================================================ inputs
+    def _pixel_size(self, text: str, layer_name: str) -> float:
+        from ..core.images import check_pixel_size
+
+        text = text.strip()
+        return check_pixel_size(text if text else None, f"the pixel size of {layer_name!r}")
+
+    def training_inputs(self) -> tuple[list[np.ndarray], list[Any], list[float], Optional[dict[int, str]]]:
+        """``(images, labels, pixel_sizes, class_names)`` for ``FewShotClassifier.fit``.
+
+        Raises
+        ------
+        MicrostructureError
+            When a pixel size is missing or a layer is not a 2-D image.
+        """
+        from ..api import layer_image
+
+        if self.data_tabs.currentIndex() == 1:
+            image_layer = self.scribble_image.currentData()
+            labels_layer = self.scribble_labels.currentData()
+            if image_layer is None or labels_layer is None:
+                raise MicrostructureError(
+                    "choose an image layer and a Labels layer of scribbles (add one with the "
+                    "'new labels layer' button and paint each class with its own label value)"
+                )
+            image, _ = layer_image(image_layer)
+            size = self._pixel_size(self.scribble_pixel_size.text(), image_layer.name)
+            mask = np.array(labels_layer.data)  # a copy: painting may go on while training
+            return [image], [mask], [size], self.scribble_class_names()
+        images, classes, sizes = [], [], []
+        for layer, (checked, cls, size_text) in zip(self._row_layers, self._row_states()):
+            if not checked:
+                continue
+            image, _ = layer_image(layer)
+            images.append(image)
+            classes.append(cls.strip())
+            sizes.append(self._pixel_size(size_text, layer.name))
+        if not images:
+            raise MicrostructureError(
+                "no image layer is ticked; tick at least two images of each of two classes"
+            )
+        return images, classes, sizes, None
+
+    def options(self) -> dict[str, Any]:
+        """Constructor arguments of the next classifier."""
+        opts = {
+            "backbone": self.backbone.currentText(),
+            "loss": self.loss.currentText(),
+            "embedding_dim": self.embedding_dim.value(),
+            "input_size": self.input_size.value(),
+            "max_epochs": self.epochs.value(),
+        }
+        opts.update(self.classifier_options)
+        return opts
+
+    # ============================================================== training
+    @property
+    def busy(self) -> bool:
+        return self._job is not None and self._job.running
+
+    def _update_buttons(self) -> None:
+        busy = self.busy
+        self.train_button.setEnabled(not busy)
+        self.load_button.setEnabled(not busy)
+        self.classify_button.setEnabled(not busy and self.classifier is not None)
+        self.save_button.setEnabled(self.classifier is not None)
+
+    def _error(self, message: str) -> None:
+        self.panel.status.setText(f"error: {message}")
+
+    def train(self) -> Optional[Job]:
+        """Start training in a worker thread; returns the job (None if the inputs are bad)."""
+        if self.busy:
+            return None
+        from ..core.fewshot import FewShotClassifier
+
+        try:
+            images, labels, sizes, class_names = self.training_inputs()
+            classifier = FewShotClassifier(**self.options())
+        except (MicrostructureError, TypeError) as exc:
+            self._error(format_exception(exc))
+            return None
+        self.loss_history = {"epoch": [], "train_loss": [], "val_loss": []}
+        self._update_plot()
+        job = Job(classifier.fit, images, labels, sizes, class_names=class_names)
+        self.panel.attach(job)
+        job.progressed.connect(self._on_train_progress)
+        job.finished.connect(self._on_trained)
+        job.failed.connect(self._on_failed)
+        job.cancelled.connect(self._on_job_end)
+        self._start_napari_progress(int(classifier.max_epochs))
+        self.panel.status.setText(f"training on {len(images)} image(s)…")
+        return self._start(job)
+
+    def _start(self, job: Job) -> Job:
+        self._job = job
+        job.start()
+        self._update_buttons()
+        return job
+
+    def _start_napari_progress(self, total: int) -> None:
+        try:
+            from napari.utils import progress
+        except ImportError:  # pragma: no cover - napari is there whenever this widget is
+            return
+        self._napari_progress = progress(total=total, desc="Few-shot training")
+
+    def _close_napari_progress(self) -> None:
+        if self._napari_progress is not None:
+            self._napari_progress.close()
+            self._napari_progress = None
+
+    def _on_train_progress(self, report: Any) -> None:
+        bar = self._napari_progress
+        if report.stage == "train" and "train_loss" in report.metrics:
+            self.loss_history["epoch"].append(int(report.metrics.get("epoch", report.step)))
+            self.loss_history["train_loss"].append(float(report.metrics["train_loss"]))
+            self.loss_history["val_loss"].append(float(report.metrics.get("val_loss", np.nan)))
+            self._update_plot()
+            if bar is not None:
+                bar.update(max(0, int(report.step) - bar.n))
+        elif bar is not None and report.stage == "calibrate":
+            bar.set_description("Few-shot training: calibrating")
+
+    def _on_trained(self, classifier: Any) -> None:
+        self._on_job_end()
+        self.set_classifier(classifier)
+        history = classifier.history_
+        self.panel.status.setText(
+            f"trained in {history.seconds:.0f} s, {len(history.train_loss)} epochs "
+            f"(best {history.best_epoch + 1}"
+            + (", stopped early" if history.stopped_early else "") + ")"
+        )
+
+    def _on_failed(self, exc: BaseException) -> None:
+        self._on_job_end()
+        self._error(format_exception(exc))
+
+    def _on_job_end(self, *args: Any) -> None:
+        self._close_napari_progress()
+        self._job = None
+        self._update_buttons()
+
+    def cancel(self) -> None:
+        """Stop the running job (the Cancel button); the current model is kept."""
+        if self._job is not None:
+            self._job.cancel()
+
+    def set_classifier(self, classifier: Any) -> None:
+        """Make ``classifier`` the widget's model and emit ``model_changed``."""
+        self.classifier = classifier
+        history = getattr(classifier, "history_", None)
+        if history is not None and not self.busy:
+            n = len(history.train_loss)
+            self.loss_history = {
+                "epoch": list(range(1, n + 1)),
+                "train_loss": list(history.train_loss),
+                "val_loss": list(history.val_loss) if len(history.val_loss) == n else [np.nan] * n,
+            }
+            self._update_plot(best_epoch=history.best_epoch + 1)
+        self.model_label.setText(
+            f"Model: {classifier.backbone}, {classifier.loss} loss, "
+            f"{classifier.embedding_dim}-D descriptors; classes {', '.join(classifier.classes_)} (+ none)"
+        )
+        self.result_table.setRowCount(0)
+        self.probabilities = {}
+        self._update_buttons()
+        self.model_changed.emit(classifier)
+
+    # ============================================================ loss plot
+    def _build_loss_plot(self) -> None:
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        background, text = "#262930", "#f0f1f2"
+        try:
+            from napari.utils.theme import get_theme
+
+            theme = get_theme(self.viewer.theme)
+            background, text = theme.background.as_hex(), theme.text.as_hex()
+        except Exception:  # noqa: BLE001 - a plain plot is fine
+            pass
+        self.figure = Figure(figsize=(3.6, 2.2), dpi=100, facecolor=background, layout="constrained")
+        ax = self.figure.add_subplot(111)
+        ax.set_facecolor(background)
+        for spine in ax.spines.values():
+            spine.set_color(text)
+        ax.tick_params(colors=text, labelsize=8)
+        ax.set_xlabel("epoch", color=text, fontsize=9)
+        ax.set_ylabel("loss", color=text, fontsize=9)
+        (self.train_line,) = ax.plot([], [], "o-", color="#5aa9e6", ms=3, lw=1.5, label="training")
+        (self.val_line,) = ax.plot([], [], "s-", color="#f4a259", ms=3, lw=1.5, label="validation")
+        self.best_marker = ax.axvline(np.nan, color=text, lw=0.8, ls=":", alpha=0.7)
+        legend = ax.legend(fontsize=8, facecolor=background, edgecolor=text, labelcolor=text, loc="upper right")
+        legend.get_frame().set_alpha(0.8)
+        self.loss_axes = ax
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(170)
+
+    def _update_plot(self, best_epoch: Optional[int] = None) -> None:
+        h = self.loss_history
+        self.train_line.set_data(h["epoch"], h["train_loss"])
+        self.val_line.set_data(h["epoch"], h["val_loss"])
+        self.best_marker.set_xdata([np.nan if best_epoch is None else best_epoch] * 2)
+        ax = self.loss_axes
+        ax.relim()
+        ax.autoscale_view()
+        if h["epoch"]:
+            ax.set_xlim(0.5, max(h["epoch"]) + 0.5)
+        self.canvas.draw_idle()
+
+    # =========================================================== model files
+    def save_model(self, path: str | os.PathLike) -> None:
+        """Write the current model to ``path`` (``FewShotClassifier.save``)."""
+        if self.classifier is None:
+            self._error("there is no model to save; train or load one first")
+            return
+        try:
+            saved = self.classifier.save(path)
+        except (MicrostructureError, OSError) as exc:
+            self._error(format_exception(exc))
+            return
+        self.panel.status.setText(f"model saved to {saved}")
+
+    def load_model(self, path: str | os.PathLike) -> None:
+        """Read a micrograph model (:func:`napari_microstructure.load_model`) and make it current."""
+        from ..api import load_model
+
+        try:
+            classifier = load_model(path)
+        except (MicrostructureError, OSError) as exc:
+            self._error(format_exception(exc))
+            return
+        if getattr(classifier, "kind", None) != "micrograph":
+            self._error(f"{os.fspath(path)!r} holds an EBSD model; open it in the EBSD widget")
+            return
+        self.set_classifier(classifier)
+        self.panel.status.setText(f"model loaded from {path}")
+
+    def _ask_save(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save model", "micrograph-model.pt", MODEL_FILTER)
+        if path:
+            self.save_model(path)
+
+    def _ask_load(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load model", "", MODEL_FILTER)
+        if path:
+            self.load_model(path)
+
+    # ======================================================== classification
+    def classify(self) -> Optional[Job]:
+        """Class probabilities of the chosen image layer, computed in a worker thread."""
+        if self.busy:
+            return None
+        from ..api import layer_image
+
+        layer = self.classify_layer.currentData()
+        try:
+            if self.classifier is None:
+                raise MicrostructureError("there is no model yet; train or load one first")
+            if layer is None:
+                raise MicrostructureError("there is no image layer to classify")
+            image, _ = layer_image(layer)
+            text = self._table_size_text(layer)
+            size = self._pixel_size(text if text is not None else _format_size(_scale_pixel_size(layer)), layer.name)
+        except MicrostructureError as exc:
+            self._error(format_exception(exc))
+            return None
+        job = Job(_predict, self.classifier, image, size)
+        self.panel.attach(job)
+        job.finished.connect(lambda probs: self._on_classified(layer.name, probs))
+        job.failed.connect(self._on_failed)
+        job.cancelled.connect(self._on_job_end)
+        self.panel.status.setText(f"classifying {layer.name!r}…")
+        return self._start(job)
+
+    def _fit_result_table(self) -> None:
+        """Tall enough for every class and "none" without scrolling."""
+        table = self.result_table
+        rows = sum(table.rowHeight(r) for r in range(table.rowCount()))
+        table.setMinimumHeight(max(80, rows + table.horizontalHeader().height() + 2 * table.frameWidth() + 2))
+
+    def _on_classified(self, layer_name: str, probabilities: dict[str, float]) -> None:
+        self._on_job_end()
+        self.probabilities = dict(probabilities)
+        best = max(probabilities, key=probabilities.get) if probabilities else None
+        self.result_table.setRowCount(len(probabilities))
+        bold = QFont()
+        bold.setBold(True)
+        for r, (name, p) in enumerate(probabilities.items()):
+            name_item = QTableWidgetItem(name)
+            value_item = QTableWidgetItem(f"{100 * p:.1f} %")
+            value_item.setData(Qt.ItemDataRole.UserRole, float(p))
+            value_item.setTextAlignment(int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter))
+            if name == best:
+                name_item.setFont(bold)
+                value_item.setFont(bold)
+            self.result_table.setItem(r, 0, name_item)
+            self.result_table.setItem(r, 1, value_item)
+        self._fit_result_table()
+        self.panel.status.setText(f"{layer_name!r}: {best} ({100 * probabilities[best]:.0f} %)" if best else "")

@@ -1,0 +1,190 @@
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from napari_microstructure import FewShotClassifier, MicrostructureError, NotFittedError, TrainingCancelled
+from napari_microstructure.core.errors import ModelFileError
+from napari_microstructure.core.synthetic import make_dataset, make_micrograph
+
+
+def tiny(**kw):
+    params = dict(input_size=48, embedding_dim=4, max_epochs=2, steps_per_epoch=2, batch_size=12,
+                  patience=5, seed=0, device="cpu", n_crops=16)
+    params.update(kw)
+    return FewShotClassifier(**params)
+
+
+@pytest.fixture(scope="module")
+def two_class():
+    return make_dataset(("ferrite", "pearlite"), per_class=3, shape=(128, 128), seed=3)
+
+
+# ---------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda im, lab, ps: ([], [], []), "no images"),
+        (lambda im, lab, ps: (im, ["ferrite"] * len(im), ps), "only one class"),
+        (lambda im, lab, ps: (im[:4], lab[:3] + ["pearlite"], ps[:4]), "only one image"),
+        (lambda im, lab, ps: (im, lab[:-1], ps), "labels"),
+        (lambda im, lab, ps: (im, lab, None), "pixel_size is missing"),
+        (lambda im, lab, ps: (im, lab, [0.1] * (len(im) - 1) + [-1.0]), "positive"),
+        (lambda im, lab, ps: (im, lab, ps[:-1]), "one pixel size per image"),
+        (lambda im, lab, ps: ([np.zeros((40, 40))] + im[1:], lab, ps), "smaller than one 48 x 48 crop"),
+        (lambda im, lab, ps: ([np.full((128, 128), np.inf)] + im[1:], lab, ps), "infinite"),
+        (lambda im, lab, ps: ([np.full((128, 128), np.nan)] + im[1:], lab, ps), "no finite pixel"),
+        (lambda im, lab, ps: ([np.zeros((2, 128, 128, 2))] + im[1:], lab, ps), "4-D"),
+        (lambda im, lab, ps: ([np.zeros((5, 128, 128))] + im[1:], lab, ps), "3-D"),
+        (lambda im, lab, ps: ([im[0].astype(bool)] + im[1:], lab, ps), "dtype bool"),
+        (lambda im, lab, ps: (im, ["none"] * 3 + lab[3:], ps), "reserved"),
+    ],
+)
+def test_bad_input_is_refused_before_training(two_class, mutate, match):
+    images, labels, sizes = mutate(*two_class)
+    clf = tiny()
+    with pytest.raises(MicrostructureError, match=match):
+        clf.fit(images, labels, sizes)
+    assert not clf.is_fitted
+
+
+def test_label_mask_of_other_shape(two_class):
+    images, _, sizes = two_class
+    with pytest.raises(MicrostructureError, match="paint the labels on a layer of the same size"):
+        tiny().fit(images[:1], [np.zeros((64, 64), int)], sizes[:1])
+
+
+def test_bad_parameters():
+    with pytest.raises(MicrostructureError, match="unknown loss"):
+        tiny(loss="hinge").fit([np.zeros((64, 64))] * 2, ["a", "b"], 0.1)
+    with pytest.raises(MicrostructureError, match="unknown backbone"):
+        tiny(backbone="resnet").fit(*make_dataset(("ferrite", "pearlite"), 2, (64, 64)))
+
+
+def test_unfitted_model_says_so():
+    with pytest.raises(NotFittedError, match="not fitted"):
+        FewShotClassifier().predict_proba(np.zeros((256, 256)), 0.1)
+
+
+def test_rgb_is_converted_with_warning(two_class):
+    images, labels, sizes = two_class
+    rgb = np.repeat(images[0][..., None], 3, axis=-1)
+    clf = tiny(max_epochs=1)
+    with pytest.warns(UserWarning, match="RGB"):
+        clf.fit([rgb] + images[1:], labels, sizes)
+    assert clf.is_fitted
+
+
+# ------------------------------------------------------------ core behaviour
+def test_predict_proba_shape_and_sum(trained_classifier):
+    image = make_micrograph("pearlite", (256, 256), 0.1, seed=5)
+    p = trained_classifier.predict_proba(image, 0.1)
+    assert p.shape == (len(trained_classifier.classes_) + 1,)
+    assert p.sum() == pytest.approx(1.0)
+    assert (p >= 0).all()
+    assert trained_classifier.labels_[-1] == "none"
+
+
+def test_known_classes_recognised_at_a_new_magnification(trained_classifier):
+    # trained at 0.08-0.16 um/px; predicted at 0.12 um/px with new seeds
+    for cls in ("ferrite", "pearlite", "spheroidite"):
+        image = make_micrograph(cls, (320, 320), 0.12, seed=77)
+        assert trained_classifier.predict(image, 0.12) == cls
+
+
+def test_untrained_texture_gets_more_none_than_known(trained_classifier):
+    known = trained_classifier.predict_proba(make_micrograph("ferrite", (256, 256), 0.1, seed=8), 0.1)
+    unknown = trained_classifier.predict_proba(make_micrograph("martensite", (256, 256), 0.1, seed=8), 0.1)
+    assert unknown[-1] > 0.5 > known[-1]
+
+
+def test_image_too_small_for_the_model(trained_classifier):
+    lo = trained_classifier.fov_range_um_[0]
+    with pytest.raises(MicrostructureError, match="smallest crop"):
+        trained_classifier.predict_proba(np.zeros((32, 32)), lo / 64)
+
+
+def test_save_load_round_trip_predicts_the_same(trained_classifier, tmp_path):
+    path = trained_classifier.save(tmp_path / "model.pt")
+    loaded = FewShotClassifier.load(path, device="cpu")
+    image = make_micrograph("spheroidite", (256, 256), 0.1, seed=9)
+    assert loaded.classes_ == trained_classifier.classes_
+    np.testing.assert_allclose(loaded.predict_proba(image, 0.1), trained_classifier.predict_proba(image, 0.1),
+                               atol=1e-6)
+    assert loaded.mixture_.threshold_ == pytest.approx(trained_classifier.mixture_.threshold_)
+
+
+def test_corrupt_model_file(tmp_path, trained_model_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(trained_model_path.read_bytes()[:1000])
+    with pytest.raises(ModelFileError, match="corrupt"):
+        FewShotClassifier.load(bad)
+
+
+def test_seeded_cpu_runs_give_the_same_model(two_class):
+    a = tiny().fit(*two_class)
+    b = tiny().fit(*two_class)
+    for (ka, va), (kb, vb) in zip(a.model_.state_dict().items(), b.model_.state_dict().items()):
+        assert ka == kb
+        assert torch.equal(va, vb), ka
+    assert a.mixture_.threshold_ == b.mixture_.threshold_
+
+
+def test_cancel_keeps_the_previous_model(two_class):
+    clf = tiny().fit(*two_class)
+    before = {k: v.clone() for k, v in clf.model_.state_dict().items()}
+    cancel = threading.Event()
+
+    def progress(p):
+        if p.stage == "train":
+            cancel.set()
+
+    with pytest.raises(TrainingCancelled):
+        clf.fit(*two_class, progress=progress, cancel=cancel)
+    after = clf.model_.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_losses_and_backbone_options_train(two_class):
+    for loss in ("contrastive", "cross-entropy"):
+        clf = tiny(loss=loss, max_epochs=1).fit(*two_class)
+        assert len(clf.history_.train_loss) == 1
+        assert np.isfinite(clf.history_.train_loss[0])
+    assert clf.model_.classifier is not None
+
+
+def test_scribble_masks(two_class):
+    # one image: left half ferrite, right half pearlite, scribbles in each half
+    ferrite = make_micrograph("ferrite", (160, 320), 0.1, seed=1)
+    pearlite = make_micrograph("pearlite", (160, 320), 0.1, seed=2)
+    image = np.concatenate([ferrite[:, :160], pearlite[:, 160:]], axis=1)
+    mask = np.zeros(image.shape, np.uint8)
+    mask[40:120, 30:60] = 1
+    mask[40:120, 250:290] = 2
+    clf = tiny(max_epochs=1).fit([image], [mask], [0.1], class_names={1: "ferrite", 2: "pearlite"})
+    assert clf.classes_ == ["ferrite", "pearlite"]
+    empty = np.zeros_like(mask)
+    with pytest.raises(MicrostructureError, match="empty"):
+        tiny().fit([image], [empty], [0.1])
+
+
+def test_magnification_input_changes_the_descriptor(trained_classifier):
+    model = trained_classifier.model_
+    crops = torch.rand(2, 1, 64, 64)
+    d1 = model(crops, torch.tensor([0.5, 0.5]))
+    d2 = model(crops, torch.tensor([2.0, 2.0]))
+    assert not torch.allclose(d1, d2)
+
+
+def test_learning_two_textures_on_held_out_images():
+    """A small two-class set reaches at least 90 % on held-out images."""
+    images, labels, sizes = make_dataset(("ferrite", "pearlite"), per_class=4, shape=(192, 192), seed=11)
+    clf = FewShotClassifier(input_size=64, embedding_dim=2, max_epochs=12, steps_per_epoch=8,
+                            batch_size=16, patience=12, seed=0, device="cpu", n_crops=48)
+    clf.fit(images, labels, sizes)
+    test_images, test_labels, test_sizes = make_dataset(("ferrite", "pearlite"), per_class=5,
+                                                         shape=(192, 192), seed=99)
+    predictions = [clf.predict(im, p) for im, p in zip(test_images, test_sizes)]
+    accuracy = np.mean([a == b for a, b in zip(predictions, test_labels)])
+    assert accuracy >= 0.9, (accuracy, predictions)

@@ -1,0 +1,71 @@
+import csv
+import io
+
+import numpy as np
+import pytest
+
+from napari_microstructure.cli import main
+from napari_microstructure.core.synthetic import make_micrograph
+from napari_microstructure.io.tiff import write_micrograph
+
+
+@pytest.fixture(scope="module")
+def class_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    for cls in ("ferrite", "pearlite"):
+        (root / cls).mkdir()
+        for i in range(3):
+            write_micrograph(root / cls / f"{i}.tif", make_micrograph(cls, (160, 160), 0.1, seed=i), 0.1)
+    return root
+
+
+def test_train_then_predict(class_dir, tmp_path, capsys):
+    model = tmp_path / "model.pt"
+    rc = main(["train", str(class_dir), "-o", str(model), "--input-size", "48", "--epochs", "2",
+               "--embedding-dim", "4", "--device", "cpu"])
+    assert rc == 0 and model.is_file()
+    out = capsys.readouterr().out
+    assert "ferrite, pearlite" in out
+    image = tmp_path / "query.tif"
+    write_micrograph(image, make_micrograph("pearlite", (200, 200), 0.1, seed=50), 0.1)
+    rc = main(["predict", str(model), str(image), "--csv", "--crops", "16", "--device", "cpu"])
+    assert rc == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert rows[0] == ["image", "prediction", "ferrite", "pearlite", "none"]
+    probs = np.array(rows[1][2:], dtype=float)
+    assert probs.sum() == pytest.approx(1.0, abs=0.01)
+    assert rows[1][1] in ("ferrite", "pearlite", "none")
+
+
+def test_errors_are_reported_not_raised(tmp_path, capsys, class_dir):
+    rc = main(["train", str(tmp_path / "nowhere"), "-o", str(tmp_path / "m.pt")])
+    assert rc == 2
+    assert "one sub-folder per class" in capsys.readouterr().err
+    # images without resolution tags and no --pixel-size
+    import tifffile
+
+    plain = tmp_path / "plain"
+    for cls in ("a", "b"):
+        (plain / cls).mkdir(parents=True)
+        for i in range(2):
+            tifffile.imwrite(plain / cls / f"{i}.tif", np.zeros((64, 64), np.uint8))
+    rc = main(["train", str(plain), "-o", str(tmp_path / "m.pt")])
+    assert rc == 2
+    assert "--pixel-size" in capsys.readouterr().err
+    assert not (tmp_path / "m.pt").exists()
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a model")
+    rc = main(["predict", str(bad), str(class_dir / "ferrite" / "0.tif")])
+    assert rc == 2
+    assert "not a readable" in capsys.readouterr().err
+
+
+def test_demo_quick_run(tmp_path):
+    from napari_microstructure.demo import run_demo
+
+    report = run_demo(str(tmp_path / "out"), quick=True, show=False)
+    for name in ("report.md", "report.json", "model.pt", "loss_curve.png", "predictions.png"):
+        assert (tmp_path / "out" / name).is_file(), name
+    assert len(report["held_out"]) == 4
+    for row in report["held_out"]:
+        assert sum(row["probabilities"]) == pytest.approx(1.0)
