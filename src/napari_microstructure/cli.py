@@ -28,7 +28,7 @@ class TerminalProgress:
     def __init__(self, stream: Optional[TextIO] = None, width: int = 30) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.width = width
-        self.tty = stream.isatty()
+        self.tty = self.stream.isatty()
         self._last = ""
 
     def __call__(self, p) -> None:

@@ -73,7 +73,7 @@ def _format_size(size: Optional[float]) -> str:
 
 def _predict(classifier: Any, image: np.ndarray, pixel_size_um: float, progress=None, cancel=None) -> dict[str, float]:
     """Adapter for :class:`Job`: ``predict_proba`` as ``{class: probability}``."""
-    probabilities = classifier.predict_proba(image, pixel_size_um)
+    probabilities = classifier.predict_proba(image, pixel_size_um, progress=progress, cancel=cancel)
     return dict(zip(classifier.labels_, (float(p) for p in probabilities)))
 
 
@@ -550,6 +550,10 @@ class TrainingWidget(QWidget):
         self.probabilities = {}
         self._update_buttons()
         self.model_changed.emit(classifier)
+        from ._session import session
+
+        if session.classifier is not classifier:
+            session.set_classifier(classifier)
 
     # ============================================================ loss plot
     def _build_loss_plot(self) -> None:

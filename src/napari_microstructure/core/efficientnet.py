@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import MicrostructureError
+from .padding import pad2d
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -140,19 +141,22 @@ class _Conv2dSame(nn.Conv2d):
         )
         self._dynamic = not static
 
+    #: "zeros" (ImageNet default) or "reflect" (see :mod:`.padding`)
+    border_mode = "zeros"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        if not self._dynamic:
+        if not self._dynamic and self.border_mode == "zeros":
             return super().forward(x)
         kh, kw = self.kernel_size
         sh, sw = self.stride
         top, bottom = _same_padding(x.shape[-2], kh, sh)
         left, right = _same_padding(x.shape[-1], kw, sw)
-        if top == bottom and left == right:
+        if self.border_mode == "zeros" and top == bottom and left == right:
             # Symmetric (e.g. odd sizes at stride 2): let the convolution pad,
             # which avoids allocating and filling a padded copy of ``x``.
             padding: Tuple[int, int] = (top, left)
         else:
-            x = F.pad(x, (left, right, top, bottom))
+            x = pad2d(x, left, right, top, bottom, self.border_mode)
             padding = (0, 0)
         return F.conv2d(
             x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups

@@ -80,7 +80,7 @@ class FewShotClassifier:
         Random crops per image in :meth:`predict_proba`.
     rejection_quantile : float
         Share of held-out known-class crops that the threshold rejects
-        (see :mod:`.openset`).
+        (default 0.1; see :mod:`.openset` for why).
     device : str
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``...
     seed : int or None
@@ -121,7 +121,7 @@ class FewShotClassifier:
         min_delta: float = 1e-3,
         validation_fraction: float = 0.2,
         n_crops: int = 256,
-        rejection_quantile: float = 0.02,
+        rejection_quantile: float = 0.1,
         device: str = "auto",
         seed: Optional[int] = 0,
     ) -> None:
@@ -498,6 +498,7 @@ class FewShotClassifier:
     def crop_predictions(
         self, image: Any, pixel_size: Any, n_crops: Optional[int] = None, augment: bool = True,
         seed: Optional[int] = 0, cancel: Optional[CancelToken] = None,
+        progress: Optional[ProgressCallback] = None,
     ) -> dict[str, np.ndarray]:
         """Descriptors and probabilities of random crops of one image.
 
@@ -519,6 +520,7 @@ class FewShotClassifier:
         fovs = []
         for start in range(0, n, 128):
             check_cancel(cancel)
+            report(progress, "predict", start, n, f"crop {start} of {n}")
             m = min(128, n - start)
             fov = log_uniform(rng, *src.fov_range_um, m)
             crop_px = fov / src.pixel_size_um
@@ -531,6 +533,7 @@ class FewShotClassifier:
                 desc.append(self.model_(crops, mag).float().cpu().numpy())
             fovs.append(fov)
         d = np.concatenate(desc)
+        report(progress, "predict", n, n, f"{n} crops")
         return {
             "descriptors": d,
             "probabilities": self.mixture_.crop_probabilities(d),
@@ -539,16 +542,17 @@ class FewShotClassifier:
         }
 
     def predict_proba(self, image: Any, pixel_size: Any, n_crops: Optional[int] = None,
-                      seed: Optional[int] = 0) -> np.ndarray:
+                      seed: Optional[int] = 0, *, progress: Optional[ProgressCallback] = None,
+                      cancel: Optional[CancelToken] = None) -> np.ndarray:
         """Class probabilities of one image: the mean over ``n_crops`` augmented random crops.
 
         Returns
         -------
         numpy.ndarray
             ``(n_classes + 1,)``: one value per class of :attr:`classes_`, then
-            "none of these"; sums to 1.
+            "none of these"; sums to 1. ``progress`` and ``cancel`` work as in :meth:`fit`.
         """
-        probs = self.crop_predictions(image, pixel_size, n_crops, True, seed)["probabilities"]
+        probs = self.crop_predictions(image, pixel_size, n_crops, True, seed, cancel, progress)["probabilities"]
         return probs.mean(0).astype(np.float64)
 
     def predict(self, image: Any, pixel_size: Any, n_crops: Optional[int] = None) -> str:
@@ -570,6 +574,20 @@ class FewShotClassifier:
         from .probmap import probability_map
 
         return probability_map(self, image, pixel_size, **kwargs).probabilities
+
+    # ------------------------------------------------------------ explanations
+    def attribution(self, data: Any, target: Any = None, method: str = "integrated-gradients",
+                    **kwargs: Any):
+        """Attribution of a crop or a whole micrograph to a class (see :func:`.explain.attribution`)."""
+        from .explain import attribution
+
+        return attribution(self, data, target, method, **kwargs)
+
+    def descriptor_map(self, image: Any = None, pixel_size: Optional[float] = None, **kwargs: Any):
+        """Training descriptors, mixture contours and an image's crops (see :func:`.explain.descriptor_map`)."""
+        from .explain import descriptor_map
+
+        return descriptor_map(self, image, pixel_size, **kwargs)
 
     # ------------------------------------------------------------------ files
     def save(self, path: Union[str, os.PathLike]) -> Path:

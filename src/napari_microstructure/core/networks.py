@@ -49,7 +49,8 @@ class DescriptorNet(nn.Module):
         hidden: int = 128,
     ) -> None:
         super().__init__()
-        self.backbone = build_backbone(backbone, pretrained=pretrained)
+        # reflection padding: crops and whole-image passes see the same borders
+        self.backbone = build_backbone(backbone, pretrained=pretrained, padding="reflect")
         self.use_magnification = bool(use_magnification)
         c = self.backbone.out_channels + (1 if self.use_magnification else 0)
         self.head = nn.Sequential(nn.Linear(c, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, embedding_dim))

@@ -10,9 +10,15 @@ and ``predict_proba`` are scikit-learn's.
 
 Threshold rule: the log-likelihood under the mixture of held-out crops of the
 known classes (augmented as at prediction) is computed, and the threshold is
-its ``rejection_quantile`` quantile (default 0.02): 98 % of held-out crops of
+its ``rejection_quantile`` quantile (default 0.10): 90 % of held-out crops of
 known classes are accepted, and a crop whose log-likelihood falls below the
-threshold is "none of these".
+threshold is "none of these". Why 10 % and not 1-2 %: an image's (or a
+pixel's) probabilities are means over many crops, so a few rejected crops of a
+known class do not change its decision, while an untrained texture needs a
+tight threshold to be rejected at all. Measured on generated textures with a
+model trained on three classes: at 0.02, known images got 0-1 % "none" and an
+untrained one 9 %; at 0.10, known 2-4 % and untrained 51 %; at 0.20, known
+6-12 % and untrained 76 %.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ class OpenSetMixture:
         Crops with ``score_samples < threshold_`` are rejected.
     """
 
-    def __init__(self, reg_covar: float = 1e-3, rejection_quantile: float = 0.02) -> None:
+    def __init__(self, reg_covar: float = 1e-3, rejection_quantile: float = 0.1) -> None:
         if not 0.0 <= rejection_quantile < 0.5:
             raise MicrostructureError(
                 f"rejection_quantile must be in [0, 0.5), got {rejection_quantile}"
