@@ -1,0 +1,90 @@
+"""``napari-microstructure map MODEL IMAGE -o OUT.tif``: a probability map from the command line.
+
+Writes the same multi-page TIFF as the napari writer (classes, "none", outlier
+mask; pixel size in the resolution tags) and prints the area fractions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+
+def register(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParser:
+    """Add the ``map`` subcommand to the main parser's subparsers."""
+    p = subparsers.add_parser(
+        "map", help="per-pixel crop-averaged probability map of one image (multi-page TIFF)",
+        description="Per-pixel crop-averaged class probabilities (classes, then 'none') of one micrograph.",
+    )
+    p.add_argument("model", help="micrograph model file (from 'train' or the training widget)")
+    p.add_argument("image", help="micrograph (TIFF with resolution tags, or PNG/JPEG with --pixel-size)")
+    p.add_argument("-o", "--output", required=True, help="TIFF file to write (.tif)")
+    p.add_argument("--pixel-size", type=float, default=None,
+                   help="micrometres per pixel (overrides the file's tags)")
+    p.add_argument("--stride", type=float, default=None, help="grid stride in image pixels (default: crop/8)")
+    p.add_argument("--fov", type=float, default=None, help="crop field of view in micrometres")
+    p.add_argument("--augment", type=int, default=1, help="test-time augmentations per crop (1-8)")
+    p.add_argument("--jitter", type=float, default=0.0, help="random shift of grid crops (0-1 of the stride)")
+    p.add_argument("--random-crops", type=int, default=None, help="random crops instead of a grid")
+    p.add_argument("--threshold", type=float, default=0.5, help="'none' probability of an outlier (0-1)")
+    p.add_argument("--method", default="shared", choices=["shared", "exact"])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run_map)
+    return p
+
+
+def run_map(args: argparse.Namespace) -> int:
+    """Compute, write and summarise one map; returns the exit status."""
+    from .api import load_model
+    from .cli import TerminalProgress, read_image_file
+    from .core.errors import MicrostructureError
+    from .core.probmap import probability_map
+    from .io.probmap_tiff import write_probability_tiff
+
+    out = Path(args.output)
+    if out.suffix.lower() not in (".tif", ".tiff"):
+        raise MicrostructureError(f"output {str(out)!r} must end in .tif; e.g. -o map.tif")
+    clf = load_model(args.model, device=args.device)
+    if getattr(clf, "kind", None) != "micrograph":
+        raise MicrostructureError(
+            f"{args.model!r} is an {getattr(clf, 'kind', '?')} model; 'map' needs a micrograph model "
+            "(use 'ebsd-map' for EBSD pattern maps)"
+        )
+    image, size = read_image_file(Path(args.image), args.pixel_size)
+    result = probability_map(
+        clf, image, size, stride=args.stride, fov_um=args.fov, jitter=args.jitter,
+        n_augment=args.augment, n_random_crops=args.random_crops, method=args.method,
+        progress=TerminalProgress(sys.stderr), seed=args.seed,
+    )
+    write_probability_tiff(out, result, size, args.threshold)
+    print(f"wrote {out} ({len(result.class_names)} probability pages + outlier mask; "
+          f"{result.n_crops} crops of {result.fov_um:.3g} um in {result.timings['total']:.1f} s)")
+    width = max(len(n) for n in result.class_names + ["class"])
+    print(f"{'class':<{width}}  area %")
+    for name, frac in result.fractions.items():
+        print(f"{name:<{width}}  {100 * frac:6.2f}")
+    outliers = float(result.outlier_mask(args.threshold).sum()) / max(1, int(result.evaluated.sum()))
+    print(f"outliers ('none' >= {args.threshold:g}): {100 * outliers:.2f} % of the evaluated area")
+    if result.evaluated_fraction < 1:
+        print(f"not evaluated (NaN or masked): {100 * (1 - result.evaluated_fraction):.2f} % of the image")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run only the ``map`` subcommand (the full command line is :func:`napari_microstructure.cli.main`)."""
+    from .core.errors import MicrostructureError, TrainingCancelled
+
+    parser = argparse.ArgumentParser(prog="napari-microstructure")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["map", *(argv or [])] if argv and argv[0] != "map" else argv)
+    try:
+        return int(args.func(args) or 0)
+    except MicrostructureError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, TrainingCancelled):
+        print("cancelled; nothing was written", file=sys.stderr)
+        return 130

@@ -1,0 +1,165 @@
+"""Crop-averaged probability maps on generated micrographs."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from napari_microstructure.core import probmap as pm
+from napari_microstructure.core.errors import MicrostructureError, TrainingCancelled
+from napari_microstructure.core.probmap import probability_map
+from napari_microstructure.core.synthetic import make_composite, make_micrograph
+
+P = 0.1  # um per pixel
+
+
+@pytest.fixture(scope="module")
+def composite():
+    return make_composite("ferrite", "pearlite", shape=(640, 640), pixel_size_um=P, seed=3)
+
+
+@pytest.fixture(scope="module")
+def composite_map(trained_classifier, composite):
+    return probability_map(trained_classifier, composite[0], P)
+
+
+def test_labels_match_true_halves_away_from_boundary(trained_classifier, composite, composite_map):
+    image, truth = composite
+    r = composite_map
+    assert r.probabilities.shape == (4, *image.shape) and r.probabilities.dtype == np.float32
+    cols = np.arange(image.shape[1])
+    far = np.broadcast_to(np.abs(cols - image.shape[1] / 2) > r.crop_size_px, image.shape)
+    assert far.sum() > 0.2 * image.size
+    classes = trained_classifier.classes_
+    expected = np.where(truth == 0, classes.index("ferrite") + 1, classes.index("pearlite") + 1)
+    assert (r.labels[far] == expected[far]).mean() >= 0.9
+
+
+def test_probabilities_sum_to_one_and_summaries_agree(composite_map):
+    r = composite_map
+    assert r.evaluated.all()
+    np.testing.assert_allclose(r.probabilities.sum(0), 1.0, atol=1e-5)
+    assert np.all((r.probabilities >= 0) & (r.probabilities <= 1 + 1e-6))
+    np.testing.assert_array_equal(r.labels, r.probabilities.argmax(0) + 1)
+    assert sum(r.fractions.values()) == pytest.approx(1.0)
+    counts = np.bincount(r.labels.ravel(), minlength=len(r.class_names) + 1)[1:]
+    for k, name in enumerate(r.class_names):
+        assert r.fractions[name] == pytest.approx(counts[k] / r.labels.size)
+    assert r.class_names[-1] == "none"
+    # coverage of crops: at least (crop / stride)^2 crops per crop area
+    assert r.n_crops * r.crop_size_px ** 2 >= 16 * r.labels.size
+
+
+def test_untrained_texture_is_outlier_and_dark(trained_classifier):
+    """Most of an untrained texture is flagged; no trained texture is; no class lights up.
+
+    Measured with the session's model (three trained textures): martensite, whose laths
+    resemble pearlite lamellae at some scales, is flagged on about 58 % of its area at a
+    "none" threshold of 0.25 with 8 test-time augmentations (47 % at 0.5), trained
+    textures on 0 %; its brightest class map averages about 0.55, against 1.0 for a
+    trained texture's own class.
+    """
+    unknown = probability_map(trained_classifier, make_micrograph("martensite", (512, 512), P, seed=5), P,
+                              n_augment=8)
+    assert unknown.outlier_mask(0.25).mean() > 0.5
+    for name in trained_classifier.classes_:
+        assert np.nanmean(unknown.class_probability(name)) < 0.7
+        known = probability_map(trained_classifier, make_micrograph(name, (512, 512), P, seed=5), P, n_augment=8)
+        assert known.outlier_mask(0.25).mean() < 0.02
+        assert np.nanmean(known.class_probability(name)) > 0.9
+    # the highlight follows the threshold
+    assert unknown.outlier_mask(0.0).sum() >= unknown.outlier_mask(0.5).sum() >= unknown.outlier_mask(1.0).sum()
+
+
+@pytest.mark.parametrize("method", ["exact", "shared"])
+def test_tiled_run_equals_untiled(trained_classifier, method):
+    image, _ = make_composite("spheroidite", "ferrite", shape=(600, 520), pixel_size_um=P, seed=4)
+    whole = probability_map(trained_classifier, image, P, method=method, stride=40)
+    tiled = probability_map(trained_classifier, image, P, method=method, stride=40, tile_size=128)
+    assert whole.n_crops == tiled.n_crops
+    np.testing.assert_allclose(tiled.probabilities, whole.probabilities, atol=1e-4)
+
+
+def test_shared_pooling_equals_isolated_crop_and_box_mean(trained_classifier):
+    model = trained_classifier.model_
+    opts = {"batch": 64}
+    timings = {"network": 0.0}
+    x = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    one = np.array([[0, 0]])
+    shared = pm._shared_descriptors(model, x, one, 64, 0, False, 0.6, opts, timings, None)
+    exact = pm._exact_descriptors(model, x, one, 64, 0, False, 0.6, opts, timings, None)
+    np.testing.assert_allclose(shared, exact, atol=1e-4)
+    # a window starting and ending inside feature cells: the area-weighted mean of the cells
+    feat = torch.rand(3, 5, 6, dtype=torch.float64)
+    integ = torch.zeros(3, 6, 7, dtype=torch.float64)
+    integ[:, 1:, 1:] = feat.cumsum(1).cumsum(2)
+    flat = integ.reshape(3, -1)
+    y0, y1, x0, x1 = 0.25, 3.5, 1.75, 5.0
+    t = lambda v: torch.tensor([v], dtype=torch.float64)  # noqa: E731
+    box = (pm._integral_at(flat, 5, 6, t(y1), t(x1)) - pm._integral_at(flat, 5, 6, t(y0), t(x1))
+           - pm._integral_at(flat, 5, 6, t(y1), t(x0)) + pm._integral_at(flat, 5, 6, t(y0), t(x0)))
+    fine = feat.repeat_interleave(4, 1).repeat_interleave(4, 2)  # quarter cells
+    brute = fine[:, 1:14, 7:20].sum((1, 2)) / 16
+    np.testing.assert_allclose(box[:, 0].numpy(), brute.numpy(), rtol=1e-10)
+
+
+def test_nan_and_masked_pixels_are_not_evaluated(trained_classifier):
+    image = make_micrograph("ferrite", (400, 400), P, seed=2).astype(np.float32)
+    image[:120, :120] = np.nan
+    mask = np.ones(image.shape, bool)
+    mask[300:, 250:] = False
+    r = probability_map(trained_classifier, image, P, mask=mask)
+    out = np.isnan(image) | ~mask
+    assert not r.evaluated[out].any()
+    assert (r.labels[out] == pm.NOT_EVALUATED).all()
+    assert np.isnan(r.probabilities[:, out]).all()
+    assert r.evaluated[200:280, 150:220].all()
+    ev = r.evaluated
+    np.testing.assert_allclose(r.probabilities[:, ev].sum(0), 1.0, atol=1e-5)
+    assert r.evaluated_fraction == pytest.approx(ev.mean())
+    assert sum(r.fractions.values()) == pytest.approx(1.0)
+
+
+def test_random_crops_jitter_and_augmentation_cover_every_pixel(trained_classifier):
+    image = make_micrograph("pearlite", (360, 420), P, seed=8)
+    few = probability_map(trained_classifier, image, P, n_random_crops=3, seed=1)
+    assert few.evaluated.all() and few.n_crops >= 3
+    np.testing.assert_allclose(few.probabilities.sum(0), 1.0, atol=1e-5)
+    jit = probability_map(trained_classifier, image, P, jitter=1.0, n_augment=3, seed=2)
+    assert jit.evaluated.all() and jit.n_augment == 3
+    np.testing.assert_allclose(jit.probabilities.sum(0), 1.0, atol=1e-5)
+    again = probability_map(trained_classifier, image, P, jitter=1.0, n_augment=3, seed=2)
+    np.testing.assert_array_equal(jit.probabilities, again.probabilities)
+
+
+def test_bad_inputs_are_refused_with_clear_messages(trained_classifier):
+    image = make_micrograph("ferrite", (300, 300), P, seed=0)
+    with pytest.raises(MicrostructureError, match="smaller fov_um"):
+        probability_map(trained_classifier, image[:100, :100], P)
+    for stride in (0, -3, 10_000):
+        with pytest.raises(MicrostructureError, match="stride"):
+            probability_map(trained_classifier, image, P, stride=stride)
+    with pytest.raises(MicrostructureError, match="shape"):
+        probability_map(trained_classifier, image, P, mask=np.ones((10, 10), bool))
+    with pytest.raises(MicrostructureError, match="n_augment"):
+        probability_map(trained_classifier, image, P, n_augment=9)
+
+    class FakeEBSD:
+        kind = "ebsd"
+
+    with pytest.raises(MicrostructureError, match="EBSD"):
+        probability_map(FakeEBSD(), image, P)
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(TrainingCancelled):
+        probability_map(trained_classifier, image, P, cancel=cancel)
+
+
+def test_classifier_method_delegates(trained_classifier):
+    image = make_micrograph("spheroidite", (320, 320), P, seed=6)
+    probs = trained_classifier.probability_map(image, P, stride=30)
+    ref = probability_map(trained_classifier, image, P, stride=30).probabilities
+    np.testing.assert_array_equal(probs, ref)

@@ -1,0 +1,92 @@
+"""The "Probability maps" dock widget, driven through a napari viewer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_microstructure.core.synthetic import make_composite, make_micrograph
+
+
+@pytest.fixture
+def sync_jobs(monkeypatch):
+    monkeypatch.setenv("NAPARI_MICROSTRUCTURE_SYNC", "1")
+
+
+@pytest.fixture
+def widget_and_image(make_napari_viewer, trained_classifier, sync_jobs):
+    from napari_microstructure._napari._probmap_widget import ProbabilityMapWidget
+
+    viewer = make_napari_viewer()
+    image, _ = make_composite("ferrite", "martensite", shape=(360, 360), pixel_size_um=0.1, seed=1)
+    layer = viewer.add_image(image, name="sample", scale=(0.1, 0.1), translate=(5.0, -2.0))
+    widget = ProbabilityMapWidget(viewer)
+    widget.set_classifier(trained_classifier)
+    widget.image_combo.setCurrentText("sample")
+    widget.stride_spin.setValue(40)
+    return viewer, widget, layer
+
+
+def test_run_adds_aligned_layers_and_table(widget_and_image):
+    viewer, widget, layer = widget_and_image
+    widget.run()
+    made = widget.layers_of("sample")
+    n_names = len(widget.results["sample"].class_names)
+    assert len(made) == n_names + 2  # one per class and none, labels, outliers
+    for lay in made:
+        np.testing.assert_allclose(lay.scale, layer.scale)
+        np.testing.assert_allclose(lay.translate, layer.translate)
+    probs = [lay for lay in made if lay.metadata["probmap"]["role"] == "probability"]
+    assert all(lay.blending == "additive" and tuple(lay.contrast_limits) == (0.0, 1.0) for lay in probs)
+    assert 1 <= sum(lay.visible for lay in probs) <= 2
+    labels = next(lay for lay in made if lay.metadata["probmap"]["role"] == "labels")
+    assert list(labels.features["class"])[1:] == widget.results["sample"].class_names
+    table = widget.fractions_table()
+    result = widget.results["sample"]
+    assert set(table) == set(result.class_names)
+    assert float(table["none"]) == pytest.approx(100 * result.fractions["none"], abs=0.06)
+
+
+def test_slider_updates_outliers_and_rerun_replaces(widget_and_image):
+    viewer, widget, layer = widget_and_image
+    widget.run()
+    outliers = widget.outlier_layer("sample")
+    widget.threshold_slider.setValue(99)
+    high = int(np.asarray(outliers.data).sum())
+    widget.threshold_slider.setValue(1)
+    low = int(np.asarray(outliers.data).sum())
+    assert low > high
+    assert low == int(widget.results["sample"].outlier_mask(0.01).sum())
+    n_layers = len(viewer.layers)
+    widget.run()
+    assert len(viewer.layers) == n_layers
+    assert widget.outlier_layer("sample") is not outliers
+
+
+def test_cancel_and_bad_model_leave_no_layers(widget_and_image, tmp_path, monkeypatch):
+    viewer, widget, layer = widget_and_image
+    from napari_microstructure._napari import _workers
+
+    original = _workers.Job._run
+
+    def cancelled_run(self):
+        self.cancel_event.set()
+        return original(self)
+
+    monkeypatch.setattr(_workers.Job, "_run", cancelled_run)
+    widget.run()
+    assert widget.layers_of("sample") == [] and len(viewer.layers) == 1
+    assert "cancelled" in widget.panel.status.text()
+    assert widget.load_model_file(str(tmp_path / "missing.pt")) is False
+    assert "error" in widget.panel.status.text()
+    assert widget.classifier is not None
+
+
+def test_save_button_writes_tiff(widget_and_image, tmp_path):
+    from napari_microstructure.io.probmap_tiff import read_probability_tiff
+
+    viewer, widget, layer = widget_and_image
+    widget.run()
+    path = widget.save_maps(str(tmp_path / "maps.tif"))
+    probs, names, size, _ = read_probability_tiff(path)
+    assert names == widget.results["sample"].class_names and size == pytest.approx(0.1)

@@ -1,0 +1,46 @@
+"""The ``map`` subcommand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_microstructure.core.synthetic import make_composite
+from napari_microstructure.io.probmap_tiff import read_probability_tiff
+from napari_microstructure.io.tiff import write_micrograph
+
+
+def _main(argv):
+    try:
+        from napari_microstructure.cli import main
+    except ImportError:  # pragma: no cover - the lead's cli.py not present
+        from napari_microstructure.cli_map import main
+    return main(argv)
+
+
+def test_map_writes_tiff_and_prints_fractions(tmp_path, trained_model_path, capsys):
+    image, _ = make_composite("ferrite", "spheroidite", shape=(320, 320), pixel_size_um=0.1, seed=2)
+    src = write_micrograph(tmp_path / "img.tif", image, 0.1)
+    out = tmp_path / "map.tif"
+    code = _main(["map", str(trained_model_path), str(src), "-o", str(out), "--stride", "40"])
+    assert code == 0
+    probs, names, size, info = read_probability_tiff(out)
+    assert probs.shape == (4, 320, 320) and names[-1] == "none"
+    assert size == pytest.approx(0.1)
+    np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-5)
+    printed = capsys.readouterr().out
+    for name, frac in info["fractions"].items():
+        assert f"{100 * frac:6.2f}" in printed and name in printed
+
+
+def test_map_refuses_wrong_inputs(tmp_path, trained_model_path, capsys):
+    image, _ = make_composite("ferrite", "pearlite", shape=(64, 64), pixel_size_um=0.1, seed=2)
+    src = write_micrograph(tmp_path / "small.tif", image, 0.1)
+    assert _main(["map", str(trained_model_path), str(src), "-o", str(tmp_path / "m.tif")]) == 2
+    assert "smaller fov_um" in capsys.readouterr().err
+    assert not (tmp_path / "m.tif").exists()
+    big = write_micrograph(tmp_path / "big.tif", np.zeros((300, 300), np.uint8) + 9, 0.1)
+    assert _main(["map", str(trained_model_path), str(big), "-o", str(tmp_path / "m.tif"), "--stride", "0"]) == 2
+    assert "stride" in capsys.readouterr().err
+    assert _main(["map", str(trained_model_path), str(big), "-o", str(tmp_path / "m.png")]) == 2
+    assert ".tif" in capsys.readouterr().err
