@@ -1,0 +1,395 @@
+"""The "Explain" dock widget: descriptor map, attributions, kernels and feature maps.
+
+The figures are drawn by :mod:`napari_microstructure.core.explain.plots` on an
+embedded matplotlib canvas; attributions also become red/blue overlay layers
+aligned with the explained image (same scale and translate). Heavy work runs
+in a worker thread through :class:`~._workers.Job`, with progress and Cancel.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+import numpy as np
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from qtpy.QtWidgets import (
+    QComboBox, QFileDialog, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout,
+    QWidget,
+)
+
+from ..core.errors import MicrostructureError
+from ._workers import Job, ProgressPanel, format_exception
+
+METHOD_LABELS = {"Integrated gradients": "integrated-gradients", "GradientSHAP": "gradient-shap"}
+#: micrograph scores (EBSD models always use the log of the class probability)
+SCORE_LABELS = {"log posterior": "log-posterior", "class log-likelihood": "log-joint"}
+SELECTED_CROP_LAYER = "explain: selected crop"
+
+
+def load_classifier(path: str, device: str = "auto") -> Any:
+    """A micrograph or EBSD classifier from a model file, whichever it holds."""
+    from ..core.modelio import peek_model_kind
+
+    kind = peek_model_kind(path)
+    if kind == "micrograph":
+        from ..core.fewshot import FewShotClassifier
+
+        return FewShotClassifier.load(path, device=device)
+    if kind == "ebsd":
+        from ..core.ebsd.classifier import EBSDClassifier
+
+        return EBSDClassifier.load(path, device=device)
+    raise MicrostructureError(f"{path!r} holds a model of kind {kind!r}; open a micrograph or EBSD model file")
+
+
+class ExplainWidget(QWidget):
+    """Explain a micrograph or EBSD classifier on the data in the viewer.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+    """
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.classifier: Any = None
+        self.result: Any = None          # what the canvas shows (for CSV export)
+        self.attributions: list = []
+        self.descriptor_map_result: Any = None
+        self._map_layer: Any = None
+        self._selected_crop: Optional[int] = None
+        self.job: Optional[Job] = None
+
+        self.model_label = QLabel("no model")
+        self.model_label.setWordWrap(True)
+        self.load_button = QPushButton("Load model...")
+        self.load_button.clicked.connect(self._choose_model)
+        self.layer_combo = QComboBox()
+        self.method_combo = QComboBox()
+        self.method_combo.addItems(list(METHOD_LABELS))
+        self.score_combo = QComboBox()
+        self.score_combo.addItems(list(SCORE_LABELS))
+        self.score_combo.setToolTip(
+            "micrograph models: attribute the class's log posterior (saturates where the model is sure) "
+            "or its log-likelihood under the mixture")
+        self.conv_layer = QSpinBox()
+        self.conv_layer.setRange(0, 0)
+        self.n_crops = QSpinBox()
+        self.n_crops.setRange(4, 2000)
+        self.n_crops.setValue(64)
+        self.n_steps = QSpinBox()
+        self.n_steps.setRange(4, 512)
+        self.n_steps.setValue(32)
+        self.n_steps.setToolTip("integration steps (integrated gradients) or samples (GradientSHAP)")
+
+        self.map_button = QPushButton("Descriptor map")
+        self.attr_button = QPushButton("Attributions")
+        self.kernel_button = QPushButton("Kernels")
+        self.fmap_button = QPushButton("Feature maps")
+        self.png_button = QPushButton("Export PNG...")
+        self.csv_button = QPushButton("Export CSV...")
+        self.map_button.clicked.connect(self.run_descriptor_map)
+        self.attr_button.clicked.connect(self.run_attributions)
+        self.kernel_button.clicked.connect(self.show_kernels)
+        self.fmap_button.clicked.connect(self.run_feature_maps)
+        self.png_button.clicked.connect(lambda: self._export("png"))
+        self.csv_button.clicked.connect(lambda: self._export("csv"))
+
+        self.figure = Figure(figsize=(5, 4), layout="constrained")
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(360)
+        self.canvas.mpl_connect("pick_event", self._on_pick)
+        self.panel = ProgressPanel()
+
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.model_label, 1)
+        model_row.addWidget(self.load_button)
+        form = QFormLayout()
+        form.addRow("data layer", self.layer_combo)
+        form.addRow("attribution", self.method_combo)
+        form.addRow("score (micrographs)", self.score_combo)
+        form.addRow("steps / samples", self.n_steps)
+        form.addRow("crops on map", self.n_crops)
+        form.addRow("feature-map layer", self.conv_layer)
+        buttons = QGridLayout()
+        for i, b in enumerate((self.map_button, self.attr_button, self.kernel_button, self.fmap_button,
+                               self.png_button, self.csv_button)):
+            buttons.addWidget(b, i // 2, i % 2)
+        layout = QVBoxLayout(self)
+        layout.addLayout(model_row)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.canvas, 1)
+        layout.addWidget(self.panel)
+
+        events = self.viewer.layers.events
+        events.inserted.connect(self._refresh_layers)
+        events.removed.connect(self._refresh_layers)
+        self._refresh_layers()
+        self._update_buttons()
+
+        # the model trained or loaded in the other widgets, now and later
+        from ._session import session
+
+        session.model_changed.connect(self._on_session_model)
+        if session.classifier is not None:
+            self._on_session_model(session.classifier)
+
+    def _on_session_model(self, classifier: Any) -> None:
+        if getattr(classifier, "is_fitted", True) and getattr(classifier, "classes_", None) is not None:
+            try:
+                self.set_classifier(classifier)
+            except Exception:  # noqa: BLE001 - a model this widget cannot explain is simply not picked up
+                pass
+
+    # ------------------------------------------------------------- the model
+    def set_classifier(self, classifier: Any) -> None:
+        """Explain ``classifier`` (a fitted FewShotClassifier or EBSDClassifier)."""
+        from ..core.explain.adapters import as_adapter
+        from ..core.explain.filters import conv_layers
+
+        adapter = as_adapter(classifier)  # raises NotFittedError for an unfitted model
+        self.classifier = classifier
+        kind = "micrograph" if adapter.kind == "micrograph" else "EBSD"
+        self.model_label.setText(f"{kind} model: {', '.join(map(str, adapter.classes))}")
+        self.conv_layer.setRange(0, len(conv_layers(adapter)) - 1)
+        self._update_buttons()
+
+    def load_model(self, path: str) -> None:
+        """Load a model file (micrograph or EBSD) and explain it."""
+        self.set_classifier(load_classifier(path))
+
+    def _choose_model(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a model", "", "Model files (*.pt *.safetensors);;All (*)")
+        if path:
+            try:
+                self.load_model(path)
+            except MicrostructureError as exc:
+                self.panel.status.setText(str(exc))
+
+    @property
+    def kind(self) -> Optional[str]:
+        if self.classifier is None:
+            return None
+        return "micrograph" if hasattr(self.classifier, "mixture_") else "ebsd"
+
+    def _update_buttons(self) -> None:
+        has = self.classifier is not None
+        for b in (self.attr_button, self.kernel_button, self.fmap_button):
+            b.setEnabled(has)
+        self.map_button.setEnabled(self.kind == "micrograph")
+        self.png_button.setEnabled(self.result is not None)
+        self.csv_button.setEnabled(self.result is not None)
+
+    # ----------------------------------------------------------------- data
+    def _refresh_layers(self, *_: Any) -> None:
+        from napari.layers import Image
+
+        current = self.layer_combo.currentText()
+        names = [layer.name for layer in self.viewer.layers
+                 if isinstance(layer, Image) and not layer.name.startswith("attribution")]
+        self.layer_combo.clear()
+        self.layer_combo.addItems(names)
+        if current in names:
+            self.layer_combo.setCurrentText(current)
+
+    def current_layer(self) -> Any:
+        name = self.layer_combo.currentText()
+        if not name or name not in self.viewer.layers:
+            raise MicrostructureError("choose an image layer to explain (open a micrograph or EBSD patterns)")
+        return self.viewer.layers[name]
+
+    def current_data(self) -> tuple[np.ndarray, Optional[float], Any]:
+        """The 2-D image (micrograph) or pattern (EBSD, at the viewer's current position), its pixel size."""
+        layer = self.current_layer()
+        data = layer.data
+        if self.kind == "micrograph":
+            from ..api import layer_image
+
+            image, pixel = layer_image(layer)
+            return np.asarray(image), pixel, layer
+        lead = data.ndim - 2
+        if lead < 0:
+            raise MicrostructureError(f"layer {layer.name!r} is not an image of patterns")
+        step = tuple(self.viewer.dims.current_step)
+        offset = self.viewer.dims.ndim - data.ndim
+        index = []
+        for axis in range(lead):
+            world = step[offset + axis] if offset + axis < len(step) else 0
+            index.append(int(np.clip(world, 0, data.shape[axis] - 1)))
+        return np.asarray(data[tuple(index)]), None, layer
+
+    # ------------------------------------------------------------------ jobs
+    def _start(self, func: Any, on_done: Any, *args: Any, **kwargs: Any) -> Optional[Job]:
+        if self.panel.busy:
+            self.panel.status.setText("busy: wait for the running job or cancel it")
+            return None
+        job = Job(func, *args, **kwargs)
+        self.panel.attach(job)
+        job.finished.connect(on_done)
+        job.failed.connect(lambda exc: self.panel.status.setText(format_exception(exc)))
+        self.job = job
+        job.start()
+        return job
+
+    def _guard(self) -> bool:
+        if self.classifier is None:
+            self.panel.status.setText("load or train a model first")
+            return False
+        return True
+
+    def run_descriptor_map(self) -> Optional[Job]:
+        """Compute the descriptor map with crops of the current image (off the GUI thread)."""
+        if not self._guard():
+            return None
+        from ..core.explain.descriptors import descriptor_map
+
+        try:
+            image, pixel, layer = self.current_data()
+        except MicrostructureError as exc:
+            self.panel.status.setText(str(exc))
+            return None
+        self._map_layer = layer
+        return self._start(descriptor_map, self._show_descriptor_map, self.classifier, image, pixel,
+                           n_crops=int(self.n_crops.value()))
+
+    def _show_descriptor_map(self, dmap: Any) -> None:
+        from ..core.explain.plots import plot_descriptor_map
+
+        self.descriptor_map_result = self.result = dmap
+        self._selected_crop = None
+        plot_descriptor_map(dmap, fig=self.figure)
+        self.canvas.draw_idle()
+        self._update_buttons()
+
+    def select_crop(self, index: int) -> None:
+        """Highlight crop ``index`` of the descriptor map: inset on the map, rectangle on the image."""
+        from ..core.explain.plots import plot_descriptor_map
+
+        dmap = self.descriptor_map_result
+        if dmap is None or dmap.crops is None:
+            return
+        self._selected_crop = int(index)
+        plot_descriptor_map(dmap, fig=self.figure, selected=self._selected_crop)
+        self.canvas.draw_idle()
+        layer = self._map_layer
+        cy, cx = dmap.crops.centres_px[index]
+        half = dmap.crops.size_px[index] / 2.0
+        # pixel i spans [i, i + 1) in the crop sampler and is centred on i in napari: shift by 0.5
+        rect = np.array([[cy - half, cx - half], [cy + half, cx + half]]) - 0.5
+        scale, translate = np.asarray(layer.scale)[-2:], np.asarray(layer.translate)[-2:]
+        if SELECTED_CROP_LAYER in self.viewer.layers:
+            self.viewer.layers.remove(SELECTED_CROP_LAYER)
+        self.viewer.add_shapes([rect], shape_type="rectangle", name=SELECTED_CROP_LAYER, scale=scale,
+                               translate=translate, edge_color="red", face_color="transparent", edge_width=2)
+        self.viewer.layers.selection.active = layer
+
+    def _on_pick(self, event: Any) -> None:
+        if getattr(event.artist, "get_gid", lambda: None)() == "crops" and len(event.ind):
+            self.select_crop(int(event.ind[0]))
+
+    def run_attributions(self) -> Optional[Job]:
+        """Attributions of the current image or pattern for the predicted and runner-up class."""
+        if not self._guard():
+            return None
+        from ..core.explain.attribution import explain_top_classes
+
+        try:
+            data, pixel, layer = self.current_data()
+        except MicrostructureError as exc:
+            self.panel.status.setText(str(exc))
+            return None
+        method = METHOD_LABELS[self.method_combo.currentText()]
+        kwargs = {"pixel_size": pixel, "score": SCORE_LABELS[self.score_combo.currentText()]} \
+            if pixel is not None else {}
+        kwargs.update(n_steps=int(self.n_steps.value()), n_samples=int(self.n_steps.value()))
+        return self._start(explain_top_classes, lambda res: self._show_attributions(res, layer),
+                           self.classifier, data, method, k=2, **kwargs)
+
+    def _show_attributions(self, results: list, layer: Any) -> None:
+        from ..core.explain.plots import attribution_limit, plot_attribution
+
+        self.attributions = results
+        self.result = results[0] if len(results) == 1 else results
+        plot_attribution(results, fig=self.figure)
+        self.canvas.draw_idle()
+        lim = max(attribution_limit(r.attributions) for r in results)
+        scale, translate = np.asarray(layer.scale)[-2:], np.asarray(layer.translate)[-2:]
+        for rank, r in zip(("predicted", "runner-up"), results):
+            name = f"attribution ({rank}): {r.target}"
+            for old in [lay.name for lay in self.viewer.layers if lay.name.startswith(f"attribution ({rank})")]:
+                self.viewer.layers.remove(old)
+            self.viewer.add_image(r.attributions, name=name, colormap="bwr", contrast_limits=(-lim, lim),
+                                  scale=scale, translate=translate, opacity=0.6, blending="translucent",
+                                  visible=rank == "predicted",
+                                  metadata={"method": r.method, "target": r.target, "score": r.score_name})
+        self._update_buttons()
+
+    def show_kernels(self) -> None:
+        """The first-layer kernels of the model (fast: on the GUI thread)."""
+        if not self._guard():
+            return
+        from ..core.explain.filters import first_layer_kernels
+        from ..core.explain.plots import plot_kernels
+
+        self.result = first_layer_kernels(self.classifier)
+        plot_kernels(self.result, fig=self.figure)
+        self.canvas.draw_idle()
+        self._update_buttons()
+
+    def run_feature_maps(self) -> Optional[Job]:
+        """Feature maps of the chosen convolution for the current image or pattern."""
+        if not self._guard():
+            return None
+        from ..core.explain.filters import feature_maps
+
+        try:
+            data, pixel, _ = self.current_data()
+        except MicrostructureError as exc:
+            self.panel.status.setText(str(exc))
+            return None
+
+        def compute(progress=None, cancel=None):
+            return feature_maps(self.classifier, data, int(self.conv_layer.value()), pixel_size=pixel)
+
+        return self._start(compute, self._show_feature_maps)
+
+    def _show_feature_maps(self, fmaps: Any) -> None:
+        from ..core.explain.plots import plot_feature_maps
+
+        self.result = fmaps
+        plot_feature_maps(fmaps, fig=self.figure)
+        self.canvas.draw_idle()
+        self._update_buttons()
+
+    # --------------------------------------------------------------- export
+    def export_png(self, path: str) -> None:
+        """Save the figure on the canvas."""
+        from ..core.explain.plots import save_figure
+
+        save_figure(self.figure, path)
+
+    def export_csv(self, path: str) -> None:
+        """Save the numbers behind the figure (for attributions: one file per class)."""
+        if self.result is None:
+            raise MicrostructureError("nothing to export yet; compute an explanation first")
+        if isinstance(self.result, list):
+            stem, ext = os.path.splitext(path)
+            for rank, r in zip(("predicted", "runner-up"), self.result):
+                r.to_csv(f"{stem}-{rank}{ext or '.csv'}")
+        else:
+            self.result.to_csv(path)
+
+    def _export(self, kind: str) -> None:
+        filt = "PNG image (*.png)" if kind == "png" else "CSV table (*.csv)"
+        path, _ = QFileDialog.getSaveFileName(self, f"Export {kind.upper()}", f"explanation.{kind}", filt)
+        if not path:
+            return
+        try:
+            (self.export_png if kind == "png" else self.export_csv)(path)
+            self.panel.status.setText(f"saved {path}")
+        except (OSError, MicrostructureError) as exc:
+            self.panel.status.setText(str(exc))

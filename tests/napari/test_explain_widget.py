@@ -1,0 +1,138 @@
+"""The "Explain" dock widget in a real napari viewer: layers align with the data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from napari_microstructure._napari._explain_widget import SELECTED_CROP_LAYER, ExplainWidget
+from napari_microstructure.core.errors import NotFittedError
+
+CLASSES = ("ferrite", "pearlite")
+
+
+@pytest.fixture(scope="module")
+def micro():
+    from napari_microstructure.core.fewshot import FewShotClassifier
+    from napari_microstructure.core.synthetic import make_dataset
+
+    images, labels, sizes = make_dataset(CLASSES, per_class=2, shape=(128, 128), seed=4)
+    clf = FewShotClassifier(input_size=32, embedding_dim=2, max_epochs=1, steps_per_epoch=1, batch_size=8,
+                            augment=False, seed=0, device="cpu")
+    return clf.fit(images, labels, sizes), images, sizes
+
+
+@pytest.fixture(scope="module")
+def ebsd():
+    from napari_microstructure.core.ebsd.classifier import EBSDClassifier
+    from napari_microstructure.core.ebsd.simulate import simulate_training_set
+
+    patterns, groups, _ = simulate_training_set(["Ni", "NiAl"], 6, shape=(36, 36), seed=0)
+    clf = EBSDClassifier(backbone="compact", input_size=32, max_epochs=1, batch_size=12,
+                         validation_fraction=0.0, seed=0, device="cpu")
+    return clf.fit(patterns, groups), patterns
+
+
+def _non_blank(path):
+    img = imread(path)[..., :3]
+    return (img < 0.95).any(-1).mean() > 0.05
+
+
+def test_micrograph_attribution_layers_align(make_napari_viewer, micro, tmp_path, monkeypatch):
+    monkeypatch.setenv("NAPARI_MICROSTRUCTURE_SYNC", "1")
+    clf, images, sizes = micro
+    viewer = make_napari_viewer()
+    image_layer = viewer.add_image(images[1][:96, :100], name="sample", scale=(sizes[1],) * 2, translate=(5.0, -3.0))
+    widget = ExplainWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Explain")
+    with pytest.raises(NotFittedError):
+        widget.set_classifier(type(clf)())
+    assert not widget.attr_button.isEnabled()
+    widget.set_classifier(clf)
+    assert widget.layer_combo.currentText() == "sample"
+    widget.method_combo.setCurrentText("Integrated gradients")
+    widget.n_steps.setValue(8)
+    widget.run_attributions()
+    assert widget.panel.status.text() == "done"
+    layers = [lay for lay in viewer.layers if lay.name.startswith("attribution")]
+    assert len(layers) == 2
+    ranking = [r.target for r in widget.attributions]
+    assert layers[0].name == f"attribution (predicted): {ranking[0]}"
+    for lay in layers:
+        assert lay.data.shape == image_layer.data.shape
+        np.testing.assert_allclose(lay.scale, image_layer.scale)
+        np.testing.assert_allclose(lay.translate, image_layer.translate)
+        lo, hi = lay.contrast_limits
+        assert lo == pytest.approx(-hi) and hi > 0
+    np.testing.assert_allclose(layers[0].data, widget.attributions[0].attributions)
+    # the same world point falls on the same pixel of the image and of the overlay
+    world = image_layer.data_to_world((17, 42))
+    np.testing.assert_allclose(layers[0].world_to_data(world), (17, 42))
+    widget.export_png(tmp_path / "attr.png")
+    assert _non_blank(tmp_path / "attr.png")
+    widget.export_csv(str(tmp_path / "attr.csv"))
+    assert (tmp_path / "attr-predicted.csv").exists() and (tmp_path / "attr-runner-up.csv").exists()
+    # running again replaces the overlays instead of piling them up
+    widget.method_combo.setCurrentText("GradientSHAP")
+    widget.n_steps.setValue(4)
+    widget.run_attributions()
+    assert len([lay for lay in viewer.layers if lay.name.startswith("attribution")]) == 2
+
+
+def test_descriptor_map_in_a_worker_and_crop_selection(make_napari_viewer, micro, qtbot, tmp_path, monkeypatch):
+    monkeypatch.delenv("NAPARI_MICROSTRUCTURE_SYNC", raising=False)
+    clf, images, sizes = micro
+    viewer = make_napari_viewer()
+    image_layer = viewer.add_image(images[0], name="img", scale=(sizes[0],) * 2, translate=(2.0, 1.0))
+    widget = ExplainWidget(viewer)
+    widget.set_classifier(clf)
+    widget.n_crops.setValue(12)
+    job = widget.run_descriptor_map()
+    assert job is not None and job.worker is not None  # a napari worker thread, not the GUI thread
+    qtbot.waitUntil(lambda: widget.descriptor_map_result is not None, timeout=60000)
+    dmap = widget.descriptor_map_result
+    assert dmap is not None and len(dmap.crops_xy) == 12
+    widget.select_crop(3)
+    rect = viewer.layers[SELECTED_CROP_LAYER]
+    np.testing.assert_allclose(rect.scale, image_layer.scale)
+    np.testing.assert_allclose(rect.translate, image_layer.translate)
+    corners = rect.data[0]
+    centre = corners.mean(0) + 0.5
+    np.testing.assert_allclose(centre, dmap.crops.centres_px[3], rtol=1e-5)
+    np.testing.assert_allclose(np.ptp(corners, 0), dmap.crops.size_px[3], rtol=1e-5)
+    widget.export_png(tmp_path / "map.png")
+    assert _non_blank(tmp_path / "map.png")
+    widget.export_csv(tmp_path / "map.csv")
+    assert (tmp_path / "map.csv").read_text().count("image crop") == 12
+
+
+def test_ebsd_pattern_at_the_current_slice(make_napari_viewer, ebsd, tmp_path, monkeypatch):
+    monkeypatch.setenv("NAPARI_MICROSTRUCTURE_SYNC", "1")
+    clf, patterns = ebsd
+    path = tmp_path / "ebsd.pt"
+    clf.save(path)
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(patterns, name="patterns", scale=(1.0, 0.5, 0.5))
+    widget = ExplainWidget(viewer)
+    widget.load_model(str(path))
+    assert not widget.map_button.isEnabled()  # no descriptors in an EBSD model
+    viewer.dims.set_current_step(0, 3)
+    data, pixel, _ = widget.current_data()
+    np.testing.assert_array_equal(data, patterns[3])
+    widget.method_combo.setCurrentText("GradientSHAP")
+    widget.n_steps.setValue(8)
+    widget.run_attributions()
+    assert widget.panel.status.text() == "done"
+    overlay = viewer.layers[f"attribution (predicted): {widget.attributions[0].target}"]
+    assert overlay.data.shape == patterns.shape[1:]
+    np.testing.assert_allclose(overlay.scale, layer.scale[-2:])
+    assert widget.attributions[0].target == widget.classifier.predict(patterns[3:4])[0]
+    widget.show_kernels()
+    widget.export_png(tmp_path / "kernels.png")
+    assert _non_blank(tmp_path / "kernels.png")
+    widget.conv_layer.setValue(2)
+    widget.run_feature_maps()
+    assert widget.result.layer == "features.6"
+    widget.export_png(tmp_path / "fmaps.png")
+    assert _non_blank(tmp_path / "fmaps.png")
