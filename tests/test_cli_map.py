@@ -11,10 +11,8 @@ from napari_microstructure.io.tiff import write_micrograph
 
 
 def _main(argv):
-    try:
-        from napari_microstructure.cli import main
-    except ImportError:  # pragma: no cover - the lead's cli.py not present
-        from napari_microstructure.cli_map import main
+    from napari_microstructure.cli import main
+
     return main(argv)
 
 

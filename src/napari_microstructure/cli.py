@@ -15,7 +15,6 @@ import argparse
 import csv
 import importlib
 import sys
-import threading
 from pathlib import Path
 from typing import Optional, Sequence, TextIO
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
 
 
 def register(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParser:
@@ -71,20 +70,3 @@ def run_map(args: argparse.Namespace) -> int:
     if result.evaluated_fraction < 1:
         print(f"not evaluated (NaN or masked): {100 * (1 - result.evaluated_fraction):.2f} % of the image")
     return 0
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run only the ``map`` subcommand (the full command line is :func:`napari_microstructure.cli.main`)."""
-    from .core.errors import MicrostructureError, TrainingCancelled
-
-    parser = argparse.ArgumentParser(prog="napari-microstructure")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["map", *(argv or [])] if argv and argv[0] != "map" else argv)
-    try:
-        return int(args.func(args) or 0)
-    except MicrostructureError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, TrainingCancelled):
-        print("cancelled; nothing was written", file=sys.stderr)
-        return 130

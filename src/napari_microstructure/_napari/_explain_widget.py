@@ -28,22 +28,6 @@ SCORE_LABELS = {"log posterior": "log-posterior", "class log-likelihood": "log-j
 SELECTED_CROP_LAYER = "explain: selected crop"
 
 
-def load_classifier(path: str, device: str = "auto") -> Any:
-    """A micrograph or EBSD classifier from a model file, whichever it holds."""
-    from ..core.modelio import peek_model_kind
-
-    kind = peek_model_kind(path)
-    if kind == "micrograph":
-        from ..core.fewshot import FewShotClassifier
-
-        return FewShotClassifier.load(path, device=device)
-    if kind == "ebsd":
-        from ..core.ebsd.classifier import EBSDClassifier
-
-        return EBSDClassifier.load(path, device=device)
-    raise MicrostructureError(f"{path!r} holds a model of kind {kind!r}; open a micrograph or EBSD model file")
-
-
 class ExplainWidget(QWidget):
     """Explain a micrograph or EBSD classifier on the data in the viewer.
 
@@ -160,7 +144,9 @@ class ExplainWidget(QWidget):
 
     def load_model(self, path: str) -> None:
         """Load a model file (micrograph or EBSD) and explain it."""
-        self.set_classifier(load_classifier(path))
+        from ..api import load_model
+
+        self.set_classifier(load_model(path))
 
     def _choose_model(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open a model", "", "Model files (*.pt *.safetensors);;All (*)")

@@ -22,7 +22,7 @@ import torch
 from .augment import AugmentConfig, augment_photometric
 from .crops import CropSource, build_pyramid, draw_centres, feasible_fov, log_uniform, random_geometry, sample_crops
 from .device import autocast, select_device
-from .errors import MicrostructureError, NotFittedError, TrainingCancelled
+from .errors import MicrostructureError, NotFittedError
 from .images import as_grey_image, as_image_list, as_pixel_sizes, check_mask, check_pixel_size, normalise_intensity
 from .losses import LOSSES, MINING, contrastive_loss, triplet_loss
 from .modelio import load_model_file, save_model_file, split_prefix, with_prefix
@@ -440,10 +440,14 @@ class FewShotClassifier:
         per_class = max(64, 512 // n_classes)
         fit_ids = np.repeat(np.arange(n_classes), per_class)
         train_desc = self._descriptors_of(model, prep.sources, fit_ids, rng, test_aug, device, gen, cancel)
-        mixture = OpenSetMixture(rejection_quantile=float(self.rejection_quantile))
-        mixture.fit(train_desc, fit_ids, n_classes)
         cal_ids = np.repeat(np.arange(n_classes), per_class)
         cal_desc = self._descriptors_of(model, prep.val_sources, cal_ids, val_rng, test_aug, device, gen, cancel)
+        # The network pulls its own training crops into tight clusters; crops of
+        # images it has not seen spread wider. Fitted on training crops alone, each
+        # Gaussian is too narrow and the calibrated threshold ends up far out
+        # (accepting almost anything); fitted on both, it describes new images.
+        mixture = OpenSetMixture(rejection_quantile=float(self.rejection_quantile))
+        mixture.fit(np.concatenate([train_desc, cal_desc]), np.concatenate([fit_ids, cal_ids]), n_classes)
         mixture.calibrate(cal_desc)
         check_cancel(cancel)
         report(progress, "calibrate", 2, 2, f"threshold {mixture.threshold_:.3f}")

@@ -1,7 +1,9 @@
 """Open-set prediction: a Gaussian mixture on the descriptors.
 
-One Gaussian per class (Larmuseau et al. 2020), fitted to that class's training
-descriptors: its mean, its full covariance (plus ``reg_covar`` on the diagonal)
+One Gaussian per class (Larmuseau et al. 2020), fitted to that class's
+descriptors (the classifier passes crops of the training images *and* of the
+held-out images: the network pulls its own training crops into tight clusters,
+so Gaussians fitted on those alone are too narrow for new images): its mean, its full covariance (plus ``reg_covar`` on the diagonal)
 and a weight equal to the class's share of the crops. Because each component
 is fitted to one class, component k *is* class k, and the mixture's posterior
 responsibilities are the class probabilities. The object is a fitted
