@@ -59,6 +59,7 @@ def probmap_shot(clf: FewShotClassifier) -> None:
     widget.augment_spin.setValue(8)
     widget.run()
     widget.threshold_slider.setValue(30)
+    settle()
     viewer.reset_view()
     settle()
     viewer.window._qt_window.grab().save(str(IMAGES / "probmap-overlay.png"))

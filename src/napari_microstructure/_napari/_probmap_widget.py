@@ -241,6 +241,10 @@ class ProbabilityMapWidget(QWidget):
             self.viewer.layers.remove(old)
         scale = tuple(image_layer.scale[-2:])
         translate = tuple(image_layer.translate[-2:])
+        # same units as the image, or napari warns about inconsistent units
+        place = {"scale": scale, "translate": translate}
+        if getattr(image_layer, "units", None) is not None:
+            place["units"] = tuple(image_layer.units[-2:])
         n_classes = len(result.class_names) - 1
         ranked = sorted(range(n_classes), key=lambda k: -result.fractions[result.class_names[k]])
         visible = set(ranked[:VISIBLE_CLASSES])
@@ -251,8 +255,8 @@ class ProbabilityMapWidget(QWidget):
             cmap = Colormap([[0, 0, 0, 1], [*colour, 1]], name=f"probmap-{cname}-{k}")
             self.viewer.add_image(
                 np.nan_to_num(result.probabilities[k], nan=0.0), name=f"{image_name} {cname} probability",
-                colormap=cmap, blending="additive", contrast_limits=(0.0, 1.0), scale=scale,
-                translate=translate, visible=k in visible, opacity=0.7,
+                colormap=cmap, blending="additive", contrast_limits=(0.0, 1.0), **place,
+                visible=k in visible, opacity=0.7,
                 metadata={METADATA_KEY: dict(base, class_name=cname, index=k, role="probability")},
             )
         colours = {0: (0, 0, 0, 0), None: (0, 0, 0, 0)}
@@ -260,7 +264,7 @@ class ProbabilityMapWidget(QWidget):
             colours[k + 1] = (*class_colour(k, n_classes), 1.0)
         features = {"index": list(range(n_classes + 2)), "class": ["not evaluated", *result.class_names]}
         labels = self.viewer.add_labels(
-            result.labels, name=f"{image_name} classes", scale=scale, translate=translate, opacity=0.5,
+            result.labels, name=f"{image_name} classes", **place, opacity=0.5,
             visible=False, features=features,
             metadata={METADATA_KEY: dict(base, role="labels", class_names=result.class_names)},
         )
@@ -268,8 +272,7 @@ class ProbabilityMapWidget(QWidget):
         outlier_cmap = Colormap([[0, 0, 0, 0], [*OUTLIER_COLOUR, 1]], name="probmap-outlier")
         self.viewer.add_image(
             result.outlier_mask(self.threshold).astype(np.uint8), name=f"{image_name} outliers",
-            colormap=outlier_cmap, contrast_limits=(0, 1), blending="translucent", opacity=0.55,
-            scale=scale, translate=translate,
+            colormap=outlier_cmap, contrast_limits=(0, 1), blending="translucent", opacity=0.55, **place,
             metadata={METADATA_KEY: dict(base, role="outliers")},
         )
         self.results[image_name] = result
