@@ -10,6 +10,10 @@ line::
     clf.predict_proba(image, pixel_size)        # classes, then "none"
     clf.probability_map(image, pixel_size)      # (n_classes + 1, H, W)
 
+    ebsd = nm.EBSDClassifier()
+    ebsd.fit(patterns, space_groups)            # (N, h, w), N labels
+    ebsd.classify_map(pattern_map)              # labels, confidence, fractions
+
 Heavy modules (torch) are imported on first use, so ``import
 napari_microstructure`` stays fast for napari's plugin discovery.
 """
@@ -22,6 +26,12 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "FewShotClassifier": "napari_microstructure.core.fewshot",
+    "EBSDClassifier": "napari_microstructure.core.ebsd.classifier",
+    "MapResult": "napari_microstructure.core.ebsd",
+    "classification_report": "napari_microstructure.core.ebsd",
+    "load_patterns": "napari_microstructure.io.ebsd",
+    "read_labelled_patterns": "napari_microstructure.io.ebsd",
+    "probability_map": "napari_microstructure.core.probmap",
     "NONE_CLASS": "napari_microstructure.core.fewshot",
     "AugmentConfig": "napari_microstructure.core.augment",
     "TrainingConfig": "napari_microstructure.core.training",
@@ -39,17 +49,23 @@ _LAZY = {
     "predict_layer": "napari_microstructure.api",
 }
 
-__all__ = sorted(_LAZY) + ["__version__"]
+#: sub-modules reachable as attributes, e.g. ``nm.explain.attribution``
+_SUBMODULES = {"explain": "napari_microstructure.core.explain"}
+
+__all__ = sorted(_LAZY) + sorted(_SUBMODULES) + ["__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'napari_microstructure' has no attribute {name!r}")
+    elif name in _SUBMODULES:
+        value = importlib.import_module(_SUBMODULES[name])
+    else:
+        raise AttributeError(f"module 'napari_microstructure' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:

@@ -1,0 +1,111 @@
+"""npe2 reader for EBSD pattern maps and stacks.
+
+Opens a map as two layers: the patterns as a (rows, cols, h, w) image layer
+(lazy: memory map or dask array; scaled so that one pattern covers the same
+extent as the map, hidden at first; the sliders of the first two axes pick
+the pattern) and its navigator, the mean intensity of every pattern as a
+(rows, cols) image (computed in one streaming pass), on which training
+labels are painted and where the space-group map appears.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+import numpy as np
+
+PathLike = Union[str, os.PathLike]
+EBSD_SUFFIXES = (".h5", ".hdf5", ".h5ebsd", ".npy", ".up1", ".up2", ".ebsp", ".tif", ".tiff")
+
+
+def get_reader(path: Union[PathLike, list]) -> Optional[Callable[[Any], list]]:
+    """Return :func:`read_ebsd` if ``path`` looks like EBSD patterns, else None (cheap checks)."""
+    if isinstance(path, (list, tuple)):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if p.is_dir():
+        return None  # folders of images are opened from the EBSD widget or load_patterns()
+    if suffix not in EBSD_SUFFIXES:
+        return None
+    if suffix in (".h5", ".hdf5", ".h5ebsd"):
+        from ..io.ebsd.h5ebsd import is_hdf5
+
+        return read_ebsd if is_hdf5(p) else None
+    if suffix == ".npy":
+        try:
+            with open(p, "rb") as fh:
+                version = np.lib.format.read_magic(fh)
+                shape, _, _ = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0(fh))
+        except Exception:
+            return None
+        return read_ebsd if len(shape) in (3, 4) and min(shape[-2:]) >= 8 else None
+    if suffix in (".tif", ".tiff"):
+        # only TIFFs written as EBSD pattern files (JSON description); plain
+        # TIFFs are micrographs for the other reader
+        try:
+            from ..io.ebsd.tiff import read_description
+
+            return read_ebsd if read_description(p) else None
+        except Exception:
+            return None
+    return read_ebsd
+
+
+def navigator_image(patterns: Any, chunk: int = 4096) -> np.ndarray:
+    """Mean intensity of each pattern, (rows, cols) float32, in one streaming pass."""
+    shape = patterns.shape
+    rows, cols = (shape[0], shape[1]) if len(shape) == 4 else (1, shape[0])
+    n = rows * cols
+    flat = patterns.reshape(n, *shape[-2:])
+    out = np.empty(n, np.float32)
+    if type(flat).__module__.startswith("dask"):
+        out[:] = flat.mean(axis=(1, 2), dtype=np.float32).compute(scheduler="threads")
+    else:
+        from ..core.ebsd.mapping import _release_pages
+
+        for s in range(0, n, chunk):
+            view = flat[s:s + chunk]
+            out[s:s + chunk] = np.asarray(view, dtype=np.float32).mean(axis=(1, 2))
+            _release_pages(view)  # keep the resident memory of a pass over a huge memory map small
+    return out.reshape(rows, cols)
+
+
+def layer_data_for(data, name: str) -> list:
+    """Layer data tuples (patterns, navigator) for a :class:`PatternData`."""
+    patterns = data.as_map()
+    rows, cols, h, w = patterns.shape
+    nav = navigator_image(patterns)
+    step = data.step_size_um or (1.0, 1.0)
+    first = np.asarray(patterns[0, 0], dtype=np.float32)
+    lo, hi = float(first.min()), float(first.max())
+    meta = {"ebsd": True, "source": data.source, "format": data.format, "map_shape": (rows, cols),
+            "pattern_shape": (h, w), "step_size_um": tuple(step)}
+    pattern_layer = (
+        patterns,
+        {"name": f"{name} patterns", "visible": False, "contrast_limits": (lo, hi if hi > lo else lo + 1),
+         "scale": (1.0, 1.0, rows / h, cols / w), "metadata": dict(meta, role="patterns"),
+         "colormap": "gray"},
+        "image",
+    )
+    nav_layer = (
+        nav,
+        {"name": f"{name} navigator", "metadata": dict(meta, role="navigator"), "colormap": "gray"},
+        "image",
+    )
+    return [pattern_layer, nav_layer]
+
+
+def read_ebsd(path: Union[PathLike, list]) -> list:
+    """Read an EBSD pattern file into napari layer data (patterns + navigator)."""
+    from ..io.ebsd import load_patterns
+
+    if isinstance(path, (list, tuple)):
+        path = path[0]
+    data = load_patterns(path, lazy=True)
+    return layer_data_for(data, Path(path).stem)

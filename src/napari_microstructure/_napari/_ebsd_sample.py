@@ -1,0 +1,50 @@
+"""Sample data: a simulated dual-phase EBSD map with labelled training patterns.
+
+The file ``data/ebsd/dual_phase_sample.npz`` (about 2 MB) is made by
+``scripts/make_ebsd_sample.py`` with the package's own NumPy simulator: a
+30 x 40 map of 40 x 40 patterns of a Ni (space group 225) matrix with
+cube-on-cube Ni3Al (221) precipitates, and 150 labelled training patterns per
+phase recorded in the same grains. If the file is missing it is regenerated
+in memory (a few seconds).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_FILE = Path(__file__).resolve().parents[1] / "data" / "ebsd" / "dual_phase_sample.npz"
+SPACE_GROUP_NAMES = {221: "Pm-3m (221)", 223: "Pm-3n (223)", 225: "Fm-3m (225)",
+                     227: "Fd-3m (227)", 229: "Im-3m (229)", 230: "Ia-3d (230)"}
+
+
+def load_sample_arrays() -> dict[str, np.ndarray]:
+    """The arrays of the sample: patterns, phase_map, train_patterns, train_labels."""
+    if SAMPLE_FILE.is_file():
+        with np.load(SAMPLE_FILE, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    from ..core.ebsd.simulate import make_sample_data
+
+    return make_sample_data()
+
+
+def make_ebsd_sample() -> list:
+    """napari layer data: patterns (4-D, hidden), navigator, and the true phase map.
+
+    The labelled training patterns are attached to the navigator's metadata
+    (``train_patterns``, ``train_labels``) so the EBSD widget can train on them.
+    """
+    from ._ebsd_reader import layer_data_for
+    from ..io.ebsd._common import PatternData
+
+    arrays = load_sample_arrays()
+    data = PatternData(arrays["patterns"], (0.5, 0.5), "sample", "simulated Ni + Ni3Al", {})
+    layers = layer_data_for(data, "Ni-Ni3Al sample")
+    nav_meta = layers[1][1]["metadata"]
+    nav_meta["train_patterns"] = arrays["train_patterns"]
+    nav_meta["train_labels"] = arrays["train_labels"]
+    truth = arrays["phase_map"].astype(np.int32)
+    layers.append((truth, {"name": "Ni-Ni3Al true space groups", "visible": False,
+                           "metadata": {"ebsd": True, "role": "ground truth"}}, "labels"))
+    return layers

@@ -1,0 +1,171 @@
+"""EBSD subcommands of the command line.
+
+::
+
+    napari-microstructure ebsd-train PATTERNS [LABELS] -o MODEL
+    napari-microstructure ebsd-map MODEL MAP -o OUT
+
+``ebsd-train`` reads labelled patterns (a pattern file plus a labels file, a
+``.npz`` with ``patterns`` and ``labels``, or a folder of class folders) and
+writes a model file. ``ebsd-map`` classifies a pattern map (``.npy``,
+TIFF, h5ebsd, folder of images, or a vendor file with kikuchipy) in chunks
+and writes into the folder OUT: ``space_groups.tif`` (int16 labels, 0 = no
+solution), ``confidence.tif`` (float32), ``no_solution.tif`` (uint8 mask) and
+``fractions.csv``. Outputs are first written to a temporary folder and moved
+into place only when the whole map is done, so an interrupted run (Ctrl-C)
+leaves no half-written files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+OUTPUT_FILES = ("space_groups.tif", "confidence.tif", "no_solution.tif", "fractions.csv")
+
+
+def register(subparsers: "argparse._SubParsersAction") -> None:
+    """Add ``ebsd-train`` and ``ebsd-map`` to the main parser's subparsers."""
+    t = subparsers.add_parser(
+        "ebsd-train", help="train an EBSD space-group classifier on labelled patterns",
+        description="Train an EBSD space-group classifier (few-shot transfer learning).",
+    )
+    t.add_argument("patterns", help="pattern file (.npy, .tif, .h5, folder...), a .npz with "
+                                    "'patterns' and 'labels', or a folder of class folders")
+    t.add_argument("labels", nargs="?", default=None,
+                   help="labels file: .npy, or text/CSV with one label (space group) per pattern")
+    t.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
+    t.add_argument("--backbone", default="efficientnet-lite0", choices=["efficientnet-lite0", "compact"])
+    t.add_argument("--no-pretrained", action="store_true", help="EfficientNet from scratch (no ImageNet weights)")
+    t.add_argument("--input-size", type=int, default=60, help="network input side in pixels (default 60)")
+    t.add_argument("--ensemble", type=int, default=1, help="number of independently trained models (default 1)")
+    t.add_argument("--epochs", type=int, default=100, help="maximum number of epochs (default 100)")
+    t.add_argument("--patience", type=int, default=15, help="early-stopping patience in epochs (default 15)")
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--validation-fraction", type=float, default=0.2)
+    t.add_argument("--confidence-threshold", type=float, default=0.5)
+    t.add_argument("--agreement-threshold", type=float, default=0.5)
+    t.add_argument("--device", default="auto")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=run_train)
+
+    m = subparsers.add_parser(
+        "ebsd-map", help="classify every pattern of an EBSD map into a space-group map",
+        description="Space-group map, confidence map and phase fractions of an EBSD pattern map.",
+    )
+    m.add_argument("model", help="EBSD model file (from ebsd-train or the EBSD widget)")
+    m.add_argument("map", help="pattern map: .npy (rows, cols, h, w), TIFF, h5ebsd, folder, vendor file")
+    m.add_argument("-o", "--output", required=True, help="output folder (created)")
+    m.add_argument("--chunk-size", type=int, default=2048, help="patterns per chunk (bounds memory)")
+    m.add_argument("--background", default="model", choices=["model", "map"],
+                   help="static background: the model's (training) mean pattern or this map's")
+    m.add_argument("--confidence-threshold", type=float, default=None,
+                   help="override the model's 'no solution' confidence threshold")
+    m.add_argument("--map-shape", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"),
+                   help="reshape a pattern stack into a map")
+    m.add_argument("--device", default="auto")
+    m.add_argument("--probabilities", action="store_true",
+                   help="also write probabilities.tif (rows, cols, n_classes) float32")
+    m.set_defaults(func=run_map)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .cli import TerminalProgress
+    from .core.ebsd import EBSDClassifier
+    from .core.errors import MicrostructureError
+    from .io.ebsd import read_labelled_patterns
+
+    out = Path(args.output)
+    if not out.parent.exists():
+        raise MicrostructureError(f"folder {str(out.parent)!r} does not exist; create it first")
+    patterns, labels = read_labelled_patterns(args.patterns, args.labels)
+    clf = EBSDClassifier(
+        backbone=args.backbone, pretrained=not args.no_pretrained, input_size=args.input_size,
+        n_models=args.ensemble, max_epochs=args.epochs, patience=args.patience,
+        batch_size=args.batch_size, validation_fraction=args.validation_fraction,
+        confidence_threshold=args.confidence_threshold, agreement_threshold=args.agreement_threshold,
+        device=args.device, seed=args.seed,
+    )
+    classes, counts = _counts(labels)
+    print(f"{len(patterns)} patterns of {patterns.shape[1]} x {patterns.shape[2]} pixels; classes: "
+          + ", ".join(f"{c} ({n})" for c, n in zip(classes, counts)), file=sys.stderr)
+    clf.fit(patterns, labels, progress=TerminalProgress(sys.stderr))
+    clf.save(out)
+    for k, h in enumerate(clf.history_):
+        vl = h.get("val_loss") or []
+        best = h.get("best_epoch", -1)
+        msg = f"model {k + 1}: {len(h.get('train_loss', []))} epochs, best epoch {best + 1}"
+        if vl:
+            msg += f", validation loss {vl[best]:.4f}"
+        print(msg, file=sys.stderr)
+    print(f"wrote {out}")
+    return 0
+
+
+def _counts(labels):
+    import numpy as np
+
+    classes, counts = np.unique(labels, return_counts=True)
+    return classes.tolist(), counts.tolist()
+
+
+def run_map(args: argparse.Namespace) -> int:
+    import numpy as np
+    import tifffile
+
+    from .cli import TerminalProgress
+    from .core.ebsd import EBSDClassifier
+    from .core.errors import MicrostructureError
+    from .io.ebsd import load_patterns
+
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise MicrostructureError(f"output {str(out)!r} is a file; -o takes a folder (it is created)")
+    if not out.parent.exists():
+        raise MicrostructureError(f"folder {str(out.parent)!r} does not exist; create it first")
+    clf = EBSDClassifier.load(args.model, device=args.device)
+    if args.confidence_threshold is not None:
+        clf.confidence_threshold = args.confidence_threshold
+    data = load_patterns(args.map, lazy=True)
+    try:
+        pattern_map = data.as_map()
+        if args.map_shape is not None:
+            rows, cols = args.map_shape
+            if rows * cols != data.n_patterns:
+                raise MicrostructureError(
+                    f"--map-shape {rows} {cols} needs {rows * cols} patterns but the file holds "
+                    f"{data.n_patterns}")
+            pattern_map = pattern_map.reshape(rows, cols, *data.pattern_shape)
+        result = clf.classify_map(pattern_map, chunk_size=args.chunk_size, background=args.background,
+                                  progress=TerminalProgress(sys.stderr))
+    finally:
+        data.close()
+    out.mkdir(exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".ebsd-map-", dir=str(out)))
+    try:
+        labels = result.labels.astype(np.int16) if result.labels.dtype.kind in "iu" else result.index
+        tifffile.imwrite(tmp / "space_groups.tif", labels)
+        tifffile.imwrite(tmp / "confidence.tif", result.confidence.astype(np.float32))
+        tifffile.imwrite(tmp / "no_solution.tif", result.no_solution.astype(np.uint8))
+        with open(tmp / "fractions.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["class", "patterns", "fraction"])
+            for c, n, f in result.fractions_table():
+                w.writerow([c, n, f"{f:.6f}"])
+        names = list(OUTPUT_FILES)
+        if args.probabilities:
+            tifffile.imwrite(tmp / "probabilities.tif", result.probabilities)
+            names.append("probabilities.tif")
+        for name in names:
+            os.replace(tmp / name, out / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{result.labels.size} patterns classified; written to {out}/")
+    for c, n, f in result.fractions_table():
+        print(f"  {c:>12}: {n:8d} patterns  {100 * f:6.2f} %")
+    return 0

@@ -1,0 +1,120 @@
+"""Input checks for pattern arrays, shared by the EBSD readers and estimators."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import MicrostructureError
+
+
+def is_dask(array: Any) -> bool:
+    """True for a dask array (without importing dask when it is not loaded)."""
+    return type(array).__module__.startswith("dask.")
+
+
+def check_stack(patterns: Any, name: str = "patterns") -> np.ndarray:
+    """Validate an (N, h, w) stack held in memory and return it as an array.
+
+    Raises
+    ------
+    MicrostructureError
+        For lists of patterns of different sizes, wrong dimensionality, an
+        empty stack, non-numeric data or NaN / infinite values.
+    """
+    if isinstance(patterns, (list, tuple)):
+        shapes = {np.shape(p) for p in patterns}
+        if len(shapes) > 1:
+            raise MicrostructureError(
+                f"{name} have different sizes {sorted(shapes)}; all patterns of one stack "
+                "must have the same height and width: resize or crop them to one size first"
+            )
+        patterns = np.stack([np.asarray(p) for p in patterns]) if patterns else np.empty((0, 0, 0))
+    if is_dask(patterns):
+        patterns = patterns.compute()
+    patterns = np.asarray(patterns)
+    if patterns.ndim == 2:
+        raise MicrostructureError(
+            f"{name} is a single 2-D image of shape {patterns.shape}, but a stack (N, h, w) "
+            "is expected; for one pattern use patterns[None]"
+        )
+    if patterns.ndim == 4:
+        patterns = patterns.reshape(-1, *patterns.shape[2:])
+    if patterns.ndim != 3:
+        raise MicrostructureError(
+            f"{name} has {patterns.ndim} dimensions (shape {patterns.shape}); expected a "
+            "stack (N, h, w) or a map (rows, cols, h, w)"
+        )
+    if patterns.shape[0] == 0:
+        raise MicrostructureError(f"{name} is empty; give at least one pattern")
+    if min(patterns.shape[1:]) < 8:
+        raise MicrostructureError(
+            f"{name} are {patterns.shape[1]} x {patterns.shape[2]} pixels; patterns must be at "
+            "least 8 x 8 pixels"
+        )
+    if not (np.issubdtype(patterns.dtype, np.number) or patterns.dtype == bool):
+        raise MicrostructureError(f"{name} have dtype {patterns.dtype}; give numeric intensities")
+    check_finite(patterns, name)
+    return patterns
+
+
+def check_finite(patterns: np.ndarray, name: str = "patterns", offset: int = 0) -> None:
+    """Raise if any pattern holds NaN or infinite values (names the first one)."""
+    if np.issubdtype(patterns.dtype, np.floating):
+        bad = ~np.isfinite(patterns.reshape(len(patterns), -1)).all(1)
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0]) + offset
+            raise MicrostructureError(
+                f"{name} contain NaN or infinite values ({int(bad.sum())} patterns, the first "
+                f"at index {first}); remove those patterns or replace the values "
+                "(e.g. numpy.nan_to_num)"
+            )
+
+
+def check_map(pattern_map: Any, name: str = "pattern_map") -> Any:
+    """Validate a (rows, cols, h, w) map without reading it; returns it unchanged
+    (an (N, h, w) stack is accepted and viewed as a 1 x N map)."""
+    shape = getattr(pattern_map, "shape", None)
+    if shape is None:
+        pattern_map = np.asarray(pattern_map)
+        shape = pattern_map.shape
+    if len(shape) == 3:
+        pattern_map = pattern_map.reshape(1, *shape)
+        shape = pattern_map.shape
+    if len(shape) != 4:
+        raise MicrostructureError(
+            f"{name} has shape {tuple(shape)}; a pattern map must be 4-D (rows, cols, h, w) "
+            "(or a 3-D stack (N, h, w))"
+        )
+    if 0 in shape:
+        raise MicrostructureError(f"{name} of shape {tuple(shape)} is empty")
+    return pattern_map
+
+
+def check_labels(labels: Any, n: int) -> np.ndarray:
+    """Validate labels for ``n`` patterns; returns a 1-D array."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        labels = labels.reshape(-1) if labels.size == n else labels
+    if labels.ndim != 1 or len(labels) != n:
+        raise MicrostructureError(
+            f"got {labels.size} labels for {n} patterns; give exactly one label per pattern"
+        )
+    if labels.dtype.kind == "f":
+        if not np.isfinite(labels).all():
+            raise MicrostructureError("labels contain NaN; give a label to every pattern")
+        if np.all(labels == np.round(labels)):
+            labels = labels.astype(np.int64)
+    return labels
+
+
+def same_shapes(shapes: Sequence[tuple], what: str) -> tuple:
+    """Return the common shape or raise naming the sizes found."""
+    uniq = sorted(set(tuple(s) for s in shapes))
+    if len(uniq) > 1:
+        raise MicrostructureError(
+            f"{what} holds patterns of different sizes {uniq[:5]}; all patterns must have the "
+            "same height and width: resize or crop them to one size first"
+        )
+    return uniq[0]

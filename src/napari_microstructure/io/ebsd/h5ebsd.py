@@ -1,0 +1,250 @@
+"""h5ebsd files (Jackson et al. 2014) in the kikuchipy, EDAX and Bruker layouts.
+
+All three put ``Manufacturer`` and ``Version`` datasets in the root group and
+one group per scan holding ``EBSD/Data`` and ``EBSD/Header``:
+
+============  ==================  ==========================  ===========================
+layout        patterns dataset    map size (header)           pattern size (header)
+============  ==================  ==========================  ===========================
+kikuchipy     ``patterns``        ``n_rows``, ``n_columns``   ``pattern_height``/``_width``
+EDAX          ``Pattern``         ``nRows``, ``nColumns``     ``Pattern Height``/``Width``
+Bruker Nano   ``RawPatterns``     ``NROWS``, ``NCOLS``        ``PatternHeight``/``Width``
+============  ==================  ==========================  ===========================
+
+Patterns are stored as (N, h, w) in row-major scan order; Bruker files with a
+rectangular region of interest list the beam positions in ``EBSD/SEM/IY`` and
+``IX``. Reading is lazy (a dask array over the h5py dataset, chunked as in the
+file); the file stays open until :meth:`PatternData.close`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from ...core.errors import MicrostructureError
+from ._common import PatternData
+
+LAYOUTS = {
+    "kikuchipy": dict(manufacturer="kikuchipy", patterns="patterns", rows="n_rows", cols="n_columns",
+                      height="pattern_height", width="pattern_width", step_y="step_y", step_x="step_x"),
+    "edax": dict(manufacturer="EDAX", patterns="Pattern", rows="nRows", cols="nColumns",
+                 height="Pattern Height", width="Pattern Width", step_y="Step Y", step_x="Step X"),
+    "bruker nano": dict(manufacturer="Bruker Nano", patterns="RawPatterns", rows="NROWS", cols="NCOLS",
+                        height="PatternHeight", width="PatternWidth", step_y="YSTEP", step_x="XSTEP"),
+}
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def is_hdf5(filename: Union[str, os.PathLike]) -> bool:
+    """Cheap check of the HDF5 signature (first 8 bytes)."""
+    try:
+        with open(filename, "rb") as fh:
+            return fh.read(8) == HDF5_SIGNATURE
+    except OSError:
+        return False
+
+
+def _scalar(value: Any) -> Any:
+    value = value[()] if hasattr(value, "shape") else value
+    if isinstance(value, np.ndarray):
+        value = value.reshape(-1)[0] if value.size else None
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    if isinstance(value, np.generic):
+        value = value.item()
+    return value
+
+
+def _header(group) -> dict:
+    import h5py
+
+    out = {}
+    for key, val in group.items():
+        if isinstance(val, h5py.Dataset) and val.size <= 16:
+            try:
+                out[key.strip()] = _scalar(val)
+            except Exception:  # pragma: no cover - exotic dtypes
+                continue
+        elif isinstance(val, h5py.Group):
+            out[key.strip()] = _header(val)
+    return out
+
+
+def _manufacturer(f) -> Optional[str]:
+    for key in f.keys():
+        if key.lower() == "manufacturer":
+            value = _scalar(f[key])
+            return str(value).strip().lower() if value is not None else None
+    return None
+
+
+def file_reader(filename: Union[str, os.PathLike], lazy: bool = True,
+                scan_group: Optional[str] = None) -> PatternData:
+    """Read the patterns of one scan of an h5ebsd file.
+
+    Parameters
+    ----------
+    filename : path-like
+    lazy : bool
+        ``True``: a dask array over the HDF5 dataset (file kept open until
+        ``close()``); ``False``: read into memory and close.
+    scan_group : str, optional
+        Name of the top group of the scan; default the first scan.
+    """
+    import h5py
+
+    filename = str(filename)
+    if not is_hdf5(filename):
+        raise MicrostructureError(
+            f"{filename!r} is not an HDF5 file (wrong signature); choose an h5ebsd file from "
+            "EDAX, Bruker or kikuchipy"
+        )
+    try:
+        f = h5py.File(filename, "r")
+    except Exception as exc:
+        raise MicrostructureError(
+            f"{filename!r} could not be opened as HDF5 ({exc}); the file is probably truncated: "
+            "copy or export it again"
+        ) from exc
+    try:
+        return _read(f, filename, lazy, scan_group)
+    except BaseException:
+        f.close()
+        raise
+
+
+def _read(f, filename, lazy, scan_group):
+    import h5py
+
+    man = _manufacturer(f)
+    if man not in LAYOUTS:
+        found = "no Manufacturer dataset" if man is None else f"manufacturer {man!r}"
+        raise MicrostructureError(
+            f"{filename!r} is an HDF5 file but not a supported h5ebsd file ({found}); supported "
+            f"layouts: kikuchipy, EDAX, Bruker Nano. Oxford .h5oina and others open through "
+            "kikuchipy: pip install 'napari-microstructure[ebsd]'"
+        )
+    lay = LAYOUTS[man]
+    scans = [k for k, g in f.items() if isinstance(g, h5py.Group) and "EBSD/Data" in g and "EBSD/Header" in g]
+    if not scans:
+        raise MicrostructureError(f"{filename!r} has no scan group with EBSD/Data and EBSD/Header")
+    if scan_group is None:
+        scan_group = scans[0]
+    elif scan_group not in scans:
+        raise MicrostructureError(f"scan {scan_group!r} is not in {filename!r}; available: {scans}")
+    group = f[scan_group]
+    hd = _header(group["EBSD/Header"])
+    if lay["patterns"] not in group["EBSD/Data"]:
+        raise MicrostructureError(
+            f"{filename!r} ({man}) has no dataset EBSD/Data/{lay['patterns']} in scan {scan_group!r}"
+        )
+    dset = group["EBSD/Data"][lay["patterns"]]
+    if dset.ndim != 3:
+        raise MicrostructureError(f"patterns in {filename!r} have shape {dset.shape}; expected (N, h, w)")
+    n, h, w = dset.shape
+    rows, cols = hd.get(lay["rows"]), hd.get(lay["cols"])
+    indices = None
+    if man == "bruker nano" and "EBSD/SEM" in group and "IY" in group["EBSD/SEM"]:
+        iy = np.asarray(group["EBSD/SEM/IY"][()]).astype(int)
+        ix = np.asarray(group["EBSD/SEM/IX"][()]).astype(int)
+        rows, cols = int(iy.max() - iy.min() + 1), int(ix.max() - ix.min() + 1)
+        if rows * cols != len(iy):
+            raise MicrostructureError(
+                f"{filename!r} has a non-rectangular region of interest; only rectangular maps "
+                "are supported: export the rectangular part of the map"
+            )
+        flat = np.ravel_multi_index((iy - iy.min(), ix - ix.min()), (rows, cols))
+        order = np.argsort(flat)
+        if not np.array_equal(order, np.arange(len(order))):
+            indices = order
+    grid = str(hd.get("Grid Type", "")).strip()
+    if grid and grid not in ("SqrGrid", "isometric"):
+        raise MicrostructureError(f"{filename!r} uses a {grid!r} grid; only square grids are supported")
+    if rows is None or cols is None:
+        rows, cols = 1, n
+    rows, cols = int(rows), int(cols)
+    if rows * cols != n:
+        raise MicrostructureError(
+            f"{filename!r}: the header says {rows} x {cols} = {rows * cols} patterns but the file "
+            f"holds {n}; the scan was interrupted or the file is truncated"
+        )
+    if lazy:
+        import dask.array as da
+
+        chunks = dset.chunks if dset.chunks is not None else (max(1, min(n, 2 ** 24 // (h * w))), h, w)
+        data = da.from_array(dset, chunks=chunks, name=f"h5ebsd-{Path(filename).name}-{scan_group}",
+                             lock=True)
+        close = f.close
+    else:
+        try:
+            data = dset[()]
+        except Exception as exc:
+            raise MicrostructureError(f"{filename!r} could not be read completely ({exc}); it is truncated") from exc
+        close = None
+        f.close()
+    if indices is not None:
+        data = data[indices]
+    data = data.reshape(rows, cols, h, w)
+    step = None
+    if lay["step_y"] in hd and lay["step_x"] in hd:
+        step = (float(hd[lay["step_y"]]), float(hd[lay["step_x"]]))
+    meta = {"manufacturer": man, "scan": scan_group}
+    for key in ("KV", "Pattern Center Calibration", "PCX", "PCY", "DD", "beam_energy"):
+        if key in hd:
+            meta[key] = hd[key]
+    return PatternData(data, step, f"h5ebsd-{man.split()[0]}", filename, meta, close)
+
+
+def file_writer(filename: Union[str, os.PathLike], patterns: np.ndarray, layout: str = "kikuchipy",
+                step_size_um: Sequence[float] = (1.0, 1.0), scan_group: str = "Scan 1",
+                chunk_patterns: int = 256) -> Path:
+    """Write a map (rows, cols, h, w) as an h5ebsd file in one of the layouts.
+
+    Meant for export and for tests; it writes the datasets this module reads
+    (and that kikuchipy reads), not every header field of the vendors.
+    ``patterns`` may be a memory map or dask array; it is written in blocks.
+    """
+    import h5py
+
+    key = layout.lower()
+    if key == "bruker":
+        key = "bruker nano"
+    if key not in LAYOUTS:
+        raise MicrostructureError(f"unknown h5ebsd layout {layout!r}; choose kikuchipy, edax or bruker")
+    lay = LAYOUTS[key]
+    shape = tuple(patterns.shape)
+    if len(shape) == 3:
+        shape = (1, *shape)
+    rows, cols, h, w = shape
+    n = rows * cols
+    flat = patterns.reshape(n, h, w)
+    with h5py.File(filename, "w") as f:
+        f.create_dataset("Manufacturer", data=np.bytes_(lay["manufacturer"]))
+        f.create_dataset("Version", data=np.bytes_("napari-microstructure 1"))
+        g = f.create_group(scan_group)
+        hdr = g.create_group("EBSD/Header")
+        data = g.create_group("EBSD/Data")
+        hdr.create_dataset(lay["rows"], data=np.int32(rows))
+        hdr.create_dataset(lay["cols"], data=np.int32(cols))
+        hdr.create_dataset(lay["height"], data=np.int32(h))
+        hdr.create_dataset(lay["width"], data=np.int32(w))
+        hdr.create_dataset(lay["step_y"], data=np.float32(step_size_um[0]))
+        hdr.create_dataset(lay["step_x"], data=np.float32(step_size_um[1]))
+        if key == "edax":
+            hdr.create_dataset("Grid Type", data=np.bytes_("SqrGrid"))
+        elif key == "bruker nano":
+            hdr.create_dataset("Grid Type", data=np.bytes_("isometric"))
+        dset = data.create_dataset(lay["patterns"], shape=(n, h, w), dtype=flat.dtype,
+                                   chunks=(min(n, chunk_patterns), h, w))
+        for start in range(0, n, chunk_patterns):
+            dset[start:start + chunk_patterns] = np.asarray(flat[start:start + chunk_patterns])
+        if key == "bruker nano":
+            rr, cc = np.divmod(np.arange(n), cols)
+            sem = g.create_group("EBSD/SEM")
+            sem.create_dataset("IY", data=rr.astype(np.int32))
+            sem.create_dataset("IX", data=cc.astype(np.int32))
+    return Path(filename)

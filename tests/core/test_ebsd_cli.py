@@ -1,0 +1,70 @@
+"""ebsd-train and ebsd-map on the command line."""
+
+import csv
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_microstructure import cli
+from napari_microstructure.core.ebsd import simulate as S
+from napari_microstructure.io.ebsd import write_labelled_patterns
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ebsdcli")
+    pats, phase, rots = S.simulate_dual_phase_map((5, 6), (32, 32), n_grains=2, n_precipitates=1,
+                                                  seed=3, return_orientations=True)
+    p, sg, _ = S.simulate_training_set(["Ni", "Ni3Al"], 10, (32, 32), seed=1, base_rotations=rots)
+    np.save(tmp / "train.npy", p)
+    (tmp / "labels.csv").write_text("space_group\n" + "\n".join(map(str, sg)) + "\n")
+    np.save(tmp / "map.npy", pats)
+    return tmp
+
+
+def test_train_then_map(files, capsys):
+    model = files / "model.pt"
+    rc = cli.main(["ebsd-train", str(files / "train.npy"), str(files / "labels.csv"), "-o", str(model),
+                   "--backbone", "compact", "--epochs", "2", "--input-size", "32", "--device", "cpu"])
+    assert rc == 0 and model.is_file()
+    out = files / "out"
+    rc = cli.main(["ebsd-map", str(model), str(files / "map.npy"), "-o", str(out), "--chunk-size", "7",
+                   "--device", "cpu"])
+    assert rc == 0
+    labels = tifffile.imread(out / "space_groups.tif")
+    conf = tifffile.imread(out / "confidence.tif")
+    assert labels.shape == conf.shape == (5, 6)
+    assert set(np.unique(labels)) <= {0, 221, 225}
+    with open(out / "fractions.csv") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["class", "patterns", "fraction"]
+    assert sum(int(r[1]) for r in rows[1:]) == 30
+    assert "patterns classified" in capsys.readouterr().out
+
+
+def test_interrupted_map_writes_nothing(files, monkeypatch):
+    model = files / "model2.pt"
+    cli.main(["ebsd-train", str(files / "train.npy"), str(files / "labels.csv"), "-o", str(model),
+              "--backbone", "compact", "--epochs", "1", "--input-size", "32", "--device", "cpu"])
+
+    def interrupt(self, p):
+        if p.stage == "map" and p.step > 0:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.TerminalProgress, "__call__", interrupt)
+    out = files / "out2"
+    rc = cli.main(["ebsd-map", str(model), str(files / "map.npy"), "-o", str(out), "--chunk-size", "5",
+                   "--device", "cpu"])
+    assert rc == 130
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_clear_errors(files, capsys):
+    rc = cli.main(["ebsd-train", str(files / "train.npy"), "-o", str(files / "m.pt")])
+    assert rc == 2
+    assert "without labels" in capsys.readouterr().err
+    write_labelled_patterns(files / "one.npz", np.load(files / "train.npy"), np.full(20, 225))
+    rc = cli.main(["ebsd-train", str(files / "one.npz"), "-o", str(files / "m.pt"), "--backbone", "compact"])
+    assert rc == 2
+    assert "at least two classes" in capsys.readouterr().err

@@ -1,0 +1,194 @@
+"""Round trips of every EBSD pattern layout: write, then read back lazily."""
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_microstructure.core.errors import MicrostructureError
+from napari_microstructure.io import ebsd as eio
+from napari_microstructure.io.ebsd import h5ebsd, image_directory, numpy_file, tiff
+
+
+@pytest.fixture(scope="module")
+def pattern_map():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 255, (3, 4, 12, 10), dtype=np.uint8)
+
+
+def _is_lazy(arr):
+    return isinstance(arr, np.memmap) or type(arr).__module__.startswith("dask")
+
+
+def test_npy_map_and_stack_are_memory_mapped(tmp_path, pattern_map):
+    numpy_file.file_writer(tmp_path / "m.npy", pattern_map)
+    data = eio.load_patterns(tmp_path / "m.npy")
+    assert isinstance(data.patterns, np.memmap)
+    assert data.map_shape == (3, 4) and data.pattern_shape == (12, 10)
+    np.testing.assert_array_equal(data.patterns, pattern_map)
+    np.save(tmp_path / "s.npy", pattern_map.reshape(12, 12, 10))
+    stack = eio.load_patterns(tmp_path / "s.npy")
+    assert not stack.is_map and stack.n_patterns == 12
+    assert stack.as_map().shape == (1, 12, 12, 10)
+
+
+def test_tiff_map_round_trip_keeps_map_shape(tmp_path, pattern_map):
+    tiff.file_writer(tmp_path / "m.tif", pattern_map, step_size_um=(0.5, 0.5))
+    data = eio.load_patterns(tmp_path / "m.tif")
+    assert _is_lazy(data.patterns)
+    assert data.patterns.shape == pattern_map.shape
+    assert data.step_size_um == (0.5, 0.5)
+    np.testing.assert_array_equal(np.asarray(data.patterns), pattern_map)
+    eager = tiff.file_reader(tmp_path / "m.tif", lazy=False)
+    np.testing.assert_array_equal(eager.patterns, pattern_map)
+
+
+def test_plain_multipage_tiff_is_a_stack(tmp_path, pattern_map):
+    import tifffile
+
+    flat = pattern_map.reshape(-1, 12, 10)
+    tifffile.imwrite(tmp_path / "plain.tif", flat, compression="zlib")  # not memory-mappable
+    data = eio.load_patterns(tmp_path / "plain.tif")
+    assert type(data.patterns).__module__.startswith("dask")
+    np.testing.assert_array_equal(np.asarray(data.patterns), flat)
+
+
+def test_image_directory_round_trip(tmp_path, pattern_map):
+    flat = pattern_map.reshape(-1, 12, 10)
+    image_directory.file_writer(tmp_path / "pats", flat)
+    data = eio.load_patterns(tmp_path / "pats")
+    assert type(data.patterns).__module__.startswith("dask")
+    np.testing.assert_array_equal(np.asarray(data.patterns), flat)
+    m = image_directory.file_reader(tmp_path / "pats", map_shape=(3, 4))
+    assert m.patterns.shape == (3, 4, 12, 10)
+
+
+@pytest.mark.parametrize("layout", ["kikuchipy", "edax", "bruker"])
+def test_h5ebsd_round_trip(tmp_path, pattern_map, layout):
+    path = tmp_path / f"{layout}.h5"
+    h5ebsd.file_writer(path, pattern_map, layout=layout, step_size_um=(0.2, 0.3), chunk_patterns=5)
+    data = eio.load_patterns(path)
+    try:
+        assert type(data.patterns).__module__.startswith("dask")
+        assert data.patterns.shape == pattern_map.shape
+        assert data.step_size_um == pytest.approx((0.2, 0.3))
+        np.testing.assert_array_equal(data.patterns.compute(), pattern_map)
+        assert data.format.startswith("h5ebsd")
+    finally:
+        data.close()
+
+
+def test_bruker_region_of_interest_order(tmp_path, pattern_map):
+    import h5py
+
+    path = tmp_path / "roi.h5"
+    h5ebsd.file_writer(path, pattern_map, layout="bruker")
+    # store the patterns column by column with their beam positions
+    rows, cols = pattern_map.shape[:2]
+    rr, cc = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    order = np.argsort(cc.ravel() * rows + rr.ravel(), kind="stable")
+    with h5py.File(path, "r+") as f:
+        f["Scan 1/EBSD/Data/RawPatterns"][...] = pattern_map.reshape(-1, 12, 10)[order]
+        f["Scan 1/EBSD/SEM/IY"][...] = rr.ravel()[order] + 5
+        f["Scan 1/EBSD/SEM/IX"][...] = cc.ravel()[order] + 7
+    data = h5ebsd.file_reader(path, lazy=False)
+    np.testing.assert_array_equal(data.patterns, pattern_map)
+
+
+def test_labelled_sets(tmp_path, pattern_map):
+    flat = pattern_map.reshape(-1, 12, 10)
+    labels = np.repeat([221, 225], 6)
+    eio.write_labelled_patterns(tmp_path / "train.npz", flat, labels)
+    p, lab = eio.read_labelled_patterns(tmp_path / "train.npz")
+    np.testing.assert_array_equal(p, flat)
+    np.testing.assert_array_equal(lab, labels)
+    # pattern file + CSV labels with a header
+    np.save(tmp_path / "p.npy", flat)
+    (tmp_path / "labels.csv").write_text("space_group\n" + "\n".join(map(str, labels)) + "\n")
+    p, lab = eio.read_labelled_patterns(tmp_path / "p.npy", tmp_path / "labels.csv")
+    np.testing.assert_array_equal(lab, labels)
+    # folder of class folders
+    for sg in (221, 225):
+        image_directory.file_writer(tmp_path / "classes" / str(sg), flat[labels == sg])
+    p, lab = eio.read_labelled_patterns(tmp_path / "classes")
+    assert sorted(lab.tolist()) == sorted(labels.tolist())
+    assert lab.dtype.kind == "i"
+
+
+def test_bad_files_give_clear_errors(tmp_path, pattern_map):
+    # truncated npy
+    numpy_file.file_writer(tmp_path / "t.npy", pattern_map)
+    raw = (tmp_path / "t.npy").read_bytes()
+    (tmp_path / "t.npy").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(MicrostructureError, match="truncated"):
+        eio.load_patterns(tmp_path / "t.npy")
+    # truncated h5
+    h5ebsd.file_writer(tmp_path / "t.h5", pattern_map)
+    raw = (tmp_path / "t.h5").read_bytes()
+    (tmp_path / "t.h5").write_bytes(raw[:1000])
+    with pytest.raises(MicrostructureError, match="truncated"):
+        eio.load_patterns(tmp_path / "t.h5")
+    # unrecognised
+    (tmp_path / "x.xyz").write_text("hello")
+    with pytest.raises(MicrostructureError, match="not a recognised EBSD pattern file"):
+        eio.load_patterns(tmp_path / "x.xyz")
+    # an HDF5 file that is not h5ebsd
+    import h5py
+
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["data"] = np.zeros(3)
+    with pytest.raises(MicrostructureError, match="not a supported h5ebsd"):
+        eio.load_patterns(tmp_path / "other.h5")
+    # wrong dimensionality
+    np.save(tmp_path / "2d.npy", np.zeros((10, 10)))
+    with pytest.raises(MicrostructureError, match="stack"):
+        eio.load_patterns(tmp_path / "2d.npy")
+
+
+def test_patterns_of_different_sizes_are_refused(tmp_path):
+    import imageio.v3 as iio
+    import tifffile
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    iio.imwrite(folder / "a.png", np.zeros((10, 10), np.uint8))
+    iio.imwrite(folder / "b.png", np.zeros((12, 10), np.uint8))
+    with pytest.raises(MicrostructureError, match="different sizes"):
+        eio.load_patterns(folder)
+    with tifffile.TiffWriter(tmp_path / "mixed.tif") as tw:
+        tw.write(np.zeros((10, 10), np.uint8))
+        tw.write(np.zeros((12, 10), np.uint8))
+    with pytest.raises(MicrostructureError, match="different sizes"):
+        eio.load_patterns(tmp_path / "mixed.tif")
+
+
+def test_labels_count_mismatch(tmp_path, pattern_map):
+    np.save(tmp_path / "p.npy", pattern_map.reshape(-1, 12, 10))
+    (tmp_path / "l.txt").write_text("221\n225\n")
+    with pytest.raises(MicrostructureError, match="2 labels for 12 patterns"):
+        eio.read_labelled_patterns(tmp_path / "p.npy", tmp_path / "l.txt")
+    with pytest.raises(MicrostructureError, match="without labels"):
+        eio.read_labelled_patterns(tmp_path / "p.npy")
+
+
+def test_vendor_formats_without_kikuchipy(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "kikuchipy":
+            raise ImportError("no kikuchipy")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    (tmp_path / "scan.up2").write_bytes(b"\0" * 64)
+    with pytest.raises(MicrostructureError, match=r"napari-microstructure\[ebsd\]"):
+        eio.load_patterns(tmp_path / "scan.up2")
+
+
+def test_tiff_description_is_json(tmp_path, pattern_map):
+    tiff.file_writer(tmp_path / "m.tif", pattern_map)
+    desc = tiff.read_description(tmp_path / "m.tif")
+    assert desc["map_shape"] == [3, 4]
+    json.dumps(desc)

@@ -1,0 +1,53 @@
+"""npe2 EBSD reader and sample data, without a viewer."""
+
+import numpy as np
+
+from napari_microstructure._napari._ebsd_reader import get_reader, navigator_image
+from napari_microstructure._napari._ebsd_sample import make_ebsd_sample
+from napari_microstructure.io.ebsd import h5ebsd, tiff
+
+
+def test_reader_returns_none_for_other_files(tmp_path):
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "micrograph.tif", np.zeros((64, 64), np.uint8))
+    assert get_reader(str(tmp_path / "micrograph.tif")) is None
+    (tmp_path / "fake.h5").write_text("not hdf5")
+    assert get_reader(str(tmp_path / "fake.h5")) is None
+    np.save(tmp_path / "image.npy", np.zeros((30, 30)))
+    assert get_reader(str(tmp_path / "image.npy")) is None
+    assert get_reader(str(tmp_path / "x.png")) is None
+
+
+def test_reader_opens_maps(tmp_path):
+    rng = np.random.default_rng(0)
+    m = rng.integers(0, 200, (4, 5, 16, 16), dtype=np.uint8)
+    h5ebsd.file_writer(tmp_path / "m.h5", m, layout="edax")
+    tiff.file_writer(tmp_path / "m.tif", m)
+    np.save(tmp_path / "m.npy", m)
+    for name in ("m.h5", "m.tif", "m.npy"):
+        reader = get_reader(str(tmp_path / name))
+        assert reader is not None, name
+        layers = reader(str(tmp_path / name))
+        (pats, pmeta, ptype), (nav, nmeta, ntype) = layers
+        assert ptype == "image" and pats.shape == (4, 5, 16, 16)
+        assert nav.shape == (4, 5) and ntype == "image"
+        np.testing.assert_allclose(nav, m.mean(axis=(2, 3)), rtol=1e-5)
+        assert pmeta["metadata"]["role"] == "patterns" and nmeta["metadata"]["role"] == "navigator"
+
+
+def test_navigator_of_dask_map():
+    import dask.array as da
+
+    m = np.arange(2 * 3 * 8 * 8, dtype=np.float32).reshape(2, 3, 8, 8)
+    np.testing.assert_allclose(navigator_image(da.from_array(m, chunks=(1, 3, 8, 8))), m.mean((2, 3)))
+
+
+def test_sample_data():
+    layers = make_ebsd_sample()
+    (pats, pmeta, _), (nav, nmeta, _), (truth, _, ttype) = layers
+    assert pats.ndim == 4 and nav.shape == pats.shape[:2] == truth.shape
+    assert ttype == "labels" and set(np.unique(truth)) == {221, 225}
+    tp, tl = nmeta["metadata"]["train_patterns"], nmeta["metadata"]["train_labels"]
+    assert tp.shape[1:] == pats.shape[2:] and len(tp) == len(tl)
+    assert set(np.unique(tl)) == {221, 225}

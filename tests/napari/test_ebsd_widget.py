@@ -1,0 +1,116 @@
+"""The EBSD dock widget driven through make_napari_viewer."""
+
+import numpy as np
+import pytest
+
+from napari_microstructure._napari._ebsd_sample import make_ebsd_sample
+from napari_microstructure._napari._ebsd_widget import SOURCE_FILE, SOURCE_LAYER, SOURCE_PAINTED, EBSDWidget
+from napari_microstructure.core.errors import MicrostructureError, ModelFileError
+
+
+@pytest.fixture
+def viewer_with_sample(make_napari_viewer, monkeypatch):
+    monkeypatch.setenv("NAPARI_MICROSTRUCTURE_SYNC", "1")
+    viewer = make_napari_viewer()
+    for data, kwargs, kind in make_ebsd_sample()[:2]:
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    widget = EBSDWidget(viewer)
+    widget.backbone_combo.setCurrentText("compact")
+    widget.epochs_spin.setValue(2)
+    widget.size_spin.setValue(32)
+    return viewer, widget
+
+
+def test_train_from_sample_and_classify(viewer_with_sample, tmp_path):
+    viewer, widget = viewer_with_sample
+    assert widget.map_combo.currentText() == "Ni-Ni3Al sample patterns"
+    widget.source_combo.setCurrentText(SOURCE_LAYER)
+    widget.train()
+    assert widget.classifier is not None and widget.classifier.classes_.tolist() == [221, 225]
+    widget.classify()
+    name = "Ni-Ni3Al sample space groups"
+    assert name in viewer.layers
+    sg = viewer.layers[name]
+    assert sg.data.shape == (30, 40)
+    assert list(sg.features["class"]) == ["no solution", "221", "225"]
+    assert "Ni-Ni3Al sample confidence" in viewer.layers and "Ni-Ni3Al sample no solution" in viewer.layers
+    assert widget.fraction_table.rowCount() == 3
+    assert "221" in widget.legend.text()
+    proba = widget.show_pattern(3, 4)
+    assert proba.shape == (2,) and proba.sum() == pytest.approx(1, abs=1e-4)
+    # a click on the map (viewer coordinates are 4-D: rows, cols of the patterns layer first)
+    from types import SimpleNamespace
+
+    widget.last_probabilities = None
+    widget._on_click(sg, SimpleNamespace(position=(0.0, 0.0, 3.2, 4.4)))
+    np.testing.assert_allclose(widget.last_probabilities, proba)
+    assert viewer.dims.current_step[:2] == (3, 4)
+    # save and load
+    widget.save_model(tmp_path / "m.pt")
+    widget.classifier = None
+    widget.load_model(tmp_path / "m.pt")
+    assert widget.classifier.classes_.tolist() == [221, 225]
+
+
+def test_train_from_painted_labels(viewer_with_sample):
+    viewer, widget = viewer_with_sample
+    layer = widget.add_training_labels_layer()
+    truth = make_ebsd_sample()[2][0]
+    painted = np.zeros_like(layer.data)
+    rr, cc = np.nonzero(truth == 221)
+    painted[rr[:20], cc[:20]] = 1
+    rr, cc = np.nonzero(truth == 225)
+    painted[rr[::40], cc[::40]] = 2
+    layer.data = painted
+    assert widget.source_combo.currentText() == SOURCE_PAINTED
+    with pytest.raises(MicrostructureError, match="no space group"):
+        widget.class_table.setItem(0, 1, None)
+        widget.class_table.item(1, 1).setText("")
+        widget.training_data()
+    widget._refresh_class_table()
+    widget.set_class_name(1, 221)
+    widget.set_class_name(2, 225)
+    patterns, labels = widget.training_data()
+    assert patterns.shape[1:] == (40, 40)
+    assert sorted(set(labels.tolist())) == [221, 225]
+    widget.train()
+    assert widget.classifier.classes_.tolist() == [221, 225]
+
+
+def test_cancelled_map_leaves_no_layers(viewer_with_sample):
+    viewer, widget = viewer_with_sample
+    widget.source_combo.setCurrentText(SOURCE_LAYER)
+    widget.train()
+    n_layers = len(viewer.layers)
+    from napari_microstructure._napari import _ebsd_widget as mod
+
+    original = mod._classify
+
+    def cancelled(*args, cancel=None, progress=None):
+        cancel.set()
+        return original(*args, cancel=cancel, progress=progress)
+
+    mod._classify = cancelled
+    try:
+        widget.classify()
+    finally:
+        mod._classify = original
+    assert len(viewer.layers) == n_layers
+    assert "cancelled" in widget.progress_panel.status.text()
+
+
+def test_clear_errors(viewer_with_sample, tmp_path):
+    viewer, widget = viewer_with_sample
+    from napari_microstructure.core.modelio import save_model_file
+
+    save_model_file(tmp_path / "micro.pt", "micrograph", {}, {})
+    with pytest.raises(ModelFileError, match="micrograph model"):
+        widget.load_model(tmp_path / "micro.pt")
+    with pytest.raises(MicrostructureError, match="no model"):
+        widget.classify()
+    widget.source_combo.setCurrentText(SOURCE_FILE)
+    with pytest.raises(MicrostructureError, match="choose a file"):
+        widget.train()
+    widget.source_combo.setCurrentText(SOURCE_PAINTED)
+    with pytest.raises(MicrostructureError, match="Labels layer"):
+        widget.training_data()
