@@ -74,7 +74,7 @@ def test_reader_through_napari(make_napari_viewer, tmp_path, image):
 
 def test_sample_micrographs_hook():
     layers = make_sample_micrographs()
-    assert len(layers) == 3 * len(SAMPLE_CLASSES)
+    assert len(layers) == 4 * len(SAMPLE_CLASSES)  # four images of each class
     seen = set()
     for data, kwargs, kind in layers:
         assert kind == "image" and data.ndim == 2 and data.dtype == np.uint8
@@ -102,7 +102,7 @@ def test_sample_mixed_hook():
 def test_sample_data_through_napari(make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.open_sample("napari-microstructure", "micrographs")
-    assert len(viewer.layers) == 3 * len(SAMPLE_CLASSES)
+    assert len(viewer.layers) == 4 * len(SAMPLE_CLASSES)
     for layer in viewer.layers:
         assert layer.metadata["class"] in SAMPLE_CLASSES
         assert layer.scale[-1] == pytest.approx(layer.metadata["pixel_size_um"])
