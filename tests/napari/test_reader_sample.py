@@ -118,7 +118,9 @@ def test_manifest_validates_and_imports():
     assert commands["napari-microstructure.training_widget"] == (
         "napari_microstructure._napari._training_widget:TrainingWidget"
     )
-    [reader] = manifest.contributions.readers
-    assert set(reader.filename_patterns) >= {"*.tif", "*.tiff"}
-    assert {s.key for s in manifest.contributions.sample_data} >= {"micrographs", "mixed"}
-    assert "Few-shot training" in {w.display_name for w in manifest.contributions.widgets}
+    readers = {r.command: r for r in manifest.contributions.readers}
+    assert set(readers["napari-microstructure.read_micrograph"].filename_patterns) >= {"*.tif", "*.tiff"}
+    assert "napari-microstructure.read_ebsd" in readers
+    assert {s.key for s in manifest.contributions.sample_data} >= {"micrographs", "mixed", "ebsd_dual_phase"}
+    assert {w.display_name for w in manifest.contributions.widgets} == {
+        "Few-shot training", "Probability maps", "Explain", "EBSD space-group map"}
