@@ -65,36 +65,14 @@ def _figures(out: Path, clf, rows, mixed, map_result) -> list[str]:
     plt.close(fig)
     written.append("predictions.png")
 
-    d = clf.training_descriptors_
-    if d.shape[1] >= 2:
-        fig, ax = plt.subplots(figsize=(5, 4.2), dpi=120)
-        if d.shape[1] == 2:
-            xy = d
-            gmm = clf.mixture_.gmm_
-            pad = 0.2 * (d.max(0) - d.min(0)) + 1e-3
-            gx, gy = np.meshgrid(np.linspace(d[:, 0].min() - pad[0], d[:, 0].max() + pad[0], 200),
-                                 np.linspace(d[:, 1].min() - pad[1], d[:, 1].max() + pad[1], 200))
-            ll = gmm.score_samples(np.c_[gx.ravel(), gy.ravel()]).reshape(gx.shape)
-            ax.contour(gx, gy, ll, levels=8, colors="0.75", linewidths=0.6)
-            ax.contour(gx, gy, ll, levels=[clf.mixture_.threshold_], colors="k", linewidths=1.2)
-            ax.set_xlabel("descriptor 1")
-            ax.set_ylabel("descriptor 2")
-        else:
-            mean = d.mean(0)
-            _, _, vt = np.linalg.svd(d - mean, full_matrices=False)
-            xy = (d - mean) @ vt[:2].T
-            ax.set_xlabel("PC 1")
-            ax.set_ylabel("PC 2")
-        for k, name in enumerate(clf.classes_):
-            sel = clf.training_labels_ == k
-            ax.scatter(xy[sel, 0], xy[sel, 1], s=6, alpha=0.6, label=name)
-        ax.legend(frameon=False, fontsize=8, markerscale=2)
-        ax.set_title("Training crops' descriptors" + (" (black: rejection threshold)" if d.shape[1] == 2 else ""),
-                     fontsize=9)
-        fig.tight_layout()
-        fig.savefig(out / "descriptors.png")
-        plt.close(fig)
-        written.append("descriptors.png")
+    from .core.explain import descriptor_map, plot_descriptor_map, save_figure
+
+    unknown = next((r for r in rows if r["expected"] == "none"), None)
+    dmap = (descriptor_map(clf, unknown["image"], unknown["pixel_size_um"]) if unknown is not None
+            else descriptor_map(clf))
+    fig = plot_descriptor_map(dmap)
+    save_figure(fig, out / "descriptors.png")
+    written.append("descriptors.png")
 
     if map_result is not None:
         image, _ = mixed

@@ -60,6 +60,17 @@ def test_random_geometry_is_rotation_or_mirror_without_warp():
     assert np.allclose(m @ m.transpose(0, 2, 1), np.eye(2), atol=1e-9)
 
 
+def test_random_geometry_switches():
+    rng = np.random.default_rng(0)
+    mirror_only = random_geometry(rng, 50, warp=0.0, rotation=False)
+    assert np.allclose(np.abs(mirror_only), np.eye(2))  # identity or x-mirror, never rotated
+    assert (np.linalg.det(mirror_only) < 0).any()
+    rotation_only = random_geometry(rng, 50, warp=0.0, mirror=False)
+    assert np.allclose(np.linalg.det(rotation_only), 1.0)
+    assert not np.allclose(rotation_only, np.eye(2))
+    assert np.allclose(random_geometry(rng, 5, 0.0, rotation=False, mirror=False), np.eye(2))
+
+
 def test_feasible_fov_and_too_small_image():
     assert feasible_fov((300, 500), 0.1, 200, None) == pytest.approx((20.0, 30.0))
     assert feasible_fov((300, 500), 0.1, 64, (5.0, 100.0)) == pytest.approx((5.0, 30.0))
@@ -72,11 +83,9 @@ def test_feasible_fov_and_too_small_image():
 def test_mask_centres_lie_on_labelled_pixels():
     rng = np.random.default_rng(0)
     image = np.zeros((200, 200), np.float32)
-    coords = {0: np.argwhere(np.ones((200, 200)))[:0].astype(float) + [[100, 100]]}
     src = CropSource(build_pyramid(image), 1.0, (20.0, 20.0), None, {0: np.array([[100.0, 150.0]])})
     centres = draw_centres(rng, src, np.full(5, 20.0), 0)
     assert np.allclose(centres, [[100.5, 150.5]] * 5)
-    assert coords  # silence unused
     # a labelled pixel near the border: centre is pulled inside so the crop fits
     src = CropSource(build_pyramid(image), 1.0, (20.0, 20.0), None, {0: np.array([[0.0, 199.0]])})
     c = draw_centres(rng, src, np.array([20.0]), 0)

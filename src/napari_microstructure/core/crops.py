@@ -45,16 +45,20 @@ def log_uniform(rng: np.random.Generator, lo: float, hi: float, n: int) -> np.nd
     return np.exp(rng.uniform(math.log(lo), math.log(hi), size=n))
 
 
-def random_geometry(rng: np.random.Generator, n: int, warp: float = 0.1) -> np.ndarray:
+def random_geometry(
+    rng: np.random.Generator, n: int, warp: float = 0.1, rotation: bool = True, mirror: bool = True
+) -> np.ndarray:
     """Random 2x2 matrices: rotation (any angle), mirroring, and an affine warp.
 
-    ``warp`` is the standard deviation of the shear/stretch added to the identity.
+    ``warp`` is the standard deviation of the shear/stretch added to the identity;
+    ``rotation`` and ``mirror`` switch those parts off.
     """
-    angles = rng.uniform(0.0, 2.0 * math.pi, n)
+    angles = rng.uniform(0.0, 2.0 * math.pi, n) if rotation else np.zeros(n)
     c, s = np.cos(angles), np.sin(angles)
     rot = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
-    flip = np.where(rng.random(n) < 0.5, -1.0, 1.0)
-    rot[:, :, 0] *= flip[:, None]
+    if mirror:
+        flip = np.where(rng.random(n) < 0.5, -1.0, 1.0)
+        rot[:, :, 0] *= flip[:, None]
     if warp > 0:
         w = np.eye(2)[None] + rng.normal(0.0, warp, size=(n, 2, 2))
         rot = rot @ w

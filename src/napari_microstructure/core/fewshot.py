@@ -330,9 +330,7 @@ class FewShotClassifier:
                 centres = draw_centres(rng, src, crop_px)
             geometry = None
             if augment.rotation or augment.mirror or augment.warp > 0:
-                geometry = random_geometry(rng, len(sel), augment.warp)
-                if not augment.rotation:
-                    geometry = np.where(np.abs(geometry) > 0, np.sign(geometry) * np.abs(geometry), 0.0)
+                geometry = random_geometry(rng, len(sel), augment.warp, augment.rotation, augment.mirror)
             crops[torch.as_tensor(sel, device=device)] = sample_crops(
                 src.pyramid, centres, crop_px, S, geometry, device
             )
