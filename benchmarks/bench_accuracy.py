@@ -1,6 +1,6 @@
 """Accuracy on a held-out split of a generated multi-class micrograph set.
 
-Data: :func:`napari_microstructure.core.synthetic.make_dataset`, 5 classes (ferrite,
+Data: :func:`napari_microstructure.core.micrograph.synthetic.make_dataset`, 5 classes (ferrite,
 pearlite, spheroidite, martensite, porous), 8 training and 6 test images per class,
 384 x 384 pixels, pixel sizes log-uniform in 0.05-0.2 um (a factor of 4 in
 magnification), different seeds for training and test.
@@ -23,7 +23,7 @@ from skimage.transform import rescale
 from sklearn.neighbors import KNeighborsClassifier
 
 from napari_microstructure import FewShotClassifier
-from napari_microstructure.core.synthetic import CLASSES, make_dataset
+from napari_microstructure.core.micrograph.synthetic import CLASSES, make_dataset
 
 
 def lbp_features(image: np.ndarray, pixel_size: float) -> np.ndarray:

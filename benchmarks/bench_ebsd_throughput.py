@@ -23,7 +23,7 @@ from napari_microstructure.core.ebsd.preprocess import PatternPreprocessor
 
 def untrained(backbone: str, input_size: int, pattern_size: int) -> EBSDClassifier:
     """A classifier with random weights for timing (no training)."""
-    from napari_microstructure.core.backbones import build_backbone
+    from napari_microstructure.core.nn.backbones import build_backbone
 
     clf = EBSDClassifier(backbone=backbone, input_size=input_size, device="cpu")
     clf.classes_ = np.array([221, 223, 225, 227, 229, 230])

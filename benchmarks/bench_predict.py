@@ -8,7 +8,7 @@ from __future__ import annotations
 from _common import header, timed
 
 from napari_microstructure import FewShotClassifier
-from napari_microstructure.core.synthetic import make_dataset, make_micrograph
+from napari_microstructure.core.micrograph.synthetic import make_dataset, make_micrograph
 
 
 def main() -> None:

@@ -32,8 +32,8 @@ SIZE, CROP, STRIDE = 1024, 200, 24
 
 def make_classifier(backbone: str, input_size: int = CROP, fov_um: float = 20.0):
     from napari_microstructure import FewShotClassifier
-    from napari_microstructure.core.networks import DescriptorNet
-    from napari_microstructure.core.openset import OpenSetMixture
+    from napari_microstructure.core.nn.networks import DescriptorNet
+    from napari_microstructure.core.micrograph.openset import OpenSetMixture
 
     clf = FewShotClassifier(backbone=backbone, input_size=input_size, embedding_dim=2, device="cpu")
     clf.model_ = DescriptorNet(backbone, 2, None, True, pretrained=backbone != "compact").eval()
@@ -49,7 +49,7 @@ def make_classifier(backbone: str, input_size: int = CROP, fov_um: float = 20.0)
 
 
 def image(size: int) -> np.ndarray:
-    from napari_microstructure.core.synthetic import make_micrograph
+    from napari_microstructure.core.micrograph.synthetic import make_micrograph
 
     tile = make_micrograph("pearlite", (1024, 1024), 0.1, seed=0)
     reps = -(-size // 1024)
@@ -67,7 +67,7 @@ def full_pass_seconds(clf, size: int, repeats: int = 3) -> float:
 
 
 def bench_1024(backbone: str, exact_crops: int | None) -> None:
-    from napari_microstructure.core.probmap import probability_map
+    from napari_microstructure.core.micrograph.probmap import probability_map
 
     clf = make_classifier(backbone)
     p = clf.map_fov_um_ / CROP               # image at the model's crop pixel size: crops are 200 px
@@ -97,7 +97,7 @@ def bench_1024(backbone: str, exact_crops: int | None) -> None:
 
 
 def memory_child(size: int, method: str) -> None:
-    from napari_microstructure.core.probmap import probability_map
+    from napari_microstructure.core.micrograph.probmap import probability_map
 
     clf = make_classifier("compact")
     img = image(size)

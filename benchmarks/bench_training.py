@@ -9,7 +9,7 @@ import numpy as np
 from _common import header, timed
 
 from napari_microstructure import FewShotClassifier
-from napari_microstructure.core.synthetic import CLASSES, make_dataset
+from napari_microstructure.core.micrograph.synthetic import CLASSES, make_dataset
 
 
 def main() -> None:

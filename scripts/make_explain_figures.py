@@ -25,8 +25,8 @@ from napari_microstructure._napari._sample_data import sample_micrographs
 from napari_microstructure.core import explain as ex
 from napari_microstructure.core.ebsd.classifier import EBSDClassifier
 from napari_microstructure.core.ebsd.simulate import make_sample_data
-from napari_microstructure.core.fewshot import FewShotClassifier
-from napari_microstructure.core.synthetic import make_composite, make_micrograph
+from napari_microstructure.core.micrograph.fewshot import FewShotClassifier
+from napari_microstructure.core.micrograph.synthetic import make_composite, make_micrograph
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
 

@@ -21,7 +21,7 @@ TRAIN_CLASSES = ("ferrite", "pearlite", "spheroidite")
 @pytest.fixture(scope="session")
 def small_dataset():
     """Three classes x 4 generated 256 x 256 micrographs at 0.08-0.16 um per pixel."""
-    from napari_microstructure.core.synthetic import make_dataset
+    from napari_microstructure.core.micrograph.synthetic import make_dataset
 
     return make_dataset(TRAIN_CLASSES, per_class=4, shape=(256, 256), seed=0)
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from napari_microstructure.cli import main
-from napari_microstructure.core.synthetic import make_micrograph
+from napari_microstructure.core.micrograph.synthetic import make_micrograph
 from napari_microstructure.io.tiff import write_micrograph
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_microstructure.core.synthetic import make_composite
+from napari_microstructure.core.micrograph.synthetic import make_composite
 from napari_microstructure.io.probmap_tiff import read_probability_tiff
 from napari_microstructure.io.tiff import write_micrograph
 

@@ -57,7 +57,7 @@ def fit_layers(
     classifier : FewShotClassifier, optional
         A configured classifier; a default one otherwise.
     """
-    from .core.fewshot import FewShotClassifier
+    from .core.micrograph.fewshot import FewShotClassifier
 
     clf = classifier if classifier is not None else FewShotClassifier()
     images, sizes = zip(*(layer_image(layer) for layer in layers)) if layers else ((), ())
@@ -74,11 +74,11 @@ def predict_layer(classifier: Any, layer: Any, **kwargs: Any) -> dict[str, float
 
 def load_model(path: Union[str, os.PathLike], device: str = "auto"):
     """Load any napari-microstructure model file (micrograph or EBSD)."""
-    from .core.modelio import peek_model_kind
+    from .core.nn.modelio import peek_model_kind
 
     kind = peek_model_kind(path)
     if kind == "micrograph":
-        from .core.fewshot import FewShotClassifier
+        from .core.micrograph.fewshot import FewShotClassifier
 
         return FewShotClassifier.load(path, device=device)
     if kind == "ebsd":

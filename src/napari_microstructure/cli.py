@@ -66,7 +66,7 @@ def read_image_file(path: Path, pixel_size: Optional[float]):
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .core.errors import MicrostructureError
-    from .core.fewshot import FewShotClassifier
+    from .core.micrograph.fewshot import FewShotClassifier
 
     root = Path(args.directory)
     if not root.is_dir():
@@ -98,7 +98,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .core.fewshot import FewShotClassifier
+    from .core.micrograph.fewshot import FewShotClassifier
 
     clf = FewShotClassifier.load(args.model, device=args.device)
     header = ["image", "prediction"] + clf.labels_

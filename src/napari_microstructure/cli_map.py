@@ -40,7 +40,7 @@ def run_map(args: argparse.Namespace) -> int:
     from .api import load_model
     from .cli import TerminalProgress, read_image_file
     from .core.errors import MicrostructureError
-    from .core.probmap import probability_map
+    from .core.micrograph.probmap import probability_map
     from .io.probmap_tiff import write_probability_tiff
 
     out = Path(args.output)

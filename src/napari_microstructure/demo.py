@@ -1,7 +1,7 @@
 """The main job on bundled sample data: ``python -m napari_microstructure.demo``.
 
 1. Generates the sample micrographs (four steel microstructures at three
-   magnifications, see :mod:`napari_microstructure.core.synthetic`).
+   magnifications, see :mod:`napari_microstructure.core.micrograph.synthetic`).
 2. Trains a few-shot model (triplet loss, magnification input, open-set mixture).
 3. Predicts held-out images, one of them of a class that was never trained.
 4. Computes the probability map of a mixed micrograph.
@@ -107,9 +107,9 @@ def run_demo(output: str = "demo-output", quick: bool = False, show: Optional[bo
 
     from ._napari._sample_data import SAMPLE_CLASSES, UNKNOWN_CLASS, mixed_micrograph, sample_micrographs
     from .cli import TerminalProgress
-    from .core.device import describe, select_device
-    from .core.fewshot import FewShotClassifier
-    from .core.synthetic import make_micrograph
+    from .core.nn.device import describe, select_device
+    from .core.micrograph.fewshot import FewShotClassifier
+    from .core.micrograph.synthetic import make_micrograph
 
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
@@ -139,7 +139,7 @@ def run_demo(output: str = "demo-output", quick: bool = False, show: Optional[bo
     mixed = mixed_micrograph()
     map_result = None
     try:
-        from .core.probmap import probability_map
+        from .core.micrograph.probmap import probability_map
 
         map_result = probability_map(clf, mixed[0], 0.1)
     except ImportError:

@@ -38,8 +38,8 @@ def test_round_trip_keeps_pages_scale_and_names(tmp_path, rng):
 
 
 def test_writer_result_and_bad_arguments(tmp_path, rng, trained_classifier):
-    from napari_microstructure.core.probmap import probability_map
-    from napari_microstructure.core.synthetic import make_micrograph
+    from napari_microstructure.core.micrograph.probmap import probability_map
+    from napari_microstructure.core.micrograph.synthetic import make_micrograph
     from napari_microstructure.io.probmap_tiff import write_probability_tiff
 
     image = make_micrograph("ferrite", (300, 300), 0.1, seed=1)

@@ -101,7 +101,7 @@ def test_cancelled_map_leaves_no_layers(viewer_with_sample):
 
 def test_clear_errors(viewer_with_sample, tmp_path):
     viewer, widget = viewer_with_sample
-    from napari_microstructure.core.modelio import save_model_file
+    from napari_microstructure.core.nn.modelio import save_model_file
 
     save_model_file(tmp_path / "micro.pt", "micrograph", {}, {})
     with pytest.raises(ModelFileError, match="micrograph model"):

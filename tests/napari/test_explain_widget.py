@@ -14,8 +14,8 @@ CLASSES = ("ferrite", "pearlite")
 
 @pytest.fixture(scope="module")
 def micro():
-    from napari_microstructure.core.fewshot import FewShotClassifier
-    from napari_microstructure.core.synthetic import make_dataset
+    from napari_microstructure.core.micrograph.fewshot import FewShotClassifier
+    from napari_microstructure.core.micrograph.synthetic import make_dataset
 
     images, labels, sizes = make_dataset(CLASSES, per_class=2, shape=(128, 128), seed=4)
     clf = FewShotClassifier(input_size=32, embedding_dim=2, max_epochs=1, steps_per_epoch=1, batch_size=8,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_microstructure.core.synthetic import make_composite, make_micrograph
+from napari_microstructure.core.micrograph.synthetic import make_composite, make_micrograph
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 Choose a trained micrograph model (the one handed over by the training widget
 through :meth:`ProbabilityMapWidget.set_classifier`, or a model file) and an
-image layer; Run computes :func:`~napari_microstructure.core.probmap.probability_map`
+image layer; Run computes :func:`~napari_microstructure.core.micrograph.probmap.probability_map`
 off the GUI thread and adds, aligned with the image:
 
 - one image layer per class and one for "none" (additive blending, contrast
@@ -143,7 +143,7 @@ class ProbabilityMapWidget(QWidget):
     # ------------------------------------------------------------ the model
     def set_classifier(self, classifier: Any, name: str = "model in memory") -> None:
         """Use ``classifier`` (a fitted FewShotClassifier), e.g. handed over by the training widget."""
-        from ..core.probmap import _check_classifier
+        from ..core.micrograph.probmap import _check_classifier
 
         _check_classifier(classifier)
         self.classifier = classifier
@@ -192,7 +192,7 @@ class ProbabilityMapWidget(QWidget):
     def run(self) -> Optional[Job]:
         """Start the computation for the chosen image; returns the job (None if refused)."""
         from ..api import layer_image
-        from ..core.probmap import probability_map
+        from ..core.micrograph.probmap import probability_map
 
         if self.panel.busy:
             self.panel.status.setText("a map is already being computed; wait or Cancel it")

@@ -1,6 +1,6 @@
 """Sample data (File > Open Sample): generated steel micrographs.
 
-The images are rendered by :mod:`napari_microstructure.core.synthetic` from
+The images are rendered by :mod:`napari_microstructure.core.micrograph.synthetic` from
 fixed seeds each time they are opened (a few hundred milliseconds), so nothing
 binary is shipped for them. Each layer's ``scale`` is its pixel size in
 micrometres and ``metadata["class"]`` its microstructure.
@@ -21,7 +21,7 @@ def sample_micrographs(per_class: int = 4, shape=(384, 384), seed: int = 7) -> l
     """Generated micrographs, ``per_class`` of each class, at three magnifications."""
     import numpy as np
 
-    from ..core.synthetic import make_micrograph
+    from ..core.micrograph.synthetic import make_micrograph
 
     rng = np.random.default_rng(seed)
     layers = []
@@ -48,7 +48,7 @@ def mixed_micrograph(shape=(768, 1024), pixel_size_um: float = 0.1, seed: int = 
     """
     import numpy as np
 
-    from ..core.synthetic import make_micrograph
+    from ..core.micrograph.synthetic import make_micrograph
 
     rng = np.random.default_rng(seed)
     parts = [make_micrograph(c, shape, pixel_size_um, seed=int(rng.integers(2**31)))

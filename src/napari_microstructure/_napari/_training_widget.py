@@ -47,7 +47,7 @@ MODEL_FILTER = "napari-microstructure model (*.pt);;All files (*)"
 
 def _classifier_defaults() -> dict[str, Any]:
     """Constructor defaults of FewShotClassifier (one source of truth for the widget's options)."""
-    from ..core.fewshot import FewShotClassifier
+    from ..core.micrograph.fewshot import FewShotClassifier
 
     sig = inspect.signature(FewShotClassifier.__init__)
     return {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
@@ -384,7 +384,7 @@ class TrainingWidget(QWidget):
 
     # ================================================================ inputs
     def _pixel_size(self, text: str, layer_name: str) -> float:
-        from ..core.images import check_pixel_size
+        from ..core.micrograph.images import check_pixel_size
 
         text = text.strip()
         return check_pixel_size(text if text else None, f"the pixel size of {layer_name!r}")
@@ -456,7 +456,7 @@ class TrainingWidget(QWidget):
         """Start training in a worker thread; returns the job (None if the inputs are bad)."""
         if self.busy:
             return None
-        from ..core.fewshot import FewShotClassifier
+        from ..core.micrograph.fewshot import FewShotClassifier
 
         try:
             images, labels, sizes, class_names = self.training_inputs()

@@ -1,7 +1,7 @@
 """Running core computations off the GUI thread, with progress and Cancel.
 
 Every core computation takes ``progress=`` (a callback receiving
-:class:`~napari_microstructure.core.progress.Progress`) and ``cancel=`` (a
+:class:`~napari_microstructure.core.nn.progress.Progress`) and ``cancel=`` (a
 :class:`threading.Event`). :class:`Job` runs one in a napari worker thread and
 re-emits its reports as Qt signals (delivered on the GUI thread);
 :class:`ProgressPanel` is the progress bar, status line and Cancel button the
@@ -20,7 +20,7 @@ from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from ..core.errors import TrainingCancelled
-from ..core.progress import Progress
+from ..core.nn.progress import Progress
 
 
 class Job(QObject):

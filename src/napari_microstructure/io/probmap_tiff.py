@@ -21,7 +21,7 @@ import numpy as np
 import tifffile
 
 from ..core.errors import MicrostructureError
-from ..core.images import check_pixel_size
+from ..core.micrograph.images import check_pixel_size
 
 PathLike = Union[str, os.PathLike]
 OUTLIER_PAGE = "outlier"
@@ -91,7 +91,7 @@ def write_probability_stack(
 
 def write_probability_tiff(path: PathLike, result: Any, pixel_size_um: Optional[float] = None,
                            threshold: float = 0.5) -> Path:
-    """Write a :class:`~napari_microstructure.core.probmap.ProbabilityMapResult` (see the module notes).
+    """Write a :class:`~napari_microstructure.core.micrograph.probmap.ProbabilityMapResult` (see the module notes).
 
     ``pixel_size_um`` defaults to the result's own pixel size.
     """

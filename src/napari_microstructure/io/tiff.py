@@ -116,7 +116,7 @@ def write_micrograph(
     metadata : dict, optional
         Stored in the ImageJ metadata (strings and numbers).
     """
-    from ..core.images import check_pixel_size
+    from ..core.micrograph.images import check_pixel_size
 
     p = check_pixel_size(pixel_size_um)
     path = Path(path)

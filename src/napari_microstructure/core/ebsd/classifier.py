@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..device import autocast, select_device
+from ..nn.device import autocast, select_device
 from ..errors import MicrostructureError, ModelFileError, NotFittedError
-from ..modelio import load_model_file, save_model_file, split_prefix, with_prefix
-from ..progress import CancelToken, Progress, ProgressCallback
+from ..nn.modelio import load_model_file, save_model_file, split_prefix, with_prefix
+from ..nn.progress import CancelToken, Progress, ProgressCallback
 from ._validation import check_labels, check_stack
 from .metrics import ClassificationReport, classification_report
 from .preprocess import PatternPreprocessor
@@ -144,7 +144,7 @@ class EBSDClassifier:
                 f"n_models={self.n_models})")
 
     def _check_params(self) -> None:
-        from ..backbones import BACKBONES
+        from ..nn.backbones import BACKBONES
 
         key = str(self.backbone).strip().lower().replace("_", "-")
         if key not in BACKBONES and key not in ("efficientnet", "efficientnet-lite"):
@@ -160,7 +160,7 @@ class EBSDClassifier:
                 f"validation_fraction={self.validation_fraction!r}; give a fraction in [0, 1)")
 
     def _config(self, seed: int):
-        from ..training import TrainingConfig
+        from ..nn.training import TrainingConfig
 
         return TrainingConfig(max_epochs=int(self.max_epochs), learning_rate=float(self.learning_rate),
                               weight_decay=float(self.weight_decay), patience=int(self.patience),
@@ -168,7 +168,7 @@ class EBSDClassifier:
                               validation_fraction=float(self.validation_fraction), seed=seed)
 
     def _build_net(self, n_classes: int, pretrained: bool) -> EBSDNet:
-        from ..backbones import build_backbone
+        from ..nn.backbones import build_backbone
 
         return EBSDNet(build_backbone(self.backbone, pretrained=pretrained), n_classes)
 
@@ -187,7 +187,7 @@ class EBSDClassifier:
         classes : sequence, optional
             The expected classes; each must have at least one pattern.
         progress : callable, optional
-            Receives :class:`~napari_microstructure.core.progress.Progress`
+            Receives :class:`~napari_microstructure.core.nn.progress.Progress`
             (stage ``"train"``, step = epoch).
         cancel : threading.Event, optional
             When set, training stops with ``TrainingCancelled`` and the
@@ -197,7 +197,7 @@ class EBSDClassifier:
         -------
         self
         """
-        from ..training import train_loop
+        from ..nn.training import train_loop
 
         self._check_params()
         patterns = check_stack(patterns)

@@ -21,7 +21,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from ..errors import MicrostructureError
-from ..progress import CancelToken, ProgressCallback, check_cancel, report
+from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
 from ._validation import check_finite, check_map, is_dask
 
 

@@ -7,7 +7,7 @@ class scores ``(B, n_classes)``, plus how to turn the user's data (a crop, an
 image, an EBSD pattern) into such an input and how to read the backbone.
 
 - :class:`MicrographAdapter` wraps a fitted
-  :class:`~napari_microstructure.core.fewshot.FewShotClassifier`. Its class
+  :class:`~napari_microstructure.core.micrograph.fewshot.FewShotClassifier`. Its class
   score is computed from the descriptor by :class:`GaussianMixtureHead`, a
   differentiable copy of the open-set mixture: the log posterior of the class
   (default) or the class's log joint likelihood ``log w_k + log N(f | mu_k,
@@ -64,7 +64,7 @@ class GaussianMixtureHead(nn.Module):
 
     @classmethod
     def from_mixture(cls, mixture: Any, score: str = "log-posterior") -> "GaussianMixtureHead":
-        """From an :class:`~napari_microstructure.core.openset.OpenSetMixture` or a GaussianMixture."""
+        """From an :class:`~napari_microstructure.core.micrograph.openset.OpenSetMixture` or a GaussianMixture."""
         gmm = getattr(mixture, "gmm_", mixture)
         if gmm is None or not hasattr(gmm, "precisions_cholesky_"):
             raise NotFittedError("the Gaussian mixture is not fitted; fit or load the classifier first")

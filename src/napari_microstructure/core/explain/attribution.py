@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import MicrostructureError
-from ..progress import CancelToken, ProgressCallback, check_cancel, report
+from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
 from .adapters import ModelAdapter, as_adapter
 
 METHODS = ("integrated-gradients", "gradient-shap")
@@ -147,8 +147,8 @@ def prepare_input(model: Any, data: Any, pixel_size: Optional[float] = None, reg
     adapter = as_adapter(model)
     S = adapter.input_size
     if adapter.kind == "micrograph":
-        from ..crops import build_pyramid, sample_crops
-        from ..images import as_grey_image, check_pixel_size, normalise_intensity
+        from ..micrograph.crops import build_pyramid, sample_crops
+        from ..micrograph.images import as_grey_image, check_pixel_size, normalise_intensity
 
         if pixel_size is None:
             raise MicrostructureError(
@@ -268,7 +268,7 @@ def default_background(adapter: ModelAdapter, prepared: _Prepared, n: int = 16, 
     g = torch.Generator().manual_seed(seed)
     S = adapter.input_size
     if adapter.kind == "micrograph" and prepared.pixel_size_um is not None:
-        from ..crops import build_pyramid, sample_crops
+        from ..micrograph.crops import build_pyramid, sample_crops
 
         H, W = prepared.shape
         c = float(prepared.tiles[0, 2])
@@ -289,8 +289,8 @@ def micrograph_background(classifier: Any, images: Sequence[Any], pixel_sizes: S
     the background crops look like what the network sees there. Images
     smaller than the field of view give crops of their shorter side.
     """
-    from ..crops import build_pyramid, sample_crops
-    from ..images import as_grey_image, check_pixel_size, normalise_intensity
+    from ..micrograph.crops import build_pyramid, sample_crops
+    from ..micrograph.images import as_grey_image, check_pixel_size, normalise_intensity
 
     adapter = as_adapter(classifier)
     if adapter.kind != "micrograph":

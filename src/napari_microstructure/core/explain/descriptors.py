@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import MicrostructureError
-from ..progress import CancelToken, ProgressCallback, check_cancel, report
+from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
 from .adapters import check_fitted
 
 
@@ -72,7 +72,7 @@ def sample_image_crops(classifier: Any, image: Any, pixel_size: float, n_crops: 
     (clipped to the image), as in ``FewShotClassifier.crop_predictions``, but
     the crops themselves are returned so that they can be shown.
     """
-    from ..crops import draw_centres, log_uniform, sample_crops
+    from ..micrograph.crops import draw_centres, log_uniform, sample_crops
 
     check_fitted(classifier)
     if int(n_crops) < 1:

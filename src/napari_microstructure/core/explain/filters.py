@@ -69,7 +69,7 @@ class Kernels:
 
 def first_layer_kernels(model: Any, member: int = 0) -> Kernels:
     """The first convolution's kernels of a classifier's (or module's) backbone."""
-    from ..backbones import first_conv
+    from ..nn.backbones import first_conv
 
     bb = _backbone(model, member)
     conv = first_conv(bb)

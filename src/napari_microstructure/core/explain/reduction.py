@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import MicrostructureError
-from ..progress import CancelToken, ProgressCallback, check_cancel, report
+from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
 from .adapters import as_adapter, check_fitted
 
 
@@ -137,7 +137,7 @@ def descriptor_dimension_report(
     keep_models : bool
         Keep the trained classifiers in ``report.models``.
     """
-    from ..fewshot import FewShotClassifier
+    from ..micrograph.fewshot import FewShotClassifier
 
     images, labels, sizes = _unpack(train, "train", True)
     t_images, t_labels, t_sizes = _unpack(test, "test", True)

@@ -22,8 +22,8 @@ IG_RTOL = 0.02
 
 @pytest.fixture(scope="module")
 def micro():
-    from napari_microstructure.core.fewshot import FewShotClassifier
-    from napari_microstructure.core.synthetic import make_dataset
+    from napari_microstructure.core.micrograph.fewshot import FewShotClassifier
+    from napari_microstructure.core.micrograph.synthetic import make_dataset
 
     images, labels, sizes = make_dataset(CLASSES, per_class=2, shape=(128, 128), seed=3)
     clf = FewShotClassifier(input_size=32, embedding_dim=2, max_epochs=1, steps_per_epoch=2, batch_size=12,
@@ -138,7 +138,7 @@ def test_gradient_shap_with_pattern_background(ebsd):
 
 def test_bad_input_errors(micro, ebsd):
     from napari_microstructure.core.ebsd.classifier import EBSDClassifier
-    from napari_microstructure.core.fewshot import FewShotClassifier
+    from napari_microstructure.core.micrograph.fewshot import FewShotClassifier
 
     clf, images, sizes = micro
     with pytest.raises(NotFittedError, match="fit"):

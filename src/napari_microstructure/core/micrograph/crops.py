@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import MicrostructureError
+from ..errors import MicrostructureError
 
 
 def build_pyramid(image01: np.ndarray, min_size: int = 16) -> list[torch.Tensor]:

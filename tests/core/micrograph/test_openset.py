@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from napari_microstructure.core.errors import MicrostructureError
-from napari_microstructure.core.openset import OpenSetMixture
+from napari_microstructure.core.micrograph.openset import OpenSetMixture
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_microstructure.core.crops import (
+from napari_microstructure.core.micrograph.crops import (
     CropSource, build_pyramid, draw_centres, feasible_fov, random_geometry, sample_crops,
 )
 from napari_microstructure.core.errors import MicrostructureError

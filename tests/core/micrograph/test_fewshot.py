@@ -6,7 +6,7 @@ import torch
 
 from napari_microstructure import FewShotClassifier, MicrostructureError, NotFittedError, TrainingCancelled
 from napari_microstructure.core.errors import ModelFileError
-from napari_microstructure.core.synthetic import make_dataset, make_micrograph
+from napari_microstructure.core.micrograph.synthetic import make_dataset, make_micrograph
 
 
 def tiny(**kw):

@@ -16,8 +16,8 @@ CLASSES = ("ferrite", "pearlite", "spheroidite")
 
 
 def _fit(dim: int):
-    from napari_microstructure.core.fewshot import FewShotClassifier
-    from napari_microstructure.core.synthetic import make_dataset
+    from napari_microstructure.core.micrograph.fewshot import FewShotClassifier
+    from napari_microstructure.core.micrograph.synthetic import make_dataset
 
     images, labels, sizes = make_dataset(CLASSES, per_class=2, shape=(128, 128), seed=5)
     clf = FewShotClassifier(input_size=32, embedding_dim=dim, max_epochs=1, steps_per_epoch=2, batch_size=12,
@@ -110,7 +110,7 @@ def test_pca_projection_for_more_than_two_dimensions(model3d, tmp_path):
 
 
 def test_bad_input(model2d):
-    from napari_microstructure.core.fewshot import FewShotClassifier
+    from napari_microstructure.core.micrograph.fewshot import FewShotClassifier
 
     clf, images, sizes = model2d
     with pytest.raises(NotFittedError, match="fit"):

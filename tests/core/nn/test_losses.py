@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from napari_microstructure.core.errors import MicrostructureError
-from napari_microstructure.core.losses import contrastive_loss, pairwise_distances, triplet_loss
+from napari_microstructure.core.nn.losses import contrastive_loss, pairwise_distances, triplet_loss
 
 
 def _points():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .errors import MicrostructureError
+from ..errors import MicrostructureError
 from .padding import pad2d, set_padding_mode
 
 BACKBONES = ("compact", "efficientnet-lite0")

@@ -57,9 +57,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import MicrostructureError
+from ..errors import MicrostructureError
 from .images import as_grey_image, check_mask, check_pixel_size
-from .progress import CancelToken, ProgressCallback, check_cancel, report
+from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
 
 #: Label value of pixels that were not evaluated.
 NOT_EVALUATED = 0

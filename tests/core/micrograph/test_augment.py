@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_microstructure.core.augment import AugmentConfig, augment_photometric, gaussian_blur, sobel_magnitude
+from napari_microstructure.core.micrograph.augment import AugmentConfig, augment_photometric, gaussian_blur, sobel_magnitude
 
 
 @pytest.fixture

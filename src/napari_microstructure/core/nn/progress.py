@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Optional, Protocol
 
-from .errors import TrainingCancelled
+from ..errors import TrainingCancelled
 
 
 class CancelToken(Protocol):

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import MicrostructureError
+from ..errors import MicrostructureError
 
 
 def as_grey_image(image: Any, name: str = "image") -> np.ndarray:

@@ -21,15 +21,15 @@ import torch
 
 from .augment import AugmentConfig, augment_photometric
 from .crops import CropSource, build_pyramid, draw_centres, feasible_fov, log_uniform, random_geometry, sample_crops
-from .device import autocast, select_device
-from .errors import MicrostructureError, NotFittedError
+from ..nn.device import autocast, select_device
+from ..errors import MicrostructureError, NotFittedError
 from .images import as_grey_image, as_image_list, as_pixel_sizes, check_mask, check_pixel_size, normalise_intensity
-from .losses import LOSSES, MINING, contrastive_loss, triplet_loss
-from .modelio import load_model_file, save_model_file, split_prefix, with_prefix
-from .networks import DescriptorNet
+from ..nn.losses import LOSSES, MINING, contrastive_loss, triplet_loss
+from ..nn.modelio import load_model_file, save_model_file, split_prefix, with_prefix
+from ..nn.networks import DescriptorNet
 from .openset import OpenSetMixture
-from .progress import CancelToken, ProgressCallback, check_cancel, report
-from .training import TrainingConfig, TrainingHistory, train_loop
+from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
+from ..nn.training import TrainingConfig, TrainingHistory, train_loop
 
 NONE_CLASS = "none"
 
@@ -571,7 +571,7 @@ class FewShotClassifier:
     def probability_map(self, image: Any, pixel_size: Any, **kwargs: Any) -> np.ndarray:
         """Per-pixel crop-averaged probabilities ``(n_classes + 1, H, W)``.
 
-        See :func:`napari_microstructure.core.probmap.probability_map` for the options.
+        See :func:`napari_microstructure.core.micrograph.probmap.probability_map` for the options.
         """
         from .probmap import probability_map
 
@@ -581,13 +581,13 @@ class FewShotClassifier:
     def attribution(self, data: Any, target: Any = None, method: str = "integrated-gradients",
                     **kwargs: Any):
         """Attribution of a crop or a whole micrograph to a class (see :func:`.explain.attribution`)."""
-        from .explain import attribution
+        from ..explain import attribution
 
         return attribution(self, data, target, method, **kwargs)
 
     def descriptor_map(self, image: Any = None, pixel_size: Optional[float] = None, **kwargs: Any):
         """Training descriptors, mixture contours and an image's crops (see :func:`.explain.descriptor_map`)."""
-        from .explain import descriptor_map
+        from ..explain import descriptor_map
 
         return descriptor_map(self, image, pixel_size, **kwargs)
 
@@ -619,7 +619,7 @@ class FewShotClassifier:
     @classmethod
     def load(cls, path: Union[str, os.PathLike], device: str = "auto") -> "FewShotClassifier":
         """Read a model saved by :meth:`save`."""
-        from .errors import ModelFileError
+        from ..errors import ModelFileError
 
         metadata, tensors = load_model_file(path, cls.kind)
         try:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from matplotlib.image import imread
 
-from napari_microstructure.core.backbones import CompactCNN
+from napari_microstructure.core.nn.backbones import CompactCNN
 from napari_microstructure.core.explain import (
     GeneralisationReport, ReductionReport, TorchAdapter, attribution, descriptor_map, feature_maps,
     first_layer_kernels, plot_attribution, plot_confusion, plot_descriptor_map, plot_feature_maps,
@@ -26,8 +26,8 @@ def _check_png(fig, path):
 
 @pytest.fixture(scope="module")
 def micro():
-    from napari_microstructure.core.fewshot import FewShotClassifier
-    from napari_microstructure.core.synthetic import make_dataset
+    from napari_microstructure.core.micrograph.fewshot import FewShotClassifier
+    from napari_microstructure.core.micrograph.synthetic import make_dataset
 
     images, labels, sizes = make_dataset(("ferrite", "pearlite"), per_class=2, shape=(96, 96), seed=2)
     clf = FewShotClassifier(input_size=32, embedding_dim=2, max_epochs=1, steps_per_epoch=1, batch_size=8,

@@ -14,7 +14,7 @@ from napari_microstructure.core.errors import (
     NotFittedError,
     TrainingCancelled,
 )
-from napari_microstructure.core.modelio import save_model_file
+from napari_microstructure.core.nn.modelio import save_model_file
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from typing import Any, Mapping, Union
 import numpy as np
 import torch
 
-from .errors import ModelFileError
+from ..errors import ModelFileError
 
 FORMAT = "napari-microstructure-model"
 VERSION = 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import MicrostructureError
+from ..errors import MicrostructureError
 
 LOSSES = ("triplet", "contrastive", "cross-entropy")
 MINING = ("batch-hard", "semi-hard", "all")

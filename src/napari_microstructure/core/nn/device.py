@@ -13,7 +13,7 @@ from typing import Iterator, Optional, Union
 
 import torch
 
-from .errors import MicrostructureError
+from ..errors import MicrostructureError
 
 ENV_VAR = "NAPARI_MICROSTRUCTURE_DEVICE"
 

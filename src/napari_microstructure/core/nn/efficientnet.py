@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import MicrostructureError
+from ..errors import MicrostructureError
 from .padding import pad2d
 
 __all__ = [

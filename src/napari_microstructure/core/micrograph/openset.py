@@ -30,7 +30,7 @@ from typing import Optional
 import numpy as np
 from sklearn.mixture import GaussianMixture
 
-from .errors import MicrostructureError
+from ..errors import MicrostructureError
 
 
 class OpenSetMixture:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .device import autocast
-from .errors import MicrostructureError
+from ..errors import MicrostructureError
 from .progress import CancelToken, ProgressCallback, check_cancel, report
 
 
@@ -111,7 +111,7 @@ def train_loop(
         ``val_batches()`` yields validation batches; without it the training
         loss drives early stopping.
     progress, cancel
-        See :mod:`napari_microstructure.core.progress`. Cancel is checked
+        See :mod:`napari_microstructure.core.nn.progress`. Cancel is checked
         between steps and raises :class:`TrainingCancelled`.
 
     Returns

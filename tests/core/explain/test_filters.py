@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from napari_microstructure.core.backbones import CompactCNN
-from napari_microstructure.core.efficientnet import EfficientNetLite0
+from napari_microstructure.core.nn.backbones import CompactCNN
+from napari_microstructure.core.nn.efficientnet import EfficientNetLite0
 from napari_microstructure.core.errors import MicrostructureError
 from napari_microstructure.core.explain import (
     TorchAdapter, conv_layers, feature_maps, first_layer_kernels, similar_kernel_pairs,
