@@ -26,6 +26,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .core.choices import BACKBONES, EBSD_BACKGROUNDS
+
 OUTPUT_FILES = ("space_groups.tif", "confidence.tif", "no_solution.tif", "fractions.csv")
 
 
@@ -40,7 +42,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     t.add_argument("labels", nargs="?", default=None,
                    help="labels file: .npy, or text/CSV with one label (space group) per pattern")
     t.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
-    t.add_argument("--backbone", default="efficientnet-lite0", choices=["efficientnet-lite0", "compact"])
+    t.add_argument("--backbone", default="efficientnet-lite0", choices=BACKBONES)
     t.add_argument("--no-pretrained", action="store_true", help="EfficientNet from scratch (no ImageNet weights)")
     t.add_argument("--input-size", type=int, default=60, help="network input side in pixels (default 60)")
     t.add_argument("--ensemble", type=int, default=1, help="number of independently trained models (default 1)")
@@ -62,7 +64,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     m.add_argument("map", help="pattern map: .npy (rows, cols, h, w), TIFF, h5ebsd, folder, vendor file")
     m.add_argument("-o", "--output", required=True, help="output folder (created)")
     m.add_argument("--chunk-size", type=int, default=2048, help="patterns per chunk (bounds memory)")
-    m.add_argument("--background", default="model", choices=["model", "map"],
+    m.add_argument("--background", default="model", choices=EBSD_BACKGROUNDS,
                    help="static background: the model's (training) mean pattern or this map's")
     m.add_argument("--confidence-threshold", type=float, default=None,
                    help="override the model's 'no solution' confidence threshold")

@@ -1,7 +1,8 @@
-"""Input checks and normalisation for micrographs.
+"""Input checks for micrographs.
 
 Everything that enters the engine passes through here, so every bad input is
 caught at the boundary with a message that names the problem and the fix.
+Intensity normalisation is :func:`.crops.normalise_in_place` (one rule).
 """
 
 from __future__ import annotations
@@ -81,21 +82,6 @@ def check_pixel_size(pixel_size: Any, name: str = "pixel_size") -> float:
             f"{name} must be a positive number of micrometres per pixel, got {pixel_size!r}"
         )
     return value
-
-
-def normalise_intensity(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:
-    """Scale an image to [0, 1] between its ``low`` and ``high`` percentiles.
-
-    NaN pixels stay NaN. A constant image maps to 0.5.
-    """
-    finite = image[np.isfinite(image)]
-    lo, hi = np.percentile(finite, [low, high]) if finite.size else (0.0, 1.0)
-    if hi - lo < 1e-12:
-        out = np.full_like(image, 0.5, dtype=np.float32)
-        out[~np.isfinite(image)] = np.nan
-        return out
-    out = (image - lo) / (hi - lo)
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
 def as_image_list(images: Any) -> list[Any]:

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from ..choices import MINING
 from ..errors import MicrostructureError
-
-LOSSES = ("triplet", "contrastive", "cross-entropy")
-MINING = ("batch-hard", "semi-hard", "all")
 
 
 def pairwise_distances(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:

@@ -95,7 +95,7 @@ def save_model_file(
 
 
 def load_model_file(path: PathLike, expected_kind: str) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Read a model file written by :func:`save_model_file`.
+    """Read a model file written by :func:`save_model_file`, of a known kind.
 
     Returns
     -------
@@ -106,6 +106,24 @@ def load_model_file(path: PathLike, expected_kind: str) -> tuple[dict, dict[str,
     ------
     ModelFileError
         Missing, corrupt, of another version, or of another kind than expected.
+    """
+    kind, metadata, tensors = read_model_file(path)
+    if kind != expected_kind:
+        raise ModelFileError(
+            f"{str(path)!r} holds {KIND_NAMES.get(kind, repr(kind))}, but "
+            f"{KIND_NAMES.get(expected_kind, repr(expected_kind))} is needed here; "
+            "load it with the matching classifier"
+        )
+    return metadata, tensors
+
+
+def read_model_file(path: PathLike) -> tuple[str, dict, dict[str, torch.Tensor]]:
+    """Read a model file of any kind once: ``(kind, metadata, tensors)``.
+
+    Raises
+    ------
+    ModelFileError
+        Missing, corrupt, or of another version.
     """
     path = Path(path)
     if not path.is_file():
@@ -130,31 +148,13 @@ def load_model_file(path: PathLike, expected_kind: str) -> tuple[dict, dict[str,
             f"napari-microstructure reads version {VERSION}; update napari-microstructure "
             "or re-train the model with this version"
         )
-    kind = payload.get("kind")
-    if kind != expected_kind:
-        raise ModelFileError(
-            f"{str(path)!r} holds {KIND_NAMES.get(kind, repr(kind))}, but "
-            f"{KIND_NAMES.get(expected_kind, repr(expected_kind))} is needed here; "
-            "load it with the matching classifier"
-        )
+    kind = str(payload.get("kind"))
     try:
         metadata = json.loads(payload["metadata"])
         tensors = dict(payload["tensors"])
     except (KeyError, TypeError, json.JSONDecodeError) as exc:
         raise ModelFileError(f"{str(path)!r} is damaged (metadata unreadable): {exc}") from exc
-    return metadata, tensors
-
-
-def peek_model_kind(path: PathLike) -> str:
-    """Return the kind (``"micrograph"`` or ``"ebsd"``) of a model file."""
-    path = Path(path)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelFileError(f"{str(path)!r} is not a readable model file: {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ModelFileError(f"{str(path)!r} is not a napari-microstructure model file")
-    return str(payload.get("kind"))
+    return kind, metadata, tensors
 
 
 def split_prefix(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
