@@ -98,10 +98,9 @@ def run_train(args: argparse.Namespace) -> int:
           + ", ".join(f"{c} ({n})" for c, n in zip(classes, counts)), file=sys.stderr)
     clf.fit(patterns, labels, progress=TerminalProgress(sys.stderr))
     clf.save(out)
-    for k, h in enumerate(clf.history_):
-        vl = h.get("val_loss") or []
-        best = h.get("best_epoch", -1)
-        msg = f"model {k + 1}: {len(h.get('train_loss', []))} epochs, best epoch {best + 1}"
+    for k, h in enumerate(clf.history_.members or [clf.history_]):
+        vl, best = h.val_loss, h.best_epoch
+        msg = f"model {k + 1}: {h.epochs} epochs, best epoch {best + 1}"
         if vl:
             msg += f", validation loss {vl[best]:.4f}"
         print(msg, file=sys.stderr)

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
-from sklearn.utils.validation import check_is_fitted as sklearn_check_is_fitted
 
 from napari_microstructure.core.base import (
     MODEL_KINDS, Estimator, check_is_fitted, estimator_class, isolated_torch_rng, load_estimator,
@@ -74,7 +73,7 @@ def test_clone_of_fitted_estimators_is_unfitted(trained_classifier, patterns):
     ebsd = tiny_ebsd_model().fit(*patterns)
     for fitted in (trained_classifier, ebsd):
         assert fitted.is_fitted and fitted.__sklearn_is_fitted__()
-        sklearn_check_is_fitted(fitted)  # scikit-learn's check agrees
+        check_is_fitted(fitted)
         copy = clone(fitted)
         assert not copy.is_fitted
         assert copy.get_params() == fitted.get_params()

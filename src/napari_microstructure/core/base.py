@@ -11,7 +11,7 @@ and :class:`~.ebsd.classifier.EBSDClassifier` the scikit-learn conventions
 - **Fitted state** lives in attributes ending in ``_``, assigned only when
   ``fit`` has finished (a cancelled or failed fit leaves the previous state).
   :func:`check_is_fitted` is the one fitted check, with one message style;
-  ``__sklearn_is_fitted__`` answers scikit-learn's.
+  ``__sklearn_is_fitted__`` (scikit-learn's fitted protocol) and ``is_fitted`` answer it.
 - **Randomness** comes from the ``seed`` parameter through per-call
   generators (:meth:`~Estimator._numpy_rng`, :func:`torch_generator`); torch's
   global generator is only used inside :func:`isolated_torch_rng`, which

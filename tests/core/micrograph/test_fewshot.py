@@ -217,10 +217,9 @@ def test_rotation_and_mirror_switches_hold_at_prediction_time(two_class):
     assert crops.shape == (48, 48, 48)
     assert _vertical_bars(crops).all()            # never rotated ...
     assert not _vertical_bars(turned).any()       # ... so the turned image shows turned bars
-    # a model trained with rotation is shown rotated crops of the same image
+    # a model trained with rotation is shown rotated crops of the same image (any angle)
     rotating = tiny(max_epochs=1).fit(*two_class)
-    mixed = _vertical_bars(rotating.crop_predictions(bars, 0.1, 48, keep_crops=True)["crops"])
-    assert mixed.any() and not mixed.all()
+    assert _vertical_bars(rotating.crop_predictions(bars, 0.1, 48, keep_crops=True)["crops"]).mean() < 0.5
     # probability maps average only over the transforms training used
     from napari_microstructure.core.micrograph.probmap import probability_map
 

@@ -246,7 +246,7 @@ def descriptor_map(classifier: Any, image: Any = None, pixel_size: Optional[floa
         if pixel_size is None:
             raise MicrostructureError("an image needs its pixel_size in micrometres per pixel")
         report(progress, "descriptor map", 1, 2, f"describing {n_crops} crops of the image")
-        crops = sample_image_crops(classifier, image, pixel_size, n_crops, seed, cancel)
+        crops = sample_image_crops(classifier, image, pixel_size, n_crops, seed, cancel=cancel)
         crops_xy = crops.descriptors[:, :2].astype(np.float64) if D == 2 else (crops.descriptors - mean) @ proj.T
     check_cancel(cancel)
     pts = np.concatenate([xy, means_xy] + ([crops_xy] if crops_xy is not None else []))
@@ -259,7 +259,7 @@ def descriptor_map(classifier: Any, image: Any = None, pixel_size: Optional[floa
     ll = ll_fn(np.stack([X.ravel(), Y.ravel()], 1)).reshape(X.shape)
     report(progress, "descriptor map", 2, 2, "done")
     return DescriptorMap(
-        classes=list(classifier.classes_), training_descriptors=train.astype(np.float32), training_labels=labels,
+        classes=[str(c) for c in classifier.classes_], training_descriptors=train.astype(np.float32), training_labels=labels,
         training_xy=xy, projection=proj, projection_mean=mean, explained_variance_ratio=evr,
         grid_x=gx, grid_y=gy, log_likelihood=ll, threshold=threshold,
         model_threshold=float(mix.threshold_), means_xy=means_xy, crops=crops, crops_xy=crops_xy,

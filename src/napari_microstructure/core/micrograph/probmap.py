@@ -486,7 +486,7 @@ def probability_map(
         evaluated[r0:r1] = lab != NOT_EVALUATED
         area += np.bincount(lab.ravel(), minlength=n_out + 1)[: n_out + 1]
     n_eval = int(area[1:].sum())
-    names = list(classifier.classes_) + ["none"]
+    names = list(classifier.labels_)
     fractions = {n: (float(area[k + 1]) / n_eval if n_eval else 0.0) for k, n in enumerate(names)}
     timings["total"] = time.perf_counter() - t_start
     report(progress, "map", 1, 1, f"{len(origins)} crops in {timings['total']:.1f} s")

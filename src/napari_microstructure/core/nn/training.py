@@ -135,6 +135,7 @@ def train_loop(
     val_batches: Optional[Callable[[], Iterable[Any]]],
     config: TrainingConfig,
     device: torch.device,
+    *,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
     stage: str = "train",
