@@ -654,6 +654,7 @@ class FewShotClassifier:
             if isinstance(exc, MicrostructureError):
                 raise
             what = f"missing {exc}" if isinstance(exc, KeyError) else f"{exc.__class__.__name__}: {exc}"
+            what = " ".join(what.split())
             raise ModelFileError(
                 f"{str(path)!r} is damaged or incomplete ({what}); re-save the model or train it again"
             ) from exc

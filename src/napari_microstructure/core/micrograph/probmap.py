@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import MicrostructureError
+from ..errors import MicrostructureError, NotFittedError
 from .images import as_grey_image, check_mask, check_pixel_size
 from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
 
@@ -577,7 +577,7 @@ def _check_classifier(classifier: Any) -> None:
         )
     if kind != "micrograph" or not hasattr(classifier, "mixture_"):
         if kind == "micrograph":
-            raise MicrostructureError(
+            raise NotFittedError(
                 "this FewShotClassifier is not fitted yet; call fit(images, labels, pixel_sizes) or "
                 "FewShotClassifier.load(path) first"
             )

@@ -132,7 +132,7 @@ def _read_payload(path: Path) -> Any:
     except pickle.UnpicklingError as exc:
         # weights_only refused a global: the file asks to build objects (or run code)
         m = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        what = f" (it asks to run {m.group(1)})" if m else " (it holds Python objects, not only weights)"
+        what = f" (it asks to run {m.group(1)})" if m else ""
         raise ModelFileError(
             f"{str(path)!r} is not a model this plugin wrote{what}: it will not be loaded; "
             "choose a file saved by napari-microstructure"
