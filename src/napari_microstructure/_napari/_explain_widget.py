@@ -14,21 +14,23 @@ from typing import Any, Optional
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from qtpy.QtWidgets import (
-    QComboBox, QFileDialog, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout
 
 from ..core.errors import MicrostructureError
-from ._workers import Job, ProgressPanel, format_exception
+from ._kit import DockWidget, LayerPicker, ModelFileRow, add_buttons, place_like
+from ._workers import Job
 
 METHOD_LABELS = {"Integrated gradients": "integrated-gradients", "GradientSHAP": "gradient-shap"}
-#: micrograph scores (EBSD models always use the log of the class probability)
-SCORE_LABELS = {"log posterior": "log-posterior", "class log-likelihood": "log-joint"}
+#: micrograph scores, default first (EBSD models always use the log of the class probability). The
+#: log posterior saturates where the model is sure (p = 1.00 gives an empty map), so the default is
+#: the class log-likelihood under the mixture.
+SCORE_LABELS = {"class log-likelihood": "log-joint", "log posterior": "log-posterior"}
+#: opacity of the attribution overlays (their colour map is transparent at zero)
+OVERLAY_OPACITY = 0.9
 SELECTED_CROP_LAYER = "explain: selected crop"
 
 
-class ExplainWidget(QWidget):
+class ExplainWidget(DockWidget):
     """Explain a micrograph or EBSD classifier on the data in the viewer.
 
     Parameters
@@ -37,28 +39,32 @@ class ExplainWidget(QWidget):
     """
 
     def __init__(self, napari_viewer: Any) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
         self.classifier: Any = None
         self.result: Any = None          # what the canvas shows (for CSV export)
         self.attributions: list = []
         self.descriptor_map_result: Any = None
         self._map_layer: Any = None
         self._selected_crop: Optional[int] = None
-        self.job: Optional[Job] = None
 
-        self.model_label = QLabel("no model")
+        mv = QVBoxLayout(self.section("Model"))
+        mv.setContentsMargins(0, 0, 0, 0)
+        self.model_label = QLabel("no model: train one, or load a model file")
         self.model_label.setWordWrap(True)
-        self.load_button = QPushButton("Load model...")
-        self.load_button.clicked.connect(self._choose_model)
-        self.layer_combo = QComboBox()
+        self.model_files = ModelFileRow(self.load_model_file)
+        self.load_button = self.model_files.load_button
+        mv.addWidget(self.model_label)
+        mv.addWidget(self.model_files)
+
+        self.layer_combo = LayerPicker(self.viewer, lambda layer: getattr(layer, "_type_string", "") == "image"
+                                       and not layer.name.startswith("attribution"))
         self.method_combo = QComboBox()
         self.method_combo.addItems(list(METHOD_LABELS))
         self.score_combo = QComboBox()
         self.score_combo.addItems(list(SCORE_LABELS))
         self.score_combo.setToolTip(
-            "micrograph models: attribute the class's log posterior (saturates where the model is sure) "
-            "or its log-likelihood under the mixture")
+            "micrograph models: the class log-likelihood under the mixture (informative even where the "
+            "model is sure) or the class's log posterior (saturates, so a sure prediction gives an empty map)")
         self.conv_layer = QSpinBox()
         self.conv_layer.setRange(0, 0)
         self.n_crops = QSpinBox()
@@ -68,52 +74,40 @@ class ExplainWidget(QWidget):
         self.n_steps.setRange(4, 512)
         self.n_steps.setValue(32)
         self.n_steps.setToolTip("integration steps (integrated gradients) or samples (GradientSHAP)")
+        form = QFormLayout(self.section("Data and settings"))
+        form.setContentsMargins(2, 0, 2, 0)
+        form.addRow("Data layer", self.layer_combo)
+        form.addRow("Attribution", self.method_combo)
+        form.addRow("Score", self.score_combo)
+        form.addRow("Steps / samples", self.n_steps)
+        form.addRow("Crops on map", self.n_crops)
+        form.addRow("Feature-map layer", self.conv_layer)
 
         self.map_button = QPushButton("Descriptor map")
         self.attr_button = QPushButton("Attributions")
         self.kernel_button = QPushButton("Kernels")
         self.fmap_button = QPushButton("Feature maps")
-        self.png_button = QPushButton("Export PNG...")
-        self.csv_button = QPushButton("Export CSV...")
+        self.png_button = QPushButton("Export PNG…")
+        self.csv_button = QPushButton("Export CSV…")
         self.map_button.clicked.connect(self.run_descriptor_map)
         self.attr_button.clicked.connect(self.run_attributions)
         self.kernel_button.clicked.connect(self.show_kernels)
         self.fmap_button.clicked.connect(self.run_feature_maps)
         self.png_button.clicked.connect(lambda: self._export("png"))
         self.csv_button.clicked.connect(lambda: self._export("csv"))
+        fv = QVBoxLayout(self.section("Explain"))
+        fv.setContentsMargins(0, 0, 0, 0)
+        add_buttons(fv, (self.map_button, self.attr_button, self.kernel_button, self.fmap_button))
 
-        self.figure = Figure(figsize=(5, 4), layout="constrained")
+        self.figure = Figure(figsize=(4, 3.6), layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(360)
+        self.canvas.setMinimumHeight(300)
         self.canvas.mpl_connect("pick_event", self._on_pick)
-        self.panel = ProgressPanel()
-
-        model_row = QHBoxLayout()
-        model_row.addWidget(self.model_label, 1)
-        model_row.addWidget(self.load_button)
-        form = QFormLayout()
-        form.addRow("data layer", self.layer_combo)
-        form.addRow("attribution", self.method_combo)
-        form.addRow("score (micrographs)", self.score_combo)
-        form.addRow("steps / samples", self.n_steps)
-        form.addRow("crops on map", self.n_crops)
-        form.addRow("feature-map layer", self.conv_layer)
-        buttons = QGridLayout()
-        for i, b in enumerate((self.map_button, self.attr_button, self.kernel_button, self.fmap_button,
-                               self.png_button, self.csv_button)):
-            buttons.addWidget(b, i // 2, i % 2)
-        layout = QVBoxLayout(self)
-        layout.addLayout(model_row)
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        layout.addWidget(self.canvas, 1)
-        layout.addWidget(self.panel)
-
-        events = self.viewer.layers.events
-        events.inserted.connect(self._refresh_layers)
-        events.removed.connect(self._refresh_layers)
-        self._refresh_layers()
-        self._update_buttons()
+        fv.addWidget(self.canvas)
+        add_buttons(fv, (self.png_button, self.csv_button))
+        self.finish_layout()
+        self.actions(self.map_button, self.attr_button, self.kernel_button, self.fmap_button,
+                     self.png_button, self.csv_button, self.load_button)
 
         # the model trained or loaded in the other widgets, now and later
         from ._session import session
@@ -123,6 +117,10 @@ class ExplainWidget(QWidget):
             self._on_session_model(session.classifier)
 
     def _on_session_model(self, classifier: Any) -> None:
+        try:
+            self.objectName()
+        except RuntimeError:
+            return
         if getattr(classifier, "is_fitted", True) and getattr(classifier, "classes_", None) is not None:
             try:
                 self.set_classifier(classifier)
@@ -140,6 +138,7 @@ class ExplainWidget(QWidget):
         kind = "micrograph" if adapter.kind == "micrograph" else "EBSD"
         self.model_label.setText(f"{kind} model: {', '.join(map(str, adapter.classes))}")
         self.conv_layer.setRange(0, len(conv_layers(adapter)) - 1)
+        self.score_combo.setEnabled(adapter.kind == "micrograph")
         self._update_buttons()
 
     def load_model(self, path: str) -> None:
@@ -148,13 +147,15 @@ class ExplainWidget(QWidget):
 
         self.set_classifier(load_model(path))
 
-    def _choose_model(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open a model", "", "Model files (*.pt *.safetensors);;All (*)")
-        if path:
-            try:
-                self.load_model(path)
-            except MicrostructureError as exc:
-                self.panel.status.setText(str(exc))
+    def load_model_file(self, path: str) -> bool:
+        """Load a model file; a problem is shown in the status line (False returned)."""
+        try:
+            self.load_model(path)
+        except MicrostructureError as exc:
+            self.error(exc)
+            return False
+        self.set_status(f"model loaded from {path}")
+        return True
 
     @property
     def kind(self) -> Optional[str]:
@@ -162,31 +163,21 @@ class ExplainWidget(QWidget):
             return None
         return "micrograph" if hasattr(self.classifier, "mixture_") else "ebsd"
 
-    def _update_buttons(self) -> None:
+    def action_states(self) -> dict[Any, bool]:
         has = self.classifier is not None
-        for b in (self.attr_button, self.kernel_button, self.fmap_button):
-            b.setEnabled(has)
-        self.map_button.setEnabled(self.kind == "micrograph")
-        self.png_button.setEnabled(self.result is not None)
-        self.csv_button.setEnabled(self.result is not None)
+        return {self.attr_button: has, self.kernel_button: has, self.fmap_button: has,
+                self.map_button: self.kind == "micrograph",
+                self.png_button: self.result is not None, self.csv_button: self.result is not None}
+
+    def _update_buttons(self) -> None:
+        self.refresh_actions()
 
     # ----------------------------------------------------------------- data
-    def _refresh_layers(self, *_: Any) -> None:
-        from napari.layers import Image
-
-        current = self.layer_combo.currentText()
-        names = [layer.name for layer in self.viewer.layers
-                 if isinstance(layer, Image) and not layer.name.startswith("attribution")]
-        self.layer_combo.clear()
-        self.layer_combo.addItems(names)
-        if current in names:
-            self.layer_combo.setCurrentText(current)
-
     def current_layer(self) -> Any:
-        name = self.layer_combo.currentText()
-        if not name or name not in self.viewer.layers:
+        layer = self.layer_combo.layer()
+        if layer is None:
             raise MicrostructureError("choose an image layer to explain (open a micrograph or EBSD patterns)")
-        return self.viewer.layers[name]
+        return layer
 
     def current_data(self) -> tuple[np.ndarray, Optional[float], Any]:
         """The 2-D image (micrograph) or pattern (EBSD, at the viewer's current position), its pixel size."""
@@ -209,21 +200,13 @@ class ExplainWidget(QWidget):
         return np.asarray(data[tuple(index)]), None, layer
 
     # ------------------------------------------------------------------ jobs
-    def _start(self, func: Any, on_done: Any, *args: Any, **kwargs: Any) -> Optional[Job]:
-        if self.panel.busy:
-            self.panel.status.setText("busy: wait for the running job or cancel it")
-            return None
-        job = Job(func, *args, **kwargs)
-        self.panel.attach(job)
-        job.finished.connect(on_done)
-        job.failed.connect(lambda exc: self.panel.status.setText(format_exception(exc)))
-        self.job = job
-        job.start()
-        return job
+    def _start(self, func: Any, on_done: Any, *args: Any, message: str = "working…", **kwargs: Any
+               ) -> Optional[Job]:
+        return self.start_job(func, *args, on_done=on_done, message=message, **kwargs)
 
     def _guard(self) -> bool:
         if self.classifier is None:
-            self.panel.status.setText("load or train a model first")
+            self.error("load or train a model first")
             return False
         return True
 
@@ -236,11 +219,11 @@ class ExplainWidget(QWidget):
         try:
             image, pixel, layer = self.current_data()
         except MicrostructureError as exc:
-            self.panel.status.setText(str(exc))
+            self.error(exc)
             return None
         self._map_layer = layer
         return self._start(descriptor_map, self._show_descriptor_map, self.classifier, image, pixel,
-                           n_crops=int(self.n_crops.value()))
+                           n_crops=int(self.n_crops.value()), message="descriptor map: crops of the image…")
 
     def _show_descriptor_map(self, dmap: Any) -> None:
         from ..core.explain.plots import plot_descriptor_map
@@ -286,14 +269,14 @@ class ExplainWidget(QWidget):
         try:
             data, pixel, layer = self.current_data()
         except MicrostructureError as exc:
-            self.panel.status.setText(str(exc))
+            self.error(exc)
             return None
         method = METHOD_LABELS[self.method_combo.currentText()]
         kwargs = {"pixel_size": pixel, "score": SCORE_LABELS[self.score_combo.currentText()]} \
             if pixel is not None else {}
         kwargs.update(n_steps=int(self.n_steps.value()), n_samples=int(self.n_steps.value()))
         return self._start(explain_top_classes, lambda res: self._show_attributions(res, layer),
-                           self.classifier, data, method, k=2, **kwargs)
+                           self.classifier, data, method, k=2, message="attributions…", **kwargs)
 
     def _show_attributions(self, results: list, layer: Any) -> None:
         from ..core.explain.plots import attribution_limit, plot_attribution
@@ -335,13 +318,13 @@ class ExplainWidget(QWidget):
         try:
             data, pixel, _ = self.current_data()
         except MicrostructureError as exc:
-            self.panel.status.setText(str(exc))
+            self.error(exc)
             return None
 
         def compute(progress=None, cancel=None):
             return feature_maps(self.classifier, data, int(self.conv_layer.value()), pixel_size=pixel)
 
-        return self._start(compute, self._show_feature_maps)
+        return self._start(compute, self._show_feature_maps, message="feature maps…")
 
     def _show_feature_maps(self, fmaps: Any) -> None:
         from ..core.explain.plots import plot_feature_maps
@@ -376,6 +359,6 @@ class ExplainWidget(QWidget):
             return
         try:
             (self.export_png if kind == "png" else self.export_csv)(path)
-            self.panel.status.setText(f"saved {path}")
+            self.set_status(f"saved {path}")
         except (OSError, MicrostructureError) as exc:
-            self.panel.status.setText(str(exc))
+            self.error(exc)
