@@ -45,6 +45,7 @@ def make_ebsd_sample() -> list:
     nav_meta["train_patterns"] = arrays["train_patterns"]
     nav_meta["train_labels"] = arrays["train_labels"]
     truth = arrays["phase_map"].astype(np.int32)
-    layers.append((truth, {"name": "Ni-Ni3Al true space groups", "visible": False,
+    place = {k: layers[1][1][k] for k in ("scale", "units") if k in layers[1][1]}
+    layers.append((truth, {"name": "Ni-Ni3Al true space groups", "visible": False, **place,
                            "metadata": {"ebsd": True, "role": "ground truth"}}, "labels"))
     return layers

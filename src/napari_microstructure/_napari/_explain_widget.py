@@ -30,6 +30,14 @@ OVERLAY_OPACITY = 0.9
 SELECTED_CROP_LAYER = "explain: selected crop"
 
 
+def _overlay_colormap() -> Any:
+    """Blue (negative) - transparent (zero) - red (positive): the image stays visible where nothing happens."""
+    from napari.utils.colormaps import Colormap
+
+    return Colormap([[0.0, 0.25, 1.0, 1.0], [0.0, 0.25, 1.0, 0.0], [1.0, 0.1, 0.1, 0.0], [1.0, 0.1, 0.1, 1.0]],
+                    controls=[0.0, 0.5, 0.5, 1.0], name="attribution-overlay", interpolation="linear")
+
+
 class ExplainWidget(DockWidget):
     """Explain a micrograph or EBSD classifier on the data in the viewer.
 
@@ -230,8 +238,7 @@ class ExplainWidget(DockWidget):
 
         self.descriptor_map_result = self.result = dmap
         self._selected_crop = None
-        plot_descriptor_map(dmap, fig=self.figure)
-        self.canvas.draw_idle()
+        self._draw(plot_descriptor_map, dmap, narrow=True)
         self._update_buttons()
 
     def select_crop(self, index: int) -> None:
@@ -242,18 +249,16 @@ class ExplainWidget(DockWidget):
         if dmap is None or dmap.crops is None:
             return
         self._selected_crop = int(index)
-        plot_descriptor_map(dmap, fig=self.figure, selected=self._selected_crop)
-        self.canvas.draw_idle()
+        self._draw(plot_descriptor_map, dmap, selected=self._selected_crop, narrow=True)
         layer = self._map_layer
         cy, cx = dmap.crops.centres_px[index]
         half = dmap.crops.size_px[index] / 2.0
         # pixel i spans [i, i + 1) in the crop sampler and is centred on i in napari: shift by 0.5
         rect = np.array([[cy - half, cx - half], [cy + half, cx + half]]) - 0.5
-        scale, translate = np.asarray(layer.scale)[-2:], np.asarray(layer.translate)[-2:]
         if SELECTED_CROP_LAYER in self.viewer.layers:
             self.viewer.layers.remove(SELECTED_CROP_LAYER)
-        self.viewer.add_shapes([rect], shape_type="rectangle", name=SELECTED_CROP_LAYER, scale=scale,
-                               translate=translate, edge_color="red", face_color="transparent", edge_width=2)
+        self.viewer.add_shapes([rect], shape_type="rectangle", name=SELECTED_CROP_LAYER, **place_like(layer),
+                               edge_color="red", face_color="transparent", edge_width=2)
         self.viewer.layers.selection.active = layer
 
     def _on_pick(self, event: Any) -> None:
@@ -283,17 +288,16 @@ class ExplainWidget(DockWidget):
 
         self.attributions = results
         self.result = results[0] if len(results) == 1 else results
-        plot_attribution(results, fig=self.figure)
-        self.canvas.draw_idle()
+        self._draw(plot_attribution, results, columns=2)
         lim = max(attribution_limit(r.attributions) for r in results)
-        scale, translate = np.asarray(layer.scale)[-2:], np.asarray(layer.translate)[-2:]
+        place = place_like(layer)
         for rank, r in zip(("predicted", "runner-up"), results):
             name = f"attribution ({rank}): {r.target}"
             for old in [lay.name for lay in self.viewer.layers if lay.name.startswith(f"attribution ({rank})")]:
                 self.viewer.layers.remove(old)
-            self.viewer.add_image(r.attributions, name=name, colormap="bwr", contrast_limits=(-lim, lim),
-                                  scale=scale, translate=translate, opacity=0.6, blending="translucent",
-                                  visible=rank == "predicted",
+            self.viewer.add_image(r.attributions, name=name, colormap=_overlay_colormap(),
+                                  contrast_limits=(-lim, lim), **place, opacity=OVERLAY_OPACITY,
+                                  blending="translucent", visible=rank == "predicted",
                                   metadata={"method": r.method, "target": r.target, "score": r.score_name})
         self._update_buttons()
 
@@ -305,8 +309,7 @@ class ExplainWidget(DockWidget):
         from ..core.explain.plots import plot_kernels
 
         self.result = first_layer_kernels(self.classifier)
-        plot_kernels(self.result, fig=self.figure)
-        self.canvas.draw_idle()
+        self._draw(plot_kernels, self.result)
         self._update_buttons()
 
     def run_feature_maps(self) -> Optional[Job]:
@@ -330,9 +333,27 @@ class ExplainWidget(DockWidget):
         from ..core.explain.plots import plot_feature_maps
 
         self.result = fmaps
-        plot_feature_maps(fmaps, fig=self.figure)
-        self.canvas.draw_idle()
+        self._draw(plot_feature_maps, fmaps)
         self._update_buttons()
+
+    def _draw(self, plot: Any, *args: Any, **kwargs: Any) -> None:
+        """Draw a core figure on the canvas in napari's theme, the canvas as tall as the figure needs."""
+        from ..core.explain.plots import DARK_THEME, apply_theme
+
+        plot(*args, fig=self.figure, **kwargs)
+        background, text = DARK_THEME
+        try:
+            from napari.utils.theme import get_theme
+
+            theme = get_theme(self.viewer.theme)
+            background, text = theme.background.as_hex(), theme.text.as_hex()
+        except Exception:  # noqa: BLE001 - the default dark colours
+            pass
+        apply_theme(self.figure, background, text)
+        w_in, h_in = self.figure.get_size_inches()
+        width = max(self.canvas.width(), 300)
+        self.canvas.setMinimumHeight(int(min(900, max(260, width * h_in / max(w_in, 1e-6)))))
+        self.canvas.draw_idle()
 
     # --------------------------------------------------------------- export
     def export_png(self, path: str) -> None:
