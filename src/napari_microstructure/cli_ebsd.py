@@ -132,6 +132,7 @@ def run_map(args: argparse.Namespace) -> int:
     if args.confidence_threshold is not None:
         clf.confidence_threshold = args.confidence_threshold
     data = load_patterns(args.map, lazy=True)
+    step_um = float(data.step_size_um[0]) if data.step_size_um else None
     try:
         pattern_map = data.as_map()
         if args.map_shape is not None:
@@ -148,10 +149,16 @@ def run_map(args: argparse.Namespace) -> int:
     out.mkdir(exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".ebsd-map-", dir=str(out)))
     try:
-        labels = result.labels.astype(np.int16) if result.labels.dtype.kind in "iu" else result.index
-        tifffile.imwrite(tmp / "space_groups.tif", labels)
-        tifffile.imwrite(tmp / "confidence.tif", result.confidence.astype(np.float32))
-        tifffile.imwrite(tmp / "no_solution.tif", result.no_solution.astype(np.uint8))
+        from .io.tiff import write_result_map
+
+        # with the step size and their kind, napari reopens them as labels / images in micrometres
+        numeric = result.labels.dtype.kind in "iu"
+        labels = result.labels if numeric else result.index + 1
+        classes = [str(c) for c in result.classes]
+        write_result_map(tmp / "space_groups.tif", labels, "ebsd-space-groups", step_um,
+                         {"classes": classes, "values": "space group" if numeric else "class index + 1"})
+        write_result_map(tmp / "confidence.tif", result.confidence, "ebsd-confidence", step_um)
+        write_result_map(tmp / "no_solution.tif", result.no_solution.astype(np.uint8), "ebsd-no-solution", step_um)
         with open(tmp / "fractions.csv", "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["class", "patterns", "fraction"])
