@@ -65,6 +65,10 @@ def test_train_from_painted_labels(viewer_with_sample):
     painted[rr[::40], cc[::40]] = 2
     layer.data = painted
     assert widget.source_combo.currentText() == SOURCE_PAINTED
+    # a label value is not a space group: the table asks for one instead of guessing "1", "2"
+    assert widget.class_names() == {}
+    assert "space group" in widget.panel.status.text()
+    np.testing.assert_allclose(layer.scale, viewer.layers["Ni-Ni3Al sample navigator"].scale)
     with pytest.raises(MicrostructureError, match="no space group"):
         widget.class_table.setItem(0, 1, None)
         widget.class_table.item(1, 1).setText("")
