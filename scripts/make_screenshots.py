@@ -3,7 +3,7 @@
 Usage (from the repository root; about three minutes on two CPU cores)::
 
     QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1920x1080x24" \\
-        .venv/bin/python scripts/make_screenshots.py [demo-output/model.pt]
+        .venv/bin/python scripts/make_screenshots.py [MODEL] [--only ebsd,explain] [--save-model PATH]
 
 With a model file the micrograph shots use it; without one a small model is
 trained first on the sample micrographs (as the training shot shows). Writes
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "docs" / "images"
 SCREEN = (1920, 1080)
 #: the training settings of the tour (small enough for a CPU in about a minute)
-TOUR_TRAINING = {"input_size": 64, "embedding_dim": 2, "max_epochs": 12, "steps_per_epoch": 8,
+TOUR_TRAINING = {"input_size": 64, "embedding_dim": 2, "max_epochs": 6, "steps_per_epoch": 6,
                  "batch_size": 24, "device": "cpu", "seed": 0}
 
 
@@ -48,9 +48,9 @@ def new_viewer() -> napari.Viewer:
     return viewer
 
 
-def dock(viewer: napari.Viewer, name: str) -> Any:
+def dock(viewer: napari.Viewer, name: str, tabify: bool = False) -> Any:
     """Dock a plugin widget the way a user does (Plugins menu)."""
-    _, widget = viewer.window.add_plugin_dock_widget("napari-microstructure", name)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-microstructure", name, tabify=tabify)
     settle()
     return widget
 
@@ -74,8 +74,8 @@ def training_shot(model_path: Optional[str]) -> Any:
     open_sample(viewer, "micrographs")
     grid = getattr(getattr(viewer, "canvas", None), "grid", None) or viewer.grid
     grid.enabled = True
-    widget = dock(viewer, "Few-shot training")
-    dock(viewer, "Probability maps")  # two docks on one screen, as a user works
+    dock(viewer, "Probability maps")  # a second dock, in a tab behind the training widget
+    widget = dock(viewer, "Few-shot training", tabify=True)
     if model_path:
         widget.load_model(model_path)
     else:
@@ -100,7 +100,7 @@ def probmap_shot(clf: Any) -> None:
     open_sample(viewer, "mixed")
     widget = dock(viewer, "Probability maps")
     widget.set_classifier(clf, "tour model")
-    widget.augment_spin.setValue(4)
+    widget.augment_spin.setValue(2)
     widget.run()
     widget.threshold_slider.setValue(30)
     viewer.reset_view()
@@ -138,7 +138,7 @@ def ebsd_shot() -> None:
     widget = dock(viewer, "EBSD space-group map")
     widget.backbone_combo.setCurrentText("compact")
     widget.size_spin.setValue(40)
-    widget.epochs_spin.setValue(8)
+    widget.epochs_spin.setValue(4)
     widget.train()
     widget.classify()
     from types import SimpleNamespace
@@ -174,17 +174,37 @@ def clf_map(clf: Any, image: np.ndarray) -> Any:
     return probability_map(clf, image, 0.1, n_augment=2)
 
 
+SHOTS = ("training", "probmap", "explain", "ebsd", "reopen")
+
+
 def main() -> None:
+    import argparse
     import tempfile
 
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("model", nargs="?", help="a micrograph model file (default: train one)")
+    parser.add_argument("--only", default=",".join(SHOTS), help=f"comma-separated shots of {SHOTS}")
+    parser.add_argument("--save-model", help="write the model of the training shot here (reuse it with MODEL)")
+    args = parser.parse_args()
+    only = set(args.only.split(","))
     IMAGES.mkdir(parents=True, exist_ok=True)
-    model_path = sys.argv[1] if len(sys.argv) > 1 else None
-    clf = training_shot(model_path)
-    probmap_shot(clf)
-    explain_shots(clf)
-    ebsd_shot()
-    with tempfile.TemporaryDirectory() as tmp:
-        reopen_shot(clf, Path(tmp))
+    if "training" in only or not args.model:
+        clf = training_shot(args.model)
+        if args.save_model:
+            clf.save(args.save_model)
+    else:
+        from napari_microstructure import load_model
+
+        clf = load_model(args.model, device="cpu")
+    if "probmap" in only:
+        probmap_shot(clf)
+    if "explain" in only:
+        explain_shots(clf)
+    if "ebsd" in only:
+        ebsd_shot()
+    if "reopen" in only:
+        with tempfile.TemporaryDirectory() as tmp:
+            reopen_shot(clf, Path(tmp))
 
 
 if __name__ == "__main__":

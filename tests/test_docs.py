@@ -93,7 +93,19 @@ def docs_session(tmp_path, monkeypatch, make_napari_viewer):
     return {"viewer": viewer}
 
 
-@pytest.mark.parametrize("page", _pages_with(("python",)), ids=lambda p: p.name)
+#: pages whose blocks fail because of a known bug outside the docs (strict: the mark must go once fixed)
+KNOWN_BUGS = {
+    "ebsd.md": "EBSDClassifier.load cannot read back an efficientnet-lite0 model it saved "
+               "(missing backbone._fc.* in the state dict); the estimator's save/load must be fixed",
+}
+
+
+def _python_pages():
+    return [pytest.param(p, marks=pytest.mark.xfail(reason=KNOWN_BUGS[p.name], strict=True))
+            if p.name in KNOWN_BUGS else p for p in _pages_with(("python",))]
+
+
+@pytest.mark.parametrize("page", _python_pages(), ids=lambda p: p.name)
 def test_python_blocks_run(page, docs_session):
     namespace = dict(docs_session, __name__="__docs__")
     for i, block in enumerate(code_blocks(page, ("python",))):

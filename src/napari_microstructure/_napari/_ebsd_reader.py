@@ -115,4 +115,8 @@ def read_ebsd(path: Union[PathLike, list]) -> list:
     if isinstance(path, (list, tuple)):
         path = path[0]
     data = load_patterns(path, lazy=True)
+    if data.step_size_um:
+        from ._kit import show_scale_bar_in_current_viewer
+
+        show_scale_bar_in_current_viewer()
     return layer_data_for(data, Path(path).stem)

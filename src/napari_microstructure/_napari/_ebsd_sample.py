@@ -38,6 +38,9 @@ def make_ebsd_sample() -> list:
     from ._ebsd_reader import layer_data_for
     from ..io.ebsd._common import PatternData
 
+    from ._kit import show_scale_bar_in_current_viewer
+
+    show_scale_bar_in_current_viewer()  # the sample's map is in micrometres (0.5 um steps)
     arrays = load_sample_arrays()
     data = PatternData(arrays["patterns"], (0.5, 0.5), "sample", "simulated Ni + Ni3Al", {})
     layers = layer_data_for(data, "Ni-Ni3Al sample")

@@ -299,6 +299,7 @@ class ExplainWidget(DockWidget):
                                   contrast_limits=(-lim, lim), **place, opacity=OVERLAY_OPACITY,
                                   blending="translucent", visible=rank == "predicted",
                                   metadata={"method": r.method, "target": r.target, "score": r.score_name})
+        self.viewer.layers.selection.active = layer  # the explained image stays the active layer
         self._update_buttons()
 
     def show_kernels(self) -> None:
@@ -350,9 +351,12 @@ class ExplainWidget(DockWidget):
         except Exception:  # noqa: BLE001 - the default dark colours
             pass
         apply_theme(self.figure, background, text)
-        w_in, h_in = self.figure.get_size_inches()
+        w_in, h_in = self.figure.get_size_inches()  # the proportions the plot asked for
         width = max(self.canvas.width(), 300)
-        self.canvas.setMinimumHeight(int(min(900, max(260, width * h_in / max(w_in, 1e-6)))))
+        height = int(min(900, max(260, width * h_in / max(w_in, 1e-6))))
+        self.canvas.setFixedHeight(height)
+        ratio = float(getattr(self.canvas, "device_pixel_ratio", 1.0) or 1.0)
+        self.figure.set_size_inches(width * ratio / self.figure.dpi, height * ratio / self.figure.dpi, forward=False)
         self.canvas.draw_idle()
 
     # --------------------------------------------------------------- export

@@ -44,6 +44,8 @@ MODEL_FILTER = "napari-microstructure model (*.pt);;All files (*)"
 #: the widest a dock's content may be, in pixels: two docks side by side leave most of a
 #: 1920-pixel screen to the image
 MAX_DOCK_WIDTH = 430
+#: the narrowest a dock is made, for readable tables and figures
+MIN_DOCK_WIDTH = 340
 
 
 def unwrap(obj: Any) -> Any:
@@ -74,6 +76,22 @@ def has_physical_scale(layer: Any) -> bool:
     from ..api import _layer_unit_um
 
     return _layer_unit_um(layer) is not None
+
+
+def show_scale_bar_in_current_viewer() -> None:
+    """Turn on the scale bar of the viewer a reader or sample hook is working for.
+
+    Called by the plugin's readers and samples when the layers they return
+    have a physical scale (micrometres): the scale bar then says so.
+    """
+    try:
+        import napari
+
+        viewer = napari.current_viewer()
+        if viewer is not None:
+            viewer.scale_bar.visible = True
+    except Exception:  # noqa: BLE001 - no viewer (a script calling the reader): nothing to show
+        pass
 
 
 class Section(QWidget):
@@ -274,12 +292,30 @@ class DockWidget(QWidget):
         return block.content
 
     def finish_layout(self) -> None:
-        """Push the content up and size the dock: as narrow as its content allows, any height."""
+        """Push the content up; the dock's size follows the content (see :meth:`minimumSizeHint`)."""
         self.body_layout.addStretch(1)
-        bar = self.scroll.verticalScrollBar().sizeHint().width()
-        width = min(MAX_DOCK_WIDTH, self.body.minimumSizeHint().width() + bar + 8)
-        self.setMinimumWidth(width)
         self.scroll.setMinimumHeight(200)
+
+    def _content_width(self) -> int:
+        """The width the body needs plus the vertical scroll bar and the margins (never clipped)."""
+        bar = self.scroll.verticalScrollBar().sizeHint().width()
+        margins = self.layout().contentsMargins()
+        need = self.body.minimumSizeHint().width() + bar + margins.left() + margins.right() + 2
+        return max(MIN_DOCK_WIDTH, need)
+
+    def minimumSizeHint(self) -> Any:
+        """As narrow as the content allows (measured when asked, after styling), 200 px of height."""
+        from qtpy.QtCore import QSize
+
+        return QSize(min(MAX_DOCK_WIDTH, self._content_width()), 200 + self.panel.sizeHint().height())
+
+    def sizeHint(self) -> Any:
+        """As tall as the content wants (up to a screen), so stacked docks share the height by need."""
+        from qtpy.QtCore import QSize
+
+        body = self.body.sizeHint()
+        height = body.height() + self.panel.sizeHint().height() + 12
+        return QSize(min(MAX_DOCK_WIDTH, self._content_width()), min(height, 1000))
 
     # ------------------------------------------------------------- status
     @property

@@ -123,6 +123,7 @@ class ProbabilityMapWidget(DockWidget):
         self.table.setColumnWidth(0, 24)
         self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.table.setMinimumHeight(60)
+        self.table.setMaximumHeight(60)
         rv.addWidget(self.table)
         self.save_button = QPushButton("Save maps as TIFF…")
         self.save_button.clicked.connect(self._save_dialog)
@@ -309,7 +310,9 @@ class ProbabilityMapWidget(DockWidget):
             self.table.setItem(k, 1, name_item)
             self.table.setItem(k, 2, QTableWidgetItem(f"{100 * fractions[cname]:.1f}"))
         rows = sum(self.table.rowHeight(r) for r in range(self.table.rowCount()))
-        self.table.setMinimumHeight(rows + self.table.horizontalHeader().height() + 2 * self.table.frameWidth() + 2)
+        height = rows + self.table.horizontalHeader().height() + 2 * self.table.frameWidth() + 2
+        self.table.setMinimumHeight(height)
+        self.table.setMaximumHeight(height)
 
     def fractions_table(self) -> dict[str, str]:
         """The table's contents as ``{class: "area %"}`` ("none": the outliers) for scripts and tests."""

@@ -85,6 +85,10 @@ def read_tiffs(path: PathOrPaths) -> list[tuple[Any, dict, str]]:
             layers.extend(read_ebsd(p))
         else:
             layers.extend(read_micrographs(p))
+    if any("units" in kwargs for _, kwargs, _ in layers):
+        from ._kit import show_scale_bar_in_current_viewer
+
+        show_scale_bar_in_current_viewer()
     return layers
 
 

@@ -76,6 +76,14 @@ def test_report_figures(tmp_path):
     _check_png(plot_confusion(gen), tmp_path / "cm.png")
 
 
+def _rendered(fig):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
 def _boxes_overlap(a, b) -> bool:
     return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
 
@@ -91,8 +99,7 @@ def test_dock_width_figures_on_a_dark_theme(micro, tmp_path, rng):
     dm = descriptor_map(clf, images[0], sizes[0], n_crops=10)
     fig = apply_theme(plot_descriptor_map(dm, selected=2, narrow=True))
     assert tuple(fig.get_size_inches()) == pytest.approx((4.0, 6.4))
-    fig.canvas.draw() if hasattr(fig.canvas, "renderer") else save_figure(fig, tmp_path / "m.png", dpi=100)
-    renderer = fig.canvas.get_renderer()
+    renderer = _rendered(fig)
     width = fig.bbox.width
     for ax in fig.axes:
         box = ax.title.get_window_extent(renderer)
@@ -119,8 +126,7 @@ def test_dock_width_figures_on_a_dark_theme(micro, tmp_path, rng):
     res = [attribution(adapter, rng.random((64, 64)).astype(np.float32), c, n_steps=4)
            for c in ("ferrite", "spheroidite")]
     fig = apply_theme(plot_attribution(res, columns=2))
-    save_figure(fig, tmp_path / "a.png", dpi=100)
-    renderer = fig.canvas.get_renderer()
+    renderer = _rendered(fig)
     titles = [ax.title.get_window_extent(renderer) for ax in fig.axes if ax.get_title()]
     assert len(titles) == 2 and not _boxes_overlap(*titles)
     assert all(t.x0 >= -1 and t.x1 <= fig.bbox.width + 1 for t in titles)

@@ -70,9 +70,16 @@ def apply_theme(fig: Figure, background: str = DARK_THEME[0], foreground: str = 
 
 
 def _figure(fig: Optional[Figure], size: tuple[float, float]) -> Figure:
+    """A new figure of ``size`` inches, or ``fig`` cleared and set to that size.
+
+    A figure on a GUI canvas keeps the canvas's pixel size when drawn; its
+    :meth:`~matplotlib.figure.Figure.get_size_inches` then tells the canvas the
+    intended proportions (the napari widget sizes its canvas by them).
+    """
     if fig is None:
         return Figure(figsize=size, layout="constrained")
     fig.clear()
+    fig.set_size_inches(*size, forward=False)
     return fig
 
 
@@ -171,8 +178,11 @@ def plot_descriptor_map(dmap: Any, fig: Optional[Figure] = None, selected: Optio
         ax.set_title("descriptors and the open-set mixture" if narrow
                      else "2-D descriptors and the open-set mixture", fontsize=9 if narrow else None)
     if narrow:
+        # the legend above the map (it would hide descriptors inside it), in two columns
+        ax.set_title("")
         ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6.5, loc="best", framealpha=0.7, markerscale=0.8, handlelength=1.2)
+        ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False,
+                  markerscale=0.9, handlelength=1.4, columnspacing=1.0, borderaxespad=0.3)
     else:
         ax.legend(fontsize=7, loc="best", framealpha=0.8)
     return fig
