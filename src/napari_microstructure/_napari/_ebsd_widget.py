@@ -39,7 +39,7 @@ from qtpy.QtWidgets import (
 
 from ..core.colours import NO_SOLUTION_COLOUR, label_colour
 from ..core.errors import MicrostructureError
-from ._kit import BACKBONES, DockWidget, ModelFileRow, estimator_defaults, place_like
+from ._kit import BACKBONES, DockWidget, LayerPicker, ModelFileRow, estimator_defaults, place_like
 from ._workers import Job
 
 SOURCE_PAINTED = "Labels painted on the navigator"
@@ -54,6 +54,16 @@ ASK_SPACE_GROUP = "type a space group, e.g. 225"
 def class_colour(label: Any, k: int) -> str:
     """Fixed colour of a class: one per cubic space group, else from the class table (core.colours)."""
     return label_colour(label, k)
+
+
+def _is_pattern_map(layer: Any) -> bool:
+    return getattr(layer, "_type_string", "") == "image" and layer.ndim == 4
+
+
+def _is_training_labels(layer: Any) -> bool:
+    return (getattr(layer, "_type_string", "") == "labels" and layer.ndim == 2
+            and not layer.name.endswith(RESULT_SUFFIXES) and layer.metadata.get("role") != "ground truth"
+            and not layer.metadata.get("ebsd"))
 
 
 def _parse_class(text: str) -> Any:
@@ -89,14 +99,14 @@ class EBSDWidget(DockWidget):
         # --- inputs
         form = QFormLayout(self.section("Pattern map and training patterns"))
         form.setContentsMargins(2, 0, 2, 0)
-        self.map_combo = QComboBox()
+        self.map_combo = LayerPicker(self.viewer, _is_pattern_map)
         form.addRow("Pattern map", self.map_combo)
         self.source_combo = QComboBox()
         self.source_combo.addItems([SOURCE_PAINTED, SOURCE_FILE, SOURCE_LAYER])
         self.source_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.source_combo.setMinimumContentsLength(14)
         form.addRow("Training", self.source_combo)
-        self.labels_combo = QComboBox()
+        self.labels_combo = LayerPicker(self.viewer, _is_training_labels)
         new_labels = QPushButton("New")
         new_labels.setToolTip("Add a Labels layer over the navigator to paint training pixels")
         new_labels.clicked.connect(self._on_new_labels)
@@ -202,24 +212,14 @@ class EBSDWidget(DockWidget):
             return False
         return True
 
-    def _pattern_layers(self) -> list:
-        return [ly for ly in self.viewer.layers if ly._type_string == "image" and ly.ndim == 4]
-
     def _labels_layers(self) -> list:
-        return [ly for ly in self.viewer.layers if ly._type_string == "labels" and ly.ndim == 2
-                and not ly.name.endswith(RESULT_SUFFIXES) and ly.metadata.get("role") != "ground truth"]
+        return self.labels_combo.layers()
 
     def _refresh_layers(self, event: Any = None) -> None:
         if not self._alive():
             return
-        for combo, layers in ((self.map_combo, self._pattern_layers()), (self.labels_combo, self._labels_layers())):
-            current = combo.currentText()
-            combo.blockSignals(True)
-            combo.clear()
-            combo.addItems([ly.name for ly in layers])
-            if current in [ly.name for ly in layers]:
-                combo.setCurrentText(current)
-            combo.blockSignals(False)
+        for picker in (self.map_combo, self.labels_combo):
+            picker.refresh()
         for ly in self._labels_layers():
             if id(ly) not in self._watched:
                 self._watched.add(id(ly))

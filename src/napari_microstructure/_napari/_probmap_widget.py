@@ -5,14 +5,19 @@ through :meth:`ProbabilityMapWidget.set_classifier`, or a model file) and an
 image layer; Run computes :func:`~napari_microstructure.core.micrograph.probmap.probability_map`
 off the GUI thread and adds, aligned with the image:
 
-- one image layer per class and one for "none" (additive blending, contrast
-  0-1, hidden except the classes with the largest areas),
+- one image layer per class and one for "none", named class first
+  (``"ferrite probability · <image>"``, so napari's layer list, which cuts long
+  names in the middle, still shows the class; additive blending, contrast 0-1,
+  hidden except the classes with the largest areas),
 - a Labels layer of the most probable class (0 not evaluated), with the class
   names in its features,
 - an outlier layer: pixels whose "none" probability reaches the threshold
-  slider, in a strong red, semi-transparent; moving the slider updates it
-  without recomputing.
+  slider, in red, semi-transparent; moving the slider updates it and the area
+  fractions without recomputing.
 
+The colours come from :mod:`napari_microstructure.core.colours` (the Explain
+figures use the same); the table under the slider is the legend. The image
+must have a known pixel size (:func:`napari_microstructure.api.layer_pixel_size`).
 Running again on the same image replaces its layers.
 """
 

@@ -41,6 +41,14 @@ from ._workers import Job, format_exception
 _unwrap = unwrap
 
 
+def _is_image(layer: Any) -> bool:
+    return getattr(layer, "_type_string", "") == "image"
+
+
+def _is_labels(layer: Any) -> bool:
+    return getattr(layer, "_type_string", "") == "labels"
+
+
 def _classifier_defaults() -> dict[str, Any]:
     """Constructor defaults of FewShotClassifier (one source of truth for the widget's options)."""
     from ..core.micrograph.fewshot import FewShotClassifier
@@ -126,10 +134,10 @@ class TrainingWidget(DockWidget):
         scribble_tab = QWidget()
         form = QFormLayout(scribble_tab)
         form.setContentsMargins(2, 2, 2, 2)
-        self.scribble_image = QComboBox()
+        self.scribble_image = LayerPicker(self.viewer, _is_image)
         self.scribble_pixel_size = QLineEdit()
         self.scribble_pixel_size.setPlaceholderText("micrometres per pixel")
-        self.scribble_labels = QComboBox()
+        self.scribble_labels = LayerPicker(self.viewer, _is_labels)
         self.value_table = QTableWidget(0, 2)
         self.value_table.setHorizontalHeaderLabels(["Label value", "Class"])
         self.value_table.verticalHeader().setVisible(False)
@@ -187,9 +195,7 @@ class TrainingWidget(DockWidget):
         cv = QVBoxLayout(self.section("Classify an image layer"))
         cv.setContentsMargins(0, 0, 0, 0)
         crow = QHBoxLayout()
-        self.classify_layer = QComboBox()
-        self.classify_layer.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.classify_layer.setMinimumContentsLength(12)
+        self.classify_layer = LayerPicker(self.viewer, _is_image)
         self.classify_button = QPushButton("Classify")
         self.classify_button.clicked.connect(self.classify)
         crow.addWidget(self.classify_layer, 1)
@@ -281,10 +287,11 @@ class TrainingWidget(DockWidget):
         table.blockSignals(False)
         self._row_layers = images
 
-        self._fill_combo(self.scribble_image, images)
-        self._fill_combo(self.scribble_labels, self._labels_layers())
+        for picker in (self.scribble_image, self.scribble_labels, self.classify_layer):
+            picker.refresh()  # (each also follows the layer list itself; here: before the values below)
         active = _unwrap(self.viewer.layers.selection.active)
-        self._fill_combo(self.classify_layer, images, prefer=active)
+        if active is not None:
+            self.classify_layer.set_layer(active)
         self._refresh_values()
 
     @staticmethod
@@ -304,26 +311,10 @@ class TrainingWidget(DockWidget):
             ))
         return states
 
-    @staticmethod
-    def _fill_combo(combo: QComboBox, layers: list[Any], prefer: Any = None) -> None:
-        current = combo.currentData()
-        combo.blockSignals(True)
-        combo.clear()
-        for layer in layers:
-            combo.addItem(layer.name, layer)
-        target = prefer if prefer in layers else current
-        index = next((i for i, layer in enumerate(layers) if layer is target), 0 if layers else -1)
-        combo.setCurrentIndex(index)
-        combo.blockSignals(False)
-
     def _on_active_layer(self, event: Any = None) -> None:
         if not self._alive():
             return
-        active = _unwrap(self.viewer.layers.selection.active)
-        for index in range(self.classify_layer.count()):
-            if self.classify_layer.itemData(index) is active:
-                self.classify_layer.setCurrentIndex(index)
-                break
+        self.classify_layer.set_layer(_unwrap(self.viewer.layers.selection.active))
 
     def _on_scribble_image(self) -> None:
         layer = self.scribble_image.currentData()
