@@ -172,6 +172,7 @@ def run_map(args: argparse.Namespace) -> int:
     if args.confidence_threshold is not None:
         clf.confidence_threshold = args.confidence_threshold
     data = load_patterns(args.map, lazy=True)
+    step_um = float(data.step_size_um[0]) if data.step_size_um else None
     try:
         pattern_map = data.as_map()
         if args.map_shape is not None:
@@ -192,13 +193,18 @@ def run_map(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise MicrostructureError(os_error_message(exc, out, "write the map to")) from exc
     try:
-        tifffile.imwrite(tmp / "space_groups.tif", values)
+        from .io.tiff import write_result_map
+
+        # with the step size and their kind, napari reopens them as labels / images in micrometres
+        write_result_map(tmp / "space_groups.tif", values, "ebsd-space-groups", step_um,
+                         {"classes": [str(c) for c in result.classes],
+                          "legend": [[int(v), str(c)] for v, c in legend]})
         with open(tmp / "legend.csv", "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["value", "class"])
             w.writerows(legend)
-        tifffile.imwrite(tmp / "confidence.tif", result.confidence.astype(np.float32))
-        tifffile.imwrite(tmp / "no_solution.tif", result.no_solution.astype(np.uint8))
+        write_result_map(tmp / "confidence.tif", result.confidence, "ebsd-confidence", step_um)
+        write_result_map(tmp / "no_solution.tif", result.no_solution.astype(np.uint8), "ebsd-no-solution", step_um)
         with open(tmp / "fractions.csv", "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["class", "patterns", "fraction"])

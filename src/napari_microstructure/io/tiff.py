@@ -161,3 +161,69 @@ def write_micrograph(
             metadata=meta,
         )
     return path
+
+
+#: the ``kind`` of the result maps the EBSD command line writes (see :func:`write_result_map`)
+MAP_KINDS = ("ebsd-space-groups", "ebsd-confidence", "ebsd-no-solution")
+
+
+def write_result_map(path: PathLike, data: np.ndarray, kind: str, step_size_um: Optional[float] = None,
+                     info: Optional[dict[str, Any]] = None) -> Path:
+    """Write a map (labels, confidence, mask) that napari reopens as the right kind of layer.
+
+    ImageJ TIFF: the map's step size in the resolution tags (micrometres, as
+    :func:`write_micrograph`) when known, and ``{"kind": kind, ...info}`` as
+    JSON in the ImageJ ``Info`` field, which :func:`read_result_map_kind`
+    reads back. Integer labels are stored as uint16 (ImageJ's integer type).
+
+    Parameters
+    ----------
+    path : path-like
+    data : numpy.ndarray
+        ``(rows, cols)``.
+    kind : str
+        One of :data:`MAP_KINDS`.
+    step_size_um : float, optional
+        Micrometres between neighbouring map points.
+    info : dict, optional
+        More JSON-serialisable facts (e.g. the class names).
+    """
+    import json
+
+    if kind not in MAP_KINDS:
+        raise MicrostructureError(f"unknown map kind {kind!r}; choose one of {', '.join(MAP_KINDS)}")
+    arr = np.asarray(data)
+    if arr.dtype.kind in "iub":
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise MicrostructureError(f"{kind} values must lie in 0-65535 to be stored, got {arr.min()}-{arr.max()}")
+        arr = arr.astype(np.uint16)
+    else:
+        arr = arr.astype(np.float32)
+    meta = {"Info": json.dumps(dict(info or {}, kind=kind))}
+    if step_size_um is not None:
+        return write_micrograph(path, arr, step_size_um, meta)
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{path.name}")
+    try:
+        tifffile.imwrite(tmp, arr, imagej=True, metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def read_result_map_kind(path: PathLike) -> Optional[dict[str, Any]]:
+    """The JSON ``Info`` of a TIFF written by :func:`write_result_map` or a probability map, else None.
+
+    Cheap: reads the ImageJ metadata only.
+    """
+    import json
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            ij = tif.imagej_metadata or {}
+        info = json.loads(ij.get("Info", ""))
+    except (OSError, ValueError, TypeError, tifffile.TiffFileError):
+        return None
+    return info if isinstance(info, dict) else None
