@@ -24,6 +24,8 @@ def test_layer_image_reads_the_pixel_size_from_the_scale():
         layer_image(_layer(data, (0.25, 0.5)))
     with pytest.raises(MicrostructureError, match="3-D"):
         layer_image(_layer(np.zeros((2, 8, 9)), (1, 1, 1)))
+    with pytest.raises(MicrostructureError, match="no pixel size"):
+        layer_image(_layer(data))  # a scale never set is not taken as 1 um per pixel
 
 
 def test_fit_and_predict_layers(small_dataset):

@@ -277,9 +277,10 @@ class Estimator:
         except (KeyError, TypeError, RuntimeError, ValueError, IndexError, AttributeError) as exc:
             if isinstance(exc, MicrostructureError):
                 raise
+            what = f"missing {exc}" if isinstance(exc, KeyError) else f"{exc.__class__.__name__}: {exc}"
+            what = " ".join(what.split())
             raise ModelFileError(
-                f"{str(path)!r} is a {cls.__name__} model file, but its contents are incomplete or from an "
-                f"incompatible version ({exc.__class__.__name__}: {exc}); train the model again"
+                f"{str(path)!r} is damaged or incomplete ({what}); re-save the model or train it again"
             ) from exc
         return obj
 

@@ -23,7 +23,7 @@ import numpy as np
 from ..base import check_is_fitted
 from ..errors import MicrostructureError
 from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
-from ._validation import check_finite, check_map, is_dask
+from ._validation import as_lazy_map, check_finite_block, check_map, check_pattern_shape, is_dask
 
 
 @dataclasses.dataclass
@@ -115,12 +115,14 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
     MapResult
     """
     check_is_fitted(clf, "to classify a map")
-    pattern_map = check_map(pattern_map)
     if not (isinstance(chunk_size, (int, np.integer)) and chunk_size >= 1):
         raise MicrostructureError(f"chunk_size={chunk_size!r}; give a positive number of patterns")
+    pattern_map = check_map(as_lazy_map(pattern_map, int(chunk_size)))  # h5py/zarr: via dask
     rows, cols, h, w = pattern_map.shape
     n = rows * cols
     pre = clf.preprocessor_
+    if getattr(pre, "pattern_shape_", None) is not None and tuple(pre.pattern_shape_) != (h, w):
+        check_pattern_shape((h, w), pre.pattern_shape_, "the patterns of the map")  # before any work
     if isinstance(background, str):
         if background == "map":
             report(progress, "background", 0, n, "mean pattern of the map")
@@ -134,14 +136,17 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
         bg = background
     n_classes = len(clf.classes_)
 
-    def block_fn(block: np.ndarray) -> np.ndarray:
+    def block_fn(block: np.ndarray, block_info=None, origin=None) -> np.ndarray:
         """(r, c, h, w) patterns -> (r, c, n_classes + 1): probabilities and agreement."""
         r, c = block.shape[:2]
+        if origin is None:
+            loc = (block_info or {}).get(0, {}).get("array-location")
+            origin = (loc[0][0], loc[1][0]) if loc else (0, 0)
+        check_finite_block(np.asarray(block), origin, cols)
         flat = np.asarray(block).reshape(r * c, h, w)
         out = np.empty((r * c, n_classes + 1), np.float32)
         for s in range(0, r * c, chunk_size):
             part = flat[s:s + chunk_size]
-            check_finite(np.asarray(part), "pattern_map")
             summ = clf.predict_uncertainty(part, background=bg, check=False)
             out[s:s + len(part), :n_classes] = summ["probabilities"]
             out[s:s + len(part), n_classes] = summ["agreement"]
@@ -159,7 +164,7 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
             view = flat_in[s:s + chunk_size]
             block = np.array(view)
             _release_pages(view)
-            flat_out[s:s + len(block)] = block_fn(block[None])[0]
+            flat_out[s:s + len(block)] = block_fn(block[None], origin=divmod(s, cols))[0]
             report(progress, "map", s + len(block), n, f"{s + len(block)} / {n} patterns")
     return _assemble(clf, result, n_classes)
 

@@ -66,20 +66,23 @@ def normalise_in_place(grey: np.ndarray, valid: Optional[np.ndarray] = None) -> 
     """
     if valid is None:
         valid = np.isfinite(grey)
+    all_valid = bool(valid.all())
     sample = None
     if grey.size > PERCENTILE_SAMPLE:
         step = int(math.ceil(math.sqrt(grey.size / PERCENTILE_SAMPLE)))
         sample = grey[::step, ::step][valid[::step, ::step]]
     if sample is None or sample.size == 0:
-        sample = grey[valid]
-    lo, hi = np.percentile(sample, PERCENTILES) if sample.size else (0.0, 1.0)
+        # memory: one float32 scratch copy (the percentile's own, or the valid pixels')
+        sample = grey if all_valid else grey[valid]
+    lo, hi = np.percentile(sample, PERCENTILES, overwrite_input=sample is not grey) if sample.size else (0.0, 1.0)
     if hi - lo < 1e-12:
         grey.fill(0.5)
     else:
         grey -= np.float32(lo)
         grey *= np.float32(1.0 / (hi - lo))
         np.clip(grey, 0.0, 1.0, out=grey)
-    grey[~valid] = 0.5
+    if not all_valid:
+        grey[~valid] = 0.5
     return grey
 
 

@@ -28,7 +28,8 @@ from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
 from ..nn.training import TrainingConfig, TrainingHistory, train_loop
 from .augment import AugmentConfig
 from .crops import CropBatch, CropSampler, CropSource, Micrograph, feasible_fov
-from .images import as_image_list, as_pixel_sizes, check_mask
+from .images import (as_image_list, as_label_list, as_pixel_sizes, check_mask, check_scale_against_model,
+                     class_names_from)
 from .openset import OpenSetMixture
 
 NONE_CLASS = "none"
@@ -192,9 +193,7 @@ class FewShotClassifier(Estimator):
         image_list = as_image_list(images)
         if len(image_list) == 0:
             raise MicrostructureError("no images were given; pass a list of 2-D micrographs")
-        label_list = labels if isinstance(labels, (list, tuple)) else (
-            [labels] if isinstance(labels, np.ndarray) and labels.ndim == 2 else list(np.asarray(labels).ravel())
-        )
+        label_list = as_label_list(labels, len(image_list))
         if len(label_list) != len(image_list):
             raise MicrostructureError(
                 f"got {len(image_list)} images but {len(label_list)} labels; give one class name "
@@ -222,9 +221,7 @@ class FewShotClassifier(Estimator):
             value_to_class = {v: k for k, v in enumerate(values)}
         else:
             names_list = [str(lab) for lab in label_list]
-            if any(n.strip() == "" for n in names_list):
-                raise MicrostructureError("a class name is empty; name every image's class")
-            classes = sorted(set(names_list))
+            classes = class_names_from(names_list)
         if len(classes) < 2:
             raise MicrostructureError(
                 f"only one class ({classes[0]!r}) was given; few-shot training needs at least two "
@@ -466,6 +463,8 @@ class FewShotClassifier(Estimator):
                 f"{p:.3g} um), less than the smallest crop the model was trained on ({lo:.3g} um); "
                 "use a larger image, or check its pixel size"
             )
+        check_scale_against_model(micrograph.shape, micrograph.pixel_size_um, self.fov_range_um_,
+                                  int(self.input_size))
         return CropSource(micrograph, (lo, min(hi, side_um)))
 
     def describe(self, batch: CropBatch) -> np.ndarray:
@@ -492,10 +491,13 @@ class FewShotClassifier(Estimator):
             ``log_likelihood`` (n,), ``fov_um`` (n,); with ``keep_crops`` also
             ``crops`` (n, S, S), ``centres_px`` (n, 2) and ``size_px`` (n,).
         """
+        if n_crops is not None and not (isinstance(n_crops, (int, np.integer)) and n_crops >= 1):
+            raise MicrostructureError(
+                f"n_crops={n_crops!r}; give a positive number of crops (or None for the model's "
+                f"{self.n_crops})"
+            )
         src = self.prediction_source(image, pixel_size)
         n = int(self.n_crops if n_crops is None else n_crops)
-        if n < 1:
-            raise MicrostructureError(f"n_crops must be at least 1, got {n_crops}")
         aug = self.test_time_augment() if augment else AugmentConfig.off()
         sampler = CropSampler(int(self.input_size), aug, np.random.default_rng(seed),
                               torch_generator(seed, self.device_), self.device_)

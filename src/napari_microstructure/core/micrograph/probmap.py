@@ -138,6 +138,26 @@ class ProbabilityMapResult:
         with np.errstate(invalid="ignore"):
             return (self.none >= t) & self.evaluated
 
+    def fractions_at(self, threshold: float = 0.5) -> dict[str, float]:
+        """Area fractions with the outliers at ``threshold`` counted as "none".
+
+        A pixel counts for its most probable class unless its "none"
+        probability reaches ``threshold``; then (and when "none" is its most
+        probable label) it counts for ``"none"``. The fractions are shares of
+        the evaluated area and sum to 1; at ``threshold`` 0.5 they equal
+        :attr:`fractions` up to ties.
+        """
+        outlier = self.outlier_mask(threshold)
+        n_eval = int(self.evaluated.sum())
+        n_classes = len(self.class_names) - 1
+        out = {}
+        for k, name in enumerate(self.class_names[:-1]):
+            count = int(((self.labels == k + 1) & ~outlier).sum())
+            out[name] = count / n_eval if n_eval else 0.0
+        none = int(((self.labels == n_classes + 1) | outlier).sum())
+        out[self.class_names[-1]] = none / n_eval if n_eval else 0.0
+        return out
+
     def class_probability(self, name: str) -> np.ndarray:
         """``(H, W)`` probability of one class (or ``"none"``) by name."""
         if name not in self.class_names:
