@@ -15,7 +15,7 @@ def test_grey_image_is_a_float32_copy():
     assert grey.dtype == np.float32 and grey.shape == (3, 4)
     grey[0, 0] = 99
     assert image[0, 0] == 0
-    with_nan = np.ones((4, 4))
+    with_nan = np.arange(16.0).reshape(4, 4)
     with_nan[1, 1] = np.nan
     assert np.isnan(as_grey_image(with_nan)[1, 1])  # NaN pixels are kept for masking
 
@@ -23,9 +23,10 @@ def test_grey_image_is_a_float32_copy():
 def test_rgb_becomes_luma_with_a_warning():
     rgb = np.zeros((10, 10, 3), np.uint8)
     rgb[..., 1] = 100
+    rgb[0, 0] = (10, 0, 0)
     with pytest.warns(UserWarning, match="converting to grey"):
         grey = as_grey_image(rgb)
-    assert grey.shape == (10, 10) and grey[0, 0] == pytest.approx(58.7)
+    assert grey.shape == (10, 10) and grey[1, 1] == pytest.approx(58.7) and grey[0, 0] == pytest.approx(2.99)
 
 
 @pytest.mark.parametrize("image, match", [
