@@ -191,11 +191,11 @@ def test_magnification_input_changes_the_descriptor(trained_classifier):
     assert not torch.allclose(d1, d2)
 
 
-def test_learning_two_textures_on_held_out_images():
+def test_learning_two_textures_on_held_out_images(learning_seed):
     """A small two-class set reaches at least 90 % on held-out images."""
     images, labels, sizes = make_dataset(("ferrite", "pearlite"), per_class=4, shape=(192, 192), seed=11)
     clf = FewShotClassifier(input_size=64, embedding_dim=2, max_epochs=12, steps_per_epoch=8,
-                            batch_size=16, patience=12, seed=0, device="cpu", n_crops=48)
+                            batch_size=16, patience=12, seed=learning_seed, device="cpu", n_crops=48)
     clf.fit(images, labels, sizes)
     test_images, test_labels, test_sizes = make_dataset(("ferrite", "pearlite"), per_class=5,
                                                          shape=(192, 192), seed=99)

@@ -132,7 +132,13 @@ def _read_payload(path: Path) -> Any:
     except pickle.UnpicklingError as exc:
         # weights_only refused a global: the file asks to build objects (or run code)
         m = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        what = f" (it asks to run {m.group(1)})" if m else ""
+        if m is None and not _starts_like_a_pickle(path):
+            raise ModelFileError(
+                f"{str(path)!r} is not a readable napari-microstructure model file (it is corrupt, "
+                "truncated, or of another program); choose a file saved by this plugin, or re-save "
+                "the model or train it again"
+            ) from None
+        what = f" (it asks to run {m.group(1)})" if m else " (a pickle of Python objects)"
         raise ModelFileError(
             f"{str(path)!r} is not a model this plugin wrote{what}: it will not be loaded; "
             "choose a file saved by napari-microstructure"
@@ -152,6 +158,15 @@ def _read_payload(path: Path) -> Any:
             f"(it is corrupt, truncated, or of another program: {exc.__class__.__name__}); "
             "choose a file saved by this plugin, or re-save the model or train it again"
         ) from None
+
+
+def _starts_like_a_pickle(path: Path) -> bool:
+    """A pickle stream (protocol 2 or later) starts with the PROTO opcode 0x80."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(1) == b"\x80"
+    except OSError:
+        return False
 
 
 def load_model_file(path: PathLike, expected_kind: str) -> tuple[dict, dict[str, torch.Tensor]]:
