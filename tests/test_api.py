@@ -19,7 +19,7 @@ def test_layer_image_reads_the_pixel_size_from_the_scale():
     image, size = layer_image(_layer(data, (0.25, 0.25)))
     assert image.shape == (8, 9) and size == 0.25
     rgb = np.zeros((8, 9, 3))
-    assert layer_image(_layer(rgb, (0.5, 0.5, 1.0), rgb=True))[0].shape == (8, 9, 3)
+    assert layer_image(_layer(rgb, (0.5, 0.5), rgb=True))[0].shape == (8, 9, 3)
     with pytest.raises(MicrostructureError, match="non-square pixels"):
         layer_image(_layer(data, (0.25, 0.5)))
     with pytest.raises(MicrostructureError, match="3-D"):
