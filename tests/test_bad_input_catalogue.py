@@ -1269,3 +1269,11 @@ def test_training_widget_save_into_a_missing_folder(make_napari_viewer, tiny_clf
     with untouched(tmp_path):
         widget.save_model(tmp_path / "missing" / "model.pt")
     check_message(widget.panel.status.text(), r"does not exist", r"create it first")
+
+
+def test_ebsd_map_refuses_labels_it_cannot_store_before_the_work(ebsd_data, ebsd_map_run, tmp_path, capsys):
+    patterns, sg = ebsd_data
+    _fit_save(patterns, np.where(sg == sg[0], 70000, 80000), tmp_path / "e.pt")
+    with untouched(tmp_path):
+        rc, err = _run(["ebsd-map", tmp_path / "e.pt", ebsd_map_run, "-o", tmp_path / "out", "--device", "cpu"], capsys)
+    check_cli(rc, err, r"classes run from 70000 to 80000", r"relabel the classes")

@@ -10,8 +10,8 @@
 writes a model file. ``ebsd-map`` classifies a pattern map (``.npy``,
 TIFF, h5ebsd, folder of images, or a vendor file with kikuchipy) in chunks
 and writes into the folder OUT: ``space_groups.tif`` (the class label of each
-pattern for integer classes such as space-group numbers, in the smallest of
-int16/int32/int64 that holds them; for text classes the class number 1, 2, ...
+pattern for integer classes such as space-group numbers, stored as uint16 (a model
+with a class outside 1-65535 is refused before any work); for text classes the class number 1, 2, ...
 in the order of ``legend.csv``; 0 = no solution in both cases),
 ``legend.csv`` (value, class), ``confidence.tif`` (float32),
 ``no_solution.tif`` (uint8 mask) and ``fractions.csv``; with
@@ -119,7 +119,8 @@ def map_label_values(result) -> tuple["np.ndarray", list[tuple[int, str]]]:
     """The integer image written as ``space_groups.tif`` and its legend rows (value, class).
 
     Integer classes (space-group numbers) are written as themselves, in the
-    smallest signed type that holds them (never wrapped around); text classes
+    smallest signed type that holds them (never wrapped around; the TIFF writer stores
+    0-65535 as uint16); text classes
     as their number 1, 2, ... in the model's class order. 0 is "no solution"
     in both cases.
     """
@@ -170,6 +171,13 @@ def run_map(args: argparse.Namespace) -> int:
     if args.chunk_size < 1:
         raise MicrostructureError(f"--chunk-size {args.chunk_size}; give a positive number of patterns")
     clf = EBSDClassifier.load(args.model, device=args.device)
+    classes = np.asarray(clf.classes_)
+    if classes.dtype.kind in "iu" and (classes.min() < 1 or classes.max() > 65535):
+        raise MicrostructureError(
+            f"the model's classes run from {classes.min()} to {classes.max()}, but space_groups.tif "
+            "holds labels 1-65535 (0 = no solution); relabel the classes (e.g. as text names) and "
+            "train again"
+        )
     if args.confidence_threshold is not None:
         clf.confidence_threshold = args.confidence_threshold
     data = load_patterns(args.map, lazy=True)
