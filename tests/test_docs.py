@@ -105,6 +105,7 @@ def _python_pages():
             if p.name in KNOWN_BUGS else p for p in _pages_with(("python",))]
 
 
+@pytest.mark.timeout(1800)  # a page trains several small models (explanations.md: five)
 @pytest.mark.parametrize("page", _python_pages(), ids=lambda p: p.name)
 def test_python_blocks_run(page, docs_session):
     namespace = dict(docs_session, __name__="__docs__")
