@@ -94,10 +94,7 @@ def docs_session(tmp_path, monkeypatch, make_napari_viewer):
 
 
 #: pages whose blocks fail because of a known bug outside the docs (strict: the mark must go once fixed)
-KNOWN_BUGS = {
-    "ebsd.md": "EBSDClassifier.load cannot read back an efficientnet-lite0 model it saved "
-               "(missing backbone._fc.* in the state dict); the estimator's save/load must be fixed",
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 
 def _python_pages():

@@ -97,7 +97,8 @@ def build_backbone(name: str, pretrained: bool = True, padding: str = "zeros") -
     if key in ("efficientnet-lite0", "efficientnet", "efficientnet-lite"):
         from .efficientnet import EfficientNetLite0, load_imagenet_efficientnet_lite0
 
-        net = load_imagenet_efficientnet_lite0(include_classifier=False) if pretrained else EfficientNetLite0()
+        # no ImageNet classifier either way: the same layers (and model-file keys) with or without pretraining
+        net = load_imagenet_efficientnet_lite0(include_classifier=False) if pretrained else EfficientNetLite0(num_classes=0)
         set_padding_mode(net, padding)
         return net
     raise MicrostructureError(
