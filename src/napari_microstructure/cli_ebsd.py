@@ -13,7 +13,9 @@ and writes into the folder OUT: ``space_groups.tif`` (int16 labels, 0 = no
 solution), ``confidence.tif`` (float32), ``no_solution.tif`` (uint8 mask) and
 ``fractions.csv``. Outputs are first written to a temporary folder and moved
 into place only when the whole map is done, so an interrupted run (Ctrl-C)
-leaves no half-written files.
+leaves no half-written files. ``--store map.zarr`` also writes the whole
+result (probabilities, confidence, labels...) to a zarr store as it is
+computed; ``--scheduler tcp://host:8786`` classifies on a dask cluster.
 """
 
 from __future__ import annotations
@@ -71,6 +73,12 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     m.add_argument("--device", default="auto")
     m.add_argument("--probabilities", action="store_true",
                    help="also write probabilities.tif (rows, cols, n_classes) float32")
+    m.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="dask scheduler address (e.g. tcp://host:8786): classify on that cluster "
+                        "(default: $NAPARI_MICROSTRUCTURE_SCHEDULER, else this process)")
+    m.add_argument("--store", default=None, metavar="PATH.zarr",
+                   help="also write the whole result to a zarr store as it is computed "
+                        "(bounded memory; napari opens it lazily)")
     m.set_defaults(func=run_map)
 
 
@@ -142,16 +150,17 @@ def run_map(args: argparse.Namespace) -> int:
                     f"{data.n_patterns}")
             pattern_map = pattern_map.reshape(rows, cols, *data.pattern_shape)
         result = clf.classify_map(pattern_map, chunk_size=args.chunk_size, background=args.background,
-                                  progress=TerminalProgress(sys.stderr))
+                                  progress=TerminalProgress(sys.stderr), client=args.scheduler,
+                                  store=args.store)
     finally:
         data.close()
     out.mkdir(exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".ebsd-map-", dir=str(out)))
     try:
         labels = result.labels.astype(np.int16) if result.labels.dtype.kind in "iu" else result.index
-        tifffile.imwrite(tmp / "space_groups.tif", labels)
-        tifffile.imwrite(tmp / "confidence.tif", result.confidence.astype(np.float32))
-        tifffile.imwrite(tmp / "no_solution.tif", result.no_solution.astype(np.uint8))
+        tifffile.imwrite(tmp / "space_groups.tif", np.asarray(labels))  # asarray: a --store result is lazy
+        tifffile.imwrite(tmp / "confidence.tif", np.asarray(result.confidence, dtype=np.float32))
+        tifffile.imwrite(tmp / "no_solution.tif", np.asarray(result.no_solution, dtype=np.uint8))
         with open(tmp / "fractions.csv", "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["class", "patterns", "fraction"])
@@ -159,7 +168,7 @@ def run_map(args: argparse.Namespace) -> int:
                 w.writerow([c, n, f"{f:.6f}"])
         names = list(OUTPUT_FILES)
         if args.probabilities:
-            tifffile.imwrite(tmp / "probabilities.tif", result.probabilities)
+            tifffile.imwrite(tmp / "probabilities.tif", np.asarray(result.probabilities))
             names.append("probabilities.tif")
         for name in names:
             os.replace(tmp / name, out / name)
