@@ -42,5 +42,6 @@ fi
 
 echo "== throughput and peak GPU memory"
 ARGS=(--json "$OUTDIR/gpu_check.json")
-[[ "$MODE" == cpu ]] && ARGS+=(--cpu)
-timeout 540 "$PY" scripts/gpu_check.py "${ARGS[@]}"
+LIMIT=540
+if [[ "$MODE" == cpu ]]; then ARGS+=(--cpu); LIMIT=1800; fi
+timeout "$LIMIT" "$PY" scripts/gpu_check.py "${ARGS[@]}"

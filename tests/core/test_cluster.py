@@ -48,6 +48,20 @@ def ebsd():
     return clf, pats, clf.classify_map(pats)
 
 
+@pytest.fixture(scope="module")
+def micrograph_model(tmp_path_factory):
+    """A small fitted micrograph model (a few training steps: these tests compare maps, not accuracy)."""
+    from napari_microstructure import FewShotClassifier
+    from napari_microstructure.core.micrograph.synthetic import make_dataset
+
+    images, labels, sizes = make_dataset(("ferrite", "pearlite"), per_class=2, shape=(192, 192), seed=0)
+    clf = FewShotClassifier(input_size=64, embedding_dim=4, max_epochs=1, steps_per_epoch=2, batch_size=8,
+                            n_crops=16, seed=0, device="cpu").fit(images, labels, sizes)
+    path = tmp_path_factory.mktemp("model") / "micrograph.pt"
+    clf.save(path)
+    return clf, path
+
+
 def test_shared_object_travels_once_per_worker(client, monkeypatch):
     def _pid_and_model(shared, payload):  # nested: pickled by value for the workers
         return os.getpid(), id(shared), int(np.asarray(payload).sum())
@@ -89,10 +103,11 @@ def test_ebsd_map_on_cluster_equals_in_process(client, ebsd, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["m.zarr"]
 
 
-def test_probability_map_tiles_on_cluster_equal_in_process(client, trained_classifier):
+def test_probability_map_tiles_on_cluster_equal_in_process(client, micrograph_model):
+    clf, _ = micrograph_model
     image, _ = make_composite("ferrite", "pearlite", shape=(900, 700), pixel_size_um=P, seed=7)
-    ref = probability_map(trained_classifier, image, P, stride=40, tile_size=128)
-    res = probability_map(trained_classifier, image, P, stride=40, tile_size=128, client=client)
+    ref = probability_map(clf, image, P, stride=40, tile_size=128)
+    res = probability_map(clf, image, P, stride=40, tile_size=128, client=client)
     assert ref.n_crops == res.n_crops > 100
     np.testing.assert_allclose(res.probabilities, ref.probabilities, atol=1e-5)
     np.testing.assert_array_equal(res.labels, ref.labels)
@@ -147,7 +162,7 @@ def test_connect_refuses_bad_clients_clearly(monkeypatch):
         assert none is None
 
 
-def test_command_line_on_a_scheduler_with_stores(client, ebsd, trained_model_path, tmp_path, capsys):
+def test_command_line_on_a_scheduler_with_stores(client, ebsd, micrograph_model, tmp_path, capsys):
     import tifffile
 
     from napari_microstructure import cli
@@ -155,6 +170,7 @@ def test_command_line_on_a_scheduler_with_stores(client, ebsd, trained_model_pat
     from napari_microstructure.io.tiff import write_micrograph
 
     clf, pats, ref = ebsd
+    micrograph, trained_model_path = micrograph_model
     clf.save(tmp_path / "ebsd.pt")
     np.save(tmp_path / "map.npy", pats)
     address = client.scheduler.address
@@ -168,7 +184,7 @@ def test_command_line_on_a_scheduler_with_stores(client, ebsd, trained_model_pat
 
     image, _ = make_composite("ferrite", "spheroidite", shape=(320, 320), pixel_size_um=P, seed=2)
     src = write_micrograph(tmp_path / "img.tif", image, P)
-    local = probability_map(trained_classifier_from(trained_model_path), image, P, stride=40)
+    local = probability_map(micrograph, image, P, stride=40)
     rc = cli.main(["map", str(trained_model_path), str(src), "-o", str(tmp_path / "pm.zarr"), "--stride", "40",
                    "--device", "cpu", "--scheduler", address])
     assert rc == 0 and "zarr store" in capsys.readouterr().out
@@ -176,9 +192,3 @@ def test_command_line_on_a_scheduler_with_stores(client, ebsd, trained_model_pat
     assert meta["kind"] == "probability-map" and arrays["probabilities"].dtype == np.float16
     np.testing.assert_allclose(arrays["probabilities"].compute(), local.probabilities, atol=1e-3)
     np.testing.assert_array_equal(arrays["labels"].compute(), local.labels)
-
-
-def trained_classifier_from(path):
-    from napari_microstructure import load_model
-
-    return load_model(path, device="cpu")

@@ -33,6 +33,20 @@ def ebsd():
 
 
 @pytest.fixture(scope="module")
+def micrograph_model(tmp_path_factory):
+    """A small fitted micrograph model (a few training steps: these tests compare maps, not accuracy)."""
+    from napari_microstructure import FewShotClassifier
+    from napari_microstructure.core.micrograph.synthetic import make_dataset
+
+    images, labels, sizes = make_dataset(("ferrite", "pearlite"), per_class=2, shape=(192, 192), seed=0)
+    clf = FewShotClassifier(input_size=64, embedding_dim=4, max_epochs=1, steps_per_epoch=2, batch_size=8,
+                            n_crops=16, seed=0, device="cpu").fit(images, labels, sizes)
+    path = tmp_path_factory.mktemp("model") / "micrograph.pt"
+    clf.save(path)
+    return clf, path
+
+
+@pytest.fixture(scope="module")
 def micrograph():
     return make_composite("ferrite", "pearlite", shape=(520, 600), pixel_size_um=P, seed=3)[0]
 
@@ -78,7 +92,7 @@ def test_text_classes_and_overwrite(ebsd, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["t.zarr"]
 
 
-def test_cancelled_or_failed_map_leaves_no_store(ebsd, micrograph, trained_classifier, tmp_path):
+def test_cancelled_or_failed_map_leaves_no_store(ebsd, micrograph, micrograph_model, tmp_path):
     clf, pats, _ = ebsd
     cancel = threading.Event()
 
@@ -94,7 +108,7 @@ def test_cancelled_or_failed_map_leaves_no_store(ebsd, micrograph, trained_class
         clf.classify_map(bad, chunk_size=9, store=tmp_path / "b.zarr")
     cancel = threading.Event()
     with pytest.raises(TrainingCancelled):
-        probability_map(trained_classifier, micrograph, P, tile_size=128, store=tmp_path / "c.zarr",
+        probability_map(micrograph_model[0], micrograph, P, tile_size=128, store=tmp_path / "c.zarr",
                         progress=lambda p: cancel.set(), cancel=cancel)
     assert os.listdir(tmp_path) == []
 
@@ -113,7 +127,8 @@ def test_bad_store_paths_are_refused_before_any_work(ebsd, tmp_path):
     assert not is_store(tmp_path / "other.zarr") and not is_store(tmp_path / "missing.zarr")
 
 
-def test_probability_map_store_and_float16(trained_classifier, micrograph, tmp_path):
+def test_probability_map_store_and_float16(micrograph_model, micrograph, tmp_path):
+    trained_classifier = micrograph_model[0]
     ref = probability_map(trained_classifier, micrograph, P, stride=40)
     half = probability_map(trained_classifier, micrograph, P, stride=40, dtype="float16")
     assert half.probabilities.dtype == np.float16 and half.probabilities.nbytes * 2 == ref.probabilities.nbytes

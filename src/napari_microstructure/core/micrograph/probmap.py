@@ -569,38 +569,41 @@ def probability_map(
     lattice_labels = np.where(covered, np.argmax(np.nan_to_num(mean, nan=-1.0), 0) + 1, NOT_EVALUATED).astype(label_dtype)
 
     sink = _PixelSink(store, overwrite, n_out, height, width, out_dtype, label_dtype)
-    probabilities, labels, evaluated = sink.probabilities, sink.labels, sink.evaluated
-    chunk = max(1, (1 << 24) // max(1, width * n_out))
-    if store is not None:  # whole store chunks per write
-        from ...io.store import CHUNK
+    try:
+        probabilities, labels, evaluated = sink.probabilities, sink.labels, sink.evaluated
+        chunk = max(1, (1 << 24) // max(1, width * n_out))
+        if store is not None:  # whole store chunks per write
+            from ...io.store import CHUNK
 
-        chunk = max(1, chunk // CHUNK) * CHUNK
-    area = np.zeros(n_out + 1, dtype=np.int64)
-    for r0 in range(0, height, chunk):
-        r1 = min(height, r0 + chunk)
-        rows = rows_acc[r0:r1]
-        block = mean[:, rows][:, :, cols_acc]
-        lab = lattice_labels[rows][:, cols_acc]
-        v = valid[r0:r1]
-        if not v.all():
-            block[:, ~v] = np.nan
-            lab[~v] = NOT_EVALUATED
-        probabilities[:, r0:r1] = block
-        labels[r0:r1] = lab
-        evaluated[r0:r1] = lab != NOT_EVALUATED
-        area += np.bincount(lab.ravel(), minlength=n_out + 1)[: n_out + 1]
-    n_eval = int(area[1:].sum())
-    names = list(classifier.classes_) + ["none"]
-    fractions = {n: (float(area[k + 1]) / n_eval if n_eval else 0.0) for k, n in enumerate(names)}
-    timings["total"] = time.perf_counter() - t_start
-    report(progress, "map", 1, 1, f"{len(origins)} crops in {timings['total']:.1f} s")
-    result = ProbabilityMapResult(
-        probabilities=probabilities, labels=labels, evaluated=evaluated, class_names=names,
-        fractions=fractions, evaluated_fraction=n_eval / float(height * width), pixel_size_um=p,
-        fov_um=fov, crop_size_px=crop_px, stride_px=stride_r * ratio, n_crops=int(len(origins)),
-        n_augment=opts["n_augment"], method=method, timings=timings,
-    )
-    return sink.finish(result)
+            chunk = max(1, chunk // CHUNK) * CHUNK
+        area = np.zeros(n_out + 1, dtype=np.int64)
+        for r0 in range(0, height, chunk):
+            r1 = min(height, r0 + chunk)
+            rows = rows_acc[r0:r1]
+            block = mean[:, rows][:, :, cols_acc]
+            lab = lattice_labels[rows][:, cols_acc]
+            v = valid[r0:r1]
+            if not v.all():
+                block[:, ~v] = np.nan
+                lab[~v] = NOT_EVALUATED
+            probabilities[:, r0:r1] = block
+            labels[r0:r1] = lab
+            evaluated[r0:r1] = lab != NOT_EVALUATED
+            area += np.bincount(lab.ravel(), minlength=n_out + 1)[: n_out + 1]
+        n_eval = int(area[1:].sum())
+        names = list(classifier.classes_) + ["none"]
+        fractions = {n: (float(area[k + 1]) / n_eval if n_eval else 0.0) for k, n in enumerate(names)}
+        timings["total"] = time.perf_counter() - t_start
+        report(progress, "map", 1, 1, f"{len(origins)} crops in {timings['total']:.1f} s")
+        result = ProbabilityMapResult(
+            probabilities=probabilities, labels=labels, evaluated=evaluated, class_names=names,
+            fractions=fractions, evaluated_fraction=n_eval / float(height * width), pixel_size_um=p,
+            fov_um=fov, crop_size_px=crop_px, stride_px=stride_r * ratio, n_crops=int(len(origins)),
+            n_augment=opts["n_augment"], method=method, timings=timings,
+        )
+        return sink.finish(result)
+    finally:
+        sink.close()
 
 
 def _check_dtype(dtype: Any) -> np.dtype:
@@ -637,20 +640,22 @@ class _PixelSink:
             return result
         from ...io.store import open_store
 
-        try:
-            self.writer.attrs.update(
-                arrays=["probabilities", "labels", "evaluated"], class_names=result.class_names,
-                fractions=result.fractions, evaluated_fraction=result.evaluated_fraction,
-                pixel_size_um=result.pixel_size_um, fov_um=result.fov_um, crop_size_px=result.crop_size_px,
-                stride_px=result.stride_px, n_crops=result.n_crops, n_augment=result.n_augment,
-                method=result.method, timings=result.timings,
-            )
-            path = self.writer.commit()
-        finally:
-            self.writer.abort()
+        self.writer.attrs.update(
+            arrays=["probabilities", "labels", "evaluated"], class_names=result.class_names,
+            fractions=result.fractions, evaluated_fraction=result.evaluated_fraction,
+            pixel_size_um=result.pixel_size_um, fov_um=result.fov_um, crop_size_px=result.crop_size_px,
+            stride_px=result.stride_px, n_crops=result.n_crops, n_augment=result.n_augment,
+            method=result.method, timings=result.timings,
+        )
+        path = self.writer.commit()
         arrays, _ = open_store(path)
         return dataclasses.replace(result, probabilities=arrays["probabilities"], labels=arrays["labels"],
                                    evaluated=arrays["evaluated"])
+
+    def close(self) -> None:
+        """Remove an unfinished store (after an error); no effect once committed."""
+        if self.writer is not None:
+            self.writer.abort()
 
 
 def result_from_store(arrays: dict, meta: dict) -> "ProbabilityMapResult":
