@@ -162,7 +162,8 @@ def run_tasks(
     payloads : iterable
         Consumed lazily, ``max_in_flight`` ahead of the results. A NumPy
         array travels with its task; a dask collection (e.g. one block of a
-        dask array, ``array.blocks[i, j]``) is computed on the cluster.
+        dask array, ``array.blocks[i, j]``), alone or as an item of a tuple
+        payload, is computed on the cluster and reaches ``fn`` as an array.
     on_result : callable
         ``on_result(index, result)`` in this process, in order of completion;
         ``index`` counts the payloads from 0.
@@ -203,13 +204,14 @@ def run_tasks(
             index, payload = next(it)
         except StopIteration:
             return False
-        arg = payload
-        if hasattr(payload, "__dask_graph__"):
-            arg = client.compute(payload)
+        parts = payload if isinstance(payload, tuple) else (payload,)
+        computed = [client.compute(p) if hasattr(p, "__dask_graph__") else p for p in parts]
+        arg = tuple(computed) if isinstance(payload, tuple) else computed[0]
         fut = client.submit(call_with_shared, fn, name, arg, pure=False)
         pending[fut] = index
-        if arg is not payload:
-            inputs[fut] = arg
+        held = [c for c, p in zip(computed, parts) if c is not p]
+        if held:
+            inputs[fut] = held
         if ac is not None:
             ac.add(fut)
         return True
@@ -242,7 +244,7 @@ def run_tasks(
             check_cancel(cancel)
             submit_next(ac)
     finally:
-        left = list(pending) + list(inputs.values())
+        left = list(pending) + [f for held in inputs.values() for f in held]
         if left:
             client.cancel(left)
         if ac is not None:
