@@ -51,10 +51,18 @@ def run_map(args: argparse.Namespace) -> int:
     from .core.micrograph.probmap import probability_map
     from .io.probmap_tiff import write_probability_tiff
 
+    from .core._files import check_output_file
+
     out = Path(args.output)
     to_store = out.suffix.lower() == ".zarr"
     if out.suffix.lower() not in (".tif", ".tiff") and not to_store:
         raise MicrostructureError(f"output {str(out)!r} must end in .tif (or .zarr for a store); e.g. -o map.tif")
+    if to_store:
+        from .io.store import check_store_path
+
+        check_store_path(out, args.overwrite)  # before the work, not after
+    else:
+        check_output_file(out, "probability map")  # before the work, not after
     clf = load_model(args.model, device=args.device)
     if getattr(clf, "kind", None) != "micrograph":
         raise MicrostructureError(

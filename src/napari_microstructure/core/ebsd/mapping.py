@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import MicrostructureError
 from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
-from ._validation import check_finite, check_map, is_dask
+from ._validation import as_lazy_map, check_finite_block, check_map, check_pattern_shape, is_dask
 
 
 @dataclasses.dataclass
@@ -139,12 +139,14 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
     MapResult
     """
     clf._check_fitted()
-    pattern_map = check_map(pattern_map)
     if not (isinstance(chunk_size, (int, np.integer)) and chunk_size >= 1):
         raise MicrostructureError(f"chunk_size={chunk_size!r}; give a positive number of patterns")
+    pattern_map = check_map(as_lazy_map(pattern_map, int(chunk_size)))  # h5py/zarr: via dask
     rows, cols, h, w = pattern_map.shape
     n = rows * cols
     pre = clf.preprocessor_
+    if getattr(pre, "pattern_shape_", None) is not None and tuple(pre.pattern_shape_) != (h, w):
+        check_pattern_shape((h, w), pre.pattern_shape_, "the patterns of the map")  # before any work
     if store is not None:
         from ...io.store import check_store_path
 
@@ -161,7 +163,7 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
     else:
         bg = background
     n_classes = len(clf.classes_)
-    classify = BlockClassifier(clf, bg, int(chunk_size))
+    classify = BlockClassifier(clf, bg, int(chunk_size), cols)
     if is_dask(pattern_map):
         regions, payloads = _dask_blocks(pattern_map, chunk_size)
     else:
@@ -182,11 +184,11 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
     try:
         with connect(client) as cluster:
             if cluster is None:
-                for i, payload in enumerate(payloads):
+                for i, (origin, block) in enumerate(payloads):
                     check_cancel(cancel)
-                    if is_dask(payload):
-                        payload = payload.compute(scheduler="synchronous")
-                    on_result(i, classify(payload))
+                    if is_dask(block):
+                        block = block.compute(scheduler="synchronous")
+                    on_result(i, classify((origin, block)))
             else:
                 check_cancel(cancel)
                 run_tasks(cluster, _classify_block, classify, payloads, on_result, cancel=cancel)
@@ -203,20 +205,24 @@ class BlockClassifier:
     rebuilt on first use in each worker process and kept for its later tasks).
     """
 
-    def __init__(self, clf, background: Optional[np.ndarray], chunk_size: int) -> None:
+    def __init__(self, clf, background: Optional[np.ndarray], chunk_size: int, cols: int) -> None:
         self.clf = clf
         self.background = background
         self.chunk_size = chunk_size
+        self.cols = cols
 
-    def __call__(self, block: Any) -> np.ndarray:
+    def __call__(self, payload: tuple[tuple[int, int], Any]) -> np.ndarray:
+        """``payload``: (the block's first (row, column) in the map, the block)."""
+        origin, block = payload
         clf, chunk_size = self.clf, self.chunk_size
         n_classes = len(clf.classes_)
+        block = np.asarray(block)
         r, c, h, w = block.shape
-        flat = np.asarray(block).reshape(r * c, h, w)
+        check_finite_block(block, origin, self.cols)  # names a bad pattern by its map index
+        flat = block.reshape(r * c, h, w)
         out = np.empty((r * c, n_classes + 1), np.float32)
         for s in range(0, r * c, chunk_size):
             part = flat[s:s + chunk_size]
-            check_finite(np.asarray(part), "pattern_map")
             prepared = clf.preprocessor_.transform(part, background=self.background, check=False)
             members = clf._member_probabilities(prepared)
             summ = clf._summarise(members)
@@ -225,9 +231,9 @@ class BlockClassifier:
         return out.reshape(r, c, n_classes + 1)
 
 
-def _classify_block(classify: BlockClassifier, block: Any) -> np.ndarray:
+def _classify_block(classify: BlockClassifier, payload: tuple) -> np.ndarray:
     """The task run on a cluster worker (module level: pickled by reference)."""
-    return classify(block)
+    return classify(payload)
 
 
 def _rectangles(rows: int, cols: int, chunk_size: int) -> Iterator[tuple[int, int, int, int]]:
@@ -246,13 +252,13 @@ def _rectangles(rows: int, cols: int, chunk_size: int) -> Iterator[tuple[int, in
                 yield r, r + 1, c0, min(cols, c0 + chunk_size)
 
 
-def _numpy_blocks(pattern_map: Any, regions: list) -> Iterator[np.ndarray]:
-    """Read each rectangle into memory (and drop its memory-mapped pages)."""
+def _numpy_blocks(pattern_map: Any, regions: list) -> Iterator[tuple[tuple[int, int], np.ndarray]]:
+    """(origin, block): each rectangle read into memory (its memory-mapped pages then dropped)."""
     for r0, r1, c0, c1 in regions:
         view = pattern_map[r0:r1, c0:c1]
         block = np.array(view)
         _release_pages(view)
-        yield block
+        yield (r0, c0), block
 
 
 def _dask_blocks(pattern_map: Any, chunk_size: int) -> tuple[list, Iterator[Any]]:
@@ -272,9 +278,9 @@ def _dask_blocks(pattern_map: Any, chunk_size: int) -> tuple[list, Iterator[Any]
     index = [(i, j) for i in range(len(pm.chunks[0])) for j in range(len(pm.chunks[1]))]
     regions = [(int(r0[i]), int(r0[i + 1]), int(c0[j]), int(c0[j + 1])) for i, j in index]
 
-    def blocks() -> Iterator[Any]:
+    def blocks() -> Iterator[tuple[tuple[int, int], Any]]:
         for i, j in index:
-            yield pm.blocks[i, j, 0, 0]
+            yield (int(r0[i]), int(c0[j])), pm.blocks[i, j, 0, 0]
 
     return regions, blocks()
 
