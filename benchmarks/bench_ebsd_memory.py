@@ -67,11 +67,23 @@ def _rss_mb() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
 
 
+def _peak_mb() -> float:
+    """Peak resident set of this process (VmHWM; ru_maxrss would include the parent that wrote the file)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return peak_rss_mb()
+
+
 def classify(path: Path, args) -> None:
     rows = cols = args.rows
     pm = np.load(path, mmap_mode="r")
     clf = untrained("compact", 60, 60)
-    rss0 = peak_rss_mb()
+    rss0 = _peak_mb()
     cancel = threading.Event()
     done = [0]
     samples = []
@@ -85,7 +97,7 @@ def classify(path: Path, args) -> None:
             last[0] = p.step
             el = time.perf_counter() - t
             print(f"  {p.step} patterns, {el:.0f} s, {p.step / el:.0f} patterns/s, resident {samples[-1][1]:.0f} MB, "
-                  f"peak {peak_rss_mb():.0f} MB, load {os.getloadavg()[0]:.1f}", flush=True)
+                  f"peak {_peak_mb():.0f} MB, load {os.getloadavg()[0]:.1f}", flush=True)
         if args.limit and p.step >= args.limit:
             cancel.set()
 
@@ -100,7 +112,7 @@ def classify(path: Path, args) -> None:
     print(f"classified {done[0]} patterns in {dt:.1f} s: {done[0] / dt:.0f} patterns/s")
     picks = [samples[1], samples[len(samples) // 2], samples[-1]] if len(samples) > 2 else samples
     print("resident memory after " + ", ".join(f"{s} patterns: {m:.0f} MB" for s, m in picks))
-    print(f"peak RSS before classify_map {rss0:.0f} MB, peak after {peak_rss_mb():.0f} MB "
+    print(f"peak RSS before classify_map {rss0:.0f} MB, peak after {_peak_mb():.0f} MB "
           f"(load average {os.getloadavg()[0]:.1f})")
 
 
