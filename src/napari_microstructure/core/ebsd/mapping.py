@@ -24,6 +24,7 @@ from typing import Any, Iterator, Optional, Union
 
 import numpy as np
 
+from ..base import check_is_fitted
 from ..errors import MicrostructureError
 from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
 from ._validation import as_lazy_map, check_finite_block, check_map, check_pattern_shape, is_dask
@@ -91,7 +92,7 @@ class MapResult:
 
 
 def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
-                 background: Union[str, np.ndarray, None] = "model",
+                 background: Union[str, np.ndarray, None] = "model", *,
                  progress: Optional[ProgressCallback] = None,
                  cancel: Optional[CancelToken] = None,
                  client: Any = None, store: Any = None, overwrite: bool = False) -> MapResult:
@@ -138,7 +139,7 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
     -------
     MapResult
     """
-    clf._check_fitted()
+    check_is_fitted(clf, "to classify a map")
     if not (isinstance(chunk_size, (int, np.integer)) and chunk_size >= 1):
         raise MicrostructureError(f"chunk_size={chunk_size!r}; give a positive number of patterns")
     pattern_map = check_map(as_lazy_map(pattern_map, int(chunk_size)))  # h5py/zarr: via dask
@@ -223,9 +224,7 @@ class BlockClassifier:
         out = np.empty((r * c, n_classes + 1), np.float32)
         for s in range(0, r * c, chunk_size):
             part = flat[s:s + chunk_size]
-            prepared = clf.preprocessor_.transform(part, background=self.background, check=False)
-            members = clf._member_probabilities(prepared)
-            summ = clf._summarise(members)
+            summ = clf.predict_uncertainty(part, background=self.background, check=False)
             out[s:s + len(part), :n_classes] = summ["probabilities"]
             out[s:s + len(part), n_classes] = summ["agreement"]
         return out.reshape(r, c, n_classes + 1)
