@@ -12,10 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..choices import BACKBONES
 from ..errors import MicrostructureError
 from .padding import pad2d, set_padding_mode
-
-BACKBONES = ("compact", "efficientnet-lite0")
 
 
 class _PaddedConv2d(nn.Conv2d):

@@ -170,7 +170,7 @@ def _starts_like_a_pickle(path: Path) -> bool:
 
 
 def load_model_file(path: PathLike, expected_kind: str) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Read a model file written by :func:`save_model_file`.
+    """Read a model file written by :func:`save_model_file`, of a known kind.
 
     Returns
     -------
@@ -181,6 +181,24 @@ def load_model_file(path: PathLike, expected_kind: str) -> tuple[dict, dict[str,
     ------
     ModelFileError
         Missing, corrupt, of another version, or of another kind than expected.
+    """
+    kind, metadata, tensors = read_model_file(path)
+    if kind != expected_kind:
+        raise ModelFileError(
+            f"{str(path)!r} holds {KIND_NAMES.get(kind, repr(kind))}, but "
+            f"{KIND_NAMES.get(expected_kind, repr(expected_kind))} is needed here; "
+            "load it with the matching classifier"
+        )
+    return metadata, tensors
+
+
+def read_model_file(path: PathLike) -> tuple[str, dict, dict[str, torch.Tensor]]:
+    """Read a model file of any kind once: ``(kind, metadata, tensors)``.
+
+    Raises
+    ------
+    ModelFileError
+        Missing, corrupt, or of another version.
     """
     path = Path(path)
     payload = _read_payload(path)
@@ -196,13 +214,7 @@ def load_model_file(path: PathLike, expected_kind: str) -> tuple[dict, dict[str,
             f"napari-microstructure reads version {VERSION}; update napari-microstructure "
             "or re-train the model with this version"
         )
-    kind = payload.get("kind")
-    if kind != expected_kind:
-        raise ModelFileError(
-            f"{str(path)!r} holds {KIND_NAMES.get(kind, repr(kind))}, but "
-            f"{KIND_NAMES.get(expected_kind, repr(expected_kind))} is needed here; "
-            "load it with the matching classifier"
-        )
+    kind = str(payload.get("kind"))
     meta_text, tensors = payload.get("metadata"), payload.get("tensors")
     if not isinstance(meta_text, str) or not isinstance(tensors, dict):
         raise ModelFileError(
@@ -225,19 +237,7 @@ def load_model_file(path: PathLike, expected_kind: str) -> tuple[dict, dict[str,
     if not isinstance(metadata, dict):
         raise ModelFileError(f"{str(path)!r} is damaged (metadata is not a dictionary); "
                              "re-save the model or train it again")
-    return metadata, dict(tensors)
-
-
-def peek_model_kind(path: PathLike) -> str:
-    """Return the kind (``"micrograph"`` or ``"ebsd"``) of a model file."""
-    path = Path(path)
-    payload = _read_payload(path)
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ModelFileError(
-            f"{str(path)!r} is not a napari-microstructure model file; "
-            "choose a file saved by this plugin (FewShotClassifier.save or EBSDClassifier.save)"
-        )
-    return str(payload.get("kind"))
+    return kind, metadata, dict(tensors)
 
 
 def split_prefix(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
