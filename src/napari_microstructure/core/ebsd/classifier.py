@@ -79,6 +79,17 @@ class EBSDClassifier:
     validation_fraction, seed : training settings (see ``TrainingConfig``).
     device : str
         ``"auto"`` (CUDA > MPS > CPU), ``"cpu"``, ``"cuda"``...
+    augment : bool
+        Perturb training batches with acquisition variation (projection-centre
+        shift, mirror, blur, residual background, gamma, noise; see
+        :class:`~.augment.PatternAugment`) so that a few patterns of one
+        session do not teach that session's detector.
+    simulation_pretrained : bool
+        Start from the simulation-pretrained space-group model shipped with the
+        package (:mod:`.pretrained`): its backbone, its preprocessing (input
+        size, no static background) and the head rows of the space groups it
+        knows. ``backbone`` must be that model's. Without labelled patterns,
+        :meth:`from_pretrained` classifies directly.
 
     Attributes
     ----------
@@ -98,7 +109,7 @@ class EBSDClassifier:
                  dynamic_sigma: float = 0.125, max_epochs: int = 100, learning_rate: float = 1e-3,
                  weight_decay: float = 1e-5, patience: int = 15, min_delta: float = 1e-3,
                  batch_size: int = 32, validation_fraction: float = 0.2, seed: int = 0,
-                 device: str = "auto") -> None:
+                 device: str = "auto", augment: bool = True, simulation_pretrained: bool = False) -> None:
         self.backbone = backbone
         self.pretrained = pretrained
         self.input_size = input_size
@@ -116,12 +127,14 @@ class EBSDClassifier:
         self.validation_fraction = validation_fraction
         self.seed = seed
         self.device = device
+        self.augment = augment
+        self.simulation_pretrained = simulation_pretrained
 
     # ------------------------------------------------------------------ params
     _PARAMS = ("backbone", "pretrained", "input_size", "n_models", "confidence_threshold",
                "agreement_threshold", "static_background", "dynamic_sigma", "max_epochs",
                "learning_rate", "weight_decay", "patience", "min_delta", "batch_size",
-               "validation_fraction", "seed", "device")
+               "validation_fraction", "seed", "device", "augment", "simulation_pretrained")
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self._PARAMS}
@@ -221,7 +234,8 @@ class EBSDClassifier:
         if len(found) < 2:
             raise MicrostructureError(
                 f"all training patterns have the label {found[0]!r}; a classifier needs at least two "
-                "classes (space groups): add patterns of another class"
+                "classes (space groups): add patterns of another class. Without labelled patterns, "
+                "EBSDClassifier.from_pretrained() classifies the space groups 221-230 as it is"
             )
         if labels.dtype.kind in "iu" and np.any(np.isin(found, [0])):
             raise MicrostructureError(
@@ -229,8 +243,12 @@ class EBSDClassifier:
                 "(space groups are 1-230)"
             )
         device = select_device(self.device)
-        pre = PatternPreprocessor(int(self.input_size), bool(self.static_background),
-                                  float(self.dynamic_sigma)).fit(patterns)
+        source = self._pretrained_source()
+        if source is not None:  # the pretrained model's preprocessing, so its weights fit
+            pre = PatternPreprocessor(**source.preprocessor_.get_params()).fit(patterns)
+        else:
+            pre = PatternPreprocessor(int(self.input_size), bool(self.static_background),
+                                      float(self.dynamic_sigma)).fit(patterns)
         x = torch.from_numpy(pre.transform(patterns, check=False)).unsqueeze(1)
         y = torch.from_numpy(np.searchsorted(found, labels)).long()
         models, histories = [], []
@@ -238,7 +256,18 @@ class EBSDClassifier:
         for k in range(k_total):
             seed = int(self.seed) + 1000 * k
             torch.manual_seed(seed)
-            net = self._build_net(len(found), bool(self.pretrained)).to(device)
+            net = self._build_net(len(found), bool(self.pretrained) and source is None)
+            if source is not None:
+                from .pretrained import init_from_pretrained
+
+                init_from_pretrained(net, found, source)
+            net = net.to(device)
+            augment = None
+            if self.augment:
+                from .augment import PatternAugment
+
+                augment = PatternAugment()
+                aug_gen = torch.Generator().manual_seed(seed)
             tr, va = self._split(y.numpy(), seed)
             member_progress = _prefixed(progress, f"model {k + 1}/{k_total}: ") if k_total > 1 else progress
             bs = int(self.batch_size)
@@ -250,7 +279,7 @@ class EBSDClassifier:
                     idx = order[s:s + bs]
                     if len(idx) < 2 and len(order) > 1:  # batch norm needs two samples
                         continue
-                    yield x[idx], y[idx]
+                    yield (x[idx] if augment is None else augment(x[idx], aug_gen)), y[idx]
 
             def val_batches(va=va):
                 for s in range(0, len(va), 256):
@@ -277,6 +306,30 @@ class EBSDClassifier:
         self.device_ = device
         self._frozen_cache = None
         return self
+
+    def _pretrained_source(self):
+        """The shipped pretrained classifier when ``simulation_pretrained``, else None."""
+        if not self.simulation_pretrained:
+            return None
+        from .pretrained import load_pretrained
+
+        source = load_pretrained("cpu")
+        if str(source.backbone) != str(self.backbone):
+            raise MicrostructureError(
+                f"simulation_pretrained=True needs backbone={source.backbone!r} (the pretrained model's), "
+                f"got {self.backbone!r}; change the backbone or set simulation_pretrained=False")
+        return source
+
+    @classmethod
+    def from_pretrained(cls, device: str = "auto") -> "EBSDClassifier":
+        """The simulation-pretrained space-group classifier (221, 223, 225, 227, 229, 230).
+
+        It needs no labelled patterns; patterns of any size are resized to its
+        input size. Fine-tune it with ``EBSDClassifier(simulation_pretrained=True).fit(...)``.
+        """
+        from .pretrained import load_pretrained
+
+        return load_pretrained(device)
 
     def _split(self, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Stratified train/validation indices; no validation when classes are too small."""
@@ -443,6 +496,7 @@ class EBSDClassifier:
         try:
             params = dict(meta["params"])
             params["device"] = device
+            params["simulation_pretrained"] = False  # the weights are in the file
             obj = cls(**params)
             kind = meta["classes_type"]
             classes = np.asarray(meta["classes"], dtype=np.int64 if kind == "int" else str)

@@ -22,6 +22,6 @@ from .domain import Session, StructureSampler, sample_session, simulate_session,
 from .kinematics import (Reflectors, consistent_space_groups, electron_wavelength, is_unambiguous,  # noqa: F401
                          reflectors, structure_factors)
 from .noise import Acquisition, acquire, sample_acquisition  # noqa: F401
-from .structures import (ALL_MATERIALS, EXTRA_MATERIALS, HELD_OUT_PROTOTYPES, MATERIALS, PROTOTYPES,  # noqa: F401
-                         CubicStructure, draw_prototype, random_structure)
+from .structures import (ALL_MATERIALS, EXTRA_MATERIALS, HELD_OUT_PROTOTYPES, MATERIALS, NON_CUBIC,  # noqa: F401
+                         PROTOTYPES, CrystalStructure, CubicStructure, hexagonal_lattice, draw_prototype, random_structure)
 from .symmetry import SPACE_GROUPS, SYMBOLS, allowed_reflections, operations, orbit  # noqa: F401

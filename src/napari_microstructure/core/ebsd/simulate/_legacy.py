@@ -219,8 +219,9 @@ def simulate_training_set(
 def _simulate_grouped_pc(name, rot, shape, pcs, rng, n_groups: int = 8, **kwargs):
     """Simulate with a handful of distinct projection centres (fast, still varied)."""
     n = len(rot)
-    group = rng.integers(0, n_groups, n)
     centres = pcs[:n_groups] if len(pcs) >= n_groups else pcs
+    # every pattern gets one of the available centres (fewer patterns than groups: all used)
+    group = rng.integers(0, len(centres), n)
     out = None
     for g in range(min(n_groups, len(centres))):
         idx = np.flatnonzero(group == g)

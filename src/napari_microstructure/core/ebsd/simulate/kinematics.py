@@ -51,6 +51,8 @@ def structure_factors(structure: CubicStructure, d_min: float = 0.6,
     d : ndarray (n,) interplanar spacing in Angstrom
     amplitude : ndarray (n,) ``|F|`` in units of the scattering power ``Z**(2/3)``
     """
+    if hasattr(structure, "lattice"):
+        return _structure_factors_general(structure, d_min, debye_waller)
     n = int(np.ceil(structure.a / d_min))
     # |F| is the same for all reflections related by the Laue class m-3m: compute it
     # on the unique indices h >= k >= l >= 0 and expand to every equivalent
@@ -75,6 +77,26 @@ def structure_factors(structure: CubicStructure, d_min: float = 0.6,
     d = d_u[src]
     amp = amp_u[src]
     return hkl, d, amp
+
+
+def _structure_factors_general(structure, d_min: float, debye_waller: float):
+    """``|F|`` for any lattice (full index grid; returns Cartesian reciprocal vectors' hkl)."""
+    direct = np.asarray(structure.lattice, float)
+    recip = np.linalg.inv(direct).T  # rows: a*, b*, c* (no 2 pi)
+    n = [int(np.ceil(np.linalg.norm(direct[i]) / d_min)) for i in range(3)]
+    axes = [np.arange(-m, m + 1) for m in n]
+    hkl = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    first = np.where(hkl[:, 0] != 0, hkl[:, 0], np.where(hkl[:, 1] != 0, hkl[:, 1], hkl[:, 2]))
+    hkl = hkl[first > 0]
+    g = hkl @ recip
+    d = 1.0 / np.linalg.norm(g, axis=1)
+    hkl, d = hkl[d >= d_min], d[d >= d_min]
+    atoms = np.asarray(structure.atoms, dtype=float)
+    z, xyz = atoms[:, 0], atoms[:, 1:]
+    amp = np.zeros(len(hkl), complex)
+    for zz in np.unique(z):
+        amp += zz ** (2.0 / 3.0) * np.exp(2j * np.pi * (hkl @ xyz[z == zz].T)).sum(1)
+    return hkl, d, np.abs(amp) * np.exp(-debye_waller * (1.0 / (2.0 * d)) ** 2)
 
 
 def _expand_m3m(uniq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +136,11 @@ def reflectors(structure: CubicStructure, kv: float = 20.0, d_min: float = 0.6,
     if max_reflectors is not None and len(amp) > max_reflectors:
         top = np.argsort(-amp, kind="stable")[:max_reflectors]
         hkl, d, amp = hkl[top], d[top], amp[top]
-    normals = hkl / np.linalg.norm(hkl, axis=1, keepdims=True)
+    if hasattr(structure, "lattice"):  # plane normals along the reciprocal vectors
+        g = hkl @ np.linalg.inv(np.asarray(structure.lattice, float)).T
+    else:
+        g = hkl.astype(float)
+    normals = g / np.linalg.norm(g, axis=1, keepdims=True)
     return Reflectors(normals.astype(np.float32), (lam / (2.0 * d)).astype(np.float32),
                       (amp / amp.max()).astype(np.float32), hkl.astype(int))
 

@@ -58,6 +58,31 @@ class CubicStructure:
     atoms: tuple
 
 
+@dataclasses.dataclass(frozen=True)
+class CrystalStructure:
+    """A non-cubic crystal structure (for "not taught" phases in open-set tests).
+
+    Attributes
+    ----------
+    name : str
+    space_group : int
+    lattice : tuple of 3 tuples
+        Direct basis vectors a, b, c as rows, Cartesian, in Angstrom.
+    atoms : tuple of (Z, x, y, z)
+        Fractional coordinates in that basis.
+    """
+
+    name: str
+    space_group: int
+    lattice: tuple
+    atoms: tuple
+
+
+def hexagonal_lattice(a: float, c: float) -> tuple:
+    """Direct basis rows of a hexagonal cell (a along x, c along z), Angstrom."""
+    return ((a, 0.0, 0.0), (-a / 2, a * np.sqrt(3) / 2, 0.0), (0.0, 0.0, c))
+
+
 def _atoms(z: float, positions) -> list:
     return [(z, *p) for p in positions]
 
@@ -134,6 +159,21 @@ EXTRA_MATERIALS: dict[str, CubicStructure] = {
 }
 
 ALL_MATERIALS: dict[str, CubicStructure] = {**MATERIALS, **EXTRA_MATERIALS}
+
+# Phases outside the six cubic groups: what a six-class model was never taught.
+NON_CUBIC: dict[str, CrystalStructure] = {s.name: s for s in [
+    CrystalStructure("Ti-hcp", 194, hexagonal_lattice(2.951, 4.686),
+                     ((22, 1 / 3, 2 / 3, 0.25), (22, 2 / 3, 1 / 3, 0.75))),
+    CrystalStructure("Mg-hcp", 194, hexagonal_lattice(3.209, 5.211),
+                     ((12, 1 / 3, 2 / 3, 0.25), (12, 2 / 3, 1 / 3, 0.75))),
+    # beta-Sn, I4_1/amd: (0,0,0), (0,1/2,1/4) + I-centring
+    CrystalStructure("beta-Sn", 141, ((5.832, 0, 0), (0, 5.832, 0), (0, 0, 3.182)),
+                     ((50, 0, 0, 0), (50, 0, .5, .25), (50, .5, .5, .5), (50, .5, 0, .75))),
+    # rutile TiO2, P4_2/mnm, x(O) = 0.305
+    CrystalStructure("TiO2-rutile", 136, ((4.594, 0, 0), (0, 4.594, 0), (0, 0, 2.959)),
+                     ((22, 0, 0, 0), (22, .5, .5, .5), (8, .305, .305, 0), (8, .695, .695, 0),
+                      (8, .805, .195, .5), (8, .195, .805, .5))),
+]}
 
 # --------------------------------------------------------------------------
 # Prototypes with random parameters

@@ -1,0 +1,62 @@
+"""The simulation-pretrained space-group model shipped with the package.
+
+``data/ebsd/spacegroup_pretrained.pt`` is an ordinary EBSD model file (see
+:mod:`napari_microstructure.core.nn.modelio`: tensors and JSON only, read
+with ``torch.load(weights_only=True)``, no download), written by
+``scripts/pretrain_ebsd.py --export``. Its classes are the space groups 221,
+223, 225, 227, 229 and 230; how it was trained and what it scores on
+structures held out of training is in its metadata (``history_``) and in
+``docs/ebsd.md``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelFileError
+
+PRETRAINED_FILE = Path(__file__).resolve().parents[2] / "data" / "ebsd" / "spacegroup_pretrained.pt"
+
+
+def pretrained_available() -> bool:
+    """True when the shipped pretrained model file is present."""
+    return PRETRAINED_FILE.is_file()
+
+
+def load_pretrained(device: str = "auto"):
+    """The shipped pretrained :class:`~.classifier.EBSDClassifier` (fitted, six space groups)."""
+    from .classifier import EBSDClassifier
+
+    if not pretrained_available():
+        raise ModelFileError(
+            f"the pretrained EBSD model {str(PRETRAINED_FILE)!r} is not installed; reinstall "
+            "napari-microstructure or train with simulation_pretrained=False")
+    return EBSDClassifier.load(PRETRAINED_FILE, device=device)
+
+
+def init_from_pretrained(net: torch.nn.Module, classes, source) -> None:
+    """Copy the pretrained backbone into ``net``; head rows of classes the source knows.
+
+    Parameters
+    ----------
+    net : EBSDNet
+        A freshly built network of the same backbone.
+    classes : array-like
+        The classes of ``net``'s head, in order.
+    source : EBSDClassifier
+        The pretrained classifier.
+    """
+    src = source.models_[0]
+    net.backbone.load_state_dict(src.backbone.state_dict())
+    known = {int(c): i for i, c in enumerate(source.classes_)} if source.classes_.dtype.kind in "iu" else {}
+    with torch.no_grad():
+        for row, c in enumerate(classes):
+            try:
+                i = known.get(int(c))
+            except (TypeError, ValueError):
+                i = None
+            if i is not None:
+                net.head.weight[row] = src.head.weight[i]
+                net.head.bias[row] = src.head.bias[i]
