@@ -460,15 +460,15 @@ class EBSDClassifier:
     def classify_map(self, pattern_map: Any, chunk_size: int = 2048,
                      background: Union[str, np.ndarray, None] = "model",
                      progress: Optional[ProgressCallback] = None,
-                     cancel: Optional[CancelToken] = None):
-        """Classify every pattern of a map, streaming in chunks.
+                     cancel: Optional[CancelToken] = None, step_size_um: Optional[Any] = None):
+        """Classify every pattern of a map, streaming in chunks (``step_size_um`` is kept in the result).
 
         See :func:`napari_microstructure.core.ebsd.mapping.classify_map`.
         """
         from .mapping import classify_map
 
         return classify_map(self, pattern_map, chunk_size=chunk_size, background=background,
-                            progress=progress, cancel=cancel)
+                            progress=progress, cancel=cancel, step_size_um=step_size_um)
 
     # -------------------------------------------------------------- save/load
     def save(self, path: Union[str, os.PathLike]) -> None:

@@ -43,6 +43,10 @@ class MapResult:
     probabilities : ndarray (rows, cols, n_classes) float32
     classes : ndarray (n_classes,)
     no_solution_label : int or str
+    step_size_um : (float, float) or None
+        Map step (row, column) in micrometres when known: napari layers get
+        ``scale=step_size_um``; :func:`napari_microstructure.io.ebsd.export.write_map`
+        writes it to ``.ang`` / ``.ctf``.
     """
 
     labels: np.ndarray
@@ -53,6 +57,7 @@ class MapResult:
     probabilities: np.ndarray
     classes: np.ndarray
     no_solution_label: Any
+    step_size_um: Optional[tuple] = None
 
     @property
     def fractions(self) -> dict:
@@ -86,7 +91,8 @@ def _distributed_client():
 def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
                  background: Union[str, np.ndarray, None] = "model",
                  progress: Optional[ProgressCallback] = None,
-                 cancel: Optional[CancelToken] = None) -> MapResult:
+                 cancel: Optional[CancelToken] = None,
+                 step_size_um: Optional[Any] = None) -> MapResult:
     """Classify every pattern of a map.
 
     Parameters
@@ -108,6 +114,8 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
         Receives Progress(stage="map", step=patterns done, total=patterns).
     cancel : threading.Event, optional
         Raises ``TrainingCancelled`` between chunks; nothing is returned.
+    step_size_um : float or (float, float), optional
+        Map step in micrometres (e.g. ``PatternData.step_size_um``), kept in the result.
 
     Returns
     -------
@@ -117,6 +125,11 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
     pattern_map = check_map(pattern_map)
     if not (isinstance(chunk_size, (int, np.integer)) and chunk_size >= 1):
         raise MicrostructureError(f"chunk_size={chunk_size!r}; give a positive number of patterns")
+    if step_size_um is not None:
+        step = np.asarray(step_size_um, float).ravel()
+        if step.size not in (1, 2) or not np.all(np.isfinite(step)) or np.any(step <= 0):
+            raise MicrostructureError(
+                f"step_size_um={step_size_um!r}; give one positive number or (row, column) in micrometres")
     rows, cols, h, w = pattern_map.shape
     n = rows * cols
     pre = clf.preprocessor_
@@ -162,7 +175,10 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
             _release_pages(view)
             flat_out[s:s + len(block)] = block_fn(block[None])[0]
             report(progress, "map", s + len(block), n, f"{s + len(block)} / {n} patterns")
-    return _assemble(clf, result, n_classes)
+    out = _assemble(clf, result, n_classes)
+    if step_size_um is not None:
+        out.step_size_um = tuple(float(v) for v in np.broadcast_to(np.asarray(step_size_um, float).ravel(), (2,)))
+    return out
 
 
 def _release_pages(view: Any) -> None:
