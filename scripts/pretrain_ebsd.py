@@ -6,12 +6,18 @@ optimiser, the random-number generators and the replay buffer are written to
 any time (Ctrl-C, ``--stop-at HH:MM`` UTC or ``--minutes``): the last
 checkpoint is kept.
 
-Data (generated on the fly, never the same pattern twice): each step
-simulates one *session* (:mod:`napari_microstructure.core.ebsd.simulate.domain`)
-of ``--session-size`` patterns: a random space group (uniform over 221, 223,
-225, 227, 229, 230), a random structure of it (training prototypes with random
-species / lattice parameter / order, or a random Wyckoff structure), random
-voltage, detector geometry and acquisition noise. The patterns are
+Data (generated on the fly, never the same pattern twice): a pool of
+``--pool`` structures per space group (training prototypes with random
+species / lattice parameter / order, or random Wyckoff structures; each with
+its own voltage and scattering fall-off, reflectors cached) is renewed by
+one new structure every step. Each step simulates ``--sessions-per-step``
+*sessions* (:mod:`napari_microstructure.core.ebsd.simulate.domain`) of
+``--session-size`` patterns: a random space group (uniform over 221, 223,
+225, 227, 229, 230), a structure from its pool, a random detector geometry
+and acquisition noise. Small sessions matter: every pattern of a session
+shares its detector and noise, which a network can memorise as a shortcut
+to the label (a first run with 16-pattern sessions and one session per step
+learnt its replay buffer, 0.79, and nothing else, 0.16 on fresh structures). The patterns are
 preprocessed as the classifier does (``PatternPreprocessor``: resize to
 ``--input-size``, gain normalisation, dynamic background, no static
 background) and pushed into a replay buffer of ``--buffer`` patterns; each
@@ -56,8 +62,8 @@ from napari_microstructure.core.ebsd.preprocess import PatternPreprocessor  # no
 from napari_microstructure.core.nn.backbones import build_backbone  # noqa: E402
 
 CLASSES = np.array(S.SPACE_GROUPS)
-SETTINGS_KEYS = ("backbone", "input_size", "batch_size", "session_size", "buffer", "lr", "weight_decay",
-                 "seed", "dynamic_sigma")
+SETTINGS_KEYS = ("backbone", "input_size", "batch_size", "session_size", "sessions_per_step", "pool",
+                 "buffer", "lr", "weight_decay", "seed", "dynamic_sigma")
 
 
 def parse_args(argv=None):
@@ -65,8 +71,10 @@ def parse_args(argv=None):
     ap.add_argument("--out", required=True, help="run folder (checkpoint, log, evaluation set)")
     ap.add_argument("--backbone", default="compact", choices=["compact", "efficientnet-lite0"])
     ap.add_argument("--input-size", type=int, default=60)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--session-size", type=int, default=16, help="new patterns simulated per step")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--session-size", type=int, default=4, help="patterns per simulated session")
+    ap.add_argument("--sessions-per-step", type=int, default=4, help="new sessions simulated per step")
+    ap.add_argument("--pool", type=int, default=24, help="structures per space group in the renewed pool")
     ap.add_argument("--buffer", type=int, default=4096, help="replay buffer size (patterns)")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--weight-decay", type=float, default=1e-5)
@@ -112,13 +120,20 @@ def make_eval_set(args, pre) -> dict:
             xs.append(pre.transform(S.simulate_session(session, 8, rng), check=False))
             ys.append(np.full(8, sg))
             group.append(np.zeros(8, int))
+    train_sampler = S.StructureSampler("train")
+    for sg in CLASSES:  # new structures of the training distribution (not in the pool)
+        for _ in range(max(1, args.eval_sessions // 2)):
+            session = S.sample_session(train_sampler.draw(int(sg), rng), rng)
+            xs.append(pre.transform(S.simulate_session(session, 8, rng), check=False))
+            ys.append(np.full(8, sg))
+            group.append(np.full(8, 2))
     for name, structure in S.ALL_MATERIALS.items():
         session = S.sample_session(structure, rng)
         xs.append(pre.transform(S.simulate_session(session, 16, rng), check=False))
         ys.append(np.full(16, structure.space_group))
         group.append(np.ones(16, int))
     out = {"x": np.concatenate(xs).astype(np.float16), "y": np.concatenate(ys),
-           "group": np.concatenate(group)}  # group 0: held-out structures, 1: named materials
+           "group": np.concatenate(group)}  # 0: held-out structures, 1: named materials, 2: fresh train-split
     np.savez_compressed(path, **out)
     return out
 
@@ -132,7 +147,10 @@ def evaluate(net, data, batch: int = 256) -> dict:
             preds.append(net(xb).argmax(1).numpy())
     pred = CLASSES[np.concatenate(preds)]
     out = {}
-    for name, sel in (("heldout_structures", data["group"] == 0), ("named_materials", data["group"] == 1)):
+    for name, sel in (("heldout_structures", data["group"] == 0), ("named_materials", data["group"] == 1),
+                      ("fresh_train_split", data["group"] == 2)):
+        if not sel.any():
+            continue
         rep = classification_report(data["y"][sel], pred[sel], CLASSES)
         out[name] = {"accuracy": round(float(rep.accuracy), 4),
                      "precision": round(float(rep.weighted_precision), 4),
@@ -158,12 +176,30 @@ def set_rng_state(rng: np.random.Generator, text: str) -> None:
     rng.bit_generator.state = json.loads(text)
 
 
-def save_checkpoint(args, net, opt, step, rng, buffer, n_buffer, seen, elapsed) -> None:
+def pool_to_json(pool) -> str:
+    return json.dumps({str(sg): [{"name": b.structure.name, "space_group": b.structure.space_group,
+                                  "a": b.structure.a, "atoms": [list(map(float, t)) for t in b.structure.atoms],
+                                  "kv": b.kv, "B": b.debye_waller} for b, _ in entries]
+                       for sg, entries in pool.items()})
+
+
+def pool_from_json(text: str) -> dict:
+    pool = {}
+    for sg, entries in json.loads(text).items():
+        pool[int(sg)] = []
+        for e in entries:
+            st = S.CubicStructure(e["name"], int(e["space_group"]), float(e["a"]), tuple(map(tuple, e["atoms"])))
+            base = S.Session(st, None, None, float(e["kv"]), float(e["B"]))
+            pool[int(sg)].append((base, S.session_reflectors(base)))
+    return pool
+
+
+def save_checkpoint(args, net, opt, step, rng, buffer, n_buffer, seen, elapsed, pool) -> None:
     out = Path(args.out)
     tmp = out / "checkpoint.tmp.pt"
     torch.save({"model": net.state_dict(), "optimiser": opt.state_dict(), "step": step,
                 "rng": rng_state(rng), "torch_rng": torch.get_rng_state(), "seen": seen,
-                "elapsed_s": elapsed, "n_buffer": n_buffer,
+                "elapsed_s": elapsed, "n_buffer": n_buffer, "pool": pool_to_json(pool),
                 "settings": json.dumps({k: getattr(args, k) for k in SETTINGS_KEYS})}, tmp)
     np.savez(out / "buffer.tmp.npz", x=buffer["x"][:n_buffer], y=buffer["y"][:n_buffer])
     os.replace(out / "buffer.tmp.npz", out / "buffer.npz")
@@ -248,6 +284,15 @@ def main(argv=None) -> None:
         print(json.dumps({"step": step, **evaluate(net, data)}))
         return
     sampler = S.StructureSampler("train")
+
+    def new_entry(sg):
+        session = S.sample_session(sampler.draw(int(sg), rng), rng)
+        return session, S.session_reflectors(session)
+
+    if ck is not None and "pool" in ck:
+        pool = pool_from_json(ck["pool"])
+    else:
+        pool = {int(sg): [new_entry(sg) for _ in range(args.pool)] for sg in CLASSES}
     start = time.perf_counter()
     end = deadline(args, start)
     stop = {"now": False}
@@ -258,14 +303,20 @@ def main(argv=None) -> None:
     try:
         while step < args.max_steps and time.perf_counter() < end and not stop["now"]:
             t0 = time.perf_counter()
-            sg = int(CLASSES[rng.integers(0, len(CLASSES))])
-            session = S.sample_session(sampler.draw(sg, rng), rng)
-            x = pre.transform(S.simulate_session(session, args.session_size, rng), check=False)
-            q = np.rint(x * 255).astype(np.uint8)
-            pos = (np.arange(len(q)) + seen) % args.buffer  # ring buffer
-            buffer["x"][pos], buffer["y"][pos] = q, int(np.searchsorted(CLASSES, sg))
-            n_buffer = min(args.buffer, n_buffer + len(q))
-            seen += len(q)
+            renew = int(CLASSES[step % len(CLASSES)])
+            pool[renew][int(rng.integers(0, args.pool))] = new_entry(renew)
+            for _ in range(args.sessions_per_step):
+                sg = int(CLASSES[rng.integers(0, len(CLASSES))])
+                base, refl = pool[sg][int(rng.integers(0, args.pool))]
+                session = S.sample_session(base.structure, rng)  # new detector and noise
+                session = S.Session(base.structure, session.geometry, session.acquisition, base.kv,
+                                    base.debye_waller)
+                x = pre.transform(S.simulate_session(session, args.session_size, rng, refl=refl), check=False)
+                q = np.rint(x * 255).astype(np.uint8)
+                pos = (np.arange(len(q)) + seen) % args.buffer  # ring buffer
+                buffer["x"][pos], buffer["y"][pos] = q, int(np.searchsorted(CLASSES, sg))
+                n_buffer = min(args.buffer, n_buffer + len(q))
+                seen += len(q)
             t1 = time.perf_counter()
             idx = rng.integers(0, n_buffer, args.batch_size)
             xb = buffer["x"][idx].astype(np.float32) / 255.0
@@ -283,7 +334,7 @@ def main(argv=None) -> None:
             t_train += t2 - t1
             if step % args.checkpoint_every == 0:
                 save_checkpoint(args, net, opt, step, rng, buffer, n_buffer, seen,
-                                elapsed + time.perf_counter() - start)
+                                elapsed + time.perf_counter() - start, pool)
             if step % args.eval_every == 0:
                 rec = {"step": step, "seen": seen, "loss": round(float(np.mean(losses)), 4),
                        "minutes": round((elapsed + time.perf_counter() - start) / 60, 2),
@@ -298,7 +349,8 @@ def main(argv=None) -> None:
                       f"sim {t_sim:.0f}s train {t_train:.0f}s", flush=True)
     except KeyboardInterrupt:
         pass
-    save_checkpoint(args, net, opt, step, rng, buffer, n_buffer, seen, elapsed + time.perf_counter() - start)
+    save_checkpoint(args, net, opt, step, rng, buffer, n_buffer, seen, elapsed + time.perf_counter() - start,
+                    pool)
     rec = {"step": step, "seen": seen, "final": True,
            "minutes": round((elapsed + time.perf_counter() - start) / 60, 2), **evaluate(net, data)}
     log.write(json.dumps(rec) + "\n")

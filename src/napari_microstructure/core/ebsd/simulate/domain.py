@@ -93,9 +93,16 @@ def sample_session(structure: CubicStructure, rng: np.random.Generator,
                    float(rng.uniform(10.0, 30.0)), float(rng.uniform(1.5, 3.5)))
 
 
+def session_reflectors(session: Session, max_reflectors: int = 100):
+    """The reflectors :func:`simulate_session` uses for a session (structure, voltage, fall-off)."""
+    return reflectors(session.structure, session.kv, d_min=0.6, min_weight=0.02,
+                      debye_waller=session.debye_waller, max_reflectors=max_reflectors)
+
+
 def simulate_session(session: Session, n: int, rng: np.random.Generator,
                      rotations: Optional[np.ndarray] = None, pc_scan: float = 0.01,
-                     max_reflectors: int = 100, render_height: Optional[int] = 64) -> np.ndarray:
+                     max_reflectors: int = 100, render_height: Optional[int] = 64,
+                     refl=None) -> np.ndarray:
     """Record ``n`` patterns of a session.
 
     Parameters
@@ -116,14 +123,16 @@ def simulate_session(session: Session, n: int, rng: np.random.Generator,
         interpolate (bilinear) to the screen resolution before the noise is
         applied (speed: the network sees 60 x 60 pixels); None renders at
         full resolution.
+    refl : Reflectors, optional
+        Precomputed reflectors of the session's structure, voltage and fall-off (speed).
 
     Returns
     -------
     ndarray (n, h, w) uint8 or uint16
     """
     geo = session.geometry
-    refl = reflectors(session.structure, session.kv, d_min=0.6, min_weight=0.02,
-                      debye_waller=session.debye_waller, max_reflectors=max_reflectors)
+    if refl is None:
+        refl = session_reflectors(session, max_reflectors)
     rot = random_rotations(n, rng) if rotations is None else np.asarray(rotations, float).reshape(n, 3, 3)
     fine = geo.fine_shape
     if render_height is not None and fine[0] > render_height:
