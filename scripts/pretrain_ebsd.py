@@ -82,6 +82,7 @@ def parse_args(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--eval-seed", type=int, default=20260)
     ap.add_argument("--eval-sessions", type=int, default=12, help="held-out sessions per space group")
+    ap.add_argument("--eval-per-material", type=int, default=16, help="patterns per named material")
     ap.add_argument("--max-steps", type=int, default=1_000_000)
     ap.add_argument("--minutes", type=float, default=None, help="stop after this many minutes")
     ap.add_argument("--stop-at", default=None, help="stop at this UTC time (HH:MM)")
@@ -129,9 +130,10 @@ def make_eval_set(args, pre) -> dict:
             group.append(np.full(8, 2))
     for name, structure in S.ALL_MATERIALS.items():
         session = S.sample_session(structure, rng)
-        xs.append(pre.transform(S.simulate_session(session, 16, rng), check=False))
-        ys.append(np.full(16, structure.space_group))
-        group.append(np.ones(16, int))
+        m = args.eval_per_material
+        xs.append(pre.transform(S.simulate_session(session, m, rng), check=False))
+        ys.append(np.full(m, structure.space_group))
+        group.append(np.ones(m, int))
     out = {"x": np.concatenate(xs).astype(np.float16), "y": np.concatenate(ys),
            "group": np.concatenate(group)}  # 0: held-out structures, 1: named materials, 2: fresh train-split
     np.savez_compressed(path, **out)
