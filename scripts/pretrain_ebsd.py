@@ -63,7 +63,7 @@ from napari_microstructure.core.nn.backbones import build_backbone  # noqa: E402
 
 CLASSES = np.array(S.SPACE_GROUPS)
 SETTINGS_KEYS = ("backbone", "input_size", "batch_size", "session_size", "sessions_per_step", "pool",
-                 "buffer", "lr", "weight_decay", "seed", "dynamic_sigma")
+                 "buffer", "lr", "weight_decay", "seed", "dynamic_sigma", "prototype_fraction", "min_counts")
 
 
 def parse_args(argv=None):
@@ -76,6 +76,10 @@ def parse_args(argv=None):
     ap.add_argument("--sessions-per-step", type=int, default=4, help="new sessions simulated per step")
     ap.add_argument("--pool", type=int, default=24, help="structures per space group in the renewed pool")
     ap.add_argument("--buffer", type=int, default=4096, help="replay buffer size (patterns)")
+    ap.add_argument("--prototype-fraction", type=float, default=0.5,
+                    help="chance of a prototype (else a random Wyckoff structure) for a new pool structure")
+    ap.add_argument("--min-counts", type=float, default=15.0,
+                    help="lowest mean electron count per pixel drawn (a higher value is an easier curriculum)")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--weight-decay", type=float, default=1e-5)
     ap.add_argument("--dynamic-sigma", type=float, default=0.125)
@@ -214,6 +218,8 @@ def load_checkpoint(args, net, opt):
         return None
     ck = torch.load(path, map_location="cpu", weights_only=True)
     saved = json.loads(ck["settings"])
+    saved.setdefault("prototype_fraction", 0.5)
+    saved.setdefault("min_counts", 15.0)
     now = {k: getattr(args, k) for k in SETTINGS_KEYS}
     if saved != now:
         raise SystemExit(f"{path} was written with other settings {saved}; use another --out or the same settings")
@@ -272,20 +278,26 @@ def main(argv=None) -> None:
     size = args.input_size
     buffer = {"x": np.zeros((args.buffer, size, size), np.uint8), "y": np.zeros(args.buffer, np.int64)}
     n_buffer, step, seen, elapsed = 0, 0, 0, 0.0
+    ring_base = 0  # the buffer's write position is (seen - ring_base) % size
     ck = load_checkpoint(args, net, opt)
     if ck is not None:
         step, seen, elapsed = int(ck["step"]), int(ck["seen"]), float(ck["elapsed_s"])
         set_rng_state(rng, ck["rng"])
         torch.set_rng_state(ck["torch_rng"])
-        with np.load(Path(args.out) / "buffer.npz") as z:
-            n_buffer = len(z["y"])
-            buffer["x"][:n_buffer], buffer["y"][:n_buffer] = z["x"], z["y"]
+        if (Path(args.out) / "buffer.npz").exists():
+            with np.load(Path(args.out) / "buffer.npz") as z:
+                n_buffer = len(z["y"])
+                buffer["x"][:n_buffer], buffer["y"][:n_buffer] = z["x"], z["y"]
+        else:  # a committed checkpoint without its buffer: refill (not bit-identical then)
+            ring_base = seen
+            print("no buffer.npz: the replay buffer starts empty", flush=True)
         print(f"resuming at step {step} ({seen} patterns simulated, {elapsed / 60:.1f} min)", flush=True)
     data = make_eval_set(args, pre)
     if args.evaluate:
         print(json.dumps({"step": step, **evaluate(net, data)}))
         return
-    sampler = S.StructureSampler("train")
+    sampler = S.StructureSampler("train", prototype_fraction=args.prototype_fraction)
+    noise = dict(S.NOISE_RANGES, counts=(max(args.min_counts, 1.0), S.NOISE_RANGES["counts"][1]))
 
     def new_entry(sg):
         session = S.sample_session(sampler.draw(int(sg), rng), rng)
@@ -310,12 +322,13 @@ def main(argv=None) -> None:
             for _ in range(args.sessions_per_step):
                 sg = int(CLASSES[rng.integers(0, len(CLASSES))])
                 base, refl = pool[sg][int(rng.integers(0, args.pool))]
-                session = S.sample_session(base.structure, rng)  # new detector and noise
+                session = S.sample_session(base.structure, rng,  # new detector and noise
+                                           acquisition=S.sample_acquisition(rng, noise))
                 session = S.Session(base.structure, session.geometry, session.acquisition, base.kv,
                                     base.debye_waller)
                 x = pre.transform(S.simulate_session(session, args.session_size, rng, refl=refl), check=False)
                 q = np.rint(x * 255).astype(np.uint8)
-                pos = (np.arange(len(q)) + seen) % args.buffer  # ring buffer
+                pos = (np.arange(len(q)) + seen - ring_base) % args.buffer  # ring buffer
                 buffer["x"][pos], buffer["y"][pos] = q, int(np.searchsorted(CLASSES, sg))
                 n_buffer = min(args.buffer, n_buffer + len(q))
                 seen += len(q)

@@ -77,3 +77,13 @@ def test_classify_map_keeps_the_step_size():
     res = clf.classify_map(pats.reshape(3, 4, 24, 24), step_size_um=(0.2, 0.3))
     assert res.step_size_um == (0.2, 0.3)
     assert clf.classify_map(pats.reshape(3, 4, 24, 24)).step_size_um is None
+
+
+def test_orix_reads_the_files_back(tmp_path):
+    io = pytest.importorskip("orix.io")  # optional: orix is a benchmark dependency
+    res = _result()
+    for suffix in (".ang", ".ctf"):
+        xmap = io.load(write_map(tmp_path / f"map{suffix}", res, phase_names={221: "Ni3Al", 225: "Ni"}))
+        assert xmap.shape == (2, 3) and xmap.dx == 0.25 and xmap.dy == 0.5
+        np.testing.assert_array_equal(xmap.get_map_data("phase_id"), [[2, 2, 1], [-1, 1, 2]])
+        assert xmap.phases[1].name == "Ni3Al" and xmap.phases[2].name == "Ni"
