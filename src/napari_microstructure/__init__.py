@@ -45,6 +45,7 @@ _LAZY = {
     "write_micrograph": "napari_microstructure.io.tiff",
     "load_model": "napari_microstructure.api",
     "layer_image": "napari_microstructure.api",
+    "layer_pixel_size": "napari_microstructure.api",
     "fit_layers": "napari_microstructure.api",
     "predict_layer": "napari_microstructure.api",
 }

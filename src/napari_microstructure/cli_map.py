@@ -43,9 +43,12 @@ def run_map(args: argparse.Namespace) -> int:
     from .core.micrograph.probmap import probability_map
     from .io.probmap_tiff import write_probability_tiff
 
+    from .core._files import check_output_file
+
     out = Path(args.output)
     if out.suffix.lower() not in (".tif", ".tiff"):
         raise MicrostructureError(f"output {str(out)!r} must end in .tif; e.g. -o map.tif")
+    check_output_file(out, "probability map")  # before the work, not after
     clf = load_model(args.model, device=args.device)
     if getattr(clf, "kind", None) != "micrograph":
         raise MicrostructureError(

@@ -32,7 +32,9 @@ def two_class():
         (lambda im, lab, ps: (im, lab, None), "pixel_size is missing"),
         (lambda im, lab, ps: (im, lab, [0.1] * (len(im) - 1) + [-1.0]), "positive"),
         (lambda im, lab, ps: (im, lab, ps[:-1]), "one pixel size per image"),
-        (lambda im, lab, ps: ([np.zeros((40, 40))] + im[1:], lab, ps), "smaller than one 48 x 48 crop"),
+        # not constant: a constant image is refused before its size is looked at
+        (lambda im, lab, ps: ([np.random.default_rng(0).random((40, 40))] + im[1:], lab, ps),
+         "smaller than one 48 x 48 crop"),
         (lambda im, lab, ps: ([np.full((128, 128), np.inf)] + im[1:], lab, ps), "infinite"),
         (lambda im, lab, ps: ([np.full((128, 128), np.nan)] + im[1:], lab, ps), "no finite pixel"),
         (lambda im, lab, ps: ([np.zeros((2, 128, 128, 2))] + im[1:], lab, ps), "4-D"),
@@ -113,7 +115,8 @@ def test_untrained_texture_gets_more_none_than_known(trained_classifier):
 def test_image_too_small_for_the_model(trained_classifier):
     lo = trained_classifier.fov_range_um_[0]
     with pytest.raises(MicrostructureError, match="smallest crop"):
-        trained_classifier.predict_proba(np.zeros((32, 32)), lo / 64)
+        # not constant: a constant image is refused before its size is looked at
+        trained_classifier.predict_proba(np.random.default_rng(0).random((32, 32)), lo / 64)
 
 
 def test_save_load_round_trip_predicts_the_same(trained_classifier, tmp_path):

@@ -508,10 +508,12 @@ class EBSDClassifier:
                 net = obj._build_net(len(classes), pretrained=False)
                 net.load_state_dict(split_prefix(tensors, f"model{k}"))
                 models.append(net.to(dev).eval())
-        except (KeyError, TypeError, RuntimeError) as exc:
+        except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+            if isinstance(exc, MicrostructureError):
+                raise
             raise ModelFileError(
-                f"{str(path)!r} is an EBSD model file but its contents are incomplete or from an "
-                f"incompatible version ({exc.__class__.__name__}: {exc}); train the model again"
+                f"{str(path)!r} is an EBSD model file but its contents are damaged or incomplete "
+                f"({exc.__class__.__name__}: {' '.join(str(exc).split())}); train the model again"
             ) from exc
         obj.classes_ = classes
         obj.models_ = models

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import MicrostructureError
 from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
-from ._validation import check_finite, check_map, is_dask
+from ._validation import as_lazy_map, check_finite_block, check_map, check_pattern_shape, is_dask
 
 
 @dataclasses.dataclass
@@ -122,7 +122,6 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
     MapResult
     """
     clf._check_fitted()
-    pattern_map = check_map(pattern_map)
     if not (isinstance(chunk_size, (int, np.integer)) and chunk_size >= 1):
         raise MicrostructureError(f"chunk_size={chunk_size!r}; give a positive number of patterns")
     if step_size_um is not None:
@@ -130,9 +129,12 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
         if step.size not in (1, 2) or not np.all(np.isfinite(step)) or np.any(step <= 0):
             raise MicrostructureError(
                 f"step_size_um={step_size_um!r}; give one positive number or (row, column) in micrometres")
+    pattern_map = check_map(as_lazy_map(pattern_map, int(chunk_size)))  # h5py/zarr: via dask
     rows, cols, h, w = pattern_map.shape
     n = rows * cols
     pre = clf.preprocessor_
+    if getattr(pre, "pattern_shape_", None) is not None and tuple(pre.pattern_shape_) != (h, w):
+        check_pattern_shape((h, w), pre.pattern_shape_, "the patterns of the map")  # before any work
     if isinstance(background, str):
         if background == "map":
             report(progress, "background", 0, n, "mean pattern of the map")
@@ -146,14 +148,17 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
         bg = background
     n_classes = len(clf.classes_)
 
-    def block_fn(block: np.ndarray) -> np.ndarray:
+    def block_fn(block: np.ndarray, block_info=None, origin=None) -> np.ndarray:
         """(r, c, h, w) patterns -> (r, c, n_classes + 1): probabilities and agreement."""
         r, c = block.shape[:2]
+        if origin is None:
+            loc = (block_info or {}).get(0, {}).get("array-location")
+            origin = (loc[0][0], loc[1][0]) if loc else (0, 0)
+        check_finite_block(np.asarray(block), origin, cols)
         flat = np.asarray(block).reshape(r * c, h, w)
         out = np.empty((r * c, n_classes + 1), np.float32)
         for s in range(0, r * c, chunk_size):
             part = flat[s:s + chunk_size]
-            check_finite(np.asarray(part), "pattern_map")
             prepared = pre.transform(part, background=bg, check=False)
             members = clf._member_probabilities(prepared)
             summ = clf._summarise(members)
@@ -173,7 +178,7 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
             view = flat_in[s:s + chunk_size]
             block = np.array(view)
             _release_pages(view)
-            flat_out[s:s + len(block)] = block_fn(block[None])[0]
+            flat_out[s:s + len(block)] = block_fn(block[None], origin=divmod(s, cols))[0]
             report(progress, "map", s + len(block), n, f"{s + len(block)} / {n} patterns")
     out = _assemble(clf, result, n_classes)
     if step_size_um is not None:

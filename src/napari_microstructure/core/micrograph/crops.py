@@ -29,7 +29,10 @@ def build_pyramid(image01: np.ndarray, min_size: int = 16) -> list[torch.Tensor]
 
     Returns a list of ``(1, 1, h, w)`` float32 tensors, finest first.
     """
-    img = np.where(np.isfinite(image01), image01, 0.5).astype(np.float32)
+    if image01.dtype == np.float32 and np.isfinite(image01).all():
+        img = image01  # no copy: the finest level shares the caller's array
+    else:
+        img = np.where(np.isfinite(image01), image01, np.float32(0.5)).astype(np.float32, copy=False)
     level = torch.from_numpy(img)[None, None]
     levels = [level]
     while min(level.shape[-2:]) >= 2 * min_size:

@@ -23,7 +23,8 @@ from .augment import AugmentConfig, augment_photometric
 from .crops import CropSource, build_pyramid, draw_centres, feasible_fov, log_uniform, random_geometry, sample_crops
 from ..nn.device import autocast, select_device
 from ..errors import MicrostructureError, NotFittedError
-from .images import as_grey_image, as_image_list, as_pixel_sizes, check_mask, check_pixel_size, normalise_intensity
+from .images import (as_grey_image, as_image_list, as_label_list, as_pixel_sizes, check_mask, check_pixel_size,
+                     check_scale_against_model, class_names_from, normalise_intensity)
 from ..nn.losses import LOSSES, MINING, contrastive_loss, triplet_loss
 from ..nn.modelio import load_model_file, save_model_file, split_prefix, with_prefix
 from ..nn.networks import DescriptorNet
@@ -206,9 +207,7 @@ class FewShotClassifier:
         image_list = as_image_list(images)
         if len(image_list) == 0:
             raise MicrostructureError("no images were given; pass a list of 2-D micrographs")
-        label_list = labels if isinstance(labels, (list, tuple)) else (
-            [labels] if isinstance(labels, np.ndarray) and labels.ndim == 2 else list(np.asarray(labels).ravel())
-        )
+        label_list = as_label_list(labels, len(image_list))
         if len(label_list) != len(image_list):
             raise MicrostructureError(
                 f"got {len(image_list)} images but {len(label_list)} labels; give one class name "
@@ -236,9 +235,7 @@ class FewShotClassifier:
             value_to_class = {v: k for k, v in enumerate(values)}
         else:
             names_list = [str(lab) for lab in label_list]
-            if any(n.strip() == "" for n in names_list):
-                raise MicrostructureError("a class name is empty; name every image's class")
-            classes = sorted(set(names_list))
+            classes = class_names_from(names_list)
         if len(classes) < 2:
             raise MicrostructureError(
                 f"only one class ({classes[0]!r}) was given; few-shot training needs at least two "
@@ -264,7 +261,7 @@ class FewShotClassifier:
                 if not coords:
                     continue
                 rng_fov = feasible_fov(g.shape, p, S, fov, f"images[{i}]")
-                sources.append(CropSource(build_pyramid(normalise_intensity(g)), p, rng_fov, None, coords))
+                sources.append(CropSource(build_pyramid(normalise_intensity(g, inplace=True)), p, rng_fov, None, coords))
             for k, name in enumerate(classes):
                 n_px = sum(len(s.mask_coords.get(k, ())) for s in sources)
                 if n_px < MIN_LABELLED_PIXELS:
@@ -285,7 +282,7 @@ class FewShotClassifier:
                         "class (one is needed to check the model on data it has not seen)"
                     )
             built = [
-                CropSource(build_pyramid(normalise_intensity(g)), p,
+                CropSource(build_pyramid(normalise_intensity(g, inplace=True)), p,
                            feasible_fov(g.shape, p, S, fov, f"images[{i}]"), index[names_list[i]])
                 for i, (g, p) in enumerate(zip(greys, sizes))
             ]
@@ -495,7 +492,8 @@ class FewShotClassifier:
                 f"{p:.3g} um), less than the smallest crop the model was trained on ({lo:.3g} um); "
                 "use a larger image, or check its pixel size"
             )
-        return CropSource(build_pyramid(normalise_intensity(grey)), p, (lo, min(hi, side_um)), 0)
+        check_scale_against_model(grey.shape, p, self.fov_range_um_, int(self.input_size))
+        return CropSource(build_pyramid(normalise_intensity(grey, inplace=True)), p, (lo, min(hi, side_um)), 0)
 
     def crop_predictions(
         self, image: Any, pixel_size: Any, n_crops: Optional[int] = None, augment: bool = True,
@@ -511,8 +509,13 @@ class FewShotClassifier:
             ``log_likelihood`` (n,), ``fov_um`` (n,).
         """
         self._check_fitted()
+        if n_crops is not None and not (isinstance(n_crops, (int, np.integer)) and n_crops >= 1):
+            raise MicrostructureError(
+                f"n_crops={n_crops!r}; give a positive number of crops (or None for the model's "
+                f"{self.n_crops})"
+            )
         src = self._image_source(image, pixel_size)
-        n = int(n_crops or self.n_crops)
+        n = int(n_crops if n_crops is not None else self.n_crops)
         rng = np.random.default_rng(seed)
         gen = torch.Generator(device=self.device_)
         gen.manual_seed(0 if seed is None else int(seed))
@@ -641,20 +644,28 @@ class FewShotClassifier:
                 tensors["mixture.means"].numpy(), tensors["mixture.covariances"].numpy(),
                 tensors["mixture.weights"].numpy(), metadata["threshold"],
             )
-        except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+            history = TrainingHistory(**metadata["history"])
+            fov_range = tuple(float(v) for v in metadata["fov_range_um"])
+            map_fov = float(metadata["map_fov_um"])
+            stored = {name: tensors[f"descriptors.{key}"].numpy() for name, key in (
+                ("training_descriptors_", "train"), ("training_labels_", "train_labels"),
+                ("validation_descriptors_", "val"), ("validation_labels_", "val_labels"))}
+        except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as exc:
             if isinstance(exc, MicrostructureError):
                 raise
-            raise ModelFileError(f"{str(path)!r} is damaged or incomplete: {exc}") from exc
+            what = f"missing {exc}" if isinstance(exc, KeyError) else f"{exc.__class__.__name__}: {exc}"
+            what = " ".join(what.split())
+            raise ModelFileError(
+                f"{str(path)!r} is damaged or incomplete ({what}); re-save the model or train it again"
+            ) from exc
         clf.device_ = select_device(device)
         clf.model_ = model.to(clf.device_).eval()
         clf.classes_ = classes
         clf.mixture_ = mixture
-        clf.history_ = TrainingHistory(**metadata["history"])
-        clf.fov_range_um_ = tuple(metadata["fov_range_um"])
-        clf.map_fov_um_ = float(metadata["map_fov_um"])
-        clf.training_descriptors_ = tensors["descriptors.train"].numpy()
-        clf.training_labels_ = tensors["descriptors.train_labels"].numpy()
-        clf.validation_descriptors_ = tensors["descriptors.val"].numpy()
-        clf.validation_labels_ = tensors["descriptors.val_labels"].numpy()
+        clf.history_ = history
+        clf.fov_range_um_ = fov_range
+        clf.map_fov_um_ = map_fov
+        for name, value in stored.items():
+            setattr(clf, name, value)
         clf.held_out_images_ = bool(metadata.get("held_out_images", False))
         return clf

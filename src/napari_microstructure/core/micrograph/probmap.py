@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import MicrostructureError
+from ..errors import MicrostructureError, NotFittedError
 from .images import as_grey_image, check_mask, check_pixel_size
 from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
 
@@ -139,6 +139,26 @@ class ProbabilityMapResult:
             raise MicrostructureError(f"threshold must be between 0 and 1, got {threshold}; e.g. 0.5")
         with np.errstate(invalid="ignore"):
             return (self.none >= t) & self.evaluated
+
+    def fractions_at(self, threshold: float = 0.5) -> dict[str, float]:
+        """Area fractions with the outliers at ``threshold`` counted as "none".
+
+        A pixel counts for its most probable class unless its "none"
+        probability reaches ``threshold``; then (and when "none" is its most
+        probable label) it counts for ``"none"``. The fractions are shares of
+        the evaluated area and sum to 1; at ``threshold`` 0.5 they equal
+        :attr:`fractions` up to ties.
+        """
+        outlier = self.outlier_mask(threshold)
+        n_eval = int(self.evaluated.sum())
+        n_classes = len(self.class_names) - 1
+        out = {}
+        for k, name in enumerate(self.class_names[:-1]):
+            count = int(((self.labels == k + 1) & ~outlier).sum())
+            out[name] = count / n_eval if n_eval else 0.0
+        none = int(((self.labels == n_classes + 1) | outlier).sum())
+        out[self.class_names[-1]] = none / n_eval if n_eval else 0.0
+        return out
 
     def class_probability(self, name: str) -> np.ndarray:
         """``(H, W)`` probability of one class (or ``"none"``) by name."""
@@ -577,7 +597,7 @@ def _check_classifier(classifier: Any) -> None:
         )
     if kind != "micrograph" or not hasattr(classifier, "mixture_"):
         if kind == "micrograph":
-            raise MicrostructureError(
+            raise NotFittedError(
                 "this FewShotClassifier is not fitted yet; call fit(images, labels, pixel_sizes) or "
                 "FewShotClassifier.load(path) first"
             )
