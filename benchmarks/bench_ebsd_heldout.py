@@ -128,6 +128,7 @@ def main() -> None:
     ap.add_argument("--pretrained", default=None, help="a pretrained model file (default: the shipped one)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--map", action="store_true", help="also classify the dual-phase map")
+    ap.add_argument("--cache", default=None, help="an .npz to keep the simulated patterns in (reused if present)")
     args = ap.parse_args()
     header("EBSD space groups on unseen materials")
     if args.pretrained:
@@ -136,9 +137,16 @@ def main() -> None:
     models = args.models.split(",")
     n_per = int(np.ceil((max(shots) + args.test_per_class) / args.structures))
     t = time.perf_counter()
-    x_tr_all, y_tr_all, sid = sessions("train", args.structures, n_per, args.seed, args.size)
-    x_un, y_un, _ = sessions("heldout", max(2, args.test_per_class // 10), 10, args.seed + 1, args.size)
-    x_novel = non_cubic(args.test_per_class // 2, args.seed + 2, args.size)
+    if args.cache and Path(args.cache).exists():
+        with np.load(args.cache) as z:
+            x_tr_all, y_tr_all, sid, x_un, y_un, x_novel = (z[k] for k in ("x_tr", "y_tr", "sid", "x_un", "y_un",
+                                                                          "x_novel"))
+    else:
+        x_tr_all, y_tr_all, sid = sessions("train", args.structures, n_per, args.seed, args.size)
+        x_un, y_un, _ = sessions("heldout", max(2, args.test_per_class // 10), 10, args.seed + 1, args.size)
+        x_novel = non_cubic(args.test_per_class // 2, args.seed + 2, args.size)
+        if args.cache:
+            np.savez(args.cache, x_tr=x_tr_all, y_tr=y_tr_all, sid=sid, x_un=x_un, y_un=y_un, x_novel=x_novel)
     print(f"simulated {len(x_tr_all) + len(x_un) + len(x_novel)} patterns in {time.perf_counter() - t:.0f} s "
           f"({args.size} x {args.size}); {args.structures} training structures per group, "
           f"{len(np.unique(sid))} sessions")

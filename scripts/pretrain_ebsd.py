@@ -100,7 +100,9 @@ def parse_args(argv=None):
 
 def preprocessor(args) -> PatternPreprocessor:
     pre = PatternPreprocessor(args.input_size, static_background=False, dynamic_sigma=args.dynamic_sigma)
-    return pre.fit(np.ones((1, args.input_size, args.input_size), np.float32))
+    pre.fit(np.ones((1, args.input_size, args.input_size), np.float32))
+    pre.pattern_shape_ = None  # trained on square and 4:3 detectors of many sizes: no shape is refused
+    return pre
 
 
 def build_net(args) -> EBSDNet:

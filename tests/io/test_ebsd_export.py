@@ -77,6 +77,8 @@ def test_classify_map_keeps_the_step_size():
     res = clf.classify_map(pats.reshape(3, 4, 24, 24), step_size_um=(0.2, 0.3))
     assert res.step_size_um == (0.2, 0.3)
     assert clf.classify_map(pats.reshape(3, 4, 24, 24)).step_size_um is None
+    with pytest.raises(MicrostructureError, match="step_size_um"):
+        clf.classify_map(pats.reshape(3, 4, 24, 24), step_size_um=(0.2, -1.0))
 
 
 def test_orix_reads_the_files_back(tmp_path):
