@@ -60,6 +60,7 @@ from napari_microstructure.core.ebsd.classifier import EBSDClassifier, EBSDNet  
 from napari_microstructure.core.ebsd.metrics import classification_report  # noqa: E402
 from napari_microstructure.core.ebsd.preprocess import PatternPreprocessor  # noqa: E402
 from napari_microstructure.core.nn.backbones import build_backbone  # noqa: E402
+from napari_microstructure.core.nn.training import TrainingHistory  # noqa: E402
 
 CLASSES = np.array(S.SPACE_GROUPS)
 SETTINGS_KEYS = ("backbone", "input_size", "batch_size", "session_size", "sessions_per_step", "pool",
@@ -259,9 +260,8 @@ def export(args, path: str) -> None:
     clf.models_ = [net.eval()]
     data = make_eval_set(args, pre)
     scores = evaluate(net, data)
-    clf.history_ = [{"pretraining": {"steps": int(ck["step"]), "patterns_seen": int(ck["seen"]),
-                                     "seconds": float(ck["elapsed_s"]), "evaluation": scores,
-                                     "settings": json.loads(ck["settings"])}}]
+    # the history records the pretraining (patterns simulated, seconds); its evaluation is in log.jsonl
+    clf.history_ = TrainingHistory(seconds=float(ck["elapsed_s"]), n_train=int(ck["seen"]))
     clf.save(path)
     print(f"wrote {path} ({Path(path).stat().st_size / 1e6:.2f} MB), step {ck['step']}: {json.dumps(scores)}")
 

@@ -396,7 +396,7 @@ def test_labels_as_a_column_are_one_label_per_image(data2):
     images, labels, sizes = data2
     column = np.asarray(labels)[:, None]
     clf = _tiny(max_epochs=1, steps_per_epoch=1).fit(images, column, sizes)
-    assert clf.classes_ == ["ferrite", "pearlite"]
+    assert clf.classes_.tolist() == ["ferrite", "pearlite"]
 
 
 # ============================================== 2. micrograph API: prediction
@@ -1183,12 +1183,11 @@ def test_preparing_an_image_makes_no_float64_copy():
     """Peak memory of turning a uint8 image into the normalised float32 pyramid: about 10 bytes per pixel."""
     import tracemalloc
 
-    from napari_microstructure.core.micrograph.crops import build_pyramid
-    from napari_microstructure.core.micrograph.images import as_grey_image, normalise_intensity
+    from napari_microstructure.core.micrograph.crops import Micrograph
 
     image = (np.random.default_rng(0).random((1500, 1500)) * 255).astype(np.uint8)
     tracemalloc.start()
-    pyramid = build_pyramid(normalise_intensity(as_grey_image(image), inplace=True))
+    pyramid = Micrograph(image, 0.1).pyramid
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert pyramid[0].dtype == torch.float32
@@ -1270,3 +1269,11 @@ def test_training_widget_save_into_a_missing_folder(make_napari_viewer, tiny_clf
     with untouched(tmp_path):
         widget.save_model(tmp_path / "missing" / "model.pt")
     check_message(widget.panel.status.text(), r"does not exist", r"create it first")
+
+
+def test_ebsd_map_refuses_labels_it_cannot_store_before_the_work(ebsd_data, ebsd_map_run, tmp_path, capsys):
+    patterns, sg = ebsd_data
+    _fit_save(patterns, np.where(sg == sg[0], 70000, 80000), tmp_path / "e.pt")
+    with untouched(tmp_path):
+        rc, err = _run(["ebsd-map", tmp_path / "e.pt", ebsd_map_run, "-o", tmp_path / "out", "--device", "cpu"], capsys)
+    check_cli(rc, err, r"classes run from 70000 to 80000", r"relabel the classes")

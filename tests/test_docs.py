@@ -94,10 +94,7 @@ def docs_session(tmp_path, monkeypatch, make_napari_viewer):
 
 
 #: pages whose blocks fail because of a known bug outside the docs (strict: the mark must go once fixed)
-KNOWN_BUGS = {
-    "ebsd.md": "EBSDClassifier.load cannot read back an efficientnet-lite0 model it saved "
-               "(missing backbone._fc.* in the state dict); the estimator's save/load must be fixed",
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 
 def _python_pages():
@@ -105,6 +102,7 @@ def _python_pages():
             if p.name in KNOWN_BUGS else p for p in _pages_with(("python",))]
 
 
+@pytest.mark.timeout(1800)  # a page trains several small models (explanations.md: five)
 @pytest.mark.parametrize("page", _python_pages(), ids=lambda p: p.name)
 def test_python_blocks_run(page, docs_session):
     namespace = dict(docs_session, __name__="__docs__")

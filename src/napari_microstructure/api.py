@@ -136,16 +136,15 @@ def predict_layer(classifier: Any, layer: Any, **kwargs: Any) -> dict[str, float
 
 
 def load_model(path: Union[str, os.PathLike], device: str = "auto"):
-    """Load any napari-microstructure model file (micrograph or EBSD)."""
-    from .core.nn.modelio import peek_model_kind
+    """Load any napari-microstructure model file (micrograph or EBSD).
 
-    kind = peek_model_kind(path)
-    if kind == "micrograph":
-        from .core.micrograph.fewshot import FewShotClassifier
+    The file is read once; the kind recorded in it chooses the estimator
+    (:data:`napari_microstructure.core.base.MODEL_KINDS`).
 
-        return FewShotClassifier.load(path, device=device)
-    if kind == "ebsd":
-        from .core.ebsd.classifier import EBSDClassifier
+    Returns
+    -------
+    FewShotClassifier or EBSDClassifier
+    """
+    from .core.base import load_estimator
 
-        return EBSDClassifier.load(path, device=device)
-    raise MicrostructureError(f"{str(path)!r} holds a model of unknown kind {kind!r}")
+    return load_estimator(path, device=device)

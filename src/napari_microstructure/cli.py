@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence, TextIO
 
+from .core.choices import BACKBONES, LOSSES
+
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 
 
@@ -170,8 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="model file to write")
     p.add_argument("--pixel-size", type=float, default=None,
                    help="micrometres per pixel for images without resolution tags")
-    p.add_argument("--backbone", default="compact", choices=["compact", "efficientnet-lite0"])
-    p.add_argument("--loss", default="triplet", choices=["triplet", "contrastive", "cross-entropy"])
+    p.add_argument("--backbone", default="compact", choices=BACKBONES)
+    p.add_argument("--loss", default="triplet", choices=LOSSES)
     p.add_argument("--embedding-dim", type=int, default=2)
     p.add_argument("--input-size", type=int, default=200)
     p.add_argument("--epochs", type=_positive_int, default=40)

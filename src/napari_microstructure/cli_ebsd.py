@@ -10,8 +10,8 @@
 writes a model file. ``ebsd-map`` classifies a pattern map (``.npy``,
 TIFF, h5ebsd, folder of images, or a vendor file with kikuchipy) in chunks
 and writes into the folder OUT: ``space_groups.tif`` (the class label of each
-pattern for integer classes such as space-group numbers, in the smallest of
-int16/int32/int64 that holds them; for text classes the class number 1, 2, ...
+pattern for integer classes such as space-group numbers, stored as uint16 (a model
+with a class outside 1-65535 is refused before any work); for text classes the class number 1, 2, ...
 in the order of ``legend.csv``; 0 = no solution in both cases),
 ``legend.csv`` (value, class), ``confidence.tif`` (float32),
 ``no_solution.tif`` (uint8 mask) and ``fractions.csv``; with
@@ -32,6 +32,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .core.choices import BACKBONES, EBSD_BACKGROUNDS
+
 OUTPUT_FILES = ("space_groups.tif", "legend.csv", "confidence.tif", "no_solution.tif", "fractions.csv")
 #: every file name ebsd-map may write (optional ones included)
 ALL_OUTPUT_FILES = OUTPUT_FILES + ("probabilities.tif",)
@@ -48,7 +50,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     t.add_argument("labels", nargs="?", default=None,
                    help="labels file: .npy, or text/CSV with one label (space group) per pattern")
     t.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
-    t.add_argument("--backbone", default="efficientnet-lite0", choices=["efficientnet-lite0", "compact"])
+    t.add_argument("--backbone", default="efficientnet-lite0", choices=BACKBONES)
     t.add_argument("--no-pretrained", action="store_true", help="EfficientNet from scratch (no ImageNet weights)")
     t.add_argument("--input-size", type=int, default=60, help="network input side in pixels (default 60)")
     t.add_argument("--ensemble", type=int, default=1, help="number of independently trained models (default 1)")
@@ -70,7 +72,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     m.add_argument("map", help="pattern map: .npy (rows, cols, h, w), TIFF, h5ebsd, folder, vendor file")
     m.add_argument("-o", "--output", required=True, help="output folder (created)")
     m.add_argument("--chunk-size", type=int, default=2048, help="patterns per chunk (bounds memory)")
-    m.add_argument("--background", default="model", choices=["model", "map"],
+    m.add_argument("--background", default="model", choices=EBSD_BACKGROUNDS,
                    help="static background: the model's (training) mean pattern or this map's")
     m.add_argument("--confidence-threshold", type=float, default=None,
                    help="override the model's 'no solution' confidence threshold")
@@ -103,10 +105,9 @@ def run_train(args: argparse.Namespace) -> int:
           + ", ".join(f"{c} ({n})" for c, n in zip(classes, counts)), file=sys.stderr)
     clf.fit(patterns, labels, progress=TerminalProgress(sys.stderr))
     clf.save(out)
-    for k, h in enumerate(clf.history_):
-        vl = h.get("val_loss") or []
-        best = h.get("best_epoch", -1)
-        msg = f"model {k + 1}: {len(h.get('train_loss', []))} epochs, best epoch {best + 1}"
+    for k, h in enumerate(clf.history_.members or [clf.history_]):
+        vl, best = h.val_loss, h.best_epoch
+        msg = f"model {k + 1}: {h.epochs} epochs, best epoch {best + 1}"
         if vl:
             msg += f", validation loss {vl[best]:.4f}"
         print(msg, file=sys.stderr)
@@ -118,7 +119,8 @@ def map_label_values(result) -> tuple["np.ndarray", list[tuple[int, str]]]:
     """The integer image written as ``space_groups.tif`` and its legend rows (value, class).
 
     Integer classes (space-group numbers) are written as themselves, in the
-    smallest signed type that holds them (never wrapped around); text classes
+    smallest signed type that holds them (never wrapped around; the TIFF writer stores
+    0-65535 as uint16); text classes
     as their number 1, 2, ... in the model's class order. 0 is "no solution"
     in both cases.
     """
@@ -169,6 +171,13 @@ def run_map(args: argparse.Namespace) -> int:
     if args.chunk_size < 1:
         raise MicrostructureError(f"--chunk-size {args.chunk_size}; give a positive number of patterns")
     clf = EBSDClassifier.load(args.model, device=args.device)
+    classes = np.asarray(clf.classes_)
+    if classes.dtype.kind in "iu" and (classes.min() < 1 or classes.max() > 65535):
+        raise MicrostructureError(
+            f"the model's classes run from {classes.min()} to {classes.max()}, but space_groups.tif "
+            "holds labels 1-65535 (0 = no solution); relabel the classes (e.g. as text names) and "
+            "train again"
+        )
     if args.confidence_threshold is not None:
         clf.confidence_threshold = args.confidence_threshold
     data = load_patterns(args.map, lazy=True)

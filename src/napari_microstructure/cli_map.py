@@ -10,6 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .core.choices import MAP_METHODS
+
 
 def register(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParser:
     """Add the ``map`` subcommand to the main parser's subparsers."""
@@ -28,7 +30,7 @@ def register(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParse
     p.add_argument("--jitter", type=float, default=0.0, help="random shift of grid crops (0-1 of the stride)")
     p.add_argument("--random-crops", type=int, default=None, help="random crops instead of a grid")
     p.add_argument("--threshold", type=float, default=0.5, help="'none' probability of an outlier (0-1)")
-    p.add_argument("--method", default="shared", choices=["shared", "exact"])
+    p.add_argument("--method", default="shared", choices=MAP_METHODS)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run_map)

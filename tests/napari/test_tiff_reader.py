@@ -59,7 +59,7 @@ def test_ebsd_result_maps_open_as_labels_in_micrometres(make_napari_viewer, tmp_
     labels[1:3] = 221
     labels[3:] = 225
     path = write_result_map(tmp_path / "space_groups.tif", labels, "ebsd-space-groups", 0.5,
-                            {"classes": ["221", "225"], "values": "space group"})
+                            {"classes": ["221", "225"], "legend": [[221, "221"], [225, "225"]]})
     write_result_map(tmp_path / "no_solution.tif", (labels == 0).astype(np.uint8), "ebsd-no-solution", 0.5)
     assert read_result_map_kind(path)["kind"] == "ebsd-space-groups"
     assert tifffile.imread(path).dtype == np.uint16

@@ -421,8 +421,7 @@ class EBSDWidget(DockWidget):
         self.ensemble_spin.setValue(len(classifier.models_))
         self.size_spin.setValue(int(classifier.input_size))
         classes = ", ".join(str(c) for c in classifier.classes_)
-        hist = classifier.history_[0] if classifier.history_ else {}
-        epochs = len(hist.get("train_loss", []))
+        epochs = classifier.history_.epochs
         self.model_label.setText(
             f"model: {classifier.backbone}, {len(classifier.models_)} network(s), classes {classes}"
             + (f"; {epochs} epochs" if epochs else ""))

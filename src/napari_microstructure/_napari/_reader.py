@@ -180,11 +180,14 @@ def read_result_map(path: Union[str, os.PathLike]) -> tuple[Any, dict, str]:
         return data.astype("int32"), {"name": _stem(path), "colormap": DirectLabelColormap(color_dict=colours),
                                       "opacity": 0.9, **place, "metadata": meta}, "labels"
     classes = [str(c) for c in info.get("classes", [])]
-    numeric = info.get("values") == "space group"
     colours: dict = {0: "transparent", None: "transparent"}
     names = {0: "no solution"}
-    for k, c in enumerate(classes):
-        value = int(c) if numeric and c.lstrip("-").isdigit() else k + 1
+    if info.get("legend"):  # [[value, class], ...] as the ebsd-map command writes it
+        pairs = [(int(v), str(c)) for v, c in info["legend"]]
+    else:
+        numeric = info.get("values") == "space group"
+        pairs = [(int(c) if numeric and c.lstrip("-").isdigit() else k + 1, c) for k, c in enumerate(classes)]
+    for k, (value, c) in enumerate(pairs):
         colours[value] = label_colour(c, k)
         names[value] = c
     values = sorted(names)

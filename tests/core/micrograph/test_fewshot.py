@@ -123,7 +123,7 @@ def test_save_load_round_trip_predicts_the_same(trained_classifier, tmp_path):
     path = trained_classifier.save(tmp_path / "model.pt")
     loaded = FewShotClassifier.load(path, device="cpu")
     image = make_micrograph("spheroidite", (256, 256), 0.1, seed=9)
-    assert loaded.classes_ == trained_classifier.classes_
+    assert list(loaded.classes_) == list(trained_classifier.classes_)
     np.testing.assert_allclose(loaded.predict_proba(image, 0.1), trained_classifier.predict_proba(image, 0.1),
                                atol=1e-6)
     assert loaded.mixture_.threshold_ == pytest.approx(trained_classifier.mixture_.threshold_)
@@ -177,7 +177,7 @@ def test_scribble_masks(two_class):
     mask[40:120, 30:60] = 1
     mask[40:120, 250:290] = 2
     clf = tiny(max_epochs=1).fit([image], [mask], [0.1], class_names={1: "ferrite", 2: "pearlite"})
-    assert clf.classes_ == ["ferrite", "pearlite"]
+    assert clf.classes_.tolist() == ["ferrite", "pearlite"]
     empty = np.zeros_like(mask)
     with pytest.raises(MicrostructureError, match="empty"):
         tiny().fit([image], [empty], [0.1])
@@ -191,14 +191,49 @@ def test_magnification_input_changes_the_descriptor(trained_classifier):
     assert not torch.allclose(d1, d2)
 
 
-def test_learning_two_textures_on_held_out_images():
+def test_learning_two_textures_on_held_out_images(learning_seed):
     """A small two-class set reaches at least 90 % on held-out images."""
     images, labels, sizes = make_dataset(("ferrite", "pearlite"), per_class=4, shape=(192, 192), seed=11)
     clf = FewShotClassifier(input_size=64, embedding_dim=2, max_epochs=12, steps_per_epoch=8,
-                            batch_size=16, patience=12, seed=0, device="cpu", n_crops=48)
+                            batch_size=16, patience=12, seed=learning_seed, device="cpu", n_crops=48)
     clf.fit(images, labels, sizes)
     test_images, test_labels, test_sizes = make_dataset(("ferrite", "pearlite"), per_class=5,
                                                          shape=(192, 192), seed=99)
     predictions = [clf.predict(im, p) for im, p in zip(test_images, test_sizes)]
     accuracy = np.mean([a == b for a, b in zip(predictions, test_labels)])
     assert accuracy >= 0.9, (accuracy, predictions)
+
+
+def _vertical_bars(crops):
+    """Per crop: True when its texture varies across columns only (vertical bars)."""
+    x = np.asarray(crops)
+    return x.std(axis=2).mean(1) > 4 * x.std(axis=1).mean(1)
+
+
+def test_rotation_and_mirror_switches_hold_at_prediction_time(two_class):
+    """A model trained without rotation and mirroring is shown upright crops at prediction too."""
+    upright = tiny(max_epochs=1, augment={"rotation": False, "mirror": False}).fit(*two_class)
+    x = np.arange(256)
+    bars = np.tile(((x // 10) % 2).astype(np.float32), (256, 1))   # vertical bars, 20 px period
+    crops = upright.crop_predictions(bars, 0.1, 48, keep_crops=True)["crops"]
+    turned = upright.crop_predictions(np.rot90(bars).copy(), 0.1, 48, keep_crops=True)["crops"]
+    assert crops.shape == (48, 48, 48)
+    assert _vertical_bars(crops).all()            # never rotated ...
+    assert not _vertical_bars(turned).any()       # ... so the turned image shows turned bars
+    # a model trained with rotation is shown rotated crops of the same image (any angle)
+    rotating = tiny(max_epochs=1).fit(*two_class)
+    assert _vertical_bars(rotating.crop_predictions(bars, 0.1, 48, keep_crops=True)["crops"]).mean() < 0.5
+    # probability maps average only over the transforms training used
+    from napari_microstructure.core.micrograph.probmap import probability_map
+
+    assert probability_map(upright, bars, 0.1, n_augment=8).n_augment == 1
+    assert probability_map(rotating, bars, 0.1, n_augment=8).n_augment == 8
+
+
+def test_batch_prediction_names(trained_classifier):
+    images = [make_micrograph(k, (256, 256), 0.1, seed=21) for k in ("ferrite", "pearlite")]
+    proba = trained_classifier.predict_proba_images(images, 0.1, n_crops=32)
+    assert proba.shape == (2, len(trained_classifier.labels_))
+    np.testing.assert_allclose(proba[1], trained_classifier.predict_proba(images[1], 0.1, n_crops=32))
+    names = trained_classifier.predict_images(images, [0.1, 0.1], n_crops=32)
+    assert names.tolist() == [trained_classifier.labels_[int(i)] for i in proba.argmax(1)]

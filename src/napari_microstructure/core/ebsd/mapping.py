@@ -20,6 +20,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from ..base import check_is_fitted
 from ..errors import MicrostructureError
 from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
 from ._validation import as_lazy_map, check_finite_block, check_map, check_pattern_shape, is_dask
@@ -89,7 +90,7 @@ def _distributed_client():
 
 
 def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
-                 background: Union[str, np.ndarray, None] = "model",
+                 background: Union[str, np.ndarray, None] = "model", *,
                  progress: Optional[ProgressCallback] = None,
                  cancel: Optional[CancelToken] = None,
                  step_size_um: Optional[Any] = None) -> MapResult:
@@ -121,7 +122,7 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
     -------
     MapResult
     """
-    clf._check_fitted()
+    check_is_fitted(clf, "to classify a map")
     if not (isinstance(chunk_size, (int, np.integer)) and chunk_size >= 1):
         raise MicrostructureError(f"chunk_size={chunk_size!r}; give a positive number of patterns")
     if step_size_um is not None:
@@ -159,9 +160,7 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
         out = np.empty((r * c, n_classes + 1), np.float32)
         for s in range(0, r * c, chunk_size):
             part = flat[s:s + chunk_size]
-            prepared = pre.transform(part, background=bg, check=False)
-            members = clf._member_probabilities(prepared)
-            summ = clf._summarise(members)
+            summ = clf.predict_uncertainty(part, background=bg, check=False)
             out[s:s + len(part), :n_classes] = summ["probabilities"]
             out[s:s + len(part), n_classes] = summ["agreement"]
         return out.reshape(r, c, n_classes + 1)

@@ -139,7 +139,7 @@ def plot_descriptor_map(dmap: Any, fig: Optional[Figure] = None, selected: Optio
     ax.plot([], [], "k--", label="threshold (none below)")
     if show_crops and dmap.crops_xy is not None:
         acc = dmap.crops.accepted
-        ax.scatter(*dmap.crops_xy[acc].T, marker="*", s=90, color="gold", edgecolors="k", linewidths=0.6,
+        ax.scatter(*dmap.crops_xy[acc].T, marker="*", s=90, color="white", edgecolors="k", linewidths=0.6,
                    label="image crops (accepted)", zorder=4)
         if (~acc).any():
             ax.scatter(*dmap.crops_xy[~acc].T, marker="X", s=60, color=OUTLIER_COLOUR, edgecolors="k",

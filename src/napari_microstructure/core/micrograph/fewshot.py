@@ -12,25 +12,25 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from .augment import AugmentConfig, augment_photometric
-from .crops import CropSource, build_pyramid, draw_centres, feasible_fov, log_uniform, random_geometry, sample_crops
+from ..base import Estimator, check_is_fitted, isolated_torch_rng, torch_generator
+from ..choices import LOSSES, MINING
+from ..errors import MicrostructureError
 from ..nn.device import autocast, select_device
-from ..errors import MicrostructureError, NotFittedError
-from .images import (as_grey_image, as_image_list, as_label_list, as_pixel_sizes, check_mask, check_pixel_size,
-                     check_scale_against_model, class_names_from, normalise_intensity)
-from ..nn.losses import LOSSES, MINING, contrastive_loss, triplet_loss
-from ..nn.modelio import load_model_file, save_model_file, split_prefix, with_prefix
+from ..nn.losses import contrastive_loss, triplet_loss
+from ..nn.modelio import split_prefix, with_prefix
 from ..nn.networks import DescriptorNet
-from .openset import OpenSetMixture
 from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
 from ..nn.training import TrainingConfig, TrainingHistory, train_loop
+from .augment import AugmentConfig
+from .crops import CropBatch, CropSampler, CropSource, Micrograph, feasible_fov
+from .images import (as_image_list, as_label_list, as_pixel_sizes, check_mask, check_scale_against_model,
+                     class_names_from)
+from .openset import OpenSetMixture
 
 NONE_CLASS = "none"
 
@@ -46,7 +46,7 @@ class _Prepared:
     held_out_images: bool
 
 
-class FewShotClassifier:
+class FewShotClassifier(Estimator):
     """Few-shot, open-set classifier of micrographs.
 
     Parameters
@@ -89,9 +89,11 @@ class FewShotClassifier:
 
     Attributes
     ----------
-    classes_ : list of str
+    classes_ : numpy.ndarray of str
         Trained class names; probabilities follow this order, then "none".
     history_ : TrainingHistory
+        ``n_train`` / ``n_validation`` count images (held-out images only
+        when every class has at least three; see ``held_out_images_``).
     mixture_ : OpenSetMixture
     fov_range_um_ : (float, float)
         Fields of view used in training; prediction crops stay inside it.
@@ -100,6 +102,8 @@ class FewShotClassifier:
     """
 
     kind = "micrograph"
+    _fitted_attribute = "model_"
+    _fit_call = "fit(images, labels, pixel_sizes)"
 
     def __init__(
         self,
@@ -150,24 +154,6 @@ class FewShotClassifier:
         self.seed = seed
 
     # ------------------------------------------------------------------ params
-    def get_params(self) -> dict[str, Any]:
-        """Constructor parameters (scikit-learn style)."""
-        names = [
-            "backbone", "loss", "embedding_dim", "input_size", "fov_um", "pretrained",
-            "use_magnification", "augment", "margin", "mining", "max_epochs", "steps_per_epoch",
-            "batch_size", "learning_rate", "weight_decay", "patience", "min_delta",
-            "validation_fraction", "n_crops", "rejection_quantile", "device", "seed",
-        ]
-        return {n: getattr(self, n) for n in names}
-
-    def __repr__(self) -> str:
-        state = f"fitted on {self.classes_}" if self.is_fitted else "not fitted"
-        return f"FewShotClassifier(backbone={self.backbone!r}, loss={self.loss!r}, {state})"
-
-    @property
-    def is_fitted(self) -> bool:
-        return getattr(self, "model_", None) is not None
-
     def _check_params(self) -> None:
         if self.loss not in LOSSES:
             raise MicrostructureError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
@@ -214,7 +200,7 @@ class FewShotClassifier:
                 "(or one label mask) per image"
             )
         sizes = as_pixel_sizes(pixel_sizes, len(image_list))
-        greys = [as_grey_image(im, f"images[{i}]") for i, im in enumerate(image_list)]
+        greys = [Micrograph(im, p, name=f"images[{i}]") for i, (im, p) in enumerate(zip(image_list, sizes))]
         S = int(self.input_size)
         fov = tuple(self.fov_um) if self.fov_um is not None else None
         mask_mode = all(np.ndim(lab) == 2 for lab in label_list)
@@ -249,8 +235,8 @@ class FewShotClassifier:
         val_sources: list[CropSource] = []
         held_out = False
         if mask_mode:
-            for i, (g, m, p) in enumerate(zip(greys, masks, sizes)):
-                valid = np.isfinite(g)
+            for i, (g, m) in enumerate(zip(greys, masks)):
+                valid = g.valid_mask()
                 coords = {}
                 for v, k in value_to_class.items():
                     yx = np.argwhere((m == v) & valid)
@@ -260,8 +246,8 @@ class FewShotClassifier:
                         coords[k] = yx.astype(np.float64)
                 if not coords:
                     continue
-                rng_fov = feasible_fov(g.shape, p, S, fov, f"images[{i}]")
-                sources.append(CropSource(build_pyramid(normalise_intensity(g, inplace=True)), p, rng_fov, None, coords))
+                rng_fov = feasible_fov(g.shape, g.pixel_size_um, S, fov, f"images[{i}]")
+                sources.append(CropSource(g, rng_fov, None, coords))
             for k, name in enumerate(classes):
                 n_px = sum(len(s.mask_coords.get(k, ())) for s in sources)
                 if n_px < MIN_LABELLED_PIXELS:
@@ -282,9 +268,8 @@ class FewShotClassifier:
                         "class (one is needed to check the model on data it has not seen)"
                     )
             built = [
-                CropSource(build_pyramid(normalise_intensity(g, inplace=True)), p,
-                           feasible_fov(g.shape, p, S, fov, f"images[{i}]"), index[names_list[i]])
-                for i, (g, p) in enumerate(zip(greys, sizes))
+                CropSource(g, feasible_fov(g.shape, g.pixel_size_um, S, fov, f"images[{i}]"), index[names_list[i]])
+                for i, g in enumerate(greys)
             ]
             frac = float(self.validation_fraction)
             if frac > 0 and all(len(m) >= 3 for m in per_class.values()):
@@ -298,42 +283,6 @@ class FewShotClassifier:
             else:
                 sources = val_sources = built
         return _Prepared(sources, val_sources, classes, held_out)
-
-    def _draw(
-        self, sources: Sequence[CropSource], class_ids: np.ndarray, rng: np.random.Generator,
-        augment: AugmentConfig, device: torch.device, gen: Optional[torch.Generator],
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Crops ``(n, 1, S, S)`` and log10 resolutions for the requested classes."""
-        S = int(self.input_size)
-        n = len(class_ids)
-        crops = torch.empty((n, 1, S, S), device=device)
-        log_ppum = np.zeros(n)
-        # choose a source for each crop among those containing its class
-        choices = np.zeros(n, dtype=int)
-        for k in np.unique(class_ids):
-            eligible = [i for i, s in enumerate(sources) if (s.label == k) or (s.mask_coords is not None and k in s.mask_coords)]
-            sel = np.nonzero(class_ids == k)[0]
-            choices[sel] = rng.choice(eligible, len(sel))
-        for i in np.unique(choices):
-            sel = np.nonzero(choices == i)[0]
-            src = sources[i]
-            fov = log_uniform(rng, *src.fov_range_um, len(sel))
-            crop_px = fov / src.pixel_size_um
-            if src.mask_coords is not None:
-                centres = np.concatenate([
-                    draw_centres(rng, src, crop_px[j:j + 1], int(class_ids[s])) for j, s in enumerate(sel)
-                ]) if len(sel) else np.zeros((0, 2))
-            else:
-                centres = draw_centres(rng, src, crop_px)
-            geometry = None
-            if augment.rotation or augment.mirror or augment.warp > 0:
-                geometry = random_geometry(rng, len(sel), augment.warp, augment.rotation, augment.mirror)
-            crops[torch.as_tensor(sel, device=device)] = sample_crops(
-                src.pyramid, centres, crop_px, S, geometry, device
-            )
-            log_ppum[sel] = np.log10(S / fov)
-        crops = augment_photometric(crops, augment, gen)
-        return crops, torch.as_tensor(log_ppum, dtype=torch.float32, device=device)
 
     def _balanced_classes(self, n_classes: int, rng: np.random.Generator) -> np.ndarray:
         per = max(2, int(self.batch_size) // n_classes)
@@ -377,21 +326,25 @@ class FewShotClassifier:
         """
         self._check_params()
         config = self._training_config()
-        if config.seed is not None:
-            torch.manual_seed(config.seed)
-        rng = np.random.default_rng(config.seed)
+        rng = self._numpy_rng()
         prep = self._prepare(images, labels, pixel_sizes, class_names, rng)
         device = select_device(self.device)
-        gen = torch.Generator(device=device)
-        gen.manual_seed(int(config.seed) if config.seed is not None else int(rng.integers(2**31)))
+        gen = torch_generator(config.seed if config.seed is not None else int(rng.integers(2**31)), device)
+        with isolated_torch_rng(config.seed, device):
+            return self._fit_prepared(prep, config, rng, gen, device, progress, cancel)
+
+    def _fit_prepared(self, prep: _Prepared, config: TrainingConfig, rng: np.random.Generator,
+                      gen: torch.Generator, device: torch.device, progress: Optional[ProgressCallback],
+                      cancel: Optional[CancelToken]) -> "FewShotClassifier":
         n_classes = len(prep.classes)
         augment = AugmentConfig.coerce(self.augment)
-        test_aug = AugmentConfig.test_time() if augment != AugmentConfig.off() else AugmentConfig.off()
+        test_aug = augment.at_test_time()
+        S = int(self.input_size)
         report(progress, "prepare", 0, 1, f"{n_classes} classes, {len(prep.sources)} training images")
 
         all_sources = list(prep.sources) + [s for s in prep.val_sources if s not in prep.sources]
-        los = [math.log10(self.input_size / s.fov_range_um[1]) for s in all_sources]
-        his = [math.log10(self.input_size / s.fov_range_um[0]) for s in all_sources]
+        los = [math.log10(S / s.fov_range_um[1]) for s in all_sources]
+        his = [math.log10(S / s.fov_range_um[0]) for s in all_sources]
         mag_center = 0.5 * (min(los) + max(his))
         mag_scale = max(0.5 * (max(his) - min(los)), 0.25)
 
@@ -404,19 +357,22 @@ class FewShotClassifier:
         model.mag_scale.fill_(mag_scale)
         model.to(device)
 
+        train_crops = CropSampler(S, augment, rng, gen, device)
+
         def train_batches(epoch: int):
             for _ in range(int(self.steps_per_epoch)):
                 ids = self._balanced_classes(n_classes, rng)
-                crops, mag = self._draw(prep.sources, ids, rng, augment, device, gen)
-                yield crops, mag, torch.as_tensor(ids, device=device)
+                batch = train_crops.sample_classes(prep.sources, ids)
+                yield batch.crops, batch.log_ppum, torch.as_tensor(ids, device=device)
 
         val_rng = np.random.default_rng(None if config.seed is None else config.seed + 1)
+        val_crops = CropSampler(S, test_aug, val_rng, gen, device)
         n_val_batches = max(2, int(self.steps_per_epoch) // 4)
         val_set = []
         for _ in range(n_val_batches):
             ids = np.repeat(np.arange(n_classes), max(2, int(self.batch_size) // n_classes))
-            crops, mag = self._draw(prep.val_sources, ids, val_rng, test_aug, device, gen)
-            val_set.append((crops, mag, torch.as_tensor(ids, device=device)))
+            batch = val_crops.sample_classes(prep.val_sources, ids)
+            val_set.append((batch.crops, batch.log_ppum, torch.as_tensor(ids, device=device)))
 
         def loss_fn(net: DescriptorNet, batch):
             crops, mag, ids = batch
@@ -428,15 +384,18 @@ class FewShotClassifier:
             return torch.nn.functional.cross_entropy(net.classifier(desc).float(), ids)
 
         history = train_loop(model, train_batches, loss_fn, lambda: iter(val_set), config, device,
-                             progress, cancel, stage="train")
+                             progress=progress, cancel=cancel, stage="train")
+        history.n_train = len(prep.sources)
+        history.n_validation = len(prep.val_sources) if prep.held_out_images else 0
 
         # open-set mixture on training descriptors, threshold on held-out crops
         report(progress, "calibrate", 0, 2, "fitting the Gaussian mixture")
         per_class = max(64, 512 // n_classes)
         fit_ids = np.repeat(np.arange(n_classes), per_class)
-        train_desc = self._descriptors_of(model, prep.sources, fit_ids, rng, test_aug, device, gen, cancel)
+        train_desc = self._descriptors_of(model, CropSampler(S, test_aug, rng, gen, device), prep.sources,
+                                          fit_ids, cancel)
         cal_ids = np.repeat(np.arange(n_classes), per_class)
-        cal_desc = self._descriptors_of(model, prep.val_sources, cal_ids, val_rng, test_aug, device, gen, cancel)
+        cal_desc = self._descriptors_of(model, val_crops, prep.val_sources, cal_ids, cancel)
         # The network pulls its own training crops into tight clusters; crops of
         # images it has not seen spread wider. Fitted on training crops alone, each
         # Gaussian is too narrow and the calibrated threshold ends up far out
@@ -451,7 +410,7 @@ class FewShotClassifier:
         # everything computed: only now replace the fitted state
         self.model_ = model.eval()
         self.device_ = device
-        self.classes_ = list(prep.classes)
+        self.classes_ = np.asarray(prep.classes, dtype=str)
         self.mixture_ = mixture
         self.history_ = history
         self.fov_range_um_ = (float(fovs[:, 0].min()), float(fovs[:, 1].max()))
@@ -463,88 +422,102 @@ class FewShotClassifier:
         self.held_out_images_ = prep.held_out_images
         return self
 
-    def _descriptors_of(self, model, sources, ids, rng, augment, device, gen, cancel) -> np.ndarray:
+    @staticmethod
+    def _descriptors_of(model: DescriptorNet, sampler: CropSampler, sources: Sequence[CropSource],
+                        ids: np.ndarray, cancel: Optional[CancelToken]) -> np.ndarray:
         out = []
         model.eval()
         for start in range(0, len(ids), 64):
             check_cancel(cancel)
-            crops, mag = self._draw(sources, ids[start:start + 64], rng, augment, device, gen)
-            with torch.inference_mode(), autocast(device):
-                out.append(model(crops, mag).float().cpu().numpy())
+            batch = sampler.sample_classes(sources, ids[start:start + 64])
+            with torch.inference_mode(), autocast(sampler.device):
+                out.append(model(batch.crops, batch.log_ppum).float().cpu().numpy())
         return np.concatenate(out)
 
     # ------------------------------------------------------------- prediction
-    def _check_fitted(self) -> None:
-        if not self.is_fitted:
-            raise NotFittedError(
-                "this FewShotClassifier is not fitted yet; call fit(images, labels, pixel_sizes) "
-                "or FewShotClassifier.load(path) first"
-            )
+    def test_time_augment(self) -> AugmentConfig:
+        """Augmentation of prediction crops: the training ``augment`` setting at test time.
 
-    def _image_source(self, image: Any, pixel_size: Any) -> CropSource:
-        grey = as_grey_image(image)
-        p = check_pixel_size(pixel_size)
+        See :meth:`~.augment.AugmentConfig.at_test_time`: rotation and mirror
+        are used only if training used them.
+        """
+        return AugmentConfig.coerce(self.augment).at_test_time()
+
+    def prediction_source(self, image: Any, pixel_size: Any) -> CropSource:
+        """An image ready for prediction crops, within the fields of view of training.
+
+        Raises
+        ------
+        MicrostructureError
+            A bad image or pixel size, or an image smaller than the smallest
+            training crop.
+        """
+        check_is_fitted(self)
+        micrograph = Micrograph(image, pixel_size)
         lo, hi = self.fov_range_um_
-        side_um = min(grey.shape) * p
+        side_um = micrograph.side_um
         if lo > side_um * (1 + 1e-6):
+            shape, p = micrograph.shape, micrograph.pixel_size_um
             raise MicrostructureError(
-                f"the image covers {side_um:.3g} um on its shorter side ({min(grey.shape)} pixels of "
+                f"the image covers {side_um:.3g} um on its shorter side ({min(shape)} pixels of "
                 f"{p:.3g} um), less than the smallest crop the model was trained on ({lo:.3g} um); "
                 "use a larger image, or check its pixel size"
             )
-        check_scale_against_model(grey.shape, p, self.fov_range_um_, int(self.input_size))
-        return CropSource(build_pyramid(normalise_intensity(grey, inplace=True)), p, (lo, min(hi, side_um)), 0)
+        check_scale_against_model(micrograph.shape, micrograph.pixel_size_um, self.fov_range_um_,
+                                  int(self.input_size))
+        return CropSource(micrograph, (lo, min(hi, side_um)))
+
+    def describe(self, batch: CropBatch) -> np.ndarray:
+        """Descriptors ``(n, embedding_dim)`` of a batch of crops."""
+        check_is_fitted(self)
+        with torch.inference_mode(), autocast(self.device_):
+            return self.model_(batch.crops, batch.log_ppum).float().cpu().numpy()
 
     def crop_predictions(
         self, image: Any, pixel_size: Any, n_crops: Optional[int] = None, augment: bool = True,
-        seed: Optional[int] = 0, cancel: Optional[CancelToken] = None,
+        seed: Optional[int] = 0, *, keep_crops: bool = False, cancel: Optional[CancelToken] = None,
         progress: Optional[ProgressCallback] = None,
     ) -> dict[str, np.ndarray]:
         """Descriptors and probabilities of random crops of one image.
+
+        Fields of view are drawn log-uniformly within the training range
+        (clipped to the image); with ``augment`` the crops get the test-time
+        augmentation of :meth:`test_time_augment`.
 
         Returns
         -------
         dict
             ``descriptors`` (n, D), ``probabilities`` (n, n_classes + 1),
-            ``log_likelihood`` (n,), ``fov_um`` (n,).
+            ``log_likelihood`` (n,), ``fov_um`` (n,); with ``keep_crops`` also
+            ``crops`` (n, S, S), ``centres_px`` (n, 2) and ``size_px`` (n,).
         """
-        self._check_fitted()
         if n_crops is not None and not (isinstance(n_crops, (int, np.integer)) and n_crops >= 1):
             raise MicrostructureError(
                 f"n_crops={n_crops!r}; give a positive number of crops (or None for the model's "
                 f"{self.n_crops})"
             )
-        src = self._image_source(image, pixel_size)
-        n = int(n_crops if n_crops is not None else self.n_crops)
-        rng = np.random.default_rng(seed)
-        gen = torch.Generator(device=self.device_)
-        gen.manual_seed(0 if seed is None else int(seed))
-        aug = AugmentConfig.test_time() if augment else AugmentConfig.off()
-        S = int(self.input_size)
-        desc = []
-        fovs = []
+        src = self.prediction_source(image, pixel_size)
+        n = int(self.n_crops if n_crops is None else n_crops)
+        aug = self.test_time_augment() if augment else AugmentConfig.off()
+        sampler = CropSampler(int(self.input_size), aug, np.random.default_rng(seed),
+                              torch_generator(seed, self.device_), self.device_)
+        parts: dict[str, list] = {"descriptors": [], "fov_um": [], "crops": [], "centres_px": [], "size_px": []}
         for start in range(0, n, 128):
             check_cancel(cancel)
             report(progress, "predict", start, n, f"crop {start} of {n}")
-            m = min(128, n - start)
-            fov = log_uniform(rng, *src.fov_range_um, m)
-            crop_px = fov / src.pixel_size_um
-            centres = draw_centres(rng, src, crop_px)
-            geometry = random_geometry(rng, m, 0.0) if augment else None
-            crops = sample_crops(src.pyramid, centres, crop_px, S, geometry, self.device_)
-            crops = augment_photometric(crops, aug, gen)
-            mag = torch.as_tensor(np.log10(S / fov), dtype=torch.float32, device=self.device_)
-            with torch.inference_mode(), autocast(self.device_):
-                desc.append(self.model_(crops, mag).float().cpu().numpy())
-            fovs.append(fov)
-        d = np.concatenate(desc)
+            batch = sampler.sample(src, min(128, n - start))
+            parts["descriptors"].append(self.describe(batch))
+            parts["fov_um"].append(batch.fov_um)
+            if keep_crops:
+                parts["crops"].append(batch.crops[:, 0].cpu().numpy())
+                parts["centres_px"].append(batch.centres_px)
+                parts["size_px"].append(batch.size_px)
         report(progress, "predict", n, n, f"{n} crops")
-        return {
-            "descriptors": d,
-            "probabilities": self.mixture_.crop_probabilities(d),
-            "log_likelihood": self.mixture_.log_likelihood(d),
-            "fov_um": np.concatenate(fovs),
-        }
+        out = {k: np.concatenate(v) for k, v in parts.items() if v}
+        d = out["descriptors"]
+        out["probabilities"] = self.mixture_.crop_probabilities(d)
+        out["log_likelihood"] = self.mixture_.log_likelihood(d)
+        return out
 
     def predict_proba(self, image: Any, pixel_size: Any, n_crops: Optional[int] = None,
                       seed: Optional[int] = 0, *, progress: Optional[ProgressCallback] = None,
@@ -557,58 +530,76 @@ class FewShotClassifier:
             ``(n_classes + 1,)``: one value per class of :attr:`classes_`, then
             "none of these"; sums to 1. ``progress`` and ``cancel`` work as in :meth:`fit`.
         """
-        probs = self.crop_predictions(image, pixel_size, n_crops, True, seed, cancel, progress)["probabilities"]
+        probs = self.crop_predictions(image, pixel_size, n_crops, True, seed,
+                                      cancel=cancel, progress=progress)["probabilities"]
         return probs.mean(0).astype(np.float64)
 
-    def predict(self, image: Any, pixel_size: Any, n_crops: Optional[int] = None) -> str:
+    def predict(self, image: Any, pixel_size: Any, n_crops: Optional[int] = None, seed: Optional[int] = 0, *,
+                progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> str:
         """The most probable class name of one image, or ``"none"``."""
-        p = self.predict_proba(image, pixel_size, n_crops)
-        return (self.classes_ + [NONE_CLASS])[int(np.argmax(p))]
+        p = self.predict_proba(image, pixel_size, n_crops, seed, progress=progress, cancel=cancel)
+        return self.labels_[int(np.argmax(p))]
+
+    def predict_proba_images(self, images: Any, pixel_sizes: Any, n_crops: Optional[int] = None,
+                             seed: Optional[int] = 0, *, progress: Optional[ProgressCallback] = None,
+                             cancel: Optional[CancelToken] = None) -> np.ndarray:
+        """:meth:`predict_proba` of several images: ``(n_images, n_classes + 1)``."""
+        image_list = as_image_list(images)
+        sizes = as_pixel_sizes(pixel_sizes, len(image_list))
+        rows = []
+        for i, (image, p) in enumerate(zip(image_list, sizes)):
+            report(progress, "predict", i, len(image_list), f"image {i + 1} of {len(image_list)}")
+            rows.append(self.predict_proba(image, p, n_crops, seed, cancel=cancel))
+        report(progress, "predict", len(image_list), len(image_list), f"{len(image_list)} images")
+        return np.stack(rows) if rows else np.zeros((0, len(self.labels_)))
+
+    def predict_images(self, images: Any, pixel_sizes: Any, n_crops: Optional[int] = None,
+                       seed: Optional[int] = 0, *, progress: Optional[ProgressCallback] = None,
+                       cancel: Optional[CancelToken] = None) -> np.ndarray:
+        """:meth:`predict` of several images: an array of class names (or ``"none"``)."""
+        proba = self.predict_proba_images(images, pixel_sizes, n_crops, seed, progress=progress, cancel=cancel)
+        return np.asarray(self.labels_, dtype=str)[np.argmax(proba, 1)] if len(proba) else np.zeros(0, str)
 
     @property
     def labels_(self) -> list[str]:
         """Classes then "none": the order of :meth:`predict_proba`'s output."""
-        self._check_fitted()
-        return list(self.classes_) + [NONE_CLASS]
+        check_is_fitted(self)
+        return [str(c) for c in self.classes_] + [NONE_CLASS]
 
     def probability_map(self, image: Any, pixel_size: Any, **kwargs: Any) -> np.ndarray:
-        """Per-pixel crop-averaged probabilities ``(n_classes + 1, H, W)``.
+        """Per-pixel crop-averaged probabilities ``(n_classes + 1, H, W)`` (the API contract).
 
-        See :func:`napari_microstructure.core.micrograph.probmap.probability_map` for the options.
+        A thin delegate to :func:`napari_microstructure.core.micrograph.probmap.probability_map`,
+        which takes the options and returns the full result; probmap never
+        imports this module, so there is no import cycle.
         """
         from .probmap import probability_map
 
         return probability_map(self, image, pixel_size, **kwargs).probabilities
 
-    # ------------------------------------------------------------ explanations
-    def attribution(self, data: Any, target: Any = None, method: str = "integrated-gradients",
-                    **kwargs: Any):
-        """Attribution of a crop or a whole micrograph to a class (see :func:`.explain.attribution`)."""
-        from ..explain import attribution
-
-        return attribution(self, data, target, method, **kwargs)
-
-    def descriptor_map(self, image: Any = None, pixel_size: Optional[float] = None, **kwargs: Any):
-        """Training descriptors, mixture contours and an image's crops (see :func:`.explain.descriptor_map`)."""
-        from ..explain import descriptor_map
-
-        return descriptor_map(self, image, pixel_size, **kwargs)
-
     # ------------------------------------------------------------------ files
-    def save(self, path: Union[str, os.PathLike]) -> Path:
-        """Write weights and metadata to one file (no pickle; see :mod:`.modelio`)."""
-        self._check_fitted()
-        params = self.get_params()
+    def _params_to_json(self) -> dict[str, Any]:
+        params = self.get_params(deep=False)
         params["augment"] = AugmentConfig.coerce(self.augment).to_dict()
+        return params
+
+    @classmethod
+    def _params_from_json(cls, params: dict[str, Any]) -> dict[str, Any]:
+        params = dict(params)
+        if params.get("fov_um") is not None:
+            params["fov_um"] = tuple(params["fov_um"])
+        params["augment"] = AugmentConfig.from_dict(params["augment"])
+        return params
+
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
         metadata = {
-            "params": params,
-            "classes": self.classes_,
+            "classes": [str(c) for c in self.classes_],
             "fov_range_um": list(self.fov_range_um_),
             "map_fov_um": self.map_fov_um_,
             "threshold": self.mixture_.threshold_,
             "history": self.history_.to_dict(),
             "held_out_images": self.held_out_images_,
-            "normalisation": "per-image percentiles 0.5-99.5 to [0, 1]",
+            "normalisation": "per-image percentiles 0.5-99.5 of the valid pixels to [0, 1]",
         }
         tensors = with_prefix(self.model_.state_dict(), "model")
         tensors.update({
@@ -617,55 +608,29 @@ class FewShotClassifier:
             "descriptors.train": self.training_descriptors_, "descriptors.train_labels": self.training_labels_,
             "descriptors.val": self.validation_descriptors_, "descriptors.val_labels": self.validation_labels_,
         })
-        return save_model_file(path, self.kind, metadata, tensors)
+        return metadata, tensors
 
-    @classmethod
-    def load(cls, path: Union[str, os.PathLike], device: str = "auto") -> "FewShotClassifier":
-        """Read a model saved by :meth:`save`."""
-        from ..errors import ModelFileError
-
-        metadata, tensors = load_model_file(path, cls.kind)
-        try:
-            params = dict(metadata["params"])
-            params["device"] = device
-            if params.get("fov_um") is not None:
-                params["fov_um"] = tuple(params["fov_um"])
-            params["augment"] = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                                 for k, v in params["augment"].items()})
-            clf = cls(**params)
-            classes = list(metadata["classes"])
-            model = DescriptorNet(
-                clf.backbone, int(clf.embedding_dim),
-                len(classes) if clf.loss == "cross-entropy" else None,
-                bool(clf.use_magnification), pretrained=False,
-            )
-            model.load_state_dict(split_prefix(tensors, "model"), strict=True)
-            mixture = OpenSetMixture.from_parameters(
-                tensors["mixture.means"].numpy(), tensors["mixture.covariances"].numpy(),
-                tensors["mixture.weights"].numpy(), metadata["threshold"],
-            )
-            history = TrainingHistory(**metadata["history"])
-            fov_range = tuple(float(v) for v in metadata["fov_range_um"])
-            map_fov = float(metadata["map_fov_um"])
-            stored = {name: tensors[f"descriptors.{key}"].numpy() for name, key in (
-                ("training_descriptors_", "train"), ("training_labels_", "train_labels"),
-                ("validation_descriptors_", "val"), ("validation_labels_", "val_labels"))}
-        except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as exc:
-            if isinstance(exc, MicrostructureError):
-                raise
-            what = f"missing {exc}" if isinstance(exc, KeyError) else f"{exc.__class__.__name__}: {exc}"
-            what = " ".join(what.split())
-            raise ModelFileError(
-                f"{str(path)!r} is damaged or incomplete ({what}); re-save the model or train it again"
-            ) from exc
-        clf.device_ = select_device(device)
-        clf.model_ = model.to(clf.device_).eval()
-        clf.classes_ = classes
-        clf.mixture_ = mixture
-        clf.history_ = history
-        clf.fov_range_um_ = fov_range
-        clf.map_fov_um_ = map_fov
-        for name, value in stored.items():
-            setattr(clf, name, value)
-        clf.held_out_images_ = bool(metadata.get("held_out_images", False))
-        return clf
+    def _set_state(self, metadata: dict[str, Any], tensors: dict[str, torch.Tensor], device: torch.device) -> None:
+        classes = np.asarray(metadata["classes"], dtype=str)
+        model = DescriptorNet(
+            self.backbone, int(self.embedding_dim),
+            len(classes) if self.loss == "cross-entropy" else None,
+            bool(self.use_magnification), pretrained=False,
+        )
+        model.load_state_dict(split_prefix(tensors, "model"), strict=True)
+        mixture = OpenSetMixture.from_parameters(
+            tensors["mixture.means"].numpy(), tensors["mixture.covariances"].numpy(),
+            tensors["mixture.weights"].numpy(), metadata["threshold"],
+        )
+        self.device_ = device
+        self.model_ = model.to(device).eval()
+        self.classes_ = classes
+        self.mixture_ = mixture
+        self.history_ = TrainingHistory.from_dict(metadata["history"])
+        self.fov_range_um_ = tuple(float(v) for v in metadata["fov_range_um"])
+        self.map_fov_um_ = float(metadata["map_fov_um"])
+        self.training_descriptors_ = tensors["descriptors.train"].numpy()
+        self.training_labels_ = tensors["descriptors.train_labels"].numpy()
+        self.validation_descriptors_ = tensors["descriptors.val"].numpy()
+        self.validation_labels_ = tensors["descriptors.val_labels"].numpy()
+        self.held_out_images_ = bool(metadata.get("held_out_images", False))

@@ -1,7 +1,8 @@
-"""Input checks and normalisation for micrographs.
+"""Input checks for micrographs.
 
 Everything that enters the engine passes through here, so every bad input is
 caught at the boundary with a message that names the problem and the fix.
+Intensity normalisation is :func:`.crops.normalise_in_place` (one rule).
 """
 
 from __future__ import annotations
@@ -224,40 +225,6 @@ def check_scale_against_model(shape: tuple[int, int], pixel_size_um: float,
             "training images, or its pixel size is in the wrong unit; check the pixel size "
             "(micrometres per pixel, e.g. 0.05 for 50 nm)"
         )
-
-
-def normalise_intensity(image: np.ndarray, low: float = 0.5, high: float = 99.5,
-                        inplace: bool = False) -> np.ndarray:
-    """Scale an image to [0, 1] between its ``low`` and ``high`` percentiles.
-
-    NaN pixels stay NaN. A constant image maps to 0.5. The work is done in
-    float32 (one scratch copy for the percentiles, never a float64 image);
-    ``inplace=True`` overwrites a float32 ``image`` instead of allocating the
-    result.
-    """
-    image = np.asarray(image)
-    finite_mask = np.isfinite(image)
-    if finite_mask.all():
-        finite_mask = None
-        lo, hi = (np.percentile(image, [low, high]) if image.size else (0.0, 1.0))
-    else:
-        finite = image[finite_mask]
-        lo, hi = np.percentile(finite, [low, high]) if finite.size else (0.0, 1.0)
-        del finite
-    lo, hi = float(lo), float(hi)
-    if inplace and image.dtype == np.float32:
-        out = image
-    else:
-        out = np.array(image, dtype=np.float32, copy=True)
-    if hi - lo < 1e-12:
-        out[...] = 0.5
-        if finite_mask is not None:
-            out[~finite_mask] = np.nan
-        return out
-    out -= np.float32(lo)
-    out *= np.float32(1.0 / (hi - lo))
-    np.clip(out, 0.0, 1.0, out=out)  # NaN stays NaN
-    return out
 
 
 def as_image_list(images: Any) -> list[Any]:

@@ -54,22 +54,20 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..errors import MicrostructureError, NotFittedError
-from .images import as_grey_image, check_mask, check_pixel_size
+from ..base import check_is_fitted
+from ..choices import MAP_METHODS
+from ..errors import MicrostructureError
 from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
+from .augment import AugmentConfig
+from .crops import DIHEDRAL, Micrograph, Resampler, dihedral_transforms
 
 #: Label value of pixels that were not evaluated.
 NOT_EVALUATED = 0
 #: Lattice of crop origins and of the accumulated map, in network-input pixels.
 ACC_STEP = 8
-#: Above this many pixels, intensity percentiles are computed on a regular subsample.
-PERCENTILE_SAMPLE = 1 << 22
-#: Dihedral transforms used for test-time augmentation, in order: (quarter turns, mirror).
-DIHEDRAL = ((0, False), (0, True), (2, False), (2, True), (1, False), (3, False), (1, True), (3, True))
-METHODS = ("shared", "exact")
+METHODS = MAP_METHODS
 
 
 # --------------------------------------------------------------------- result
@@ -235,69 +233,6 @@ def _axis_origins(last: int, stride: int) -> np.ndarray:
     return o
 
 
-# -------------------------------------------------------------- preparation
-def _normalise_in_place(grey: np.ndarray, valid: np.ndarray) -> None:
-    """Percentiles 0.5-99.5 of the valid pixels to [0, 1]; invalid pixels to 0.5 (as in training)."""
-    if grey.size > PERCENTILE_SAMPLE:
-        step = int(math.ceil(math.sqrt(grey.size / PERCENTILE_SAMPLE)))
-        sample = grey[::step, ::step][valid[::step, ::step]]
-    else:
-        sample = grey[valid]
-    if sample.size == 0:
-        sample = grey[valid]
-    lo, hi = np.percentile(sample, [0.5, 99.5])
-    if hi - lo < 1e-12:
-        grey.fill(0.5)
-    else:
-        grey -= np.float32(lo)
-        grey *= np.float32(1.0 / (hi - lo))
-        np.clip(grey, 0.0, 1.0, out=grey)
-    grey[~valid] = 0.5
-
-
-class _Resampler:
-    """Rows/columns of the image resampled to network-input pixels, on demand.
-
-    Reads from a factor-2 box-average pyramid level whose pixels are just finer
-    than the output pixels, then bilinear (as :func:`.crops.sample_crops` does
-    for training crops). Coordinates are global, so tiles agree with an
-    untiled run; beyond the image the content is mirrored.
-    """
-
-    def __init__(self, grey01: np.ndarray, ratio: float) -> None:
-        self.ratio = ratio
-        self.identity = abs(ratio - 1.0) < 1e-9
-        level = int(np.clip(math.floor(math.log2(max(ratio, 1e-9))), 0, 30))
-        img = torch.from_numpy(grey01)[None, None]
-        while level > 0 and min(img.shape[-2:]) >= 2:
-            img = F.avg_pool2d(img, 2)
-            level -= 1
-        self.image = img
-        self.scale = grey01.shape[0] / img.shape[-2], grey01.shape[1] / img.shape[-1]
-
-    def tile(self, r0: int, r1: int, c0: int, c1: int) -> torch.Tensor:
-        h, w = self.image.shape[-2:]
-        if self.identity:
-            rows = _mirror_index(np.arange(r0, r1), h)
-            cols = _mirror_index(np.arange(c0, c1), w)
-            if rows[0] + len(rows) - 1 == rows[-1] and cols[0] + len(cols) - 1 == cols[-1]:
-                return self.image[:, :, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].contiguous()
-            return self.image[:, :, torch.from_numpy(rows)][:, :, :, torch.from_numpy(cols)].contiguous()
-        uy = (np.arange(r0, r1, dtype=np.float64) + 0.5) * self.ratio / self.scale[0]
-        ux = (np.arange(c0, c1, dtype=np.float64) + 0.5) * self.ratio / self.scale[1]
-        gy = torch.from_numpy((2.0 * uy / h - 1.0).astype(np.float32))
-        gx = torch.from_numpy((2.0 * ux / w - 1.0).astype(np.float32))
-        grid = torch.stack(torch.broadcast_tensors(gx[None, :], gy[:, None]), dim=-1)[None]
-        return F.grid_sample(self.image, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-
-
-def _mirror_index(idx: np.ndarray, n: int) -> np.ndarray:
-    """Symmetric (edge-repeating) reflection of indices into [0, n)."""
-    period = 2 * n
-    m = np.mod(idx, period)
-    return np.where(m < n, m, period - 1 - m)
-
-
 # ---------------------------------------------------------------- crop plan
 def _plan_origins(
     plan: _Plan, acc_invalid: Optional[np.ndarray], max_invalid: float, jitter: float,
@@ -441,7 +376,11 @@ def probability_map(
         along each axis.
     n_augment : int
         1-8 test-time augmentations per crop (mirror and quarter turns); the
-        crop's probabilities are averaged over them.
+        crop's probabilities are averaged over them. Only the transforms the
+        model was trained with count (:func:`.crops.dihedral_transforms`): a
+        model trained without rotation and mirroring is never shown a turned
+        or mirrored crop, so it gets at most 1 whatever is asked (the result's
+        ``n_augment`` says how many were used).
     n_random_crops : int, optional
         Use this many crops at random positions instead of a grid (plus, where
         they leave valid pixels uncovered, a few crops over those pixels).
@@ -482,11 +421,12 @@ def probability_map(
     """
     t_start = time.perf_counter()
     _check_classifier(classifier)
-    grey = as_grey_image(image)
-    p = check_pixel_size(pixel_size)
-    height, width = grey.shape
     opts = _check_options(stride, jitter, n_augment, n_random_crops, max_invalid_fraction, method,
                           tile_size, batch_size)
+    opts["transforms"] = dihedral_transforms(AugmentConfig.coerce(classifier.augment))[: opts["n_augment"]]
+    source = Micrograph(image, pixel_size, mask=mask)
+    p = source.pixel_size_um
+    height, width = source.shape
     S = int(classifier.input_size)
     fov = _check_fov(classifier, fov_um)
     ratio = (fov / S) / p                      # image pixels per network-input pixel
@@ -521,18 +461,8 @@ def probability_map(
     rows_acc = _lattice_of_pixels(height, ratio, ha)
     cols_acc = _lattice_of_pixels(width, ratio, wa)
 
-    valid = np.isfinite(grey)
-    if mask is not None:
-        m = check_mask(mask, grey.shape)
-        if m.dtype != bool:
-            m = m != 0
-        valid &= m
-    if not valid.any():
-        raise MicrostructureError(
-            "no pixel is left to evaluate (all NaN or masked out); check the mask: True marks pixels to evaluate"
-        )
-    acc_invalid = None if valid.all() else _lattice_invalid(valid, plan, rows_acc, cols_acc)
-    _normalise_in_place(grey, valid)
+    valid = source.valid_mask()
+    acc_invalid = None if source.valid is None else _lattice_invalid(valid, plan, rows_acc, cols_acc)
     rng = np.random.default_rng(seed)
     origins = _plan_origins(plan, acc_invalid, opts["max_invalid"], opts["jitter"], opts["n_random"], rng)
     if len(origins) == 0:
@@ -544,9 +474,9 @@ def probability_map(
     n_out = len(classifier.classes_) + 1
     diff = np.zeros((n_out + 1, ha + 1, wa + 1))   # sums per class, then the count
     timings = {"network": 0.0, "mixture": 0.0}
-    resampler = _Resampler(grey, ratio)
+    resampler = source.resampler(ratio)
     _run_tiles(classifier, plan, resampler, origins, opts, diff, timings, progress, cancel)
-    del resampler, grey
+    del resampler, source
 
     acc = np.cumsum(np.cumsum(diff, 1), 2)[:, :ha, :wa]
     counts = acc[-1]
@@ -576,7 +506,7 @@ def probability_map(
         evaluated[r0:r1] = lab != NOT_EVALUATED
         area += np.bincount(lab.ravel(), minlength=n_out + 1)[: n_out + 1]
     n_eval = int(area[1:].sum())
-    names = list(classifier.classes_) + ["none"]
+    names = list(classifier.labels_)
     fractions = {n: (float(area[k + 1]) / n_eval if n_eval else 0.0) for k, n in enumerate(names)}
     timings["total"] = time.perf_counter() - t_start
     report(progress, "map", 1, 1, f"{len(origins)} crops in {timings['total']:.1f} s")
@@ -584,7 +514,7 @@ def probability_map(
         probabilities=probabilities, labels=labels, evaluated=evaluated, class_names=names,
         fractions=fractions, evaluated_fraction=n_eval / float(height * width), pixel_size_um=p,
         fov_um=fov, crop_size_px=crop_px, stride_px=stride_r * ratio, n_crops=int(len(origins)),
-        n_augment=opts["n_augment"], method=method, timings=timings,
+        n_augment=len(opts["transforms"]), method=method, timings=timings,
     )
 
 
@@ -595,12 +525,9 @@ def _check_classifier(classifier: Any) -> None:
             "this is an EBSD pattern model; probability maps need a micrograph model "
             "(FewShotClassifier). For EBSD maps use EBSDClassifier.classify_map"
         )
-    if kind != "micrograph" or not hasattr(classifier, "mixture_"):
-        if kind == "micrograph":
-            raise NotFittedError(
-                "this FewShotClassifier is not fitted yet; call fit(images, labels, pixel_sizes) or "
-                "FewShotClassifier.load(path) first"
-            )
+    if kind == "micrograph":
+        check_is_fitted(classifier, "so it cannot map an image")
+    else:
         raise MicrostructureError(
             f"expected a fitted FewShotClassifier, got {type(classifier).__name__}; load a micrograph "
             "model with napari_microstructure.load_model(path)"
@@ -671,7 +598,7 @@ def _tiles(plan: _Plan, tile: int, halo: int) -> Iterator[tuple[tuple[int, int, 
             yield core, region
 
 
-def _run_tiles(classifier, plan: _Plan, resampler: _Resampler, origins: np.ndarray, opts: dict,
+def _run_tiles(classifier, plan: _Plan, resampler: Resampler, origins: np.ndarray, opts: dict,
                diff: np.ndarray, timings: dict, progress, cancel) -> None:
     model = classifier.model_
     device = classifier.device_
@@ -686,7 +613,7 @@ def _run_tiles(classifier, plan: _Plan, resampler: _Resampler, origins: np.ndarr
                & (origins[:, 1] >= core[2]) & (origins[:, 1] < core[3]))
         if sel.any():
             tiles.append((region, origins[sel]))
-    transforms = DIHEDRAL[: opts["n_augment"]]
+    transforms = opts["transforms"]
     total = len(tiles) * len(transforms)
     mag = plan.log_ppum
     step = 0

@@ -132,7 +132,13 @@ def _read_payload(path: Path) -> Any:
     except pickle.UnpicklingError as exc:
         # weights_only refused a global: the file asks to build objects (or run code)
         m = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        what = f" (it asks to run {m.group(1)})" if m else ""
+        if m is None and not _starts_like_a_pickle(path):
+            raise ModelFileError(
+                f"{str(path)!r} is not a readable napari-microstructure model file (it is corrupt, "
+                "truncated, or of another program); choose a file saved by this plugin, or re-save "
+                "the model or train it again"
+            ) from None
+        what = f" (it asks to run {m.group(1)})" if m else " (a pickle of Python objects)"
         raise ModelFileError(
             f"{str(path)!r} is not a model this plugin wrote{what}: it will not be loaded; "
             "choose a file saved by napari-microstructure"
@@ -154,8 +160,17 @@ def _read_payload(path: Path) -> Any:
         ) from None
 
 
+def _starts_like_a_pickle(path: Path) -> bool:
+    """A pickle stream (protocol 2 or later) starts with the PROTO opcode 0x80."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(1) == b"\x80"
+    except OSError:
+        return False
+
+
 def load_model_file(path: PathLike, expected_kind: str) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Read a model file written by :func:`save_model_file`.
+    """Read a model file written by :func:`save_model_file`, of a known kind.
 
     Returns
     -------
@@ -166,6 +181,24 @@ def load_model_file(path: PathLike, expected_kind: str) -> tuple[dict, dict[str,
     ------
     ModelFileError
         Missing, corrupt, of another version, or of another kind than expected.
+    """
+    kind, metadata, tensors = read_model_file(path)
+    if kind != expected_kind:
+        raise ModelFileError(
+            f"{str(path)!r} holds {KIND_NAMES.get(kind, repr(kind))}, but "
+            f"{KIND_NAMES.get(expected_kind, repr(expected_kind))} is needed here; "
+            "load it with the matching classifier"
+        )
+    return metadata, tensors
+
+
+def read_model_file(path: PathLike) -> tuple[str, dict, dict[str, torch.Tensor]]:
+    """Read a model file of any kind once: ``(kind, metadata, tensors)``.
+
+    Raises
+    ------
+    ModelFileError
+        Missing, corrupt, or of another version.
     """
     path = Path(path)
     payload = _read_payload(path)
@@ -181,13 +214,7 @@ def load_model_file(path: PathLike, expected_kind: str) -> tuple[dict, dict[str,
             f"napari-microstructure reads version {VERSION}; update napari-microstructure "
             "or re-train the model with this version"
         )
-    kind = payload.get("kind")
-    if kind != expected_kind:
-        raise ModelFileError(
-            f"{str(path)!r} holds {KIND_NAMES.get(kind, repr(kind))}, but "
-            f"{KIND_NAMES.get(expected_kind, repr(expected_kind))} is needed here; "
-            "load it with the matching classifier"
-        )
+    kind = str(payload.get("kind"))
     meta_text, tensors = payload.get("metadata"), payload.get("tensors")
     if not isinstance(meta_text, str) or not isinstance(tensors, dict):
         raise ModelFileError(
@@ -210,19 +237,7 @@ def load_model_file(path: PathLike, expected_kind: str) -> tuple[dict, dict[str,
     if not isinstance(metadata, dict):
         raise ModelFileError(f"{str(path)!r} is damaged (metadata is not a dictionary); "
                              "re-save the model or train it again")
-    return metadata, dict(tensors)
-
-
-def peek_model_kind(path: PathLike) -> str:
-    """Return the kind (``"micrograph"`` or ``"ebsd"``) of a model file."""
-    path = Path(path)
-    payload = _read_payload(path)
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ModelFileError(
-            f"{str(path)!r} is not a napari-microstructure model file; "
-            "choose a file saved by this plugin (FewShotClassifier.save or EBSDClassifier.save)"
-        )
-    return str(payload.get("kind"))
+    return kind, metadata, dict(tensors)
 
 
 def split_prefix(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -76,16 +76,59 @@ class TrainingConfig:
 
 @dataclasses.dataclass
 class TrainingHistory:
-    """Losses per epoch and how training ended."""
+    """Losses per epoch and how training ended: the ``history_`` of every estimator.
+
+    Attributes
+    ----------
+    train_loss, val_loss : list of float
+        Mean loss of each epoch on the training and validation batches
+        (``val_loss`` is empty without a validation set).
+    best_epoch : int
+        0-based epoch whose weights were kept (-1 before any epoch).
+    stopped_early : bool
+    seconds : float
+        Wall time of training.
+    n_train, n_validation : int
+        Training and validation samples (images for micrographs, patterns for EBSD).
+    members : list of TrainingHistory
+        An ensemble's networks, one history each; the fields above are then
+        those of the first network. Empty for a single network.
+    """
 
     train_loss: list[float] = dataclasses.field(default_factory=list)
     val_loss: list[float] = dataclasses.field(default_factory=list)
     best_epoch: int = -1
     stopped_early: bool = False
     seconds: float = 0.0
+    n_train: int = 0
+    n_validation: int = 0
+    members: list["TrainingHistory"] = dataclasses.field(default_factory=list)
+
+    @property
+    def epochs(self) -> int:
+        """Epochs run (of the first network for an ensemble)."""
+        return len(self.train_loss)
+
+    @classmethod
+    def ensemble(cls, members: list["TrainingHistory"]) -> "TrainingHistory":
+        """One history for several networks (see :attr:`members`)."""
+        if len(members) == 1:
+            return members[0]
+        first = dataclasses.replace(members[0], members=[])
+        return dataclasses.replace(first, members=list(members))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Any) -> "TrainingHistory":
+        """Inverse of :meth:`to_dict`; also reads the list of per-network dicts of older EBSD files."""
+        if isinstance(values, list):
+            return cls.ensemble([cls.from_dict(v) for v in values]) if values else cls()
+        known = {f.name for f in dataclasses.fields(cls)}
+        fields = {k: v for k, v in dict(values).items() if k in known}
+        fields["members"] = [cls.from_dict(m) for m in fields.get("members", [])]
+        return cls(**fields)
 
 
 def train_loop(
@@ -95,6 +138,7 @@ def train_loop(
     val_batches: Optional[Callable[[], Iterable[Any]]],
     config: TrainingConfig,
     device: torch.device,
+    *,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
     stage: str = "train",
