@@ -5,7 +5,7 @@
 with ``torch.load(weights_only=True)``, no download), written by
 ``scripts/pretrain_ebsd.py --export``. Its classes are the space groups 221,
 223, 225, 227, 229 and 230; how it was trained and what it scores on
-structures held out of training is in its metadata (``history_``) and in
+structures held out of training is in the run's ``log.jsonl`` and in
 ``docs/ebsd.md``.
 """
 
