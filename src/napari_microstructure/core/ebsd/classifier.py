@@ -292,9 +292,9 @@ class EBSDClassifier(Estimator):
         """The shipped pretrained classifier when ``simulation_pretrained``, else None."""
         if not self.simulation_pretrained:
             return None
-        from .pretrained import load_pretrained
+        from .pretrained import pretrained_path
 
-        source = load_pretrained("cpu")
+        source = type(self).load(pretrained_path(), device="cpu")
         if str(source.backbone) != str(self.backbone):
             raise MicrostructureError(
                 f"simulation_pretrained=True needs backbone={source.backbone!r} (the pretrained model's), "
@@ -308,9 +308,9 @@ class EBSDClassifier(Estimator):
         It needs no labelled patterns; patterns of any size are resized to its
         input size. Fine-tune it with ``EBSDClassifier(simulation_pretrained=True).fit(...)``.
         """
-        from .pretrained import load_pretrained
+        from .pretrained import pretrained_path
 
-        return load_pretrained(device)
+        return cls.load(pretrained_path(), device=device)
 
     def _split(self, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Stratified train/validation indices; no validation when classes are too small."""

@@ -25,15 +25,17 @@ def pretrained_available() -> bool:
     return PRETRAINED_FILE.is_file()
 
 
-def load_pretrained(device: str = "auto"):
-    """The shipped pretrained :class:`~.classifier.EBSDClassifier` (fitted, six space groups)."""
-    from .classifier import EBSDClassifier
+def pretrained_path() -> Path:
+    """The shipped model file's path; a clear error when it is not installed.
 
+    ``EBSDClassifier.from_pretrained()`` loads it (this module does not import
+    the classifier, so the two never import each other).
+    """
     if not pretrained_available():
         raise ModelFileError(
             f"the pretrained EBSD model {str(PRETRAINED_FILE)!r} is not installed; reinstall "
             "napari-microstructure or train with simulation_pretrained=False")
-    return EBSDClassifier.load(PRETRAINED_FILE, device=device)
+    return PRETRAINED_FILE
 
 
 def init_from_pretrained(net: torch.nn.Module, classes, source) -> None:
