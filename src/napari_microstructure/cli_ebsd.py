@@ -19,12 +19,15 @@ in the order of ``legend.csv``; 0 = no solution in both cases),
 temporary folder and moved into place only when the whole map is done, so an
 interrupted run (Ctrl-C) leaves no half-written files; outputs of an earlier
 run that this run does not write (e.g. an old ``probabilities.tif``) are then
-removed, so the folder never mixes two runs.
+removed, so the folder never mixes two runs. ``--store map.zarr`` also
+writes the whole result (probabilities, confidence, labels...) to a zarr store
+as it is computed; ``--scheduler tcp://host:8786`` classifies on a dask cluster.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import csv
 import os
 import shutil
@@ -81,6 +84,12 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     m.add_argument("--device", default="auto")
     m.add_argument("--probabilities", action="store_true",
                    help="also write probabilities.tif (rows, cols, n_classes) float32")
+    m.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="dask scheduler address (e.g. tcp://host:8786): classify on that cluster "
+                        "(default: $NAPARI_MICROSTRUCTURE_SCHEDULER, else this process)")
+    m.add_argument("--store", default=None, metavar="PATH.zarr",
+                   help="also write the whole result to a zarr store as it is computed "
+                        "(bounded memory; napari opens it lazily)")
     m.set_defaults(func=run_map)
 
 
@@ -192,9 +201,13 @@ def run_map(args: argparse.Namespace) -> int:
                     f"{data.n_patterns}")
             pattern_map = pattern_map.reshape(rows, cols, *data.pattern_shape)
         result = clf.classify_map(pattern_map, chunk_size=args.chunk_size, background=args.background,
-                                  progress=TerminalProgress(sys.stderr))
+                                  progress=TerminalProgress(sys.stderr), client=args.scheduler,
+                                  store=args.store)
     finally:
         data.close()
+    if args.store:  # the 2-D maps below are written from memory: read them from the store
+        result = dataclasses.replace(result, **{k: np.asarray(getattr(result, k)) for k in
+                                                ("labels", "index", "confidence", "agreement", "no_solution")})
     values, legend = map_label_values(result)
     try:
         out.mkdir(exist_ok=True)
@@ -221,7 +234,7 @@ def run_map(args: argparse.Namespace) -> int:
                 w.writerow([c, n, f"{f:.6f}"])
         names = list(OUTPUT_FILES)
         if args.probabilities:
-            tifffile.imwrite(tmp / "probabilities.tif", result.probabilities)
+            tifffile.imwrite(tmp / "probabilities.tif", np.asarray(result.probabilities))
             names.append("probabilities.tif")
         for name in names:
             os.replace(tmp / name, out / name)

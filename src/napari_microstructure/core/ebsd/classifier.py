@@ -452,15 +452,20 @@ class EBSDClassifier(Estimator):
     def classify_map(self, pattern_map: Any, chunk_size: int = 2048,
                      background: Union[str, np.ndarray, None] = "model", *,
                      progress: Optional[ProgressCallback] = None,
-                     cancel: Optional[CancelToken] = None, step_size_um: Optional[Any] = None):
+                     cancel: Optional[CancelToken] = None, client: Any = None,
+                     store: Optional[Union[str, os.PathLike]] = None, overwrite: bool = False,
+                     step_size_um: Optional[Any] = None):
         """Classify every pattern of a map, streaming in chunks (``step_size_um`` is kept in the result).
 
-        See :func:`napari_microstructure.core.ebsd.mapping.classify_map`.
+        ``client`` (a ``distributed.Client`` or a scheduler address) runs the
+        map on a dask cluster; ``store`` (a ``.zarr`` folder) writes the result
+        as it is computed. See :func:`napari_microstructure.core.ebsd.mapping.classify_map`.
         """
         from .mapping import classify_map
 
         return classify_map(self, pattern_map, chunk_size=chunk_size, background=background,
-                            progress=progress, cancel=cancel, step_size_um=step_size_um)
+                            progress=progress, cancel=cancel, client=client, store=store,
+                            overwrite=overwrite, step_size_um=step_size_um)
 
     # -------------------------------------------------------------- save/load
     def _get_state(self) -> tuple[dict[str, Any], dict[str, Any]]:

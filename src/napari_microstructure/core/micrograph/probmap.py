@@ -352,6 +352,10 @@ def probability_map(
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
     seed: Optional[int] = 0,
+    dtype: Any = "float32",
+    client: Any = None,
+    store: Any = None,
+    overwrite: bool = False,
 ) -> ProbabilityMapResult:
     """Per-pixel crop-averaged class probabilities of one micrograph.
 
@@ -408,6 +412,28 @@ def probability_map(
         Set it to stop: :class:`~.errors.TrainingCancelled` is raised.
     seed : int, optional
         Seed of jitter and random crops.
+    dtype : {"float32", "float16"}
+        Storage type of ``probabilities``. ``"float16"`` halves the memory (an
+        8192 x 8192 map with 3 classes: 512 MB instead of 1 GB) at a
+        resolution of about 5e-4; the sums and labels are computed in float32
+        either way.
+    client : distributed.Client or str, optional
+        Run the tiles on a ``dask.distributed`` cluster (a client or a
+        scheduler address ``"tcp://host:8786"``); default: the client created
+        in this process if there is one, else the scheduler in the environment
+        variable ``NAPARI_MICROSTRUCTURE_SCHEDULER``, else this process. The
+        classifier is sent to each worker once; each task carries one
+        resampled tile (at most about ``(tile_size + 2 crops)^2`` float32) and
+        returns the probabilities of its crops. Same result as in-process.
+    store : str or Path, optional
+        A ``.zarr`` folder: the per-pixel arrays are written there in row
+        blocks as they are computed, never held whole in memory, and the
+        result's arrays are lazy dask arrays reading the store (see
+        :mod:`napari_microstructure.io.store`; napari displays them lazily).
+        The store appears only when the map is complete. Default dtype in a
+        store: as ``dtype``.
+    overwrite : bool
+        Replace an existing ``store``.
 
     Returns
     -------
@@ -421,6 +447,11 @@ def probability_map(
     """
     t_start = time.perf_counter()
     _check_classifier(classifier)
+    out_dtype = _check_dtype(dtype)
+    if store is not None:
+        from ...io.store import check_store_path
+
+        check_store_path(store, overwrite)
     opts = _check_options(stride, jitter, n_augment, n_random_crops, max_invalid_fraction, method,
                           tile_size, batch_size)
     opts["transforms"] = dihedral_transforms(AugmentConfig.coerce(classifier.augment))[: opts["n_augment"]]
@@ -475,7 +506,7 @@ def probability_map(
     diff = np.zeros((n_out + 1, ha + 1, wa + 1))   # sums per class, then the count
     timings = {"network": 0.0, "mixture": 0.0}
     resampler = source.resampler(ratio)
-    _run_tiles(classifier, plan, resampler, origins, opts, diff, timings, progress, cancel)
+    _run_tiles(classifier, plan, resampler, origins, opts, diff, timings, progress, cancel, client)
     del resampler, source
 
     acc = np.cumsum(np.cumsum(diff, 1), 2)[:, :ha, :wa]
@@ -487,35 +518,102 @@ def probability_map(
     label_dtype = np.uint8 if n_out + 1 <= 255 else np.uint16
     lattice_labels = np.where(covered, np.argmax(np.nan_to_num(mean, nan=-1.0), 0) + 1, NOT_EVALUATED).astype(label_dtype)
 
-    probabilities = np.empty((n_out, height, width), dtype=np.float32)
-    labels = np.empty((height, width), dtype=label_dtype)
-    evaluated = np.empty((height, width), dtype=bool)
-    chunk = max(1, (1 << 24) // max(1, width * n_out))
-    area = np.zeros(n_out + 1, dtype=np.int64)
-    for r0 in range(0, height, chunk):
-        r1 = min(height, r0 + chunk)
-        rows = rows_acc[r0:r1]
-        block = mean[:, rows][:, :, cols_acc]
-        lab = lattice_labels[rows][:, cols_acc]
-        v = valid[r0:r1]
-        if not v.all():
-            block[:, ~v] = np.nan
-            lab[~v] = NOT_EVALUATED
-        probabilities[:, r0:r1] = block
-        labels[r0:r1] = lab
-        evaluated[r0:r1] = lab != NOT_EVALUATED
-        area += np.bincount(lab.ravel(), minlength=n_out + 1)[: n_out + 1]
-    n_eval = int(area[1:].sum())
-    names = list(classifier.labels_)
-    fractions = {n: (float(area[k + 1]) / n_eval if n_eval else 0.0) for k, n in enumerate(names)}
-    timings["total"] = time.perf_counter() - t_start
-    report(progress, "map", 1, 1, f"{len(origins)} crops in {timings['total']:.1f} s")
-    return ProbabilityMapResult(
-        probabilities=probabilities, labels=labels, evaluated=evaluated, class_names=names,
-        fractions=fractions, evaluated_fraction=n_eval / float(height * width), pixel_size_um=p,
-        fov_um=fov, crop_size_px=crop_px, stride_px=stride_r * ratio, n_crops=int(len(origins)),
-        n_augment=len(opts["transforms"]), method=method, timings=timings,
-    )
+    sink = _PixelSink(store, overwrite, n_out, height, width, out_dtype, label_dtype)
+    try:
+        probabilities, labels, evaluated = sink.probabilities, sink.labels, sink.evaluated
+        chunk = max(1, (1 << 24) // max(1, width * n_out))
+        if store is not None:  # whole store chunks per write
+            from ...io.store import CHUNK
+
+            chunk = max(1, chunk // CHUNK) * CHUNK
+        area = np.zeros(n_out + 1, dtype=np.int64)
+        for r0 in range(0, height, chunk):
+            r1 = min(height, r0 + chunk)
+            rows = rows_acc[r0:r1]
+            block = mean[:, rows][:, :, cols_acc]
+            lab = lattice_labels[rows][:, cols_acc]
+            v = valid[r0:r1]
+            if not v.all():
+                block[:, ~v] = np.nan
+                lab[~v] = NOT_EVALUATED
+            probabilities[:, r0:r1] = block
+            labels[r0:r1] = lab
+            evaluated[r0:r1] = lab != NOT_EVALUATED
+            area += np.bincount(lab.ravel(), minlength=n_out + 1)[: n_out + 1]
+        n_eval = int(area[1:].sum())
+        names = list(classifier.labels_)
+        fractions = {n: (float(area[k + 1]) / n_eval if n_eval else 0.0) for k, n in enumerate(names)}
+        timings["total"] = time.perf_counter() - t_start
+        report(progress, "map", 1, 1, f"{len(origins)} crops in {timings['total']:.1f} s")
+        result = ProbabilityMapResult(
+            probabilities=probabilities, labels=labels, evaluated=evaluated, class_names=names,
+            fractions=fractions, evaluated_fraction=n_eval / float(height * width), pixel_size_um=p,
+            fov_um=fov, crop_size_px=crop_px, stride_px=stride_r * ratio, n_crops=int(len(origins)),
+            n_augment=len(opts["transforms"]), method=method, timings=timings,
+        )
+        return sink.finish(result)
+    finally:
+        sink.close()
+
+
+def _check_dtype(dtype: Any) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise MicrostructureError(f"dtype {dtype!r} is not a NumPy type; use 'float32' or 'float16'") from exc
+    if dt not in (np.dtype(np.float32), np.dtype(np.float16)):
+        raise MicrostructureError(f"dtype {dtype!r} is not supported; use 'float32' (default) or 'float16' (half the memory)")
+    return dt
+
+
+class _PixelSink:
+    """Where the per-pixel arrays go: NumPy arrays, or a zarr store written row block by row block."""
+
+    def __init__(self, store: Any, overwrite: bool, n_out: int, height: int, width: int,
+                 dtype: np.dtype, label_dtype: Any) -> None:
+        self.writer = None
+        if store is None:
+            self.probabilities = np.empty((n_out, height, width), dtype=dtype)
+            self.labels = np.empty((height, width), dtype=label_dtype)
+            self.evaluated = np.empty((height, width), dtype=bool)
+            return
+        from ...io.store import CHUNK, StoreWriter
+
+        self.writer = StoreWriter(store, "probability-map", overwrite)
+        self.probabilities = self.writer.create("probabilities", (n_out, height, width), dtype, (1, CHUNK, CHUNK),
+                                                fill_value=np.nan)
+        self.labels = self.writer.create("labels", (height, width), label_dtype, (CHUNK, CHUNK))
+        self.evaluated = self.writer.create("evaluated", (height, width), bool, (CHUNK, CHUNK), fill_value=False)
+
+    def finish(self, result: "ProbabilityMapResult") -> "ProbabilityMapResult":
+        if self.writer is None:
+            return result
+        from ...io.store import open_store
+
+        self.writer.attrs.update(
+            arrays=["probabilities", "labels", "evaluated"], class_names=result.class_names,
+            fractions=result.fractions, evaluated_fraction=result.evaluated_fraction,
+            pixel_size_um=result.pixel_size_um, fov_um=result.fov_um, crop_size_px=result.crop_size_px,
+            stride_px=result.stride_px, n_crops=result.n_crops, n_augment=result.n_augment,
+            method=result.method, timings=result.timings,
+        )
+        path = self.writer.commit()
+        arrays, _ = open_store(path)
+        return dataclasses.replace(result, probabilities=arrays["probabilities"], labels=arrays["labels"],
+                                   evaluated=arrays["evaluated"])
+
+    def close(self) -> None:
+        """Remove an unfinished store (after an error); no effect once committed."""
+        if self.writer is not None:
+            self.writer.abort()
+
+
+def result_from_store(arrays: dict, meta: dict) -> "ProbabilityMapResult":
+    """A :class:`ProbabilityMapResult` whose arrays are the lazy (dask) arrays of a probability-map store."""
+    fields = {f.name for f in dataclasses.fields(ProbabilityMapResult)}
+    kwargs = {k: v for k, v in meta.items() if k in fields}
+    return ProbabilityMapResult(probabilities=arrays["probabilities"], labels=arrays["labels"],
+                                evaluated=arrays["evaluated"], **kwargs)
 
 
 def _check_classifier(classifier: Any) -> None:
@@ -599,9 +697,8 @@ def _tiles(plan: _Plan, tile: int, halo: int) -> Iterator[tuple[tuple[int, int, 
 
 
 def _run_tiles(classifier, plan: _Plan, resampler: Resampler, origins: np.ndarray, opts: dict,
-               diff: np.ndarray, timings: dict, progress, cancel) -> None:
+               diff: np.ndarray, timings: dict, progress, cancel, client: Any = None) -> None:
     model = classifier.model_
-    device = classifier.device_
     cell = int(model.stride)
     halo = int(math.ceil(receptive_field(model.backbone) / cell)) * cell
     tile = max(opts["tile"], cell)
@@ -613,30 +710,89 @@ def _run_tiles(classifier, plan: _Plan, resampler: Resampler, origins: np.ndarra
                & (origins[:, 1] >= core[2]) & (origins[:, 1] < core[3]))
         if sel.any():
             tiles.append((region, origins[sel]))
-    transforms = opts["transforms"]
-    total = len(tiles) * len(transforms)
-    mag = plan.log_ppum
-    step = 0
-    for region, own in tiles:
-        check_cancel(cancel)
-        r0, r1, c0, c1 = region
-        x = resampler.tile(r0, r1, c0, c1).to(device)
-        local = own - np.array([r0, c0])
-        probs = np.zeros((len(own), diff.shape[0] - 1))
+    worker = TileWorker(classifier, plan.crop, plan.log_ppum, opts)
+    total = len(tiles)
+
+    def payloads() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for (r0, r1, c0, c1), own in tiles:
+            yield resampler.tile(r0, r1, c0, c1).numpy(), own - np.array([r0, c0])
+
+    def on_result(i: int, out: tuple[np.ndarray, dict]) -> None:
+        probs, tile_timings = out
+        for k, v in tile_timings.items():
+            timings[k] += v
+        own = tiles[i][1]
+        values = np.concatenate([probs, np.ones((len(own), 1))], 1)
+        _spread(diff, own, plan.crop_cells, values)
+        report(progress, "map", i + 1, total + 1, f"tile {i + 1}/{total}: {len(own)} crops")
+
+    from ..cluster import connect, run_tasks
+
+    with connect(client) as cluster:
+        if cluster is None:
+            worker.cancel = cancel
+            for i, payload in enumerate(payloads()):
+                check_cancel(cancel)
+                on_result(i, worker(payload))
+        else:
+            check_cancel(cancel)
+            run_tasks(cluster, _tile_task, worker, payloads(), on_result, cancel=cancel,
+                      max_in_flight=_tiles_in_flight(cluster, tile + plan.crop + 2 * halo))
+
+
+def _tiles_in_flight(cluster: Any, side: int) -> int:
+    """Tiles submitted at once: twice the workers' threads, within about 1 GB of tiles in transit."""
+    from ..cluster import n_threads
+
+    return max(1, min(2 * n_threads(cluster), (1 << 30) // max(1, 4 * side * side)))
+
+
+class TileWorker:
+    """One tile -> the mean class probabilities of the crops it owns, over the test-time transforms.
+
+    What a cluster worker receives once per map (the fitted classifier and
+    the map settings); a task then carries one resampled tile and the crop
+    origins in it.
+    """
+
+    def __init__(self, classifier: Any, crop: int, log_ppum: float, opts: dict) -> None:
+        self.classifier = classifier
+        self.crop = crop
+        self.log_ppum = log_ppum
+        self.opts = opts
+        self.cancel: Optional[CancelToken] = None
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["cancel"] = None  # an Event does not travel; cancel is checked between tasks
+        return state
+
+    def __call__(self, payload: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, dict]:
+        tile, local = payload
+        classifier, opts, cancel = self.classifier, self.opts, self.cancel
+        model = classifier.model_
+        timings = {"network": 0.0, "mixture": 0.0}
+        x = torch.from_numpy(np.ascontiguousarray(tile)).to(classifier.device_)
+        transforms = opts["transforms"]
+        probs = np.zeros((len(local), len(classifier.classes_) + 1))
         for turns, mirror in transforms:
             check_cancel(cancel)
             if opts["method"] == "exact":
-                desc = _exact_descriptors(model, x, local, plan.crop, turns, mirror, mag, opts, timings, cancel)
+                desc = _exact_descriptors(model, x, local, self.crop, turns, mirror, self.log_ppum, opts, timings,
+                                          cancel)
             else:
-                desc = _shared_descriptors(model, x, local, plan.crop, turns, mirror, mag, opts, timings, cancel)
+                desc = _shared_descriptors(model, x, local, self.crop, turns, mirror, self.log_ppum, opts, timings,
+                                           cancel)
             t0 = time.perf_counter()
             probs += classifier.mixture_.crop_probabilities(desc)
             timings["mixture"] += time.perf_counter() - t0
-            step += 1
-            report(progress, "map", step, total + 1, f"tile {step}/{total}: {len(own)} crops")
         probs /= len(transforms)
-        values = np.concatenate([probs, np.ones((len(own), 1))], 1)
-        _spread(diff, own, plan.crop_cells, values)
+        return probs, timings
+
+
+def _tile_task(worker: TileWorker, payload: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, dict]:
+    """The task run on a cluster worker (module level: pickled by reference)."""
+    return worker(payload)
 
 
 @torch.inference_mode()
