@@ -82,6 +82,17 @@ class EBSDClassifier(Estimator):
     validation_fraction, seed : training settings (see ``TrainingConfig``).
     device : str
         ``"auto"`` (CUDA > MPS > CPU), ``"cpu"``, ``"cuda"``...
+    augment : bool
+        Perturb training batches with acquisition variation (projection-centre
+        shift, mirror, blur, residual background, gamma, noise; see
+        :class:`~.augment.PatternAugment`) so that a few patterns of one
+        session do not teach that session's detector.
+    simulation_pretrained : bool
+        Start from the simulation-pretrained space-group model shipped with the
+        package (:mod:`.pretrained`): its backbone, its preprocessing (input
+        size, no static background) and the head rows of the space groups it
+        knows. ``backbone`` must be that model's. Without labelled patterns,
+        :meth:`from_pretrained` classifies directly.
 
     Attributes
     ----------
@@ -104,7 +115,7 @@ class EBSDClassifier(Estimator):
                  dynamic_sigma: float = 0.125, max_epochs: int = 100, learning_rate: float = 1e-3,
                  weight_decay: float = 1e-5, patience: int = 15, min_delta: float = 1e-3,
                  batch_size: int = 32, validation_fraction: float = 0.2, seed: int = 0,
-                 device: str = "auto") -> None:
+                 device: str = "auto", augment: bool = True, simulation_pretrained: bool = False) -> None:
         self.backbone = backbone
         self.pretrained = pretrained
         self.input_size = input_size
@@ -122,6 +133,8 @@ class EBSDClassifier(Estimator):
         self.validation_fraction = validation_fraction
         self.seed = seed
         self.device = device
+        self.augment = augment
+        self.simulation_pretrained = simulation_pretrained
 
     # ------------------------------------------------------------------ params
     def __getstate__(self) -> dict:
@@ -202,7 +215,8 @@ class EBSDClassifier(Estimator):
         if len(found) < 2:
             raise MicrostructureError(
                 f"all training patterns have the label {found[0]!r}; a classifier needs at least two "
-                "classes (space groups): add patterns of another class"
+                "classes (space groups): add patterns of another class. Without labelled patterns, "
+                "EBSDClassifier.from_pretrained() classifies the space groups 221-230 as it is"
             )
         if labels.dtype.kind in "iu" and np.any(np.isin(found, [0])):
             raise MicrostructureError(
@@ -210,14 +224,24 @@ class EBSDClassifier(Estimator):
                 "(space groups are 1-230)"
             )
         device = select_device(self.device)
-        pre = PatternPreprocessor(int(self.input_size), bool(self.static_background),
-                                  float(self.dynamic_sigma)).fit(patterns)
+        source = self._pretrained_source()
+        if source is not None:  # the pretrained model's preprocessing, so its weights fit
+            pre = PatternPreprocessor(**source.preprocessor_.get_params()).fit(patterns)
+        else:
+            pre = PatternPreprocessor(int(self.input_size), bool(self.static_background),
+                                      float(self.dynamic_sigma)).fit(patterns)
         x = torch.from_numpy(pre.transform(patterns, check=False)).unsqueeze(1)
         y = torch.from_numpy(np.searchsorted(found, labels)).long()
         models, histories = [], []
         k_total = int(self.n_models)
         for k in range(k_total):
             seed = int(self.seed) + 1000 * k
+            augment = None
+            if self.augment:
+                from .augment import PatternAugment
+
+                augment = PatternAugment()
+                aug_gen = torch.Generator().manual_seed(seed)
             tr, va = self._split(y.numpy(), seed)
             member_progress = _prefixed(progress, f"model {k + 1}/{k_total}: ") if k_total > 1 else progress
             bs = int(self.batch_size)
@@ -229,7 +253,7 @@ class EBSDClassifier(Estimator):
                     idx = order[s:s + bs]
                     if len(idx) < 2 and len(order) > 1:  # batch norm needs two samples
                         continue
-                    yield x[idx], y[idx]
+                    yield (x[idx] if augment is None else augment(x[idx], aug_gen)), y[idx]
 
             def val_batches(va=va):
                 for s in range(0, len(va), 256):
@@ -242,7 +266,12 @@ class EBSDClassifier(Estimator):
 
             # weights and dropout draw from torch's global generator: seeded, then restored
             with isolated_torch_rng(seed, device):
-                net = self._build_net(len(found), bool(self.pretrained)).to(device)
+                net = self._build_net(len(found), bool(self.pretrained) and source is None)
+                if source is not None:
+                    from .pretrained import init_from_pretrained
+
+                    init_from_pretrained(net, found, source)
+                net = net.to(device)
                 hist = train_loop(net, train_batches, loss_fn, val_batches if len(va) else None,
                                   self._config(seed), device, progress=member_progress, cancel=cancel,
                                   stage="train")
@@ -258,6 +287,30 @@ class EBSDClassifier(Estimator):
         self.device_ = device
         self._frozen_cache = None
         return self
+
+    def _pretrained_source(self):
+        """The shipped pretrained classifier when ``simulation_pretrained``, else None."""
+        if not self.simulation_pretrained:
+            return None
+        from .pretrained import pretrained_path
+
+        source = type(self).load(pretrained_path(), device="cpu")
+        if str(source.backbone) != str(self.backbone):
+            raise MicrostructureError(
+                f"simulation_pretrained=True needs backbone={source.backbone!r} (the pretrained model's), "
+                f"got {self.backbone!r}; change the backbone or set simulation_pretrained=False")
+        return source
+
+    @classmethod
+    def from_pretrained(cls, device: str = "auto") -> "EBSDClassifier":
+        """The simulation-pretrained space-group classifier (221, 223, 225, 227, 229, 230).
+
+        It needs no labelled patterns; patterns of any size are resized to its
+        input size. Fine-tune it with ``EBSDClassifier(simulation_pretrained=True).fit(...)``.
+        """
+        from .pretrained import pretrained_path
+
+        return cls.load(pretrained_path(), device=device)
 
     def _split(self, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Stratified train/validation indices; no validation when classes are too small."""
@@ -400,8 +453,9 @@ class EBSDClassifier(Estimator):
                      background: Union[str, np.ndarray, None] = "model", *,
                      progress: Optional[ProgressCallback] = None,
                      cancel: Optional[CancelToken] = None, client: Any = None,
-                     store: Optional[Union[str, os.PathLike]] = None, overwrite: bool = False):
-        """Classify every pattern of a map, streaming in chunks.
+                     store: Optional[Union[str, os.PathLike]] = None, overwrite: bool = False,
+                     step_size_um: Optional[Any] = None):
+        """Classify every pattern of a map, streaming in chunks (``step_size_um`` is kept in the result).
 
         ``client`` (a ``distributed.Client`` or a scheduler address) runs the
         map on a dask cluster; ``store`` (a ``.zarr`` folder) writes the result
@@ -411,7 +465,7 @@ class EBSDClassifier(Estimator):
 
         return classify_map(self, pattern_map, chunk_size=chunk_size, background=background,
                             progress=progress, cancel=cancel, client=client, store=store,
-                            overwrite=overwrite)
+                            overwrite=overwrite, step_size_um=step_size_um)
 
     # -------------------------------------------------------------- save/load
     def _get_state(self) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -48,6 +48,10 @@ class MapResult:
     probabilities : ndarray (rows, cols, n_classes) float32
     classes : ndarray (n_classes,)
     no_solution_label : int or str
+    step_size_um : (float, float) or None
+        Map step (row, column) in micrometres when known: napari layers get
+        ``scale=step_size_um``; :func:`napari_microstructure.io.ebsd.export.write_map`
+        writes it to ``.ang`` / ``.ctf``.
     counts : ndarray (n_classes + 1,), optional
         Patterns per class, then "no solution"; set for results written to a
         store, whose arrays are lazy dask arrays (``np.asarray`` loads one).
@@ -61,6 +65,7 @@ class MapResult:
     probabilities: np.ndarray
     classes: np.ndarray
     no_solution_label: Any
+    step_size_um: Optional[tuple] = None
     counts: Optional[np.ndarray] = dataclasses.field(default=None, repr=False)
 
     def _counts(self) -> np.ndarray:
@@ -95,7 +100,8 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
                  background: Union[str, np.ndarray, None] = "model", *,
                  progress: Optional[ProgressCallback] = None,
                  cancel: Optional[CancelToken] = None,
-                 client: Any = None, store: Any = None, overwrite: bool = False) -> MapResult:
+                 client: Any = None, store: Any = None, overwrite: bool = False,
+                 step_size_um: Optional[Any] = None) -> MapResult:
     """Classify every pattern of a map.
 
     Parameters
@@ -134,6 +140,8 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
         the whole map is done.
     overwrite : bool
         Replace an existing ``store``.
+    step_size_um : float or (float, float), optional
+        Map step in micrometres (e.g. ``PatternData.step_size_um``), kept in the result.
 
     Returns
     -------
@@ -142,6 +150,11 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
     check_is_fitted(clf, "to classify a map")
     if not (isinstance(chunk_size, (int, np.integer)) and chunk_size >= 1):
         raise MicrostructureError(f"chunk_size={chunk_size!r}; give a positive number of patterns")
+    if step_size_um is not None:
+        step = np.asarray(step_size_um, float).ravel()
+        if step.size not in (1, 2) or not np.all(np.isfinite(step)) or np.any(step <= 0):
+            raise MicrostructureError(
+                f"step_size_um={step_size_um!r}; give one positive number or (row, column) in micrometres")
     pattern_map = check_map(as_lazy_map(pattern_map, int(chunk_size)))  # h5py/zarr: via dask
     rows, cols, h, w = pattern_map.shape
     n = rows * cols
@@ -193,7 +206,10 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
             else:
                 check_cancel(cancel)
                 run_tasks(cluster, _classify_block, classify, payloads, on_result, cancel=cancel)
-        return sink.finish()
+        out = sink.finish()
+        if step_size_um is not None:
+            out.step_size_um = tuple(float(v) for v in np.broadcast_to(np.asarray(step_size_um, float).ravel(), (2,)))
+        return out
     finally:
         sink.close()
 

@@ -1,4 +1,7 @@
-"""A fast kinematical Kikuchi-pattern generator in NumPy.
+"""The original fast kinematical Kikuchi-pattern generator (sample data, tests).
+
+Kept unchanged for the shipped sample data and the fast tests; the
+domain-randomised generator for pretraining is :mod:`.domain`.
 
 Used for the shipped sample data, for fast tests and for the benchmarks. It
 is deliberately simple and is *not* a replacement for dynamical simulations
@@ -24,9 +27,9 @@ Approximations (documented so that nobody tunes preprocessing to them):
   pattern heights); the sample tilt is folded into the random orientation;
 - the background is a smooth Gaussian lobe, the noise Poisson.
 
-Space groups covered with real structures: 221 (Ni3Al L1_2, NiAl B2, Cu3Au),
-223 (Cr3Si, V3Si, Nb3Sn A15), 225 (Ni, Al, Cu), 227 (Si, Ge, diamond C),
-229 (Fe, W, Mo). 230 (Al4Ni3) is not included.
+Named materials: :data:`~.structures.ALL_MATERIALS` (all six groups; the
+legacy :data:`MATERIALS` cover 221, 223, 225, 227, 229 and keep the sample data
+unchanged; 230 garnets and Al4Ni3 are in ``EXTRA_MATERIALS``).
 """
 
 from __future__ import annotations
@@ -37,117 +40,11 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from ..errors import MicrostructureError
+from ...errors import MicrostructureError
 
-# --------------------------------------------------------------------------
-# Crystal structures
-
-_FCC = [(0.0, 0.0, 0.0), (0.0, 0.5, 0.5), (0.5, 0.0, 0.5), (0.5, 0.5, 0.0)]
-_BCC = [(0.0, 0.0, 0.0), (0.5, 0.5, 0.5)]
-_DIAMOND = _FCC + [(x + 0.25, y + 0.25, z + 0.25) for x, y, z in _FCC]
-_A15_B = [(0.0, 0.0, 0.0), (0.5, 0.5, 0.5)]
-_A15_A = [(0.25, 0, 0.5), (0.75, 0, 0.5), (0.5, 0.25, 0), (0.5, 0.75, 0), (0, 0.5, 0.25), (0, 0.5, 0.75)]
-
-
-@dataclasses.dataclass(frozen=True)
-class CubicStructure:
-    """A cubic crystal structure.
-
-    Attributes
-    ----------
-    name : str
-        Material name, e.g. ``"Ni3Al"``.
-    space_group : int
-        International space-group number.
-    a : float
-        Lattice parameter in Angstrom.
-    atoms : tuple of (Z, x, y, z)
-        Atomic number and fractional coordinates of every atom of the cell.
-    """
-
-    name: str
-    space_group: int
-    a: float
-    atoms: tuple
-
-
-def _atoms(z: int, positions) -> list:
-    return [(z, *p) for p in positions]
-
-
-MATERIALS: dict[str, CubicStructure] = {
-    s.name: s
-    for s in [
-        CubicStructure("Ni", 225, 3.524, tuple(_atoms(28, _FCC))),
-        CubicStructure("Al", 225, 4.049, tuple(_atoms(13, _FCC))),
-        CubicStructure("Cu", 225, 3.615, tuple(_atoms(29, _FCC))),
-        CubicStructure("Ni3Al", 221, 3.572, tuple(_atoms(13, _FCC[:1]) + _atoms(28, _FCC[1:]))),
-        CubicStructure("Cu3Au", 221, 3.749, tuple(_atoms(79, _FCC[:1]) + _atoms(29, _FCC[1:]))),
-        CubicStructure("NiAl", 221, 2.887, tuple(_atoms(28, _BCC[:1]) + _atoms(13, _BCC[1:]))),
-        CubicStructure("Cr3Si", 223, 4.556, tuple(_atoms(14, _A15_B) + _atoms(24, _A15_A))),
-        CubicStructure("V3Si", 223, 4.725, tuple(_atoms(14, _A15_B) + _atoms(23, _A15_A))),
-        CubicStructure("Nb3Sn", 223, 5.290, tuple(_atoms(50, _A15_B) + _atoms(41, _A15_A))),
-        CubicStructure("Si", 227, 5.431, tuple(_atoms(14, _DIAMOND))),
-        CubicStructure("Ge", 227, 5.658, tuple(_atoms(32, _DIAMOND))),
-        CubicStructure("C", 227, 3.567, tuple(_atoms(6, _DIAMOND))),
-        CubicStructure("Fe", 229, 2.866, tuple(_atoms(26, _BCC))),
-        CubicStructure("W", 229, 3.165, tuple(_atoms(74, _BCC))),
-        CubicStructure("Mo", 229, 3.147, tuple(_atoms(42, _BCC))),
-    ]
-}
-
-
-def electron_wavelength(kv: float) -> float:
-    """Relativistic electron wavelength in Angstrom for an accelerating voltage in kV."""
-    v = float(kv) * 1e3
-    return 12.2643 / np.sqrt(v * (1.0 + 0.97848e-6 * v))
-
-
-@dataclasses.dataclass
-class Reflectors:
-    """Unit plane normals, band half-widths (direction cosines) and weights."""
-
-    normals: np.ndarray  # (n, 3)
-    half_width: np.ndarray  # (n,)
-    weight: np.ndarray  # (n,)
-
-
-def reflectors(structure: CubicStructure, kv: float = 20.0, d_min: float = 0.6,
-               min_weight: float = 0.02) -> Reflectors:
-    """Kinematical reflectors of a structure.
-
-    Parameters
-    ----------
-    structure : CubicStructure
-    kv : float
-        Accelerating voltage in kV.
-    d_min : float
-        Smallest interplanar spacing kept, in Angstrom.
-    min_weight : float
-        Reflectors whose ``|F|`` is below this fraction of the strongest are dropped.
-    """
-    lam = electron_wavelength(kv)
-    n = int(np.ceil(structure.a / d_min))
-    rng = np.arange(-n, n + 1)
-    hkl = np.stack(np.meshgrid(rng, rng, rng, indexing="ij"), -1).reshape(-1, 3)
-    # one of each +-g pair
-    first = np.where(hkl[:, 0] != 0, hkl[:, 0], np.where(hkl[:, 1] != 0, hkl[:, 1], hkl[:, 2]))
-    hkl = hkl[first > 0]
-    g2 = (hkl ** 2).sum(1)
-    d = structure.a / np.sqrt(g2)
-    hkl, d = hkl[d >= d_min], d[d >= d_min]
-    s = 1.0 / (2.0 * d)
-    atoms = np.asarray(structure.atoms, dtype=float)
-    z, xyz = atoms[:, 0], atoms[:, 1:]
-    f = z[None, :] ** (2.0 / 3.0) * np.exp(-2.5 * s[:, None] ** 2)
-    phase = np.exp(2j * np.pi * hkl @ xyz.T)
-    amp = np.abs((f * phase).sum(1))
-    keep = amp > min_weight * amp.max()
-    hkl, d, amp = hkl[keep], d[keep], amp[keep]
-    normals = hkl / np.linalg.norm(hkl, axis=1, keepdims=True)
-    return Reflectors(normals.astype(np.float32), (lam / (2.0 * d)).astype(np.float32),
-                      (amp / amp.max()).astype(np.float32))
-
+from .detector import band_image, detector_directions  # noqa: F401
+from .kinematics import Reflectors, electron_wavelength, reflectors  # noqa: F401
+from .structures import ALL_MATERIALS, MATERIALS, CubicStructure  # noqa: F401
 
 # --------------------------------------------------------------------------
 # Orientations
@@ -181,41 +78,6 @@ def small_rotations(n: int, max_angle_deg: float, rng: np.random.Generator) -> n
 
 # --------------------------------------------------------------------------
 # Patterns
-
-
-def detector_directions(shape: tuple[int, int], pc: Sequence[float]) -> np.ndarray:
-    """Unit vectors from the source point to each detector pixel, (h*w, 3).
-
-    ``pc = (PCx, PCy, PCz)``: fractions of the width and height from the
-    top-left corner, and the detector distance in pattern heights.
-    """
-    h, w = shape
-    pcx, pcy, pcz = pc
-    j = (np.arange(w) + 0.5 - pcx * w) / h
-    i = (pcy * h - (np.arange(h) + 0.5)) / h
-    x, y = np.meshgrid(j, i)
-    r = np.stack([x, y, np.full_like(x, pcz)], -1).reshape(-1, 3)
-    return r / np.linalg.norm(r, axis=1, keepdims=True)
-
-
-def band_image(refl: Reflectors, rotations: np.ndarray, directions: np.ndarray,
-               batch: int = 64) -> np.ndarray:
-    """Noise-free kinematical band intensity, (n, n_pixels) float32, mean 0 per pattern."""
-    n = len(rotations)
-    out = np.empty((n, directions.shape[0]), np.float32)
-    soft = (0.25 * refl.half_width + 0.002).astype(np.float32)
-    hw = refl.half_width.astype(np.float32)
-    for start in range(0, n, batch):
-        rot = rotations[start:start + batch]
-        # plane normals in the detector frame: (b, n_refl, 3)
-        g = np.einsum("bij,nj->bni", rot, refl.normals).astype(np.float32)
-        t = np.abs(np.einsum("bni,pi->bnp", g, directions.astype(np.float32)))
-        prof = 1.0 / (1.0 + np.exp(np.clip((t - hw[None, :, None]) / soft[None, :, None], -30, 30)))
-        img = np.einsum("bnp,n->bp", prof, refl.weight.astype(np.float32))
-        img -= img.mean(1, keepdims=True)
-        img /= img.std(1, keepdims=True) + 1e-6
-        out[start:start + batch] = img
-    return out
 
 
 def simulate_patterns(
@@ -266,11 +128,11 @@ def simulate_patterns(
     ndarray, shape (n, h, w)
     """
     if isinstance(structure, str):
-        if structure not in MATERIALS:
+        if structure not in ALL_MATERIALS:
             raise MicrostructureError(
-                f"unknown material {structure!r}; choose one of {', '.join(MATERIALS)}"
+                f"unknown material {structure!r}; choose one of {', '.join(ALL_MATERIALS)}"
             )
-        structure = MATERIALS[structure]
+        structure = ALL_MATERIALS[structure]
     rng = np.random.default_rng() if rng is None else rng
     rotations = np.asarray(rotations, dtype=np.float64).reshape(-1, 3, 3)
     h, w = shape
@@ -348,7 +210,7 @@ def simulate_training_set(
         else:
             p = _simulate_grouped_pc(name, rot, shape, pcs, rng, **kwargs)
         pats.append(p)
-        sgs.append(np.full(n_per_material, MATERIALS[name].space_group))
+        sgs.append(np.full(n_per_material, ALL_MATERIALS[name].space_group))
         mats.append(np.full(n_per_material, m))
     order = rng.permutation(sum(len(p) for p in pats))
     return (np.concatenate(pats)[order], np.concatenate(sgs)[order], np.concatenate(mats)[order])

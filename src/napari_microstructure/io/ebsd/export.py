@@ -1,0 +1,193 @@
+"""Export a classified space-group map as ``.ang`` (EDAX TSL) or ``.ctf`` (Oxford HKL) text.
+
+orix (``orix.io.load``), MTEX and the vendors' software open these files. A
+classifier that tells space groups from single patterns knows the *phase* of
+each point, not its orientation, so the files carry:
+
+- the phase of each point: phases numbered from 1 in the order of the
+  classes; "no solution" points are not indexed (``.ctf``: phase 0;
+  ``.ang``: phase 0 and confidence index -1, orix's and OIM's convention);
+- the map grid: ``x = column * step``, ``y = row * step`` in micrometres,
+  from the step size;
+- the classifier's confidence as the quality columns (``.ang``: CI in
+  [0, 1] and IQ = 255 * confidence; ``.ctf``: band contrast = 255 *
+  confidence, MAD 0);
+- Euler angles of zero (orientation not determined) and, per phase, a name,
+  the cubic Laue class m-3m, the space group and the lattice parameters
+  (1 Angstrom when not given).
+
+``.ang`` columns: phi1 PHI phi2 (radians) x y IQ CI phase SEM-signal fit.
+``.ctf`` columns: Phase X Y Bands Error Euler1 Euler2 Euler3 (degrees) MAD BC BS.
+Files are written to a temporary name and renamed: an error never leaves a
+half-written file behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from ...core.errors import MicrostructureError
+
+PathLike = Union[str, os.PathLike]
+SUFFIXES = (".ang", ".ctf")
+
+
+def _check(labels, step_size_um, confidence) -> tuple[np.ndarray, tuple[float, float], np.ndarray]:
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or labels.size == 0:
+        raise MicrostructureError(
+            f"the map's labels must be a 2-D (rows, cols) array, got shape {labels.shape}; "
+            "pass MapResult.labels or reshape the labels to the map grid")
+    if step_size_um is None:
+        raise MicrostructureError(
+            "the step size is unknown; give step_size_um (micrometres between map points), "
+            "e.g. from the pattern file's header")
+    step = np.broadcast_to(np.asarray(step_size_um, float).ravel(), (2,)) if np.size(step_size_um) in (1, 2) \
+        else None
+    if step is None or not np.all(np.isfinite(step)) or np.any(step <= 0):
+        raise MicrostructureError(
+            f"step_size_um={step_size_um!r}; give one positive number or (row, column) in micrometres")
+    if confidence is None:
+        confidence = np.ones(labels.shape, np.float32)
+    confidence = np.asarray(confidence, float)
+    if confidence.shape != labels.shape:
+        raise MicrostructureError(
+            f"confidence has shape {confidence.shape} but the labels {labels.shape}; pass MapResult.confidence")
+    return labels, (float(step[0]), float(step[1])), np.clip(np.nan_to_num(confidence), 0, 1)
+
+
+def _phase_ids(labels: np.ndarray, classes: Optional[Sequence], no_solution_label: Any):
+    if classes is None:
+        classes = [c for c in np.unique(labels) if c != no_solution_label]
+    classes = list(classes)
+    ids = np.zeros(labels.shape, np.int32)
+    for k, c in enumerate(classes):
+        ids[labels == c] = k + 1
+    unknown = (ids == 0) & (labels != no_solution_label)
+    if unknown.any():
+        bad = sorted({str(v) for v in np.unique(labels[unknown])})
+        raise MicrostructureError(
+            f"labels {', '.join(bad)} are neither classes {classes} nor the no-solution label "
+            f"{no_solution_label!r}; pass classes=MapResult.classes")
+    return ids, classes
+
+
+def _phase_info(c, names, lattice) -> tuple[str, int, tuple]:
+    name = str((names or {}).get(c, f"SG{c}" if str(c).isdigit() else c)).replace("\t", " ").replace(" ", "_")
+    try:
+        sg = int(c)
+    except (TypeError, ValueError):
+        sg = 0
+    a = float((lattice or {}).get(c, 1.0))
+    return name, sg if 1 <= sg <= 230 else 0, (a, a, a)
+
+
+def _atomic_write(path: Path, text: str) -> Path:
+    if not path.parent.exists():
+        raise MicrostructureError(f"folder {str(path.parent)!r} does not exist; create it or choose another path")
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "w", newline="\n") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def write_ctf(path: PathLike, labels: Any, step_size_um: Any, classes: Optional[Sequence] = None,
+              confidence: Any = None, no_solution_label: Any = 0,
+              phase_names: Optional[Mapping] = None, lattice_angstrom: Optional[Mapping] = None,
+              kv: float = 20.0, tilt_deg: float = 70.0) -> Path:
+    """Write a phase map as an Oxford HKL Channel Text File.
+
+    Parameters
+    ----------
+    path : path-like
+        Destination ``.ctf``.
+    labels : array-like (rows, cols)
+        Class of each point (e.g. space groups), ``no_solution_label`` where none.
+    step_size_um : float or (float, float)
+        Distance between map points in micrometres, (row, column).
+    classes : sequence, optional
+        Phase order (phase ids 1, 2, ...); default the sorted labels.
+    confidence : array-like (rows, cols), optional
+        Classifier confidence in [0, 1] (band-contrast column).
+    no_solution_label : int or str
+        Label of not-indexed points.
+    phase_names : mapping, optional
+        Class -> phase name (default ``"SG<number>"``).
+    lattice_angstrom : mapping, optional
+        Class -> cubic lattice parameter in Angstrom, default 1.
+    kv, tilt_deg : float
+        Header values.
+    """
+    labels, (dy, dx), conf = _check(labels, step_size_um, confidence)
+    ids, classes = _phase_ids(labels, classes, no_solution_label)
+    rows, cols = labels.shape
+    head = ["Channel Text File", "Prj\tnapari-microstructure space-group map",
+            "Author\tnapari-microstructure", "JobMode\tGrid", f"XCells\t{cols}", f"YCells\t{rows}",
+            f"XStep\t{dx:.6g}", f"YStep\t{dy:.6g}", "AcqE1\t0", "AcqE2\t0", "AcqE3\t0",
+            f"Euler angles refer to Sample Coordinate system (CS0)!\tMag\t0\tCoverage\t100\tDevice\t0"
+            f"\tKV\t{kv:g}\tTiltAngle\t{tilt_deg:g}\tTiltAxis\t0", f"Phases\t{len(classes)}"]
+    for c in classes:
+        name, sg, (a, b, cc) = _phase_info(c, phase_names, lattice_angstrom)
+        head.append(f"{a:.4f};{b:.4f};{cc:.4f}\t90.000;90.000;90.000\t{name}\t11\t{sg}")
+    head.append("Phase\tX\tY\tBands\tError\tEuler1\tEuler2\tEuler3\tMAD\tBC\tBS")
+    rr, cc_ = np.indices((rows, cols))
+    flat = ids.ravel()
+    bc = np.rint(255 * conf.ravel()).astype(int)
+    err = np.where(flat == 0, 3, 0)
+    lines = [f"{p}\t{x:.4f}\t{y:.4f}\t0\t{e}\t0.0000\t0.0000\t0.0000\t0.0000\t{b}\t{b}"
+             for p, x, y, e, b in zip(flat, cc_.ravel() * dx, rr.ravel() * dy, err, bc)]
+    return _atomic_write(Path(path), "\n".join(head + lines) + "\n")
+
+
+def write_ang(path: PathLike, labels: Any, step_size_um: Any, classes: Optional[Sequence] = None,
+              confidence: Any = None, no_solution_label: Any = 0,
+              phase_names: Optional[Mapping] = None, lattice_angstrom: Optional[Mapping] = None) -> Path:
+    """Write a phase map as an EDAX TSL ``.ang`` file (see :func:`write_ctf` for the parameters)."""
+    labels, (dy, dx), conf = _check(labels, step_size_um, confidence)
+    ids, classes = _phase_ids(labels, classes, no_solution_label)
+    rows, cols = labels.shape
+    head = ["# TEM_PIXperUM          1.000000", "# x-star                0.500000",
+            "# y-star                0.500000", "# z-star                0.500000",
+            "# WorkingDistance       0.000000", "#"]
+    for k, c in enumerate(classes):
+        name, sg, (a, b, cc) = _phase_info(c, phase_names, lattice_angstrom)
+        head += [f"# Phase {k + 1}", f"# MaterialName  \t{name}", f"# Formula     \t{name}", "# Info          ",
+                 "# Symmetry              43",
+                 f"# LatticeConstants      {a:.3f} {b:.3f} {cc:.3f}  90.000  90.000  90.000",
+                 "# NumberFamilies        0", "# Categories 0 0 0 0 0", "#"]
+    head += ["# GRID: SqrGrid", f"# XSTEP: {dx:.6f}", f"# YSTEP: {dy:.6f}", f"# NCOLS_ODD: {cols}",
+             f"# NCOLS_EVEN: {cols}", f"# NROWS: {rows}", "#", "# OPERATOR: \tnapari-microstructure",
+             "# SAMPLEID: \t", "# SCANID: \t", "#"]
+    rr, cc_ = np.indices((rows, cols))
+    flat = ids.ravel()
+    ci = np.where(flat == 0, -1.0, conf.ravel())
+    iq = 255 * conf.ravel()
+    lines = [f"  0.00000   0.00000   0.00000 {x:12.5f} {y:12.5f} {q:8.1f} {c:6.3f} {p:2d} 0 0.000"
+             for x, y, q, c, p in zip(cc_.ravel() * dx, rr.ravel() * dy, iq, ci, flat)]
+    return _atomic_write(Path(path), "\n".join(head + lines) + "\n")
+
+
+def write_map(path: PathLike, result: Any, step_size_um: Any = None, **kwargs) -> Path:
+    """Write a :class:`~napari_microstructure.core.ebsd.mapping.MapResult` as ``.ang`` or ``.ctf``.
+
+    The step size defaults to the result's ``step_size_um``.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise MicrostructureError(f"cannot write {path.name!r}: choose a name ending in .ang or .ctf")
+    step = step_size_um if step_size_um is not None else getattr(result, "step_size_um", None)
+    writer = write_ang if suffix == ".ang" else write_ctf
+    return writer(path, result.labels, step, classes=list(result.classes), confidence=result.confidence,
+                  no_solution_label=result.no_solution_label, **kwargs)

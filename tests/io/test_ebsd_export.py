@@ -1,0 +1,91 @@
+"""Export of space-group maps as .ang / .ctf text files."""
+
+import numpy as np
+import pytest
+
+from napari_microstructure.core.ebsd.mapping import MapResult
+from napari_microstructure.core.errors import MicrostructureError
+from napari_microstructure.io.ebsd.export import write_ang, write_ctf, write_map
+
+
+def _result(step=(0.5, 0.25)):
+    labels = np.array([[225, 225, 221], [0, 221, 225]])
+    classes = np.array([221, 225])
+    index = np.where(labels == 221, 0, np.where(labels == 225, 1, -1))
+    conf = np.array([[0.9, 0.8, 0.7], [0.2, 0.95, 0.6]], np.float32)
+    return MapResult(labels, index, conf, np.ones_like(conf), index < 0,
+                     np.zeros((2, 3, 2), np.float32), classes, 0, step)
+
+
+def _ctf_table(path):
+    lines = path.read_text().splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith("Phase\tX\tY"))
+    return lines[:start], np.loadtxt(lines[start + 1:])
+
+
+def test_ctf_has_grid_phases_and_not_indexed_points(tmp_path):
+    path = write_map(tmp_path / "map.ctf", _result(), phase_names={221: "Ni3Al", 225: "Ni"},
+                     lattice_angstrom={221: 3.572, 225: 3.524})
+    head, data = _ctf_table(path)
+    assert "XCells\t3" in head and "YCells\t2" in head and "XStep\t0.25" in head and "YStep\t0.5" in head
+    i = head.index("Phases\t2")
+    assert head[i + 1].split("\t")[2:5] == ["Ni3Al", "11", "221"]
+    assert head[i + 2].startswith("3.5240;3.5240;3.5240")
+    assert data.shape == (6, 11)
+    np.testing.assert_array_equal(data[:, 0], [2, 2, 1, 0, 1, 2])  # phase ids, 0 = not indexed
+    np.testing.assert_allclose(data[:, 1], [0, 0.25, 0.5, 0, 0.25, 0.5])  # x = column * step
+    np.testing.assert_allclose(data[:, 2], [0, 0, 0, 0.5, 0.5, 0.5])
+    np.testing.assert_array_equal(data[:, 4], [0, 0, 0, 3, 0, 0])  # error code where not indexed
+    np.testing.assert_array_equal(data[:, 9], np.rint(255 * _result().confidence.astype(float).ravel()))
+
+
+def test_ang_columns_and_header(tmp_path):
+    path = write_map(tmp_path / "map.ang", _result(step=1.5))
+    text = path.read_text().splitlines()
+    header = [l for l in text if l.startswith("#")]
+    assert "# Phase 1" in header and "# Phase 2" in header and "# MaterialName  \tSG225" in header
+    assert "# XSTEP: 1.500000" in header and "# NCOLS_ODD: 3" in header and "# NROWS: 2" in header
+    data = np.loadtxt([l for l in text if not l.startswith("#")])
+    assert data.shape == (6, 10)
+    np.testing.assert_array_equal(data[:, 7], [2, 2, 1, 0, 1, 2])
+    assert data[3, 6] == -1 and np.all(data[[0, 1, 2, 4, 5], 6] > 0)  # CI -1 = not indexed
+    np.testing.assert_allclose(data[:, 3], [0, 1.5, 3, 0, 1.5, 3])
+
+
+def test_export_errors_leave_nothing_behind(tmp_path):
+    res = _result(step=None)
+    with pytest.raises(MicrostructureError, match="step size is unknown"):
+        write_map(tmp_path / "m.ctf", res)
+    with pytest.raises(MicrostructureError, match="step_size_um"):
+        write_ctf(tmp_path / "m.ctf", res.labels, -1.0)
+    with pytest.raises(MicrostructureError, match=r"\.ang or \.ctf"):
+        write_map(tmp_path / "m.txt", _result())
+    with pytest.raises(MicrostructureError, match="labels 229"):
+        write_ang(tmp_path / "m.ang", np.array([[229, 225]]), 1.0, classes=[225])
+    with pytest.raises(MicrostructureError, match="2-D"):
+        write_ang(tmp_path / "m.ang", np.array([225, 225]), 1.0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_classify_map_keeps_the_step_size():
+    from napari_microstructure.core.ebsd import EBSDClassifier
+    from napari_microstructure.core.ebsd import simulate as S
+
+    pats, sg, _ = S.simulate_training_set(["Ni", "Fe"], 6, (24, 24), seed=0)
+    clf = EBSDClassifier(backbone="compact", input_size=24, max_epochs=1, validation_fraction=0.0,
+                         device="cpu", augment=False).fit(pats, sg)
+    res = clf.classify_map(pats.reshape(3, 4, 24, 24), step_size_um=(0.2, 0.3))
+    assert res.step_size_um == (0.2, 0.3)
+    assert clf.classify_map(pats.reshape(3, 4, 24, 24)).step_size_um is None
+    with pytest.raises(MicrostructureError, match="step_size_um"):
+        clf.classify_map(pats.reshape(3, 4, 24, 24), step_size_um=(0.2, -1.0))
+
+
+def test_orix_reads_the_files_back(tmp_path):
+    io = pytest.importorskip("orix.io")  # optional: orix is a benchmark dependency
+    res = _result()
+    for suffix in (".ang", ".ctf"):
+        xmap = io.load(write_map(tmp_path / f"map{suffix}", res, phase_names={221: "Ni3Al", 225: "Ni"}))
+        assert xmap.shape == (2, 3) and xmap.dx == 0.25 and xmap.dy == 0.5
+        np.testing.assert_array_equal(xmap.get_map_data("phase_id"), [[2, 2, 1], [-1, 1, 2]])
+        assert xmap.phases[1].name == "Ni3Al" and xmap.phases[2].name == "Ni"
