@@ -515,7 +515,7 @@ def test_ebsd_other_size_same_aspect_warns(tiny_ebsd, ebsd_data):
 def test_ebsd_unfitted():
     with pytest.raises(NotFittedError) as info:
         EBSDClassifier().predict(np.zeros((2, 32, 32)))
-    check_message(info.value, r"not trained yet", r"call fit|load")
+    check_message(info.value, r"not (trained|fitted) yet", r"call fit|load")
 
 
 def test_classify_map_names_the_nan_pattern_by_its_map_index(tiny_ebsd, ebsd_data):
