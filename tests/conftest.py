@@ -60,3 +60,32 @@ def trained_model_path(trained_classifier, tmp_path_factory):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def small_ebsd_map():
+    """A small EBSD ensemble (Ni/Ni3Al), a dual-phase map and its in-process result (for map plumbing tests)."""
+    from napari_microstructure.core.ebsd import EBSDClassifier
+    from napari_microstructure.core.ebsd import simulate as S
+
+    pats, _, rots = S.simulate_dual_phase_map((8, 10), (32, 32), n_grains=3, n_precipitates=2, seed=2,
+                                              return_orientations=True)
+    p, sg, _ = S.simulate_training_set(["Ni", "Ni3Al"], 12, (32, 32), seed=1, base_rotations=rots)
+    torch.manual_seed(0)
+    clf = EBSDClassifier(backbone="compact", input_size=32, n_models=2, max_epochs=2, device="cpu")
+    clf.fit(p, sg)
+    return clf, pats, clf.classify_map(pats)
+
+
+@pytest.fixture(scope="session")
+def small_micrograph_model(tmp_path_factory):
+    """A small fitted micrograph model (a few training steps: these tests compare maps, not accuracy)."""
+    from napari_microstructure import FewShotClassifier
+    from napari_microstructure.core.micrograph.synthetic import make_dataset
+
+    images, labels, sizes = make_dataset(("ferrite", "pearlite"), per_class=2, shape=(192, 192), seed=0)
+    clf = FewShotClassifier(input_size=64, embedding_dim=4, max_epochs=1, steps_per_epoch=2, batch_size=8,
+                            n_crops=16, seed=0, device="cpu").fit(images, labels, sizes)
+    path = tmp_path_factory.mktemp("model") / "micrograph.pt"
+    clf.save(path)
+    return clf, path

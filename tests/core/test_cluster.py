@@ -37,29 +37,6 @@ def client():
     cluster.close(timeout=20)
 
 
-@pytest.fixture(scope="module")
-def ebsd():
-    pats, _, rots = S.simulate_dual_phase_map((8, 10), (32, 32), n_grains=3, n_precipitates=2, seed=2,
-                                              return_orientations=True)
-    p, sg, _ = S.simulate_training_set(["Ni", "Ni3Al"], 12, (32, 32), seed=1, base_rotations=rots)
-    torch.manual_seed(0)
-    clf = EBSDClassifier(backbone="compact", input_size=32, n_models=2, max_epochs=2, device="cpu")
-    clf.fit(p, sg)
-    return clf, pats, clf.classify_map(pats)
-
-
-@pytest.fixture(scope="module")
-def micrograph_model(tmp_path_factory):
-    """A small fitted micrograph model (a few training steps: these tests compare maps, not accuracy)."""
-    from napari_microstructure import FewShotClassifier
-    from napari_microstructure.core.micrograph.synthetic import make_dataset
-
-    images, labels, sizes = make_dataset(("ferrite", "pearlite"), per_class=2, shape=(192, 192), seed=0)
-    clf = FewShotClassifier(input_size=64, embedding_dim=4, max_epochs=1, steps_per_epoch=2, batch_size=8,
-                            n_crops=16, seed=0, device="cpu").fit(images, labels, sizes)
-    path = tmp_path_factory.mktemp("model") / "micrograph.pt"
-    clf.save(path)
-    return clf, path
 
 
 def test_shared_object_travels_once_per_worker(client, monkeypatch):
@@ -86,8 +63,8 @@ def test_shared_object_travels_once_per_worker(client, monkeypatch):
     assert all(v == [] for v in names.values())
 
 
-def test_ebsd_map_on_cluster_equals_in_process(client, ebsd, tmp_path):
-    clf, pats, ref = ebsd
+def test_ebsd_map_on_cluster_equals_in_process(client, small_ebsd_map, tmp_path):
+    clf, pats, ref = small_ebsd_map
     lazy = da.from_array(pats, chunks=(3, 4, 32, 32))
     seen = []
     on_cluster = clf.classify_map(lazy, chunk_size=5, client=client, progress=seen.append)
@@ -103,8 +80,8 @@ def test_ebsd_map_on_cluster_equals_in_process(client, ebsd, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["m.zarr"]
 
 
-def test_probability_map_tiles_on_cluster_equal_in_process(client, micrograph_model):
-    clf, _ = micrograph_model
+def test_probability_map_tiles_on_cluster_equal_in_process(client, small_micrograph_model):
+    clf, _ = small_micrograph_model
     image, _ = make_composite("ferrite", "pearlite", shape=(900, 700), pixel_size_um=P, seed=7)
     ref = probability_map(clf, image, P, stride=40, tile_size=128)
     res = probability_map(clf, image, P, stride=40, tile_size=128, client=client)
@@ -132,8 +109,8 @@ def _killer(marker: str, every_time: bool):
     return kill
 
 
-def test_worker_dying_mid_map_is_rerun_elsewhere(client, ebsd, tmp_path):
-    clf, pats, ref = ebsd
+def test_worker_dying_mid_map_is_rerun_elsewhere(client, small_ebsd_map, tmp_path):
+    clf, pats, ref = small_ebsd_map
     marker = str(tmp_path / "died")
     lazy = da.from_array(pats, chunks=(2, 10, 32, 32)).map_blocks(_killer(marker, False), meta=pats[:0, :0])
     res = clf.classify_map(lazy, client=client, store=tmp_path / "m.zarr")
@@ -142,8 +119,8 @@ def test_worker_dying_mid_map_is_rerun_elsewhere(client, ebsd, tmp_path):
     np.testing.assert_allclose(np.asarray(res.probabilities), ref.probabilities, atol=1e-5)
 
 
-def test_task_killing_every_worker_fails_clearly_and_writes_nothing(client, ebsd, tmp_path):
-    clf, pats, _ = ebsd
+def test_task_killing_every_worker_fails_clearly_and_writes_nothing(client, small_ebsd_map, tmp_path):
+    clf, pats, _ = small_ebsd_map
     lazy = da.from_array(pats, chunks=(4, 10, 32, 32)).map_blocks(_killer(str(tmp_path / "m"), True),
                                                                   meta=pats[:0, :0])
     with pytest.raises(C.ClusterError, match="workers running it died"):
@@ -166,15 +143,15 @@ def test_connect_refuses_bad_clients_clearly(monkeypatch):
         assert none is None
 
 
-def test_command_line_on_a_scheduler_with_stores(client, ebsd, micrograph_model, tmp_path, capsys):
+def test_command_line_on_a_scheduler_with_stores(client, small_ebsd_map, small_micrograph_model, tmp_path, capsys):
     import tifffile
 
     from napari_microstructure import cli
     from napari_microstructure.io.store import open_store
     from napari_microstructure.io.tiff import write_micrograph
 
-    clf, pats, ref = ebsd
-    micrograph, trained_model_path = micrograph_model
+    clf, pats, ref = small_ebsd_map
+    micrograph, trained_model_path = small_micrograph_model
     clf.save(tmp_path / "ebsd.pt")
     np.save(tmp_path / "map.npy", pats)
     address = client.scheduler.address

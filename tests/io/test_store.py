@@ -21,29 +21,6 @@ from napari_microstructure.io.store import is_store, open_store, store_layer_dat
 P = 0.1
 
 
-@pytest.fixture(scope="module")
-def ebsd():
-    pats, _, rots = S.simulate_dual_phase_map((7, 9), (32, 32), n_grains=3, n_precipitates=2, seed=2,
-                                              return_orientations=True)
-    p, sg, _ = S.simulate_training_set(["Ni", "Ni3Al"], 12, (32, 32), seed=1, base_rotations=rots)
-    torch.manual_seed(0)
-    clf = EBSDClassifier(backbone="compact", input_size=32, n_models=2, max_epochs=2, device="cpu")
-    clf.fit(p, sg)
-    return clf, pats, clf.classify_map(pats)
-
-
-@pytest.fixture(scope="module")
-def micrograph_model(tmp_path_factory):
-    """A small fitted micrograph model (a few training steps: these tests compare maps, not accuracy)."""
-    from napari_microstructure import FewShotClassifier
-    from napari_microstructure.core.micrograph.synthetic import make_dataset
-
-    images, labels, sizes = make_dataset(("ferrite", "pearlite"), per_class=2, shape=(192, 192), seed=0)
-    clf = FewShotClassifier(input_size=64, embedding_dim=4, max_epochs=1, steps_per_epoch=2, batch_size=8,
-                            n_crops=16, seed=0, device="cpu").fit(images, labels, sizes)
-    path = tmp_path_factory.mktemp("model") / "micrograph.pt"
-    clf.save(path)
-    return clf, path
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +28,8 @@ def micrograph():
     return make_composite("ferrite", "pearlite", shape=(520, 600), pixel_size_um=P, seed=3)[0]
 
 
-def test_ebsd_map_store_equals_memory_and_opens_lazily(ebsd, tmp_path):
-    clf, pats, ref = ebsd
+def test_ebsd_map_store_equals_memory_and_opens_lazily(small_ebsd_map, tmp_path):
+    clf, pats, ref = small_ebsd_map
     path = tmp_path / "ebsd.zarr"
     res = clf.classify_map(pats, chunk_size=4, store=path)
     assert is_store(path) and sorted(os.listdir(tmp_path)) == ["ebsd.zarr"]
@@ -73,8 +50,8 @@ def test_ebsd_map_store_equals_memory_and_opens_lazily(ebsd, tmp_path):
     np.testing.assert_array_equal(np.asarray(layers[0][0]), ref.index + 1)
 
 
-def test_text_classes_and_overwrite(ebsd, tmp_path):
-    clf, pats, _ = ebsd
+def test_text_classes_and_overwrite(small_ebsd_map, tmp_path):
+    clf, pats, _ = small_ebsd_map
     p, sg, _ = S.simulate_training_set(["Ni", "Ni3Al"], 8, (32, 32), seed=1)
     names = np.where(sg == 221, "Ni3Al", "Ni")
     torch.manual_seed(0)
@@ -92,8 +69,8 @@ def test_text_classes_and_overwrite(ebsd, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["t.zarr"]
 
 
-def test_cancelled_or_failed_map_leaves_no_store(ebsd, micrograph, micrograph_model, tmp_path):
-    clf, pats, _ = ebsd
+def test_cancelled_or_failed_map_leaves_no_store(small_ebsd_map, micrograph, small_micrograph_model, tmp_path):
+    clf, pats, _ = small_ebsd_map
     cancel = threading.Event()
 
     def stop_after_first(p):
@@ -108,13 +85,13 @@ def test_cancelled_or_failed_map_leaves_no_store(ebsd, micrograph, micrograph_mo
         clf.classify_map(bad, chunk_size=9, store=tmp_path / "b.zarr")
     cancel = threading.Event()
     with pytest.raises(TrainingCancelled):
-        probability_map(micrograph_model[0], micrograph, P, tile_size=128, store=tmp_path / "c.zarr",
+        probability_map(small_micrograph_model[0], micrograph, P, tile_size=128, store=tmp_path / "c.zarr",
                         progress=lambda p: cancel.set(), cancel=cancel)
     assert os.listdir(tmp_path) == []
 
 
-def test_bad_store_paths_are_refused_before_any_work(ebsd, tmp_path):
-    clf, pats, _ = ebsd
+def test_bad_store_paths_are_refused_before_any_work(small_ebsd_map, tmp_path):
+    clf, pats, _ = small_ebsd_map
     with pytest.raises(MicrostructureError, match="ending in .zarr"):
         clf.classify_map(pats, store=tmp_path / "m.h5")
     with pytest.raises(MicrostructureError, match="does not exist"):
@@ -127,8 +104,8 @@ def test_bad_store_paths_are_refused_before_any_work(ebsd, tmp_path):
     assert not is_store(tmp_path / "other.zarr") and not is_store(tmp_path / "missing.zarr")
 
 
-def test_probability_map_store_and_float16(micrograph_model, micrograph, tmp_path):
-    trained_classifier = micrograph_model[0]
+def test_probability_map_store_and_float16(small_micrograph_model, micrograph, tmp_path):
+    trained_classifier = small_micrograph_model[0]
     ref = probability_map(trained_classifier, micrograph, P, stride=40)
     half = probability_map(trained_classifier, micrograph, P, stride=40, dtype="float16")
     assert half.probabilities.dtype == np.float16 and half.probabilities.nbytes * 2 == ref.probabilities.nbytes

@@ -39,7 +39,7 @@ from qtpy.QtWidgets import (
 
 from ..core.colours import NO_SOLUTION_COLOUR, label_colour
 from ..core.errors import MicrostructureError
-from ._kit import BACKBONES, DockWidget, LayerPicker, ModelFileRow, estimator_defaults, place_like
+from ._kit import BACKBONES, DockWidget, LayerPicker, ModelFileRow, estimator_defaults, place_like, theme_figure
 from ._workers import Job
 
 SOURCE_PAINTED = "Labels painted on the navigator"
@@ -567,17 +567,7 @@ class EBSDWidget(DockWidget):
         self._theme_figure()
 
     def _theme_figure(self) -> None:
-        from ..core.explain.plots import DARK_THEME, apply_theme
-
-        background, text = DARK_THEME
-        try:
-            from napari.utils.theme import get_theme
-
-            theme = get_theme(self.viewer.theme)
-            background, text = theme.background.as_hex(), theme.text.as_hex()
-        except Exception:  # noqa: BLE001 - the default dark colours
-            pass
-        apply_theme(self.figure, background, text)
+        theme_figure(self.figure, self.viewer)
 
     def _on_click(self, source: Any, event: Any) -> None:
         """Show the pattern under a click, whichever layer is active (a viewer mouse callback)."""

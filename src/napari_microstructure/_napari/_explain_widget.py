@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout
 
 from ..core.errors import MicrostructureError
-from ._kit import DockWidget, LayerPicker, ModelFileRow, add_buttons, place_like
+from ._kit import DockWidget, LayerPicker, ModelFileRow, add_buttons, place_like, theme_figure
 from ._workers import Job
 
 METHOD_LABELS = {"Integrated gradients": "integrated-gradients", "GradientSHAP": "gradient-shap"}
@@ -339,18 +339,8 @@ class ExplainWidget(DockWidget):
 
     def _draw(self, plot: Any, *args: Any, **kwargs: Any) -> None:
         """Draw a core figure on the canvas in napari's theme, the canvas as tall as the figure needs."""
-        from ..core.explain.plots import DARK_THEME, apply_theme
-
         plot(*args, fig=self.figure, **kwargs)
-        background, text = DARK_THEME
-        try:
-            from napari.utils.theme import get_theme
-
-            theme = get_theme(self.viewer.theme)
-            background, text = theme.background.as_hex(), theme.text.as_hex()
-        except Exception:  # noqa: BLE001 - the default dark colours
-            pass
-        apply_theme(self.figure, background, text)
+        theme_figure(self.figure, self.viewer)
         w_in, h_in = self.figure.get_size_inches()  # the proportions the plot asked for
         width = max(self.canvas.width(), 300)
         height = int(min(900, max(260, width * h_in / max(w_in, 1e-6))))

@@ -33,8 +33,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout, QWidget,
 )
 
-from ..core.nn.backbones import BACKBONES
-from ..core.nn.losses import LOSSES
+from ..core.choices import BACKBONES, LOSSES
 from ._workers import Job, ProgressPanel, format_exception
 
 __all__ = ["BACKBONES", "LOSSES", "DockWidget", "LayerPicker", "ModelFileRow", "Section", "estimator_defaults",
@@ -92,6 +91,21 @@ def show_scale_bar_in_current_viewer() -> None:
             viewer.scale_bar.visible = True
     except Exception:  # noqa: BLE001 - no viewer (a script calling the reader): nothing to show
         pass
+
+
+def theme_figure(figure: Any, viewer: Any) -> None:
+    """Colour a matplotlib figure in the viewer's theme (napari's dark colours if it has none)."""
+    from ..core.explain.plots import DARK_THEME, apply_theme
+
+    background, text = DARK_THEME
+    try:
+        from napari.utils.theme import get_theme
+
+        theme = get_theme(viewer.theme)
+        background, text = theme.background.as_hex(), theme.text.as_hex()
+    except Exception:  # noqa: BLE001 - the default dark colours
+        pass
+    apply_theme(figure, background, text)
 
 
 class Section(QWidget):
