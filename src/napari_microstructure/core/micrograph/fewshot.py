@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
@@ -27,7 +28,7 @@ from .images import as_grey_image, as_image_list, as_pixel_sizes, check_mask, ch
 from ..nn.losses import LOSSES, MINING, contrastive_loss, triplet_loss
 from ..nn.modelio import load_model_file, save_model_file, split_prefix, with_prefix
 from ..nn.networks import DescriptorNet
-from .openset import OpenSetMixture
+from .openset import SCORERS, OpenSetMixture, OpenSetScorer, cross_validated_novelty, make_scorer, scorer_from_state
 from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
 from ..nn.training import TrainingConfig, TrainingHistory, train_loop
 
@@ -35,6 +36,13 @@ NONE_CLASS = "none"
 
 #: Crops with fewer labelled pixels than this per class are refused (scribble masks).
 MIN_LABELLED_PIXELS = 10
+#: An image whose pixel size is more than this factor outside the training images' range is
+#: beyond what the model has seen: it gets a warning and its crops count as "none".
+MAGNIFICATION_TOLERANCE = 1.5
+#: Pixel sizes above this many micrometres, or this factor away from every training image,
+#: are almost certainly wrong (e.g. a TIFF's dots-per-inch read as a pixel size).
+IMPLAUSIBLE_PIXEL_SIZE_UM = 50.0
+IMPLAUSIBLE_FACTOR = 1000.0
 
 
 @dataclasses.dataclass
@@ -81,6 +89,13 @@ class FewShotClassifier:
     rejection_quantile : float
         Share of held-out known-class crops that the threshold rejects
         (default 0.1; see :mod:`.openset` for why).
+    scorer : {"knn", "mahalanobis", "energy", "gmm"}
+        Open-set scorer (:mod:`.openset`): k-nearest-neighbour distance, shared-
+        covariance Mahalanobis distance, energy of the classifier head
+        (cross-entropy only), or the paper's per-class Gaussian mixture.
+    calibration_crops : int
+        Crops per image described after training for the scorer and its
+        threshold (at least 8).
     device : str
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``...
     seed : int or None
@@ -92,6 +107,12 @@ class FewShotClassifier:
         Trained class names; probabilities follow this order, then "none".
     history_ : TrainingHistory
     mixture_ : OpenSetMixture
+        Per-class Gaussians on the descriptors (the explanations draw it).
+    scorer_ : OpenSetScorer
+        Decides class probabilities and "none" per crop (``mixture_`` itself
+        when ``scorer="gmm"``).
+    pixel_size_range_um_ : (float, float)
+        Smallest and largest pixel size of the training images.
     fov_range_um_ : (float, float)
         Fields of view used in training; prediction crops stay inside it.
     map_fov_um_ : float
@@ -122,6 +143,8 @@ class FewShotClassifier:
         validation_fraction: float = 0.2,
         n_crops: int = 256,
         rejection_quantile: float = 0.1,
+        scorer: str = "knn",
+        calibration_crops: int = 24,
         device: str = "auto",
         seed: Optional[int] = 0,
     ) -> None:
@@ -145,6 +168,8 @@ class FewShotClassifier:
         self.validation_fraction = validation_fraction
         self.n_crops = n_crops
         self.rejection_quantile = rejection_quantile
+        self.scorer = scorer
+        self.calibration_crops = calibration_crops
         self.device = device
         self.seed = seed
 
@@ -155,7 +180,8 @@ class FewShotClassifier:
             "backbone", "loss", "embedding_dim", "input_size", "fov_um", "pretrained",
             "use_magnification", "augment", "margin", "mining", "max_epochs", "steps_per_epoch",
             "batch_size", "learning_rate", "weight_decay", "patience", "min_delta",
-            "validation_fraction", "n_crops", "rejection_quantile", "device", "seed",
+            "validation_fraction", "n_crops", "rejection_quantile", "scorer", "calibration_crops",
+            "device", "seed",
         ]
         return {n: getattr(self, n) for n in names}
 
@@ -184,6 +210,14 @@ class FewShotClassifier:
                 )
         if int(self.n_crops) < 1:
             raise MicrostructureError(f"n_crops must be at least 1, got {self.n_crops}")
+        if self.scorer not in SCORERS:
+            raise MicrostructureError(f"unknown scorer {self.scorer!r}; choose one of {', '.join(SCORERS)}")
+        if self.scorer == "energy" and self.loss != "cross-entropy":
+            raise MicrostructureError(
+                "scorer='energy' needs a classifier head: use loss='cross-entropy', or choose "
+                "scorer='knn' or 'mahalanobis'")
+        if int(self.calibration_crops) < 8:
+            raise MicrostructureError(f"calibration_crops must be at least 8, got {self.calibration_crops}")
         if int(self.steps_per_epoch) < 1:
             raise MicrostructureError(f"steps_per_epoch must be at least 1, got {self.steps_per_epoch}")
         AugmentConfig.coerce(self.augment)
@@ -433,22 +467,11 @@ class FewShotClassifier:
         history = train_loop(model, train_batches, loss_fn, lambda: iter(val_set), config, device,
                              progress, cancel, stage="train")
 
-        # open-set mixture on training descriptors, threshold on held-out crops
-        report(progress, "calibrate", 0, 2, "fitting the Gaussian mixture")
-        per_class = max(64, 512 // n_classes)
-        fit_ids = np.repeat(np.arange(n_classes), per_class)
-        train_desc = self._descriptors_of(model, prep.sources, fit_ids, rng, test_aug, device, gen, cancel)
-        cal_ids = np.repeat(np.arange(n_classes), per_class)
-        cal_desc = self._descriptors_of(model, prep.val_sources, cal_ids, val_rng, test_aug, device, gen, cancel)
-        # The network pulls its own training crops into tight clusters; crops of
-        # images it has not seen spread wider. Fitted on training crops alone, each
-        # Gaussian is too narrow and the calibrated threshold ends up far out
-        # (accepting almost anything); fitted on both, it describes new images.
-        mixture = OpenSetMixture(rejection_quantile=float(self.rejection_quantile))
-        mixture.fit(np.concatenate([train_desc, cal_desc]), np.concatenate([fit_ids, cal_ids]), n_classes)
-        mixture.calibrate(cal_desc)
+        report(progress, "calibrate", 0, 2, "describing crops of every image")
+        mixture, scorer, calib = self._fit_scorers(model, prep, n_classes, rng, val_rng, test_aug, device,
+                                                   gen, cancel)
         check_cancel(cancel)
-        report(progress, "calibrate", 2, 2, f"threshold {mixture.threshold_:.3f}")
+        report(progress, "calibrate", 2, 2, f"{self.scorer} threshold {scorer.novelty_threshold_:.3g}")
 
         fovs = np.array([s.fov_range_um for s in all_sources])
         # everything computed: only now replace the fitted state
@@ -456,15 +479,136 @@ class FewShotClassifier:
         self.device_ = device
         self.classes_ = list(prep.classes)
         self.mixture_ = mixture
+        self.scorer_ = scorer
         self.history_ = history
+        self.pixel_size_range_um_ = (float(min(s.pixel_size_um for s in all_sources)),
+                                     float(max(s.pixel_size_um for s in all_sources)))
         self.fov_range_um_ = (float(fovs[:, 0].min()), float(fovs[:, 1].max()))
         self.map_fov_um_ = float(np.exp(np.median(np.log(np.sqrt(fovs[:, 0] * fovs[:, 1])))))
-        self.training_descriptors_ = train_desc.astype(np.float32)
-        self.training_labels_ = fit_ids.astype(np.int64)
-        self.validation_descriptors_ = cal_desc.astype(np.float32)
-        self.validation_labels_ = cal_ids.astype(np.int64)
+        self.training_descriptors_ = calib["train"][0].astype(np.float32)
+        self.training_labels_ = calib["train"][1].astype(np.int64)
+        self.validation_descriptors_ = calib["val"][0].astype(np.float32)
+        self.validation_labels_ = calib["val"][1].astype(np.int64)
+        self.calibration_set_ = calib["set"]
         self.held_out_images_ = prep.held_out_images
         return self
+
+    def _descriptors_by_image(self, model, sources, rng, augment, device, gen, cancel):
+        """``calibration_crops`` descriptors per image: (descriptors, class ids, image index)."""
+        n = int(self.calibration_crops)
+        out, ids_all, groups = [], [], []
+        for i, src in enumerate(sources):
+            if src.mask_coords is not None:
+                ids = rng.choice(sorted(src.mask_coords), n)
+            else:
+                ids = np.full(n, int(src.label))
+            out.append(self._descriptors_of(model, [src], ids, rng, augment, device, gen, cancel))
+            ids_all.append(ids)
+            groups.append(np.full(n, i))
+        return np.concatenate(out), np.concatenate(ids_all), np.concatenate(groups)
+
+    def _head(self, model):
+        if model.classifier is None:
+            return None
+        return (model.classifier.weight.detach().cpu().double().numpy(),
+                model.classifier.bias.detach().cpu().double().numpy())
+
+    def _fit_scorers(self, model, prep, n_classes, rng, val_rng, augment, device, gen, cancel):
+        """The mixture and the open-set scorer, threshold cross-validated over images.
+
+        Crops of held-out images (never seen in training) are scored with their own
+        image left out of the scorer's reference (:func:`.openset.cross_validated_novelty`);
+        the threshold is a quantile of those scores, and the scorer is then refitted
+        on every image. Without held-out images (scribbles, or fewer than 3 images
+        per class) a second draw of crops of the training images is scored, still
+        leaving each image out, and the threshold is looser than it should be.
+        """
+        train = self._descriptors_by_image(model, prep.sources, rng, augment, device, gen, cancel)
+        if prep.held_out_images:
+            val = self._descriptors_by_image(model, prep.val_sources, val_rng, augment, device, gen, cancel)
+            val_groups = val[2] + len(prep.sources)
+        else:
+            val = self._descriptors_by_image(model, prep.sources, val_rng, augment, device, gen, cancel)
+            val_groups = val[2]
+        x = np.concatenate([train[0], val[0]])
+        y = np.concatenate([train[1], val[1]])
+        groups = np.concatenate([train[2], val_groups])
+        score = np.r_[np.zeros(len(train[0]), bool), np.ones(len(val[0]), bool)]
+        if len(np.unique(groups)) < 2:
+            raise MicrostructureError(
+                "the open-set threshold is cross-validated over images and needs at least 2 images "
+                f"(got 1); add another labelled image (3 per class keep whole images for checking)")
+        calib = {"train": train, "val": val, "set": (x, y, groups, score, prep.held_out_images, n_classes)}
+        mixture = OpenSetMixture(rejection_quantile=float(self.rejection_quantile))
+        mixture.calibrate_novelty(cross_validated_novelty(mixture, x, y, groups, score, n_classes))
+        mixture.fit(x, y, n_classes)
+        scorer, calib["novelty"] = self._calibrated_scorer(self.scorer, calib["set"], self._head(model), mixture)
+        return mixture, scorer, calib
+
+    def _calibrated_scorer(self, name, calibration_set, head, mixture):
+        """A scorer fitted on every image, its threshold cross-validated over images."""
+        x, y, groups, score, held_out, n_classes = calibration_set
+        if name == "gmm":
+            return mixture, None
+        scorer = make_scorer(name, float(self.rejection_quantile), head)
+        novelty = cross_validated_novelty(scorer, x, y, groups, score, n_classes)
+        scorer.calibrate_novelty(novelty)
+        # without held-out images the second draw repeats the training images: keep one draw
+        scorer.fit(x if held_out else x[~score], y if held_out else y[~score], n_classes)
+        return scorer, novelty
+
+    def refit_scorer(self, scorer: str, rejection_quantile: Optional[float] = None) -> "FewShotClassifier":
+        """Switch the open-set scorer of a freshly fitted model without retraining the network.
+
+        Uses the crops described at the end of :meth:`fit` (not stored in model
+        files). ``rejection_quantile`` (optional) replaces the parameter.
+        """
+        self._check_fitted()
+        if getattr(self, "calibration_set_", None) is None:
+            raise MicrostructureError(
+                "refit_scorer needs the crops described during fit, which model files do not keep; "
+                "fit the model again with the scorer you want")
+        if rejection_quantile is not None:
+            self.rejection_quantile = rejection_quantile
+        old = self.scorer
+        self.scorer = scorer
+        try:
+            self._check_params()
+        except MicrostructureError:
+            self.scorer = old
+            raise
+        new, novelty = self._calibrated_scorer(scorer, self.calibration_set_, self._head(self.model_), self.mixture_)
+        self.scorer_ = new
+        if novelty is not None:
+            self.calibration_novelty_ = novelty.astype(np.float32)
+        return self
+
+    # ------------------------------------------------------- magnification
+    def check_magnification(self, pixel_size_um: float) -> bool:
+        """Whether the model has seen images of this pixel size; warns when not.
+
+        Returns False (and warns) when ``pixel_size_um`` lies more than
+        :data:`MAGNIFICATION_TOLERANCE` times outside the training images' range:
+        the caller then counts the image's crops as "none". Implausible pixel
+        sizes (over :data:`IMPLAUSIBLE_PIXEL_SIZE_UM` um, or
+        :data:`IMPLAUSIBLE_FACTOR` times away from the training images) get a
+        warning of their own.
+        """
+        self._check_fitted()
+        p = float(pixel_size_um)
+        lo, hi = getattr(self, "pixel_size_range_um_", (0.0, np.inf))
+        if p > IMPLAUSIBLE_PIXEL_SIZE_UM or (lo > 0 and (p > hi * IMPLAUSIBLE_FACTOR or p < lo / IMPLAUSIBLE_FACTOR)):
+            warnings.warn(
+                f"implausible pixel size {p:.4g} um per pixel (the training images had {lo:.3g}-{hi:.3g} um); "
+                "check it: a TIFF's dots-per-inch resolution is often read as a pixel size. Give the "
+                "micrometres per pixel of the image", UserWarning, stacklevel=3)
+        if lo > 0 and not (lo / MAGNIFICATION_TOLERANCE <= p <= hi * MAGNIFICATION_TOLERANCE):
+            warnings.warn(
+                f"pixel size {p:.4g} um is outside the range the model was trained on ({lo:.3g}-{hi:.3g} um "
+                f"per pixel, tolerance x{MAGNIFICATION_TOLERANCE:g}); its crops count as 'none'. Train with "
+                "images at this magnification, or check the pixel size", UserWarning, stacklevel=3)
+            return False
+        return True
 
     def _descriptors_of(self, model, sources, ids, rng, augment, device, gen, cancel) -> np.ndarray:
         out = []
@@ -495,7 +639,11 @@ class FewShotClassifier:
                 f"{p:.3g} um), less than the smallest crop the model was trained on ({lo:.3g} um); "
                 "use a larger image, or check its pixel size"
             )
-        return CropSource(build_pyramid(normalise_intensity(grey)), p, (lo, min(hi, side_um)), 0)
+        hi = min(hi, side_um)
+        if self.fov_um is None:
+            # as in training (crops.feasible_fov): no crop finer than the image's own pixels
+            lo = min(max(lo, int(self.input_size) * p), hi)
+        return CropSource(build_pyramid(normalise_intensity(grey)), p, (lo, hi), 0)
 
     def crop_predictions(
         self, image: Any, pixel_size: Any, n_crops: Optional[int] = None, augment: bool = True,
@@ -536,10 +684,15 @@ class FewShotClassifier:
             fovs.append(fov)
         d = np.concatenate(desc)
         report(progress, "predict", n, n, f"{n} crops")
+        probabilities = self.scorer_.crop_probabilities(d)
+        if not self.check_magnification(src.pixel_size_um):
+            probabilities[:] = 0.0
+            probabilities[:, -1] = 1.0
         return {
             "descriptors": d,
-            "probabilities": self.mixture_.crop_probabilities(d),
+            "probabilities": probabilities,
             "log_likelihood": self.mixture_.log_likelihood(d),
+            "novelty": self.scorer_.novelty(d),
             "fov_um": np.concatenate(fovs),
         }
 
@@ -605,6 +758,8 @@ class FewShotClassifier:
             "threshold": self.mixture_.threshold_,
             "history": self.history_.to_dict(),
             "held_out_images": self.held_out_images_,
+            "scorer_state": self.scorer_.state()[1] if self.scorer_ is not self.mixture_ else None,
+            "pixel_size_range_um": list(self.pixel_size_range_um_),
             "normalisation": "per-image percentiles 0.5-99.5 to [0, 1]",
         }
         tensors = with_prefix(self.model_.state_dict(), "model")
@@ -614,6 +769,9 @@ class FewShotClassifier:
             "descriptors.train": self.training_descriptors_, "descriptors.train_labels": self.training_labels_,
             "descriptors.val": self.validation_descriptors_, "descriptors.val_labels": self.validation_labels_,
         })
+        if self.scorer_ is not self.mixture_:
+            tensors.update(with_prefix(
+                {k: torch.as_tensor(np.asarray(v)) for k, v in self.scorer_.state()[0].items()}, "scorer"))
         return save_model_file(path, self.kind, metadata, tensors)
 
     @classmethod
@@ -649,6 +807,12 @@ class FewShotClassifier:
         clf.model_ = model.to(clf.device_).eval()
         clf.classes_ = classes
         clf.mixture_ = mixture
+        state = metadata.get("scorer_state")
+        if state is None:
+            clf.scorer = "gmm"   # files written before the scorers existed
+        clf.scorer_ = mixture if state is None else scorer_from_state(
+            clf.scorer, {k: v.numpy() for k, v in split_prefix(tensors, "scorer").items()}, state)
+        clf.pixel_size_range_um_ = tuple(metadata.get("pixel_size_range_um", (0.0, float("inf"))))
         clf.history_ = TrainingHistory(**metadata["history"])
         clf.fov_range_um_ = tuple(metadata["fov_range_um"])
         clf.map_fov_um_ = float(metadata["map_fov_um"])

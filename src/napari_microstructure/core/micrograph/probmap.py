@@ -526,6 +526,9 @@ def probability_map(
     timings = {"network": 0.0, "mixture": 0.0}
     resampler = _Resampler(grey, ratio)
     _run_tiles(classifier, plan, resampler, origins, opts, diff, timings, progress, cancel)
+    if hasattr(classifier, "check_magnification") and not classifier.check_magnification(p):
+        diff[: n_out - 1] = 0.0            # beyond the trained magnifications: all "none"
+        diff[n_out - 1] = diff[-1]
     del resampler, grey
 
     acc = np.cumsum(np.cumsum(diff, 1), 2)[:, :ha, :wa]
@@ -668,6 +671,7 @@ def _run_tiles(classifier, plan: _Plan, resampler: _Resampler, origins: np.ndarr
             tiles.append((region, origins[sel]))
     transforms = DIHEDRAL[: opts["n_augment"]]
     total = len(tiles) * len(transforms)
+    scorer = getattr(classifier, "scorer_", classifier.mixture_)
     mag = plan.log_ppum
     step = 0
     for region, own in tiles:
@@ -683,7 +687,7 @@ def _run_tiles(classifier, plan: _Plan, resampler: _Resampler, origins: np.ndarr
             else:
                 desc = _shared_descriptors(model, x, local, plan.crop, turns, mirror, mag, opts, timings, cancel)
             t0 = time.perf_counter()
-            probs += classifier.mixture_.crop_probabilities(desc)
+            probs += scorer.crop_probabilities(desc)
             timings["mixture"] += time.perf_counter() - t0
             step += 1
             report(progress, "map", step, total + 1, f"tile {step}/{total}: {len(own)} crops")
