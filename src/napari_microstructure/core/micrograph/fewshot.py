@@ -36,6 +36,8 @@ NONE_CLASS = "none"
 
 #: Crops with fewer labelled pixels than this per class are refused (scribble masks).
 MIN_LABELLED_PIXELS = 10
+#: What the open-set scorer measures novelty on (see FewShotClassifier.open_set_input).
+SCORER_FEATURES = ("imagenet", "backbone", "descriptor")
 #: An image whose pixel size is more than this factor outside the training images' range is
 #: beyond what the model has seen: it gets a warning and its crops count as "none".
 MAGNIFICATION_TOLERANCE = 1.5
@@ -93,6 +95,12 @@ class FewShotClassifier:
         Open-set scorer (:mod:`.openset`): k-nearest-neighbour distance, shared-
         covariance Mahalanobis distance, energy of the classifier head
         (cross-entropy only), or the paper's per-class Gaussian mixture.
+    scorer_features : {"imagenet", "backbone", "descriptor"}
+        What the scorer measures novelty on: frozen ImageNet features of each
+        crop (:mod:`.imagenet_features`), the trained backbone's pooled
+        features, or the descriptors alone. The Gaussian
+        mixture (``"gmm"``, and ``mixture_`` for the explanations) always uses
+        the descriptors alone.
     calibration_crops : int
         Crops per image described after training for the scorer and its
         threshold (at least 8).
@@ -125,7 +133,7 @@ class FewShotClassifier:
         self,
         backbone: str = "compact",
         loss: str = "triplet",
-        embedding_dim: int = 2,
+        embedding_dim: int = 16,
         input_size: int = 200,
         fov_um: Optional[tuple[float, float]] = None,
         pretrained: bool = True,
@@ -144,6 +152,7 @@ class FewShotClassifier:
         n_crops: int = 256,
         rejection_quantile: float = 0.1,
         scorer: str = "knn",
+        scorer_features: str = "imagenet",
         calibration_crops: int = 24,
         device: str = "auto",
         seed: Optional[int] = 0,
@@ -169,6 +178,7 @@ class FewShotClassifier:
         self.n_crops = n_crops
         self.rejection_quantile = rejection_quantile
         self.scorer = scorer
+        self.scorer_features = scorer_features
         self.calibration_crops = calibration_crops
         self.device = device
         self.seed = seed
@@ -180,7 +190,7 @@ class FewShotClassifier:
             "backbone", "loss", "embedding_dim", "input_size", "fov_um", "pretrained",
             "use_magnification", "augment", "margin", "mining", "max_epochs", "steps_per_epoch",
             "batch_size", "learning_rate", "weight_decay", "patience", "min_delta",
-            "validation_fraction", "n_crops", "rejection_quantile", "scorer", "calibration_crops",
+            "validation_fraction", "n_crops", "rejection_quantile", "scorer", "scorer_features", "calibration_crops",
             "device", "seed",
         ]
         return {n: getattr(self, n) for n in names}
@@ -216,6 +226,9 @@ class FewShotClassifier:
             raise MicrostructureError(
                 "scorer='energy' needs a classifier head: use loss='cross-entropy', or choose "
                 "scorer='knn' or 'mahalanobis'")
+        if self.scorer_features not in SCORER_FEATURES:
+            raise MicrostructureError(
+                f"unknown scorer_features {self.scorer_features!r}; choose one of {', '.join(SCORER_FEATURES)}")
         if int(self.calibration_crops) < 8:
             raise MicrostructureError(f"calibration_crops must be at least 8, got {self.calibration_crops}")
         if int(self.steps_per_epoch) < 1:
@@ -418,6 +431,7 @@ class FewShotClassifier:
             torch.manual_seed(config.seed)
         rng = np.random.default_rng(config.seed)
         prep = self._prepare(images, labels, pixel_sizes, class_names, rng)
+        self._warn_magnification_leak(prep)
         device = select_device(self.device)
         gen = torch.Generator(device=device)
         gen.manual_seed(int(config.seed) if config.seed is not None else int(rng.integers(2**31)))
@@ -485,9 +499,9 @@ class FewShotClassifier:
                                      float(max(s.pixel_size_um for s in all_sources)))
         self.fov_range_um_ = (float(fovs[:, 0].min()), float(fovs[:, 1].max()))
         self.map_fov_um_ = float(np.exp(np.median(np.log(np.sqrt(fovs[:, 0] * fovs[:, 1])))))
-        self.training_descriptors_ = calib["train"][0].astype(np.float32)
+        self.training_descriptors_ = calib["train"][0][:, : int(self.embedding_dim)].astype(np.float32)
         self.training_labels_ = calib["train"][1].astype(np.int64)
-        self.validation_descriptors_ = calib["val"][0].astype(np.float32)
+        self.validation_descriptors_ = calib["val"][0][:, : int(self.embedding_dim)].astype(np.float32)
         self.validation_labels_ = calib["val"][1].astype(np.int64)
         self.calibration_set_ = calib["set"]
         self.held_out_images_ = prep.held_out_images
@@ -506,6 +520,31 @@ class FewShotClassifier:
             ids_all.append(ids)
             groups.append(np.full(n, i))
         return np.concatenate(out), np.concatenate(ids_all), np.concatenate(groups)
+
+    def open_set_input(self, pooled: torch.Tensor, descriptors: torch.Tensor,
+                       crops: Optional[torch.Tensor] = None, for_scorer: bool = True,
+                       imagenet: Optional[torch.Tensor] = None) -> np.ndarray:
+        """What the open-set scorer reads for each crop, ``(n, D)`` or ``(n, D + C)``.
+
+        The descriptors, followed by the features novelty is measured on:
+        ``scorer_features="imagenet"``: frozen ImageNet features of the crops
+        (:mod:`.imagenet_features`; from ``crops``, or given as ``imagenet``);
+        ``"backbone"``: the trained backbone's spatially pooled features. The
+        descriptors only keep what separates the trained classes; the other
+        features also what an untrained texture does differently. The Gaussian mixture (``scorer="gmm"``)
+        reads the descriptors alone; ``for_scorer=False`` keeps the features anyway
+        (the crops described in :meth:`fit`, from which any scorer can be refitted).
+        """
+        d = descriptors.float().cpu().numpy()
+        if self.scorer_features == "descriptor" or (for_scorer and self.scorer == "gmm"):
+            return d
+        if self.scorer_features == "imagenet":
+            if imagenet is None:
+                from .imagenet_features import crop_features
+
+                imagenet = crop_features(crops)
+            return np.concatenate([d, imagenet.float().cpu().numpy()], axis=1)
+        return np.concatenate([d, pooled.float().cpu().numpy()], axis=1)
 
     def _head(self, model):
         if model.classifier is None:
@@ -535,13 +574,15 @@ class FewShotClassifier:
         groups = np.concatenate([train[2], val_groups])
         score = np.r_[np.zeros(len(train[0]), bool), np.ones(len(val[0]), bool)]
         if len(np.unique(groups)) < 2:
-            raise MicrostructureError(
-                "the open-set threshold is cross-validated over images and needs at least 2 images "
-                f"(got 1); add another labelled image (3 per class keep whole images for checking)")
+            warnings.warn(
+                "one labelled image: the 'none of these' threshold is calibrated on other crops of the "
+                "training image itself, not cross-validated over images, and rejects too little; label a "
+                "second image (3 per class keep whole images for checking)", UserWarning, stacklevel=3)
         calib = {"train": train, "val": val, "set": (x, y, groups, score, prep.held_out_images, n_classes)}
+        D = int(self.embedding_dim)
         mixture = OpenSetMixture(rejection_quantile=float(self.rejection_quantile))
-        mixture.calibrate_novelty(cross_validated_novelty(mixture, x, y, groups, score, n_classes))
-        mixture.fit(x, y, n_classes)
+        mixture.calibrate_novelty(cross_validated_novelty(mixture, x[:, :D], y, groups, score, n_classes))
+        mixture.fit(x[:, :D], y, n_classes)
         scorer, calib["novelty"] = self._calibrated_scorer(self.scorer, calib["set"], self._head(model), mixture)
         return mixture, scorer, calib
 
@@ -550,7 +591,17 @@ class FewShotClassifier:
         x, y, groups, score, held_out, n_classes = calibration_set
         if name == "gmm":
             return mixture, None
-        scorer = make_scorer(name, float(self.rejection_quantile), head)
+        if self.scorer_features == "descriptor":
+            x = x[:, : int(self.embedding_dim)]
+        split = int(self.embedding_dim) if self.scorer_features != "descriptor" else 0
+        # metric-learning descriptors are positions; cross-entropy and backbone features directions
+        normalise = split > 0 or self.loss == "cross-entropy"
+        scorer = make_scorer(name, float(self.rejection_quantile), head, normalise=normalise, split=split)
+        if self.scorer_features == "imagenet" and name in ("knn", "mahalanobis"):
+            # the frozen features never saw any of these images: every image can be left out
+            # in turn (the network's own features are only honest on the held-out images)
+            score = np.ones(len(x), bool)
+            held_out = True
         novelty = cross_validated_novelty(scorer, x, y, groups, score, n_classes)
         scorer.calibrate_novelty(novelty)
         # without held-out images the second draw repeats the training images: keep one draw
@@ -584,6 +635,30 @@ class FewShotClassifier:
         return self
 
     # ------------------------------------------------------- magnification
+    @staticmethod
+    def _warn_magnification_leak(prep: _Prepared) -> None:
+        """Warn when one class's images share one pixel size while the others' vary.
+
+        The network sees each crop's resolution, so it could then recognise the
+        magnification instead of the structure.
+        """
+        sources = list(prep.sources) + [s for s in prep.val_sources if s not in prep.sources]
+        per_class: dict[int, list[float]] = {}
+        for src in sources:
+            if src.label is not None:
+                per_class.setdefault(int(src.label), []).append(src.pixel_size_um)
+        if len(per_class) < 2:
+            return
+        spread = {k: max(v) / min(v) for k, v in per_class.items()}
+        for k, sizes in per_class.items():
+            others = [spread[j] for j in per_class if j != k]
+            if len(sizes) >= 2 and spread[k] < 1.01 and max(others) > 1.25:
+                warnings.warn(
+                    f"every image of class {prep.classes[k]!r} has pixel size {sizes[0]:.4g} um while the "
+                    "other classes' pixel sizes vary: the model can learn the magnification instead of the "
+                    "structure. Add images of this class at other magnifications, or check the pixel sizes",
+                    UserWarning, stacklevel=3)
+
     def check_magnification(self, pixel_size_um: float) -> bool:
         """Whether the model has seen images of this pixel size; warns when not.
 
@@ -617,7 +692,8 @@ class FewShotClassifier:
             check_cancel(cancel)
             crops, mag = self._draw(sources, ids[start:start + 64], rng, augment, device, gen)
             with torch.inference_mode(), autocast(device):
-                out.append(model(crops, mag).float().cpu().numpy())
+                pooled = model.feature_map(crops).mean(dim=(2, 3))
+                out.append(self.open_set_input(pooled, model.head_from_pooled(pooled, mag), crops, for_scorer=False))
         return np.concatenate(out)
 
     # ------------------------------------------------------------- prediction
@@ -680,11 +756,13 @@ class FewShotClassifier:
             crops = augment_photometric(crops, aug, gen)
             mag = torch.as_tensor(np.log10(S / fov), dtype=torch.float32, device=self.device_)
             with torch.inference_mode(), autocast(self.device_):
-                desc.append(self.model_(crops, mag).float().cpu().numpy())
+                pooled = self.model_.feature_map(crops).mean(dim=(2, 3))
+                desc.append(self.open_set_input(pooled, self.model_.head_from_pooled(pooled, mag), crops))
             fovs.append(fov)
-        d = np.concatenate(desc)
+        features = np.concatenate(desc)
+        d = features[:, : int(self.embedding_dim)]
         report(progress, "predict", n, n, f"{n} crops")
-        probabilities = self.scorer_.crop_probabilities(d)
+        probabilities = self.scorer_.crop_probabilities(features)
         if not self.check_magnification(src.pixel_size_um):
             probabilities[:] = 0.0
             probabilities[:, -1] = 1.0
@@ -692,7 +770,8 @@ class FewShotClassifier:
             "descriptors": d,
             "probabilities": probabilities,
             "log_likelihood": self.mixture_.log_likelihood(d),
-            "novelty": self.scorer_.novelty(d),
+            "novelty": self.scorer_.novelty(features),
+            "features": features,
             "fov_um": np.concatenate(fovs),
         }
 

@@ -258,6 +258,10 @@ class KNNScorer(OpenSetScorer):
     ----------
     k : int
         The novelty is the distance to the k-th nearest reference descriptor.
+    split : int
+        With ``split > 0`` each row is a descriptor (the first ``split``
+        columns, read by the head or the class-wise distances) followed by the
+        features the novelty is measured on (the other columns); 0: both use all.
     normalise : bool
         Compare directions (L2-normalised descriptors, as Sun et al. do with
         cross-entropy features) or raw positions (metric-learning descriptors).
@@ -270,9 +274,10 @@ class KNNScorer(OpenSetScorer):
     name = "knn"
 
     def __init__(self, k: int = 10, rejection_quantile: float = 0.1, head_weight=None, head_bias=None,
-                 temperature: float = 0.05, normalise: bool = True) -> None:
+                 temperature: float = 0.05, normalise: bool = True, split: int = 0) -> None:
         super().__init__(rejection_quantile)
         self.normalise = bool(normalise)
+        self.split = int(split)
         if int(k) < 1:
             raise MicrostructureError(f"k must be at least 1, got {k}")
         self.k = int(k)
@@ -299,10 +304,11 @@ class KNNScorer(OpenSetScorer):
         if len(x) <= self.k:
             raise MicrostructureError(f"k={self.k} needs more than {self.k} reference descriptors, got {len(x)}")
         self.n_classes_ = int(n_classes)
-        self.reference_ = self._normalise(x)
+        self.reference_ = x
         self.reference_labels_ = y
-        self._tree = cKDTree(self.reference_)
-        self._class_trees = [cKDTree(self.reference_[y == c]) for c in range(n_classes)]
+        self._tree = cKDTree(self._normalise(x[:, self.split:]))
+        post = self._normalise(x[:, : self.split] if self.split else x)
+        self._class_trees = [cKDTree(post[y == c]) for c in range(n_classes)]
         return self
 
     def _check(self) -> None:
@@ -311,15 +317,15 @@ class KNNScorer(OpenSetScorer):
 
     def novelty(self, descriptors) -> np.ndarray:
         self._check()
-        d, _ = self._tree.query(self._normalise(_check_descriptors(descriptors)), k=self.k)
+        d, _ = self._tree.query(self._normalise(_check_descriptors(descriptors)[:, self.split:]), k=self.k)
         return d if d.ndim == 1 else d[:, -1]
 
     def class_posteriors(self, descriptors) -> np.ndarray:
         self._check()
         x = _check_descriptors(descriptors)
-        if self.head_weight is not None:
-            return _softmax(x @ self.head_weight.T + self.head_bias)
-        z = self._normalise(x)
+        if self.head_weight is not None:     # the head reads the descriptor, the first columns
+            return _softmax(x[:, : self.head_weight.shape[1]] @ self.head_weight.T + self.head_bias)
+        z = self._normalise(x[:, : self.split] if self.split else x)
         dist = np.stack([t.query(z, k=1)[0] for t in self._class_trees], 1)
         return _softmax(-dist / self.temperature)
 
@@ -328,13 +334,14 @@ class KNNScorer(OpenSetScorer):
         if self.head_weight is not None:
             arrays.update(head_weight=self.head_weight, head_bias=self.head_bias)
         return arrays, {"k": self.k, "threshold": self.novelty_threshold_, "n_classes": self.n_classes_,
-                        "normalise": self.normalise,
+                        "normalise": self.normalise, "split": self.split,
                         "temperature": self.temperature, "rejection_quantile": self.rejection_quantile}
 
     @classmethod
     def from_state(cls, arrays, meta) -> "KNNScorer":
         s = cls(int(meta["k"]), float(meta["rejection_quantile"]), arrays.get("head_weight"),
-                arrays.get("head_bias"), float(meta["temperature"]), bool(meta.get("normalise", True)))
+                arrays.get("head_bias"), float(meta["temperature"]), bool(meta.get("normalise", True)),
+                int(meta.get("split", 0)))
         ref = np.asarray(arrays["reference"], np.float64)
         s.fit(ref, np.asarray(arrays["reference_labels"]), int(meta["n_classes"]))
         s.novelty_threshold_ = float(meta["threshold"])
@@ -346,14 +353,15 @@ class MahalanobisScorer(OpenSetScorer):
 
     name = "mahalanobis"
 
-    def __init__(self, rejection_quantile: float = 0.1, reg_covar: float = 1e-4) -> None:
+    def __init__(self, rejection_quantile: float = 0.1, reg_covar: float = 1e-4, split: int = 0) -> None:
         super().__init__(rejection_quantile)
         self.reg_covar = float(reg_covar)
+        self.split = int(split)     # uses the columns from ``split`` on (see KNNScorer)
         self.means_: Optional[np.ndarray] = None
 
     def fit(self, descriptors, labels, n_classes) -> "MahalanobisScorer":
         y = np.asarray(labels, np.int64)
-        x = _check_descriptors(descriptors, y)
+        x = _check_descriptors(descriptors, y)[:, self.split:]
         means = np.zeros((n_classes, x.shape[1]))
         for c in range(n_classes):
             if (y == c).sum() < 2:
@@ -372,7 +380,7 @@ class MahalanobisScorer(OpenSetScorer):
     def _d2(self, x) -> np.ndarray:
         if self.means_ is None:
             raise MicrostructureError("the Mahalanobis scorer is not fitted")
-        diff = _check_descriptors(x)[:, None, :] - self.means_[None]
+        diff = _check_descriptors(x)[:, self.split:][:, None, :] - self.means_[None]
         return np.einsum("nkd,de,nke->nk", diff, self.precision_, diff)
 
     def novelty(self, descriptors) -> np.ndarray:
@@ -383,11 +391,12 @@ class MahalanobisScorer(OpenSetScorer):
 
     def state(self):
         return ({"means": self.means_, "precision": self.precision_},
-                {"threshold": self.novelty_threshold_, "rejection_quantile": self.rejection_quantile})
+                {"threshold": self.novelty_threshold_, "rejection_quantile": self.rejection_quantile,
+                 "split": self.split})
 
     @classmethod
     def from_state(cls, arrays, meta) -> "MahalanobisScorer":
-        s = cls(float(meta["rejection_quantile"]))
+        s = cls(float(meta["rejection_quantile"]), split=int(meta.get("split", 0)))
         s._set(arrays["means"], arrays["precision"])
         s.novelty_threshold_ = float(meta["threshold"])
         return s
@@ -411,7 +420,8 @@ class EnergyScorer(OpenSetScorer):
         return self
 
     def _logits(self, x) -> np.ndarray:
-        return _check_descriptors(x) @ self.head_weight.T + self.head_bias
+        x = _check_descriptors(x)
+        return x[:, : self.head_weight.shape[1]] @ self.head_weight.T + self.head_bias
 
     def novelty(self, descriptors) -> np.ndarray:
         return -_logsumexp(self._logits(descriptors))
@@ -434,10 +444,11 @@ SCORERS = {"gmm": OpenSetMixture, "knn": KNNScorer, "mahalanobis": MahalanobisSc
 
 
 def make_scorer(name: str, rejection_quantile: float = 0.1, head=None, k: int = 10,
-                normalise: bool = True) -> OpenSetScorer:
+                normalise: bool = True, split: int = 0) -> OpenSetScorer:
     """A new, unfitted scorer by name; ``head`` is ``(weight, bias)`` of a linear classifier or None.
 
-    ``k`` and ``normalise`` are the k-NN scorer's (see :class:`KNNScorer`).
+    ``k``, ``normalise`` and ``split`` are the k-NN scorer's (see :class:`KNNScorer`);
+    the Mahalanobis scorer also reads the columns from ``split`` on.
     """
     if name not in SCORERS:
         raise MicrostructureError(f"unknown scorer {name!r}; choose one of {', '.join(SCORERS)}")
@@ -445,9 +456,9 @@ def make_scorer(name: str, rejection_quantile: float = 0.1, head=None, k: int = 
     if name == "gmm":
         return OpenSetMixture(rejection_quantile=rejection_quantile)
     if name == "knn":
-        return KNNScorer(k, rejection_quantile, w, b, normalise=normalise)
+        return KNNScorer(k, rejection_quantile, w, b, normalise=normalise, split=split)
     if name == "mahalanobis":
-        return MahalanobisScorer(rejection_quantile)
+        return MahalanobisScorer(rejection_quantile, split=split)
     return EnergyScorer(w, b, rejection_quantile)
 
 

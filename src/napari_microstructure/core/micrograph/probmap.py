@@ -672,6 +672,8 @@ def _run_tiles(classifier, plan: _Plan, resampler: _Resampler, origins: np.ndarr
     transforms = DIHEDRAL[: opts["n_augment"]]
     total = len(tiles) * len(transforms)
     scorer = getattr(classifier, "scorer_", classifier.mixture_)
+    # what the scorer reads: descriptors, or descriptors and pooled backbone features
+    to_input = getattr(classifier, "open_set_input", None)
     mag = plan.log_ppum
     step = 0
     for region, own in tiles:
@@ -683,9 +685,11 @@ def _run_tiles(classifier, plan: _Plan, resampler: _Resampler, origins: np.ndarr
         for turns, mirror in transforms:
             check_cancel(cancel)
             if opts["method"] == "exact":
-                desc = _exact_descriptors(model, x, local, plan.crop, turns, mirror, mag, opts, timings, cancel)
+                desc = _exact_descriptors(model, x, local, plan.crop, turns, mirror, mag, opts, timings, cancel,
+                                          to_input)
             else:
-                desc = _shared_descriptors(model, x, local, plan.crop, turns, mirror, mag, opts, timings, cancel)
+                desc = _shared_descriptors(model, x, local, plan.crop, turns, mirror, mag, opts, timings, cancel,
+                                           to_input)
             t0 = time.perf_counter()
             probs += scorer.crop_probabilities(desc)
             timings["mixture"] += time.perf_counter() - t0
@@ -696,15 +700,30 @@ def _run_tiles(classifier, plan: _Plan, resampler: _Resampler, origins: np.ndarr
         _spread(diff, own, plan.crop_cells, values)
 
 
+def _as_input(to_input, pooled, desc, crops=None, imagenet=None) -> np.ndarray:
+    if to_input is None:
+        return desc.float().cpu().numpy()
+    return to_input(pooled, desc, crops, imagenet=imagenet)
+
+
+def _wants_imagenet(to_input) -> bool:
+    return getattr(getattr(to_input, "__self__", None), "scorer_features", None) == "imagenet"
+
+
 @torch.inference_mode()
-def _shared_descriptors(model, x, local, crop, turns, mirror, mag, opts, timings, cancel) -> np.ndarray:
+def _shared_descriptors(model, x, local, crop, turns, mirror, mag, opts, timings, cancel, to_input=None) -> np.ndarray:
     cell = int(model.stride)
     t0 = time.perf_counter()
     feat = _dihedral_inverse(model.feature_map(_dihedral(x, turns, mirror)), turns, mirror)[0]
     c, h, w = feat.shape
-    integ = torch.zeros((c, h + 1, w + 1), dtype=torch.float64, device=feat.device)
-    integ[:, 1:, 1:] = feat.double().cumsum(1).cumsum(2)
-    flat = integ.reshape(c, -1)
+    flat = _integral(feat)
+    extra = []       # frozen ImageNet stage maps (strides 8, 16, 32), pooled over the same windows
+    if _wants_imagenet(to_input):
+        from .imagenet_features import stage_maps
+
+        for fmap, stride in stage_maps(_dihedral(x, turns, mirror), crop):
+            fmap = _dihedral_inverse(fmap, turns, mirror)[0]
+            extra.append((_integral(fmap), fmap.shape[1], fmap.shape[2], stride))
     out = []
     for s in range(0, len(local), opts["batch"]):
         check_cancel(cancel)
@@ -715,9 +734,31 @@ def _shared_descriptors(model, x, local, crop, turns, mirror, mag, opts, timings
                  - _integral_at(flat, h, w, yb, xa) + _integral_at(flat, h, w, ya, xa))
         pooled = (total / ((yb - ya) * (xb - xa))[None]).T.float()
         logp = torch.full((len(o),), mag, dtype=torch.float32, device=feat.device)
-        out.append(model.head_from_pooled(pooled, logp).float().cpu().numpy())
+        imagenet = None
+        if extra:
+            from .imagenet_features import normalise_stages
+
+            imagenet = normalise_stages([_window_mean(f, hh, ww, o, crop, st) for f, hh, ww, st in extra])
+        out.append(_as_input(to_input, pooled, model.head_from_pooled(pooled, logp), imagenet=imagenet))
     timings["network"] += time.perf_counter() - t0
     return np.concatenate(out)
+
+
+def _integral(feat: torch.Tensor) -> torch.Tensor:
+    """Flattened integral image ``(C, (h+1)(w+1))`` of a feature map ``(C, h, w)``."""
+    c, h, w = feat.shape
+    integ = torch.zeros((c, h + 1, w + 1), dtype=torch.float64, device=feat.device)
+    integ[:, 1:, 1:] = feat.double().cumsum(1).cumsum(2)
+    return integ.reshape(c, -1)
+
+
+def _window_mean(flat: torch.Tensor, h: int, w: int, o: torch.Tensor, crop: int, cell: int) -> torch.Tensor:
+    """Mean of a feature map over windows ``[o, o + crop)`` (input pixels) -> ``(n, C)``."""
+    ya, xa = o[:, 0] / cell, o[:, 1] / cell
+    yb, xb = (o[:, 0] + crop) / cell, (o[:, 1] + crop) / cell
+    total = (_integral_at(flat, h, w, yb, xb) - _integral_at(flat, h, w, ya, xb)
+             - _integral_at(flat, h, w, yb, xa) + _integral_at(flat, h, w, ya, xa))
+    return (total / ((yb - ya) * (xb - xa))[None]).T.float()
 
 
 def _integral_at(flat: torch.Tensor, h: int, w: int, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -735,7 +776,7 @@ def _integral_at(flat: torch.Tensor, h: int, w: int, y: torch.Tensor, x: torch.T
 
 
 @torch.inference_mode()
-def _exact_descriptors(model, x, local, crop, turns, mirror, mag, opts, timings, cancel) -> np.ndarray:
+def _exact_descriptors(model, x, local, crop, turns, mirror, mag, opts, timings, cancel, to_input=None) -> np.ndarray:
     batch = max(1, min(opts["batch"], (1 << 22) // (crop * crop)))
     out = []
     for s in range(0, len(local), batch):
@@ -744,6 +785,8 @@ def _exact_descriptors(model, x, local, crop, turns, mirror, mag, opts, timings,
         crops = torch.stack([x[0, :, a:a + crop, b:b + crop] for a, b in o])
         t0 = time.perf_counter()
         logp = torch.full((len(o),), mag, dtype=torch.float32, device=x.device)
-        out.append(model(_dihedral(crops, turns, mirror), logp).float().cpu().numpy())
+        turned = _dihedral(crops, turns, mirror)
+        pooled = model.feature_map(turned).mean(dim=(2, 3))
+        out.append(_as_input(to_input, pooled, model.head_from_pooled(pooled, logp), turned))
         timings["network"] += time.perf_counter() - t0
     return np.concatenate(out)
