@@ -15,9 +15,11 @@ crops of martensite and porous images, 64-pixel crops): crop-level AUROC of
 the 10-NN distance 0.994 with these features, 0.854 with the trained
 network's own pooled features.
 
-Like the classifier's backbone, the network is fully convolutional and its
-stages have strides 8, 16 and 32, so :mod:`.probmap` pools windows of its
-feature maps from one pass over a tile (:func:`stage_maps`).
+Unlike the classifier's backbone, whose receptive field (127 pixels) is
+about a crop, EfficientNet's is several crops wide: windows of one pass over
+a whole image see context that an isolated crop does not, and on generated
+composites the two disagreed badly. :mod:`.probmap` therefore computes these
+features crop by crop.
 """
 
 from __future__ import annotations

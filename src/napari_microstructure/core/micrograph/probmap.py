@@ -717,13 +717,11 @@ def _shared_descriptors(model, x, local, crop, turns, mirror, mag, opts, timings
     feat = _dihedral_inverse(model.feature_map(_dihedral(x, turns, mirror)), turns, mirror)[0]
     c, h, w = feat.shape
     flat = _integral(feat)
-    extra = []       # frozen ImageNet stage maps (strides 8, 16, 32), pooled over the same windows
-    if _wants_imagenet(to_input):
-        from .imagenet_features import stage_maps
-
-        for fmap, stride in stage_maps(_dihedral(x, turns, mirror), crop):
-            fmap = _dihedral_inverse(fmap, turns, mirror)[0]
-            extra.append((_integral(fmap), fmap.shape[1], fmap.shape[2], stride))
+    # Frozen ImageNet features (open-set novelty) are computed on each crop on its own:
+    # EfficientNet's receptive field is far larger than a crop, so windows of a whole-tile
+    # pass see context an isolated crop does not, and measured on generated composites the
+    # two disagreed (a trained half rejected entirely). Costly, but the answers are the crop's.
+    per_crop = _wants_imagenet(to_input)
     out = []
     for s in range(0, len(local), opts["batch"]):
         check_cancel(cancel)
@@ -734,12 +732,11 @@ def _shared_descriptors(model, x, local, crop, turns, mirror, mag, opts, timings
                  - _integral_at(flat, h, w, yb, xa) + _integral_at(flat, h, w, ya, xa))
         pooled = (total / ((yb - ya) * (xb - xa))[None]).T.float()
         logp = torch.full((len(o),), mag, dtype=torch.float32, device=feat.device)
-        imagenet = None
-        if extra:
-            from .imagenet_features import normalise_stages
-
-            imagenet = normalise_stages([_window_mean(f, hh, ww, o, crop, st) for f, hh, ww, st in extra])
-        out.append(_as_input(to_input, pooled, model.head_from_pooled(pooled, logp), imagenet=imagenet))
+        crops = None
+        if per_crop:
+            crops = _dihedral(torch.stack([x[0, :, a:a + crop, b:b + crop]
+                                           for a, b in local[s:s + opts["batch"]]]), turns, mirror)
+        out.append(_as_input(to_input, pooled, model.head_from_pooled(pooled, logp), crops))
     timings["network"] += time.perf_counter() - t0
     return np.concatenate(out)
 
@@ -750,15 +747,6 @@ def _integral(feat: torch.Tensor) -> torch.Tensor:
     integ = torch.zeros((c, h + 1, w + 1), dtype=torch.float64, device=feat.device)
     integ[:, 1:, 1:] = feat.double().cumsum(1).cumsum(2)
     return integ.reshape(c, -1)
-
-
-def _window_mean(flat: torch.Tensor, h: int, w: int, o: torch.Tensor, crop: int, cell: int) -> torch.Tensor:
-    """Mean of a feature map over windows ``[o, o + crop)`` (input pixels) -> ``(n, C)``."""
-    ya, xa = o[:, 0] / cell, o[:, 1] / cell
-    yb, xb = (o[:, 0] + crop) / cell, (o[:, 1] + crop) / cell
-    total = (_integral_at(flat, h, w, yb, xb) - _integral_at(flat, h, w, ya, xb)
-             - _integral_at(flat, h, w, yb, xa) + _integral_at(flat, h, w, ya, xa))
-    return (total / ((yb - ya) * (xb - xa))[None]).T.float()
 
 
 def _integral_at(flat: torch.Tensor, h: int, w: int, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
