@@ -682,6 +682,7 @@ def _run_tiles(classifier, plan: _Plan, resampler: _Resampler, origins: np.ndarr
         x = resampler.tile(r0, r1, c0, c1).to(device)
         local = own - np.array([r0, c0])
         probs = np.zeros((len(own), diff.shape[0] - 1))
+        novelty_cache: dict = {}     # frozen ImageNet features: once per crop, not per transform
         for turns, mirror in transforms:
             check_cancel(cancel)
             if opts["method"] == "exact":
@@ -689,7 +690,7 @@ def _run_tiles(classifier, plan: _Plan, resampler: _Resampler, origins: np.ndarr
                                           to_input)
             else:
                 desc = _shared_descriptors(model, x, local, plan.crop, turns, mirror, mag, opts, timings, cancel,
-                                           to_input)
+                                           to_input, novelty_cache)
             t0 = time.perf_counter()
             probs += scorer.crop_probabilities(desc)
             timings["mixture"] += time.perf_counter() - t0
@@ -711,7 +712,8 @@ def _wants_imagenet(to_input) -> bool:
 
 
 @torch.inference_mode()
-def _shared_descriptors(model, x, local, crop, turns, mirror, mag, opts, timings, cancel, to_input=None) -> np.ndarray:
+def _shared_descriptors(model, x, local, crop, turns, mirror, mag, opts, timings, cancel, to_input=None,
+                        novelty_cache=None) -> np.ndarray:
     cell = int(model.stride)
     t0 = time.perf_counter()
     feat = _dihedral_inverse(model.feature_map(_dihedral(x, turns, mirror)), turns, mirror)[0]
@@ -732,11 +734,17 @@ def _shared_descriptors(model, x, local, crop, turns, mirror, mag, opts, timings
                  - _integral_at(flat, h, w, yb, xa) + _integral_at(flat, h, w, ya, xa))
         pooled = (total / ((yb - ya) * (xb - xa))[None]).T.float()
         logp = torch.full((len(o),), mag, dtype=torch.float32, device=feat.device)
-        crops = None
+        imagenet = None
         if per_crop:
-            crops = _dihedral(torch.stack([x[0, :, a:a + crop, b:b + crop]
-                                           for a, b in local[s:s + opts["batch"]]]), turns, mirror)
-        out.append(_as_input(to_input, pooled, model.head_from_pooled(pooled, logp), crops))
+            # the scorer's reference holds rotated and mirrored crops: one transform suffices
+            cache = {} if novelty_cache is None else novelty_cache
+            if s not in cache:
+                from .imagenet_features import crop_features
+
+                cache[s] = crop_features(torch.stack([x[0, :, a:a + crop, b:b + crop]
+                                                      for a, b in local[s:s + opts["batch"]]]))
+            imagenet = cache[s]
+        out.append(_as_input(to_input, pooled, model.head_from_pooled(pooled, logp), imagenet=imagenet))
     timings["network"] += time.perf_counter() - t0
     return np.concatenate(out)
 
