@@ -597,7 +597,8 @@ class FewShotClassifier:
         # metric-learning descriptors are positions; cross-entropy and backbone features directions
         normalise = split > 0 or self.loss == "cross-entropy"
         scorer = make_scorer(name, float(self.rejection_quantile), head, normalise=normalise, split=split)
-        if self.scorer_features == "imagenet" and name in ("knn", "mahalanobis"):
+        if (self.scorer_features == "imagenet" and name in ("knn", "mahalanobis")
+                and len(np.unique(groups)) >= 2):
             # the frozen features never saw any of these images: every image can be left out
             # in turn (the network's own features are only honest on the held-out images)
             score = np.ones(len(x), bool)
