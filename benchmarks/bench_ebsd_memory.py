@@ -10,6 +10,7 @@ those of the full run: memory does not grow with the patterns processed.
 Target: <= 2 GB, throughput as in bench_ebsd_throughput.py.
 
     python benchmarks/bench_ebsd_memory.py [--limit 50000] [--dir /tmp]
+    python benchmarks/bench_ebsd_memory.py --limit 0     # the full pass (prints figures as it goes)
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def main() -> None:
     ap.add_argument("--dir", default=tempfile.gettempdir())
     ap.add_argument("--rows", type=int, default=1000)
     ap.add_argument("--chunk-size", type=int, default=2048)
+    ap.add_argument("--report-every", type=int, default=50000, help="print figures every this many patterns")
     ap.add_argument("--classify", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.classify:
@@ -54,7 +56,8 @@ def main() -> None:
     try:
         # classify in a fresh process so that writing the file does not count
         subprocess.run([sys.executable, __file__, "--classify", str(path), "--limit", str(args.limit),
-                        "--chunk-size", str(args.chunk_size), "--rows", str(rows)], check=True)
+                        "--chunk-size", str(args.chunk_size), "--rows", str(rows),
+                        "--report-every", str(args.report_every)], check=True)
     finally:
         os.remove(path)
 
@@ -64,18 +67,37 @@ def _rss_mb() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
 
 
+def _peak_mb() -> float:
+    """Peak resident set of this process (VmHWM; ru_maxrss would include the parent that wrote the file)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return peak_rss_mb()
+
+
 def classify(path: Path, args) -> None:
     rows = cols = args.rows
     pm = np.load(path, mmap_mode="r")
     clf = untrained("compact", 60, 60)
-    rss0 = peak_rss_mb()
+    rss0 = _peak_mb()
     cancel = threading.Event()
     done = [0]
     samples = []
 
+    last = [0]
+
     def progress(p):
         done[0] = p.step
         samples.append((p.step, _rss_mb()))
+        if p.step - last[0] >= args.report_every:  # figures so far, in case the pass is stopped
+            last[0] = p.step
+            el = time.perf_counter() - t
+            print(f"  {p.step} patterns, {el:.0f} s, {p.step / el:.0f} patterns/s, resident {samples[-1][1]:.0f} MB, "
+                  f"peak {_peak_mb():.0f} MB, load {os.getloadavg()[0]:.1f}", flush=True)
         if args.limit and p.step >= args.limit:
             cancel.set()
 
@@ -90,7 +112,7 @@ def classify(path: Path, args) -> None:
     print(f"classified {done[0]} patterns in {dt:.1f} s: {done[0] / dt:.0f} patterns/s")
     picks = [samples[1], samples[len(samples) // 2], samples[-1]] if len(samples) > 2 else samples
     print("resident memory after " + ", ".join(f"{s} patterns: {m:.0f} MB" for s, m in picks))
-    print(f"peak RSS before classify_map {rss0:.0f} MB, peak after {peak_rss_mb():.0f} MB "
+    print(f"peak RSS before classify_map {rss0:.0f} MB, peak after {_peak_mb():.0f} MB "
           f"(load average {os.getloadavg()[0]:.1f})")
 
 

@@ -37,7 +37,9 @@ def test_map_refuses_wrong_inputs(tmp_path, trained_model_path, capsys):
     assert _main(["map", str(trained_model_path), str(src), "-o", str(tmp_path / "m.tif")]) == 2
     assert "smaller fov_um" in capsys.readouterr().err
     assert not (tmp_path / "m.tif").exists()
-    big = write_micrograph(tmp_path / "big.tif", np.zeros((300, 300), np.uint8) + 9, 0.1)
+    # not constant: a constant image is refused before the options are looked at
+    noise = (np.random.default_rng(0).random((300, 300)) * 255).astype(np.uint8)
+    big = write_micrograph(tmp_path / "big.tif", noise, 0.1)
     assert _main(["map", str(trained_model_path), str(big), "-o", str(tmp_path / "m.tif"), "--stride", "0"]) == 2
     assert "stride" in capsys.readouterr().err
     assert _main(["map", str(trained_model_path), str(big), "-o", str(tmp_path / "m.png")]) == 2

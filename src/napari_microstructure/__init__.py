@@ -9,6 +9,7 @@ line::
     clf.fit(images, labels, pixel_sizes)        # micrometres per pixel
     clf.predict_proba(image, pixel_size)        # classes, then "none"
     clf.probability_map(image, pixel_size)      # (n_classes + 1, H, W)
+    clf.predict_images(images, pixel_sizes)     # one class name per image
 
     ebsd = nm.EBSDClassifier()
     ebsd.fit(patterns, space_groups)            # (N, h, w), N labels
@@ -45,12 +46,13 @@ _LAZY = {
     "write_micrograph": "napari_microstructure.io.tiff",
     "load_model": "napari_microstructure.api",
     "layer_image": "napari_microstructure.api",
+    "layer_pixel_size": "napari_microstructure.api",
     "fit_layers": "napari_microstructure.api",
     "predict_layer": "napari_microstructure.api",
 }
 
-#: sub-modules reachable as attributes, e.g. ``nm.explain.attribution``
-_SUBMODULES = {"explain": "napari_microstructure.core.explain"}
+#: sub-modules reachable as attributes, e.g. ``nm.explain.attribution``, ``nm.choices.BACKBONES``
+_SUBMODULES = {"explain": "napari_microstructure.core.explain", "choices": "napari_microstructure.core.choices"}
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES) + ["__version__"]
 

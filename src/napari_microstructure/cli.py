@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib
 import sys
 from pathlib import Path
 from typing import Optional, Sequence, TextIO
+
+from .core.choices import BACKBONES, LOSSES
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 
@@ -45,17 +46,26 @@ class TerminalProgress:
 
 
 def read_image_file(path: Path, pixel_size: Optional[float]):
-    """An image and its pixel size (from the file, or the ``--pixel-size`` option)."""
+    """An image and its pixel size (from the file, or the ``--pixel-size`` option).
+
+    Raises
+    ------
+    MicrostructureError
+        A missing or unreadable file (one line, naming the file), or no pixel size.
+    """
     from .core.errors import MicrostructureError
 
+    path = Path(path)
+    if path.is_dir():
+        raise MicrostructureError(f"{str(path)!r} is a folder; give an image file")
+    if not path.is_file():
+        raise MicrostructureError(f"image {str(path)!r} does not exist; check the path")
     if path.suffix.lower() in (".tif", ".tiff"):
         from .io.tiff import read_micrograph
 
         image, size, _ = read_micrograph(path)
     else:
-        import skimage.io
-
-        image, size = skimage.io.imread(str(path)), None
+        image, size = _imread(path), None
     size = pixel_size if pixel_size is not None else size
     if size is None:
         raise MicrostructureError(
@@ -64,10 +74,41 @@ def read_image_file(path: Path, pixel_size: Optional[float]):
     return image, size
 
 
+def _imread(path: Path):
+    """Read a PNG/JPEG/BMP with scikit-image; any failure of the decoder becomes one line."""
+    import skimage.io
+
+    from .core.errors import MicrostructureError
+
+    try:
+        return skimage.io.imread(str(path))
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the decoders raise anything on a damaged file
+        raise MicrostructureError(
+            f"cannot read {str(path)!r} as an image ({exc.__class__.__name__}); check that the file "
+            "is complete and is a TIFF, PNG, JPEG or BMP image"
+        ) from None
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed; give a positive number (1 or more)")
+    return value
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .core.errors import MicrostructureError
     from .core.micrograph.fewshot import FewShotClassifier
 
+    from .core._files import check_output_file
+
+    check_output_file(args.output, "model")  # before hours of training, not after
     root = Path(args.directory)
     if not root.is_dir():
         raise MicrostructureError(f"{str(root)!r} is not a folder; give a folder with one sub-folder per class")
@@ -131,11 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="model file to write")
     p.add_argument("--pixel-size", type=float, default=None,
                    help="micrometres per pixel for images without resolution tags")
-    p.add_argument("--backbone", default="compact", choices=["compact", "efficientnet-lite0"])
-    p.add_argument("--loss", default="triplet", choices=["triplet", "contrastive", "cross-entropy"])
+    p.add_argument("--backbone", default="compact", choices=BACKBONES)
+    p.add_argument("--loss", default="triplet", choices=LOSSES)
     p.add_argument("--embedding-dim", type=int, default=2)
     p.add_argument("--input-size", type=int, default=200)
-    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--epochs", type=_positive_int, default=40)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_train)
@@ -144,33 +185,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("images", nargs="+")
     p.add_argument("--pixel-size", type=float, default=None)
-    p.add_argument("--crops", type=int, default=None, help="random crops per image")
+    p.add_argument("--crops", type=_positive_int, default=None, help="random crops per image (1 or more)")
     p.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_predict)
 
-    for module in ("napari_microstructure.cli_map", "napari_microstructure.cli_ebsd"):
-        try:
-            mod = importlib.import_module(module)
-        except ImportError:
-            continue
-        mod.register(sub)
+    # our own modules: an ImportError here is a bug to see, not a subcommand to hide
+    from . import cli_ebsd, cli_map
+
+    cli_map.register(sub)
+    cli_ebsd.register(sub)
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an unexpected error (for bug reports)")
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of the ``napari-microstructure`` command."""
+    """Entry point of the ``napari-microstructure`` command.
+
+    Every failure ends in one line on stderr and a non-zero exit status: 2 for
+    a bad input or a file the system refused (the line names the problem and
+    the fix), 130 when cancelled, 3 for an unexpected error inside
+    napari-microstructure (a bug: the line says so; ``--debug`` shows the
+    traceback).
+    """
+    from .core._files import os_error_message
     from .core.errors import MicrostructureError, TrainingCancelled
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except MicrostructureError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, TrainingCancelled):
         print("cancelled; nothing was written", file=sys.stderr)
         return 130
+    except OSError as exc:
+        target = exc.filename if exc.filename is not None else "a file"
+        print(f"error: {os_error_message(exc, target, 'use')}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: out of memory; use smaller images (crop or downsample them), a smaller "
+              "--chunk-size, or close other programs", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a bug of ours: said as such, traceback on --debug
+        if getattr(args, "debug", False):
+            raise
+        print(f"error: internal error in napari-microstructure ({exc.__class__.__name__}: "
+              f"{_one_line(exc)}); this is a bug: please report it with the traceback that "
+              "'napari-microstructure --debug <the same command>' prints", file=sys.stderr)
+        return 3
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,16 +9,25 @@
 ``.npz`` with ``patterns`` and ``labels``, or a folder of class folders) and
 writes a model file. ``ebsd-map`` classifies a pattern map (``.npy``,
 TIFF, h5ebsd, folder of images, or a vendor file with kikuchipy) in chunks
-and writes into the folder OUT: ``space_groups.tif`` (int16 labels, 0 = no
-solution), ``confidence.tif`` (float32), ``no_solution.tif`` (uint8 mask) and
-``fractions.csv``. Outputs are first written to a temporary folder and moved
-into place only when the whole map is done, so an interrupted run (Ctrl-C)
-leaves no half-written files.
+and writes into the folder OUT: ``space_groups.tif`` (the class label of each
+pattern for integer classes such as space-group numbers, stored as uint16 (a model
+with a class outside 1-65535 is refused before any work); for text classes the class number 1, 2, ...
+in the order of ``legend.csv``; 0 = no solution in both cases),
+``legend.csv`` (value, class), ``confidence.tif`` (float32),
+``no_solution.tif`` (uint8 mask) and ``fractions.csv``; with
+``--probabilities`` also ``probabilities.tif``. Outputs are first written to a
+temporary folder and moved into place only when the whole map is done, so an
+interrupted run (Ctrl-C) leaves no half-written files; outputs of an earlier
+run that this run does not write (e.g. an old ``probabilities.tif``) are then
+removed, so the folder never mixes two runs. ``--store map.zarr`` also
+writes the whole result (probabilities, confidence, labels...) to a zarr store
+as it is computed; ``--scheduler tcp://host:8786`` classifies on a dask cluster.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import csv
 import os
 import shutil
@@ -26,7 +35,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-OUTPUT_FILES = ("space_groups.tif", "confidence.tif", "no_solution.tif", "fractions.csv")
+from .core.choices import BACKBONES, EBSD_BACKGROUNDS
+
+OUTPUT_FILES = ("space_groups.tif", "legend.csv", "confidence.tif", "no_solution.tif", "fractions.csv")
+#: every file name ebsd-map may write (optional ones included)
+ALL_OUTPUT_FILES = OUTPUT_FILES + ("probabilities.tif",)
 
 
 def register(subparsers: "argparse._SubParsersAction") -> None:
@@ -40,7 +53,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     t.add_argument("labels", nargs="?", default=None,
                    help="labels file: .npy, or text/CSV with one label (space group) per pattern")
     t.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
-    t.add_argument("--backbone", default="efficientnet-lite0", choices=["efficientnet-lite0", "compact"])
+    t.add_argument("--backbone", default="efficientnet-lite0", choices=BACKBONES)
     t.add_argument("--no-pretrained", action="store_true", help="EfficientNet from scratch (no ImageNet weights)")
     t.add_argument("--input-size", type=int, default=60, help="network input side in pixels (default 60)")
     t.add_argument("--ensemble", type=int, default=1, help="number of independently trained models (default 1)")
@@ -62,7 +75,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     m.add_argument("map", help="pattern map: .npy (rows, cols, h, w), TIFF, h5ebsd, folder, vendor file")
     m.add_argument("-o", "--output", required=True, help="output folder (created)")
     m.add_argument("--chunk-size", type=int, default=2048, help="patterns per chunk (bounds memory)")
-    m.add_argument("--background", default="model", choices=["model", "map"],
+    m.add_argument("--background", default="model", choices=EBSD_BACKGROUNDS,
                    help="static background: the model's (training) mean pattern or this map's")
     m.add_argument("--confidence-threshold", type=float, default=None,
                    help="override the model's 'no solution' confidence threshold")
@@ -71,18 +84,23 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     m.add_argument("--device", default="auto")
     m.add_argument("--probabilities", action="store_true",
                    help="also write probabilities.tif (rows, cols, n_classes) float32")
+    m.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="dask scheduler address (e.g. tcp://host:8786): classify on that cluster "
+                        "(default: $NAPARI_MICROSTRUCTURE_SCHEDULER, else this process)")
+    m.add_argument("--store", default=None, metavar="PATH.zarr",
+                   help="also write the whole result to a zarr store as it is computed "
+                        "(bounded memory; napari opens it lazily)")
     m.set_defaults(func=run_map)
 
 
 def run_train(args: argparse.Namespace) -> int:
     from .cli import TerminalProgress
     from .core.ebsd import EBSDClassifier
-    from .core.errors import MicrostructureError
     from .io.ebsd import read_labelled_patterns
 
-    out = Path(args.output)
-    if not out.parent.exists():
-        raise MicrostructureError(f"folder {str(out.parent)!r} does not exist; create it first")
+    from .core._files import check_output_file
+
+    out = check_output_file(args.output, "model")  # before training, not after
     patterns, labels = read_labelled_patterns(args.patterns, args.labels)
     clf = EBSDClassifier(
         backbone=args.backbone, pretrained=not args.no_pretrained, input_size=args.input_size,
@@ -96,15 +114,40 @@ def run_train(args: argparse.Namespace) -> int:
           + ", ".join(f"{c} ({n})" for c, n in zip(classes, counts)), file=sys.stderr)
     clf.fit(patterns, labels, progress=TerminalProgress(sys.stderr))
     clf.save(out)
-    for k, h in enumerate(clf.history_):
-        vl = h.get("val_loss") or []
-        best = h.get("best_epoch", -1)
-        msg = f"model {k + 1}: {len(h.get('train_loss', []))} epochs, best epoch {best + 1}"
+    for k, h in enumerate(clf.history_.members or [clf.history_]):
+        vl, best = h.val_loss, h.best_epoch
+        msg = f"model {k + 1}: {h.epochs} epochs, best epoch {best + 1}"
         if vl:
             msg += f", validation loss {vl[best]:.4f}"
         print(msg, file=sys.stderr)
     print(f"wrote {out}")
     return 0
+
+
+def map_label_values(result) -> tuple["np.ndarray", list[tuple[int, str]]]:
+    """The integer image written as ``space_groups.tif`` and its legend rows (value, class).
+
+    Integer classes (space-group numbers) are written as themselves, in the
+    smallest signed type that holds them (never wrapped around; the TIFF writer stores
+    0-65535 as uint16); text classes
+    as their number 1, 2, ... in the model's class order. 0 is "no solution"
+    in both cases.
+    """
+    import numpy as np
+
+    classes = np.asarray(result.classes)
+    index = np.asarray(result.index)
+    if classes.dtype.kind in "iu":
+        values = np.concatenate([[0], classes.astype(np.int64)])
+        legend_values = classes.astype(np.int64).tolist()
+    else:
+        values = np.arange(len(classes) + 1, dtype=np.int64)
+        legend_values = list(range(1, len(classes) + 1))
+    lut_type = next(t for t in (np.int16, np.int32, np.int64)
+                    if np.iinfo(t).min <= values.min() and values.max() <= np.iinfo(t).max)
+    image = values.astype(lut_type)[np.where(index < 0, 0, index + 1)]
+    legend = [(0, "no solution")] + [(v, str(c)) for v, c in zip(legend_values, classes)]
+    return image, legend
 
 
 def _counts(labels):
@@ -123,15 +166,31 @@ def run_map(args: argparse.Namespace) -> int:
     from .core.errors import MicrostructureError
     from .io.ebsd import load_patterns
 
+    from .core._files import os_error_message
+
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise MicrostructureError(f"output {str(out)!r} is a file; -o takes a folder (it is created)")
-    if not out.parent.exists():
+    if not out.parent.is_dir():
         raise MicrostructureError(f"folder {str(out.parent)!r} does not exist; create it first")
+    if not os.access(out if out.exists() else out.parent, os.W_OK | os.X_OK):
+        raise MicrostructureError(
+            f"cannot write the map to {str(out)!r}: permission denied; choose a folder you may write to"
+        )
+    if args.chunk_size < 1:
+        raise MicrostructureError(f"--chunk-size {args.chunk_size}; give a positive number of patterns")
     clf = EBSDClassifier.load(args.model, device=args.device)
+    classes = np.asarray(clf.classes_)
+    if classes.dtype.kind in "iu" and (classes.min() < 1 or classes.max() > 65535):
+        raise MicrostructureError(
+            f"the model's classes run from {classes.min()} to {classes.max()}, but space_groups.tif "
+            "holds labels 1-65535 (0 = no solution); relabel the classes (e.g. as text names) and "
+            "train again"
+        )
     if args.confidence_threshold is not None:
         clf.confidence_threshold = args.confidence_threshold
     data = load_patterns(args.map, lazy=True)
+    step_um = float(data.step_size_um[0]) if data.step_size_um else None
     try:
         pattern_map = data.as_map()
         if args.map_shape is not None:
@@ -142,16 +201,32 @@ def run_map(args: argparse.Namespace) -> int:
                     f"{data.n_patterns}")
             pattern_map = pattern_map.reshape(rows, cols, *data.pattern_shape)
         result = clf.classify_map(pattern_map, chunk_size=args.chunk_size, background=args.background,
-                                  progress=TerminalProgress(sys.stderr))
+                                  progress=TerminalProgress(sys.stderr), client=args.scheduler,
+                                  store=args.store)
     finally:
         data.close()
-    out.mkdir(exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".ebsd-map-", dir=str(out)))
+    if args.store:  # the 2-D maps below are written from memory: read them from the store
+        result = dataclasses.replace(result, **{k: np.asarray(getattr(result, k)) for k in
+                                                ("labels", "index", "confidence", "agreement", "no_solution")})
+    values, legend = map_label_values(result)
     try:
-        labels = result.labels.astype(np.int16) if result.labels.dtype.kind in "iu" else result.index
-        tifffile.imwrite(tmp / "space_groups.tif", labels)
-        tifffile.imwrite(tmp / "confidence.tif", result.confidence.astype(np.float32))
-        tifffile.imwrite(tmp / "no_solution.tif", result.no_solution.astype(np.uint8))
+        out.mkdir(exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".ebsd-map-", dir=str(out)))
+    except OSError as exc:
+        raise MicrostructureError(os_error_message(exc, out, "write the map to")) from exc
+    try:
+        from .io.tiff import write_result_map
+
+        # with the step size and their kind, napari reopens them as labels / images in micrometres
+        write_result_map(tmp / "space_groups.tif", values, "ebsd-space-groups", step_um,
+                         {"classes": [str(c) for c in result.classes],
+                          "legend": [[int(v), str(c)] for v, c in legend]})
+        with open(tmp / "legend.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["value", "class"])
+            w.writerows(legend)
+        write_result_map(tmp / "confidence.tif", result.confidence, "ebsd-confidence", step_um)
+        write_result_map(tmp / "no_solution.tif", result.no_solution.astype(np.uint8), "ebsd-no-solution", step_um)
         with open(tmp / "fractions.csv", "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["class", "patterns", "fraction"])
@@ -159,10 +234,15 @@ def run_map(args: argparse.Namespace) -> int:
                 w.writerow([c, n, f"{f:.6f}"])
         names = list(OUTPUT_FILES)
         if args.probabilities:
-            tifffile.imwrite(tmp / "probabilities.tif", result.probabilities)
+            tifffile.imwrite(tmp / "probabilities.tif", np.asarray(result.probabilities))
             names.append("probabilities.tif")
         for name in names:
             os.replace(tmp / name, out / name)
+        for name in ALL_OUTPUT_FILES:  # an earlier run's outputs must not sit beside these
+            if name not in names and (out / name).is_file():
+                (out / name).unlink()
+    except OSError as exc:
+        raise MicrostructureError(os_error_message(exc, out, "write the map to")) from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{result.labels.size} patterns classified; written to {out}/")

@@ -1,7 +1,9 @@
 """``napari-microstructure map MODEL IMAGE -o OUT.tif``: a probability map from the command line.
 
 Writes the same multi-page TIFF as the napari writer (classes, "none", outlier
-mask; pixel size in the resolution tags) and prints the area fractions.
+mask; pixel size in the resolution tags), or with ``-o map.zarr`` a zarr store
+written as it is computed (:mod:`.io.store`), and prints the area fractions.
+``--scheduler tcp://host:8786`` computes the tiles on a dask cluster.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from .core.choices import MAP_METHODS
 
 
 def register(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParser:
@@ -19,7 +23,9 @@ def register(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParse
     )
     p.add_argument("model", help="micrograph model file (from 'train' or the training widget)")
     p.add_argument("image", help="micrograph (TIFF with resolution tags, or PNG/JPEG with --pixel-size)")
-    p.add_argument("-o", "--output", required=True, help="TIFF file to write (.tif)")
+    p.add_argument("-o", "--output", required=True,
+                   help="TIFF file to write (.tif), or a zarr store (.zarr: written as computed, float16, "
+                        "for maps too large for memory; napari opens it lazily)")
     p.add_argument("--pixel-size", type=float, default=None,
                    help="micrometres per pixel (overrides the file's tags)")
     p.add_argument("--stride", type=float, default=None, help="grid stride in image pixels (default: crop/8)")
@@ -28,9 +34,13 @@ def register(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParse
     p.add_argument("--jitter", type=float, default=0.0, help="random shift of grid crops (0-1 of the stride)")
     p.add_argument("--random-crops", type=int, default=None, help="random crops instead of a grid")
     p.add_argument("--threshold", type=float, default=0.5, help="'none' probability of an outlier (0-1)")
-    p.add_argument("--method", default="shared", choices=["shared", "exact"])
+    p.add_argument("--method", default="shared", choices=MAP_METHODS)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="dask scheduler address (e.g. tcp://host:8786): compute the tiles on that cluster "
+                        "(default: $NAPARI_MICROSTRUCTURE_SCHEDULER, else this process)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing .zarr output")
     p.set_defaults(func=run_map)
     return p
 
@@ -43,9 +53,18 @@ def run_map(args: argparse.Namespace) -> int:
     from .core.micrograph.probmap import probability_map
     from .io.probmap_tiff import write_probability_tiff
 
+    from .core._files import check_output_file
+
     out = Path(args.output)
-    if out.suffix.lower() not in (".tif", ".tiff"):
-        raise MicrostructureError(f"output {str(out)!r} must end in .tif; e.g. -o map.tif")
+    to_store = out.suffix.lower() == ".zarr"
+    if out.suffix.lower() not in (".tif", ".tiff") and not to_store:
+        raise MicrostructureError(f"output {str(out)!r} must end in .tif (or .zarr for a store); e.g. -o map.tif")
+    if to_store:
+        from .io.store import check_store_path
+
+        check_store_path(out, args.overwrite)  # before the work, not after
+    else:
+        check_output_file(out, "probability map")  # before the work, not after
     clf = load_model(args.model, device=args.device)
     if getattr(clf, "kind", None) != "micrograph":
         raise MicrostructureError(
@@ -56,11 +75,16 @@ def run_map(args: argparse.Namespace) -> int:
     result = probability_map(
         clf, image, size, stride=args.stride, fov_um=args.fov, jitter=args.jitter,
         n_augment=args.augment, n_random_crops=args.random_crops, method=args.method,
-        progress=TerminalProgress(sys.stderr), seed=args.seed,
+        progress=TerminalProgress(sys.stderr), seed=args.seed, client=args.scheduler,
+        **({"store": out, "dtype": "float16", "overwrite": args.overwrite} if to_store else {}),
     )
-    write_probability_tiff(out, result, size, args.threshold)
-    print(f"wrote {out} ({len(result.class_names)} probability pages + outlier mask; "
-          f"{result.n_crops} crops of {result.fov_um:.3g} um in {result.timings['total']:.1f} s)")
+    if to_store:
+        print(f"wrote {out} (zarr store: {len(result.class_names)} float16 probability maps, labels; "
+              f"{result.n_crops} crops of {result.fov_um:.3g} um in {result.timings['total']:.1f} s)")
+    else:
+        write_probability_tiff(out, result, size, args.threshold)
+        print(f"wrote {out} ({len(result.class_names)} probability pages + outlier mask; "
+              f"{result.n_crops} crops of {result.fov_um:.3g} um in {result.timings['total']:.1f} s)")
     width = max(len(n) for n in result.class_names + ["class"])
     print(f"{'class':<{width}}  area %")
     for name, frac in result.fractions.items():

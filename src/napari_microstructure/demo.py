@@ -148,7 +148,7 @@ def run_demo(output: str = "demo-output", quick: bool = False, show: Optional[bo
 
     correct = sum(r["prediction"] == r["expected"] for r in rows)
     report = {
-        "classes": clf.classes_,
+        "classes": clf.classes_.tolist(),
         "training_images": len(images),
         "training_seconds": round(train_s, 1),
         "epochs": len(clf.history_.train_loss),

@@ -42,7 +42,9 @@ def test_train_from_sample_and_classify(viewer_with_sample, tmp_path):
     from types import SimpleNamespace
 
     widget.last_probabilities = None
-    widget._on_click(sg, SimpleNamespace(position=(0.0, 0.0, 3.2, 4.4)))
+    # the map is in micrometres (0.5 um steps): click where map pixel (3.2, 4.4) lies, with any layer active
+    viewer.layers.selection.active = viewer.layers["Ni-Ni3Al sample no solution"]
+    widget._on_click(viewer, SimpleNamespace(position=(0.0, 0.0, *sg.data_to_world((3.2, 4.4)))))
     np.testing.assert_allclose(widget.last_probabilities, proba)
     assert viewer.dims.current_step[:2] == (3, 4)
     # save and load
@@ -63,6 +65,10 @@ def test_train_from_painted_labels(viewer_with_sample):
     painted[rr[::40], cc[::40]] = 2
     layer.data = painted
     assert widget.source_combo.currentText() == SOURCE_PAINTED
+    # a label value is not a space group: the table asks for one instead of guessing "1", "2"
+    assert widget.class_names() == {}
+    assert "space group" in widget.panel.status.text()
+    np.testing.assert_allclose(layer.scale, viewer.layers["Ni-Ni3Al sample navigator"].scale)
     with pytest.raises(MicrostructureError, match="no space group"):
         widget.class_table.setItem(0, 1, None)
         widget.class_table.item(1, 1).setText("")

@@ -44,7 +44,18 @@ def test_run_adds_aligned_layers_and_table(widget_and_image):
     table = widget.fractions_table()
     result = widget.results["sample"]
     assert set(table) == set(result.class_names)
-    assert float(table["none"]) == pytest.approx(100 * result.fractions["none"], abs=0.06)
+    # the table honours the outlier slider: "none" counts the outliers at its threshold
+    fractions = result.fractions_at(widget.threshold)
+    assert float(table["none"]) == pytest.approx(100 * fractions["none"], abs=0.06)
+    assert sum(float(v) for v in table.values()) == pytest.approx(100, abs=0.3)
+    outliers = result.outlier_mask(widget.threshold) & result.evaluated
+    assert fractions["none"] >= outliers.sum() / result.evaluated.sum() - 1e-9
+    widget.threshold_slider.setValue(5)
+    low = widget.fractions_table()
+    assert float(low["none"]) == pytest.approx(100 * result.fractions_at(0.05)["none"], abs=0.06)
+    assert float(low["none"]) >= float(table["none"])
+    # layer names start with the class (napari's layer list cuts long names in the middle)
+    assert all(lay.name.startswith(lay.metadata["probmap"]["class_name"]) for lay in probs)
 
 
 def test_slider_updates_outliers_and_rerun_replaces(widget_and_image):

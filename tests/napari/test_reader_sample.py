@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_microstructure._napari._reader import get_reader, read_micrographs
+from napari_microstructure._napari._reader import read_tiffs, get_reader, read_micrographs
 from napari_microstructure._napari._sample_data import (
     SAMPLE_CLASSES,
     make_sample_micrographs,
@@ -55,8 +55,10 @@ def test_reader_without_tags_and_several_files(tmp_path, image):
     rgb = tmp_path / "rgb.tif"
     tifffile.imwrite(rgb, np.stack([image] * 3, axis=-1), photometric="rgb")
     paths = [str(plain), str(cm), str(rgb)]
-    assert get_reader(paths) is read_micrographs
-    layers = read_micrographs(paths)
+    # one TIFF reader looks inside each file; micrographs are read by read_micrographs
+    assert get_reader(paths) is read_tiffs
+    layers = read_tiffs(paths)
+    assert [kw["name"] for _, kw, _ in read_micrographs(paths)] == ["plain", "cm", "rgb"]
     assert [kw["name"] for _, kw, _ in layers] == ["plain", "cm", "rgb"]
     assert "scale" not in layers[0][1]  # unknown pixel size: napari's default, not a guess
     assert layers[1][1]["scale"] == pytest.approx((0.4, 0.4))

@@ -81,21 +81,28 @@ def layer_data_for(data, name: str) -> list:
     patterns = data.as_map()
     rows, cols, h, w = patterns.shape
     nav = navigator_image(patterns)
-    step = data.step_size_um or (1.0, 1.0)
     first = np.asarray(patterns[0, 0], dtype=np.float32)
     lo, hi = float(first.min()), float(first.max())
     meta = {"ebsd": True, "source": data.source, "format": data.format, "map_shape": (rows, cols),
-            "pattern_shape": (h, w), "step_size_um": tuple(step)}
+            "pattern_shape": (h, w), "step_size_um": tuple(data.step_size_um) if data.step_size_um else None}
+    # the map in micrometres when the file gives its step size (napari's scale bar then reads um)
+    if data.step_size_um:
+        sy, sx = (float(s) for s in data.step_size_um)
+        units: dict = {"units": ("um",) * 4}
+        nav_units: dict = {"units": ("um", "um")}
+    else:
+        sy, sx, units, nav_units = 1.0, 1.0, {}, {}
     pattern_layer = (
         patterns,
         {"name": f"{name} patterns", "visible": False, "contrast_limits": (lo, hi if hi > lo else lo + 1),
-         "scale": (1.0, 1.0, rows / h, cols / w), "metadata": dict(meta, role="patterns"),
-         "colormap": "gray"},
+         "scale": (sy, sx, sy * rows / h, sx * cols / w), "metadata": dict(meta, role="patterns"),
+         "colormap": "gray", **units},
         "image",
     )
     nav_layer = (
         nav,
-        {"name": f"{name} navigator", "metadata": dict(meta, role="navigator"), "colormap": "gray"},
+        {"name": f"{name} navigator", "metadata": dict(meta, role="navigator"), "colormap": "gray",
+         "scale": (sy, sx), **nav_units},
         "image",
     )
     return [pattern_layer, nav_layer]
@@ -108,4 +115,8 @@ def read_ebsd(path: Union[PathLike, list]) -> list:
     if isinstance(path, (list, tuple)):
         path = path[0]
     data = load_patterns(path, lazy=True)
+    if data.step_size_um:
+        from ._kit import show_scale_bar_in_current_viewer
+
+        show_scale_bar_in_current_viewer()
     return layer_data_for(data, Path(path).stem)

@@ -38,6 +38,9 @@ def make_ebsd_sample() -> list:
     from ._ebsd_reader import layer_data_for
     from ..io.ebsd._common import PatternData
 
+    from ._kit import show_scale_bar_in_current_viewer
+
+    show_scale_bar_in_current_viewer()  # the sample's map is in micrometres (0.5 um steps)
     arrays = load_sample_arrays()
     data = PatternData(arrays["patterns"], (0.5, 0.5), "sample", "simulated Ni + Ni3Al", {})
     layers = layer_data_for(data, "Ni-Ni3Al sample")
@@ -45,6 +48,7 @@ def make_ebsd_sample() -> list:
     nav_meta["train_patterns"] = arrays["train_patterns"]
     nav_meta["train_labels"] = arrays["train_labels"]
     truth = arrays["phase_map"].astype(np.int32)
-    layers.append((truth, {"name": "Ni-Ni3Al true space groups", "visible": False,
+    place = {k: layers[1][1][k] for k in ("scale", "units") if k in layers[1][1]}
+    layers.append((truth, {"name": "Ni-Ni3Al true space groups", "visible": False, **place,
                            "metadata": {"ebsd": True, "role": "ground truth"}}, "labels"))
     return layers

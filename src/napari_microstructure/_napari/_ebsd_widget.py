@@ -21,12 +21,12 @@ from typing import Any, Optional
 
 import numpy as np
 from qtpy.QtCore import Qt
+from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -35,29 +35,35 @@ from qtpy.QtWidgets import (
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
-    QWidget,
 )
 
+from ..core.colours import NO_SOLUTION_COLOUR, label_colour
 from ..core.errors import MicrostructureError
-from ._workers import Job, ProgressPanel, format_exception
+from ._kit import BACKBONES, DockWidget, LayerPicker, ModelFileRow, estimator_defaults, place_like
+from ._workers import Job
 
 SOURCE_PAINTED = "Labels painted on the navigator"
 SOURCE_FILE = "File or folder of labelled patterns"
 SOURCE_LAYER = "Labelled patterns of the layer (sample)"
 
-SPACE_GROUP_COLOURS = {221: "#e41a1c", 223: "#377eb8", 225: "#4daf4a", 227: "#984ea3",
-                       229: "#ff7f00", 230: "#a65628"}
-PALETTE = ["#f781bf", "#999999", "#66c2a5", "#fc8d62", "#8da0cb", "#e78ac3", "#a6d854", "#ffd92f"]
-NO_SOLUTION_COLOUR = "#000000"
 RESULT_SUFFIXES = ("space groups", "confidence", "no solution")
+#: what a painted label value's class cell says until the user types a space group
+ASK_SPACE_GROUP = "type a space group, e.g. 225"
 
 
 def class_colour(label: Any, k: int) -> str:
-    """Fixed colour of a class: one per cubic space group, else from a palette."""
-    try:
-        return SPACE_GROUP_COLOURS[int(label)]
-    except (KeyError, ValueError, TypeError):
-        return PALETTE[k % len(PALETTE)]
+    """Fixed colour of a class: one per cubic space group, else from the class table (core.colours)."""
+    return label_colour(label, k)
+
+
+def _is_pattern_map(layer: Any) -> bool:
+    return getattr(layer, "_type_string", "") == "image" and layer.ndim == 4
+
+
+def _is_training_labels(layer: Any) -> bool:
+    return (getattr(layer, "_type_string", "") == "labels" and layer.ndim == 2
+            and not layer.name.endswith(RESULT_SUFFIXES) and layer.metadata.get("role") != "ground truth"
+            and not layer.metadata.get("ebsd"))
 
 
 def _parse_class(text: str) -> Any:
@@ -76,35 +82,48 @@ def _fit(classifier, patterns, labels, progress=None, cancel=None):
     return classifier.fit(patterns, labels, progress=progress, cancel=cancel)
 
 
-class EBSDWidget(QWidget):
+class EBSDWidget(DockWidget):
     """Dock widget: train an EBSD space-group classifier and map a pattern map."""
 
     def __init__(self, napari_viewer: Any) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
+        from ..core.ebsd.classifier import EBSDClassifier
+
+        defaults = estimator_defaults(EBSDClassifier)
         self.classifier: Any = None
         self.result: Any = None
+        self.last_probabilities: Optional[np.ndarray] = None
         self._result_map_name: Optional[str] = None
-        layout = QVBoxLayout(self)
+        self.progress_panel = self.panel
 
         # --- inputs
-        form = QFormLayout()
-        self.map_combo = QComboBox()
+        form = QFormLayout(self.section("Pattern map and training patterns"))
+        form.setContentsMargins(2, 0, 2, 0)
+        self.map_combo = LayerPicker(self.viewer, _is_pattern_map)
         form.addRow("Pattern map", self.map_combo)
         self.source_combo = QComboBox()
         self.source_combo.addItems([SOURCE_PAINTED, SOURCE_FILE, SOURCE_LAYER])
-        form.addRow("Training patterns", self.source_combo)
-        self.labels_combo = QComboBox()
+        self.source_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.source_combo.setMinimumContentsLength(14)
+        form.addRow("Training", self.source_combo)
+        self.labels_combo = LayerPicker(self.viewer, _is_training_labels)
         new_labels = QPushButton("New")
         new_labels.setToolTip("Add a Labels layer over the navigator to paint training pixels")
-        new_labels.clicked.connect(self.add_training_labels_layer)
+        new_labels.clicked.connect(self._on_new_labels)
         row = QHBoxLayout()
         row.addWidget(self.labels_combo, 1)
         row.addWidget(new_labels)
         form.addRow("Painted labels", row)
+        self.class_table = QTableWidget(0, 2)
+        self.class_table.setHorizontalHeaderLabels(["label", "space group (type it)"])
+        self.class_table.horizontalHeader().setStretchLastSection(True)
+        self.class_table.verticalHeader().setVisible(False)
+        self.class_table.setMaximumHeight(110)
+        self.class_table.setToolTip("each painted label value needs its space group number (221-230) or class name")
+        form.addRow(self.class_table)
         self.file_edit = QLineEdit()
         self.file_edit.setPlaceholderText(".npz, folder of class folders, or pattern file")
-        browse = QPushButton("...")
+        browse = QPushButton("…")
         browse.clicked.connect(self._browse_training)
         row = QHBoxLayout()
         row.addWidget(self.file_edit, 1)
@@ -113,41 +132,36 @@ class EBSDWidget(QWidget):
         self.labels_file_edit = QLineEdit()
         self.labels_file_edit.setPlaceholderText("labels file (only with a plain pattern file)")
         form.addRow("Labels file", self.labels_file_edit)
-        layout.addLayout(form)
-
-        self.class_table = QTableWidget(0, 2)
-        self.class_table.setHorizontalHeaderLabels(["label value", "space group / class"])
-        self.class_table.horizontalHeader().setStretchLastSection(True)
-        self.class_table.setMaximumHeight(120)
-        layout.addWidget(QLabel("Painted label values and their space groups:"))
-        layout.addWidget(self.class_table)
 
         # --- options
-        box = QGroupBox("Classifier")
-        opts = QFormLayout(box)
+        opts = QFormLayout(self.section("Classifier"))
+        opts.setContentsMargins(2, 0, 2, 0)
         self.backbone_combo = QComboBox()
-        self.backbone_combo.addItems(["efficientnet-lite0", "compact"])
+        self.backbone_combo.addItems(BACKBONES)
+        self.backbone_combo.setCurrentText(str(defaults.get("backbone", BACKBONES[0])))
         opts.addRow("Backbone", self.backbone_combo)
         self.ensemble_spin = QSpinBox()
         self.ensemble_spin.setRange(1, 10)
+        self.ensemble_spin.setValue(int(defaults.get("n_models", 1)))
         opts.addRow("Ensemble size", self.ensemble_spin)
         self.epochs_spin = QSpinBox()
         self.epochs_spin.setRange(1, 1000)
-        self.epochs_spin.setValue(100)
+        self.epochs_spin.setValue(int(defaults.get("max_epochs", 100)))
         opts.addRow("Max epochs", self.epochs_spin)
         self.size_spin = QSpinBox()
         self.size_spin.setRange(16, 512)
-        self.size_spin.setValue(60)
+        self.size_spin.setValue(int(defaults.get("input_size", 60)))
         opts.addRow("Input size (px)", self.size_spin)
         self.threshold_spin = QDoubleSpinBox()
         self.threshold_spin.setRange(0.0, 1.0)
         self.threshold_spin.setSingleStep(0.05)
-        self.threshold_spin.setValue(0.5)
+        self.threshold_spin.setValue(float(defaults.get("confidence_threshold", 0.5)))
         self.threshold_spin.setToolTip("patterns whose top probability is below this are 'no solution'")
         opts.addRow("Confidence threshold", self.threshold_spin)
-        layout.addWidget(box)
 
         # --- actions
+        av = QVBoxLayout(self.section("Train and classify"))
+        av.setContentsMargins(0, 0, 0, 0)
         row = QHBoxLayout()
         self.train_button = QPushButton("Train")
         self.train_button.clicked.connect(self._on_train_clicked)
@@ -155,38 +169,40 @@ class EBSDWidget(QWidget):
         self.classify_button.clicked.connect(self._on_classify_clicked)
         row.addWidget(self.train_button)
         row.addWidget(self.classify_button)
-        layout.addLayout(row)
-        row = QHBoxLayout()
-        save = QPushButton("Save model...")
-        save.clicked.connect(self._ask_save)
-        load = QPushButton("Load model...")
-        load.clicked.connect(self._ask_load)
-        row.addWidget(save)
-        row.addWidget(load)
-        layout.addLayout(row)
-        self.progress_panel = ProgressPanel()
-        layout.addWidget(self.progress_panel)
+        av.addLayout(row)
+        self.model_files = ModelFileRow(self._load_clicked, self._save_clicked, "ebsd-model.pt")
+        av.addWidget(self.model_files)
         self.model_label = QLabel("no model")
         self.model_label.setWordWrap(True)
-        layout.addWidget(self.model_label)
+        av.addWidget(self.model_label)
 
         # --- results
+        rv = QVBoxLayout(self.section("Space-group map"))
+        rv.setContentsMargins(0, 0, 0, 0)
         self.legend = QLabel("")
         self.legend.setTextFormat(Qt.RichText)
-        layout.addWidget(self.legend)
+        self.legend.setWordWrap(True)
+        rv.addWidget(self.legend)
         self.fraction_table = QTableWidget(0, 3)
         self.fraction_table.setHorizontalHeaderLabels(["class", "patterns", "fraction"])
         self.fraction_table.horizontalHeader().setStretchLastSection(True)
-        self.fraction_table.setMaximumHeight(150)
-        layout.addWidget(self.fraction_table)
-        self._build_pattern_view(layout)
-        layout.addStretch(1)
+        self.fraction_table.verticalHeader().setVisible(False)
+        self.fraction_table.setMaximumHeight(130)
+        rv.addWidget(self.fraction_table)
+        self._build_pattern_view(rv)
+        self.finish_layout()
+        self.actions(self.train_button, self.classify_button, *self.model_files.buttons())
 
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
         self.labels_combo.currentIndexChanged.connect(self._refresh_class_table)
+        self.viewer.mouse_drag_callbacks.append(self._on_click)
         self._watched: set[int] = set()
         self._refresh_layers()
+
+    def action_states(self) -> dict[Any, bool]:
+        has = self.classifier is not None
+        return {self.classify_button: has, self.model_files.save_button: has}
 
     # ------------------------------------------------------------- layers
     def _alive(self) -> bool:
@@ -196,24 +212,14 @@ class EBSDWidget(QWidget):
             return False
         return True
 
-    def _pattern_layers(self) -> list:
-        return [ly for ly in self.viewer.layers if ly._type_string == "image" and ly.ndim == 4]
-
     def _labels_layers(self) -> list:
-        return [ly for ly in self.viewer.layers if ly._type_string == "labels" and ly.ndim == 2
-                and not ly.name.endswith(RESULT_SUFFIXES) and ly.metadata.get("role") != "ground truth"]
+        return self.labels_combo.layers()
 
     def _refresh_layers(self, event: Any = None) -> None:
         if not self._alive():
             return
-        for combo, layers in ((self.map_combo, self._pattern_layers()), (self.labels_combo, self._labels_layers())):
-            current = combo.currentText()
-            combo.blockSignals(True)
-            combo.clear()
-            combo.addItems([ly.name for ly in layers])
-            if current in [ly.name for ly in layers]:
-                combo.setCurrentText(current)
-            combo.blockSignals(False)
+        for picker in (self.map_combo, self.labels_combo):
+            picker.refresh()
         for ly in self._labels_layers():
             if id(ly) not in self._watched:
                 self._watched.add(id(ly))
@@ -243,11 +249,35 @@ class EBSDWidget(QWidget):
         name = f"{prefix} navigator"
         return self.viewer.layers[name] if name in self.viewer.layers else None
 
+    def _on_new_labels(self) -> None:
+        try:
+            self.add_training_labels_layer()
+        except MicrostructureError as exc:
+            self.error(exc)
+
+    def _map_place(self) -> dict[str, Any]:
+        """Scale, translate and units of the map's navigator (micrometres when the step size is known)."""
+        nav = self._navigator()
+        if nav is not None:
+            return place_like(nav)
+        try:
+            step = self.pattern_layer().metadata.get("step_size_um")
+        except MicrostructureError:
+            step = None
+        if step:
+            return {"scale": tuple(float(s) for s in step), "units": ("um", "um")}
+        return {}
+
     def add_training_labels_layer(self):
-        """Add an empty Labels layer the size of the map for painting training pixels."""
+        """Add an empty Labels layer the size of the map (aligned with it) for painting training pixels."""
         pl = self.pattern_layer()
         rows, cols = pl.data.shape[:2]
-        layer = self.viewer.add_labels(np.zeros((rows, cols), np.int32), name="EBSD training labels")
+        layer = self.viewer.add_labels(np.zeros((rows, cols), np.int32), name="EBSD training labels",
+                                       **self._map_place())
+        self.viewer.layers.selection.active = layer
+        layer.mode = "paint"
+        self.set_status("paint a few pixels of each phase with its own label value, then type each "
+                        "value's space group in the table")
         self.labels_combo.setCurrentText(layer.name)
         self.source_combo.setCurrentText(SOURCE_PAINTED)
         return layer
@@ -260,12 +290,26 @@ class EBSDWidget(QWidget):
         if name and name in self.viewer.layers:
             values = [int(v) for v in np.unique(np.asarray(self.viewer.layers[name].data)) if v > 0]
         known = self.class_names()
+        self.class_table.blockSignals(True)
         self.class_table.setRowCount(len(values))
         for i, v in enumerate(values):
             item = QTableWidgetItem(str(v))
             item.setFlags(item.flags() & ~Qt.ItemIsEditable)
             self.class_table.setItem(i, 0, item)
-            self.class_table.setItem(i, 1, QTableWidgetItem(str(known.get(v, v))))
+            # a label value is not a space group: the cell stays empty until the user types one
+            cell = QTableWidgetItem(str(known[v]) if v in known else "")
+            cell.setToolTip(ASK_SPACE_GROUP)
+            if v not in known:
+                cell.setBackground(QColor("#7a5a00"))
+            self.class_table.setItem(i, 1, cell)
+        self.class_table.blockSignals(False)
+        missing = [v for v in values if v not in known]
+        if missing and not self.busy:
+            self.set_status(f"label value(s) {missing}: {ASK_SPACE_GROUP} in the table")
+
+    def _painted_values(self) -> list[int]:
+        return [int(self.class_table.item(i, 0).text()) for i in range(self.class_table.rowCount())
+                if self.class_table.item(i, 0) is not None]
 
     def class_names(self) -> dict[int, Any]:
         """``{painted label value: class}`` from the table (numbers become ints)."""
@@ -281,6 +325,8 @@ class EBSDWidget(QWidget):
         for i in range(self.class_table.rowCount()):
             if self.class_table.item(i, 0).text() == str(value):
                 self.class_table.setItem(i, 1, QTableWidgetItem(str(name)))
+                if not [v for v in self._painted_values() if v not in self.class_names()]:
+                    self.set_status("every painted label value has a space group; press Train")
                 return
         raise MicrostructureError(f"label value {value} is not painted; paint it first")
 
@@ -326,7 +372,8 @@ class EBSDWidget(QWidget):
         missing = sorted(set(values.tolist()) - set(names))
         if missing:
             raise MicrostructureError(
-                f"label value(s) {missing} have no space group in the table; type one for each"
+                f"label value(s) {missing} have no space group in the table; type one for each "
+                "(e.g. 225 for Ni, 221 for Ni3Al)"
             )
         data = pl.data
         if type(data).__module__.startswith("dask"):
@@ -342,25 +389,14 @@ class EBSDWidget(QWidget):
                 "confidence_threshold": self.threshold_spin.value()}
 
     # ------------------------------------------------------------ actions
-    @property
-    def busy(self) -> bool:
-        return self.progress_panel.busy
-
     def _error(self, message: str) -> None:
-        self.progress_panel.status.setText(message)
+        self.error(message)
 
-    def _start(self, job: Job) -> Job:
-        self.progress_panel.attach(job)
-        job.finished.connect(lambda _: self._set_buttons(True))
-        job.failed.connect(lambda exc: (self._set_buttons(True), self._error(format_exception(exc))))
-        job.cancelled.connect(lambda: self._set_buttons(True))
-        self._set_buttons(False)
-        return job.start()
+    def _start(self, job_func: Any, *args: Any, on_done: Any, message: str) -> Optional[Job]:
+        return self.start_job(job_func, *args, on_done=on_done, message=message)
 
     def _set_buttons(self, enabled: bool) -> None:
-        if self._alive():
-            self.train_button.setEnabled(enabled)
-            self.classify_button.setEnabled(enabled)
+        self.refresh_actions()
 
     def train(self) -> Optional[Job]:
         """Train a new classifier off the GUI thread; returns the job."""
@@ -370,9 +406,13 @@ class EBSDWidget(QWidget):
             raise MicrostructureError("a job is running; wait or press Cancel")
         patterns, labels = self.training_data()
         classifier = EBSDClassifier(**self.options())
-        job = Job(_fit, classifier, patterns, labels)
-        job.finished.connect(self.set_classifier)
-        return self._start(job)
+        classes = sorted({str(c) for c in labels.tolist()})
+        return self._start(_fit, classifier, patterns, labels, on_done=self._on_trained,
+                           message=f"training on {len(labels)} patterns of {', '.join(classes)}: preparing…")
+
+    def _on_trained(self, classifier: Any) -> None:
+        self.set_classifier(classifier)
+        self.set_status(f"trained; {self.model_label.text()}")
 
     def set_classifier(self, classifier: Any) -> None:
         self.classifier = classifier
@@ -381,12 +421,12 @@ class EBSDWidget(QWidget):
         self.ensemble_spin.setValue(len(classifier.models_))
         self.size_spin.setValue(int(classifier.input_size))
         classes = ", ".join(str(c) for c in classifier.classes_)
-        hist = classifier.history_[0] if classifier.history_ else {}
-        epochs = len(hist.get("train_loss", []))
+        epochs = classifier.history_.epochs
         self.model_label.setText(
             f"model: {classifier.backbone}, {len(classifier.models_)} network(s), classes {classes}"
             + (f"; {epochs} epochs" if epochs else ""))
         self._update_legend()
+        self.refresh_actions()
 
     def classify(self) -> Optional[Job]:
         """Classify the chosen map off the GUI thread; result layers appear when done."""
@@ -397,9 +437,9 @@ class EBSDWidget(QWidget):
         self.classifier.confidence_threshold = self.threshold_spin.value()
         pl = self.pattern_layer()
         self._result_map_name = pl.name
-        job = Job(_classify, self.classifier, pl.data, 2048)
-        job.finished.connect(self.show_result)
-        return self._start(job)
+        self.fraction_table.setRowCount(0)
+        return self._start(_classify, self.classifier, pl.data, 2048, on_done=self.show_result,
+                           message=f"classifying {int(np.prod(pl.data.shape[:2]))} patterns…")
 
     def _on_train_clicked(self) -> None:
         try:
@@ -413,38 +453,30 @@ class EBSDWidget(QWidget):
         except MicrostructureError as exc:
             self._error(str(exc))
 
-    def cancel(self) -> None:
-        if self.progress_panel.job is not None:
-            self.progress_panel.job.cancel()
-
     def save_model(self, path: str | os.PathLike) -> None:
         if self.classifier is None:
             raise MicrostructureError("no model to save; train one first")
         self.classifier.save(path)
-        self.progress_panel.status.setText(f"saved {path}")
+        self.set_status(f"saved {path}")
 
     def load_model(self, path: str | os.PathLike) -> None:
         """Load an EBSD model (a micrograph model is refused with a clear message)."""
         from ..core.ebsd import EBSDClassifier
 
         self.set_classifier(EBSDClassifier.load(path))
-        self.progress_panel.status.setText(f"loaded {path}")
+        self.set_status(f"loaded {path}")
 
-    def _ask_save(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save EBSD model", "ebsd-model.pt", "Model (*.pt)")
-        if path:
-            try:
-                self.save_model(path)
-            except MicrostructureError as exc:
-                self._error(str(exc))
+    def _save_clicked(self, path: str) -> None:
+        try:
+            self.save_model(path)
+        except MicrostructureError as exc:
+            self.error(exc)
 
-    def _ask_load(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load EBSD model", "", "Model (*.pt)")
-        if path:
-            try:
-                self.load_model(path)
-            except MicrostructureError as exc:
-                self._error(str(exc))
+    def _load_clicked(self, path: str) -> None:
+        try:
+            self.load_model(path)
+        except MicrostructureError as exc:
+            self.error(exc)
 
     def _browse_training(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Labelled patterns", "",
@@ -460,7 +492,7 @@ class EBSDWidget(QWidget):
             return
         items = [f'<span style="color:{class_colour(c, k)}">&#9632;</span> {c}'
                  for k, c in enumerate(self.classifier.classes_)]
-        items.append(f'<span style="color:{NO_SOLUTION_COLOUR}">&#9632;</span> no solution (transparent)')
+        items.append(f'<span style="color:{NO_SOLUTION_COLOUR}">&#9632;</span> no solution')
         self.legend.setText("&nbsp;&nbsp;".join(items))
 
     def show_result(self, result: Any) -> None:
@@ -479,6 +511,7 @@ class EBSDWidget(QWidget):
                     "class": ["no solution"] + [str(c) for c in classes]}
         sg_name, conf_name, ns_name = (f"{base} {s}" for s in RESULT_SUFFIXES)
         meta = {"ebsd": True, "role": "space groups", "classes": [str(c) for c in classes]}
+        place = self._map_place()
         if sg_name in self.viewer.layers:
             layer = self.viewer.layers[sg_name]
             layer.data = data
@@ -486,53 +519,88 @@ class EBSDWidget(QWidget):
             layer.features = features
         else:
             layer = self.viewer.add_labels(data, name=sg_name, features=features, metadata=meta,
-                                           colormap=DirectLabelColormap(color_dict=colours), opacity=0.8)
-            layer.mouse_drag_callbacks.append(self._on_click)
+                                           colormap=DirectLabelColormap(color_dict=colours), opacity=0.8,
+                                           **place)
         if conf_name in self.viewer.layers:
             self.viewer.layers[conf_name].data = result.confidence
         else:
             self.viewer.add_image(result.confidence, name=conf_name, colormap="viridis",
-                                  contrast_limits=(0.0, 1.0), visible=False,
+                                  contrast_limits=(0.0, 1.0), visible=False, **place,
                                   metadata={"ebsd": True, "role": "confidence"})
         mask = result.no_solution.astype(np.int32)
         if ns_name in self.viewer.layers:
             self.viewer.layers[ns_name].data = mask
         else:
-            self.viewer.add_labels(mask, name=ns_name, opacity=0.9,
+            self.viewer.add_labels(mask, name=ns_name, opacity=0.9, **place,
                                    colormap=DirectLabelColormap(color_dict={0: "transparent", None: "transparent",
-                                                                            1: "magenta"}),
+                                                                            1: NO_SOLUTION_COLOUR}),
                                    metadata={"ebsd": True, "role": "no solution"})
+        # the space groups stay the active layer: a click anywhere on the map shows its pattern
+        self.viewer.layers.selection.active = layer
         rows = result.fractions_table()
         self.fraction_table.setRowCount(len(rows))
         for i, (c, n, f) in enumerate(rows):
             for j, text in enumerate((c, str(n), f"{100 * f:.1f} %")):
                 self.fraction_table.setItem(i, j, QTableWidgetItem(text))
         self._update_legend()
-        nav = self._navigator()
-        if nav is not None and self._on_click not in nav.mouse_drag_callbacks:
-            nav.mouse_drag_callbacks.append(self._on_click)
+        n_ns = int(result.no_solution.sum())
+        self.set_status(f"{data.size} patterns classified; {n_ns} without a solution (magenta). "
+                        "Click the map to see a pattern.")
+        self.show_scale_bar()
 
     # ------------------------------------------------------- pattern view
     def _build_pattern_view(self, layout: QVBoxLayout) -> None:
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 
-        self.figure = Figure(figsize=(4, 2), tight_layout=True)
+        self.figure = Figure(figsize=(4, 2), layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(170)
+        self.canvas.setMinimumHeight(190)
         self.ax_pattern = self.figure.add_subplot(1, 2, 1)
         self.ax_proba = self.figure.add_subplot(1, 2, 2)
         self.ax_pattern.set_axis_off()
-        layout.addWidget(QLabel("Click the map: pattern and class probabilities"))
+        self.ax_proba.set_axis_off()
+        hint = QLabel("Click the map (any layer active): the pattern there and its class probabilities")
+        hint.setWordWrap(True)
+        layout.addWidget(hint)
         layout.addWidget(self.canvas)
+        self._theme_figure()
 
-    def _on_click(self, layer: Any, event: Any) -> None:
-        pos = layer.world_to_data(event.position)
-        r, c = int(round(pos[-2])), int(round(pos[-1]))
+    def _theme_figure(self) -> None:
+        from ..core.explain.plots import DARK_THEME, apply_theme
+
+        background, text = DARK_THEME
+        try:
+            from napari.utils.theme import get_theme
+
+            theme = get_theme(self.viewer.theme)
+            background, text = theme.background.as_hex(), theme.text.as_hex()
+        except Exception:  # noqa: BLE001 - the default dark colours
+            pass
+        apply_theme(self.figure, background, text)
+
+    def _on_click(self, source: Any, event: Any) -> None:
+        """Show the pattern under a click, whichever layer is active (a viewer mouse callback)."""
+        if not self._alive():
+            return
+        reference = self._navigator()
+        if reference is None:
+            name = f"{self._result_base()} space groups"
+            reference = self.viewer.layers[name] if name in self.viewer.layers else None
+        if reference is None:
+            return
+        position = tuple(event.position)[-reference.ndim:]
+        pos = reference.world_to_data(tuple(event.position)) if len(event.position) >= reference.ndim \
+            else reference.world_to_data(position)
+        r, c = int(np.floor(pos[-2] + 0.5)), int(np.floor(pos[-1] + 0.5))
         try:
             self.show_pattern(r, c)
         except MicrostructureError:
             pass
+
+    def _result_base(self) -> str:
+        base = self._result_map_name or self.map_combo.currentText() or "EBSD"
+        return base[: -len(" patterns")] if base.endswith(" patterns") else base
 
     def show_pattern(self, row: int, col: int) -> Optional[np.ndarray]:
         """Show the pattern at map pixel (row, col) and its class probabilities."""
@@ -554,11 +622,15 @@ class EBSDWidget(QWidget):
         if proba is not None:
             classes = [str(c) for c in self.classifier.classes_] if self.classifier is not None else \
                 [str(c) for c in self.result.classes]
+            self.ax_proba.set_axis_on()
             self.ax_proba.barh(classes, proba,
                                color=[class_colour(c, k) for k, c in enumerate(classes)])
+            threshold = float(getattr(self.classifier, "confidence_threshold", self.threshold_spin.value()))
+            self.ax_proba.axvline(threshold, color="k", lw=0.8, ls=":")
             self.ax_proba.set_xlim(0, 1)
             self.ax_proba.tick_params(labelsize=7)
             self.ax_proba.set_title("probability", fontsize=8)
+        self._theme_figure()
         self.canvas.draw_idle()
         try:
             self.viewer.dims.set_current_step(0, row)

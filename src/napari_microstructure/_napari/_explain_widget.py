@@ -14,21 +14,31 @@ from typing import Any, Optional
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from qtpy.QtWidgets import (
-    QComboBox, QFileDialog, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout
 
 from ..core.errors import MicrostructureError
-from ._workers import Job, ProgressPanel, format_exception
+from ._kit import DockWidget, LayerPicker, ModelFileRow, add_buttons, place_like
+from ._workers import Job
 
 METHOD_LABELS = {"Integrated gradients": "integrated-gradients", "GradientSHAP": "gradient-shap"}
-#: micrograph scores (EBSD models always use the log of the class probability)
-SCORE_LABELS = {"log posterior": "log-posterior", "class log-likelihood": "log-joint"}
+#: micrograph scores, default first (EBSD models always use the log of the class probability). The
+#: log posterior saturates where the model is sure (p = 1.00 gives an empty map), so the default is
+#: the class log-likelihood under the mixture.
+SCORE_LABELS = {"class log-likelihood": "log-joint", "log posterior": "log-posterior"}
+#: opacity of the attribution overlays (their colour map is transparent at zero)
+OVERLAY_OPACITY = 0.9
 SELECTED_CROP_LAYER = "explain: selected crop"
 
 
-class ExplainWidget(QWidget):
+def _overlay_colormap() -> Any:
+    """Blue (negative) - transparent (zero) - red (positive): the image stays visible where nothing happens."""
+    from napari.utils.colormaps import Colormap
+
+    return Colormap([[0.0, 0.25, 1.0, 1.0], [0.0, 0.25, 1.0, 0.0], [1.0, 0.1, 0.1, 0.0], [1.0, 0.1, 0.1, 1.0]],
+                    controls=[0.0, 0.5, 0.5, 1.0], name="attribution-overlay", interpolation="linear")
+
+
+class ExplainWidget(DockWidget):
     """Explain a micrograph or EBSD classifier on the data in the viewer.
 
     Parameters
@@ -37,28 +47,32 @@ class ExplainWidget(QWidget):
     """
 
     def __init__(self, napari_viewer: Any) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
         self.classifier: Any = None
         self.result: Any = None          # what the canvas shows (for CSV export)
         self.attributions: list = []
         self.descriptor_map_result: Any = None
         self._map_layer: Any = None
         self._selected_crop: Optional[int] = None
-        self.job: Optional[Job] = None
 
-        self.model_label = QLabel("no model")
+        mv = QVBoxLayout(self.section("Model"))
+        mv.setContentsMargins(0, 0, 0, 0)
+        self.model_label = QLabel("no model: train one, or load a model file")
         self.model_label.setWordWrap(True)
-        self.load_button = QPushButton("Load model...")
-        self.load_button.clicked.connect(self._choose_model)
-        self.layer_combo = QComboBox()
+        self.model_files = ModelFileRow(self.load_model_file)
+        self.load_button = self.model_files.load_button
+        mv.addWidget(self.model_label)
+        mv.addWidget(self.model_files)
+
+        self.layer_combo = LayerPicker(self.viewer, lambda layer: getattr(layer, "_type_string", "") == "image"
+                                       and not layer.name.startswith("attribution"))
         self.method_combo = QComboBox()
         self.method_combo.addItems(list(METHOD_LABELS))
         self.score_combo = QComboBox()
         self.score_combo.addItems(list(SCORE_LABELS))
         self.score_combo.setToolTip(
-            "micrograph models: attribute the class's log posterior (saturates where the model is sure) "
-            "or its log-likelihood under the mixture")
+            "micrograph models: the class log-likelihood under the mixture (informative even where the "
+            "model is sure) or the class's log posterior (saturates, so a sure prediction gives an empty map)")
         self.conv_layer = QSpinBox()
         self.conv_layer.setRange(0, 0)
         self.n_crops = QSpinBox()
@@ -68,52 +82,40 @@ class ExplainWidget(QWidget):
         self.n_steps.setRange(4, 512)
         self.n_steps.setValue(32)
         self.n_steps.setToolTip("integration steps (integrated gradients) or samples (GradientSHAP)")
+        form = QFormLayout(self.section("Data and settings"))
+        form.setContentsMargins(2, 0, 2, 0)
+        form.addRow("Data layer", self.layer_combo)
+        form.addRow("Attribution", self.method_combo)
+        form.addRow("Score", self.score_combo)
+        form.addRow("Steps / samples", self.n_steps)
+        form.addRow("Crops on map", self.n_crops)
+        form.addRow("Feature-map layer", self.conv_layer)
 
         self.map_button = QPushButton("Descriptor map")
         self.attr_button = QPushButton("Attributions")
         self.kernel_button = QPushButton("Kernels")
         self.fmap_button = QPushButton("Feature maps")
-        self.png_button = QPushButton("Export PNG...")
-        self.csv_button = QPushButton("Export CSV...")
+        self.png_button = QPushButton("Export PNG…")
+        self.csv_button = QPushButton("Export CSV…")
         self.map_button.clicked.connect(self.run_descriptor_map)
         self.attr_button.clicked.connect(self.run_attributions)
         self.kernel_button.clicked.connect(self.show_kernels)
         self.fmap_button.clicked.connect(self.run_feature_maps)
         self.png_button.clicked.connect(lambda: self._export("png"))
         self.csv_button.clicked.connect(lambda: self._export("csv"))
+        fv = QVBoxLayout(self.section("Explain"))
+        fv.setContentsMargins(0, 0, 0, 0)
+        add_buttons(fv, (self.map_button, self.attr_button, self.kernel_button, self.fmap_button))
 
-        self.figure = Figure(figsize=(5, 4), layout="constrained")
+        self.figure = Figure(figsize=(4, 3.6), layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(360)
+        self.canvas.setMinimumHeight(300)
         self.canvas.mpl_connect("pick_event", self._on_pick)
-        self.panel = ProgressPanel()
-
-        model_row = QHBoxLayout()
-        model_row.addWidget(self.model_label, 1)
-        model_row.addWidget(self.load_button)
-        form = QFormLayout()
-        form.addRow("data layer", self.layer_combo)
-        form.addRow("attribution", self.method_combo)
-        form.addRow("score (micrographs)", self.score_combo)
-        form.addRow("steps / samples", self.n_steps)
-        form.addRow("crops on map", self.n_crops)
-        form.addRow("feature-map layer", self.conv_layer)
-        buttons = QGridLayout()
-        for i, b in enumerate((self.map_button, self.attr_button, self.kernel_button, self.fmap_button,
-                               self.png_button, self.csv_button)):
-            buttons.addWidget(b, i // 2, i % 2)
-        layout = QVBoxLayout(self)
-        layout.addLayout(model_row)
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        layout.addWidget(self.canvas, 1)
-        layout.addWidget(self.panel)
-
-        events = self.viewer.layers.events
-        events.inserted.connect(self._refresh_layers)
-        events.removed.connect(self._refresh_layers)
-        self._refresh_layers()
-        self._update_buttons()
+        fv.addWidget(self.canvas)
+        add_buttons(fv, (self.png_button, self.csv_button))
+        self.finish_layout()
+        self.actions(self.map_button, self.attr_button, self.kernel_button, self.fmap_button,
+                     self.png_button, self.csv_button, self.load_button)
 
         # the model trained or loaded in the other widgets, now and later
         from ._session import session
@@ -123,6 +125,10 @@ class ExplainWidget(QWidget):
             self._on_session_model(session.classifier)
 
     def _on_session_model(self, classifier: Any) -> None:
+        try:
+            self.objectName()
+        except RuntimeError:
+            return
         if getattr(classifier, "is_fitted", True) and getattr(classifier, "classes_", None) is not None:
             try:
                 self.set_classifier(classifier)
@@ -140,6 +146,7 @@ class ExplainWidget(QWidget):
         kind = "micrograph" if adapter.kind == "micrograph" else "EBSD"
         self.model_label.setText(f"{kind} model: {', '.join(map(str, adapter.classes))}")
         self.conv_layer.setRange(0, len(conv_layers(adapter)) - 1)
+        self.score_combo.setEnabled(adapter.kind == "micrograph")
         self._update_buttons()
 
     def load_model(self, path: str) -> None:
@@ -148,13 +155,15 @@ class ExplainWidget(QWidget):
 
         self.set_classifier(load_model(path))
 
-    def _choose_model(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open a model", "", "Model files (*.pt *.safetensors);;All (*)")
-        if path:
-            try:
-                self.load_model(path)
-            except MicrostructureError as exc:
-                self.panel.status.setText(str(exc))
+    def load_model_file(self, path: str) -> bool:
+        """Load a model file; a problem is shown in the status line (False returned)."""
+        try:
+            self.load_model(path)
+        except MicrostructureError as exc:
+            self.error(exc)
+            return False
+        self.set_status(f"model loaded from {path}")
+        return True
 
     @property
     def kind(self) -> Optional[str]:
@@ -162,31 +171,21 @@ class ExplainWidget(QWidget):
             return None
         return "micrograph" if hasattr(self.classifier, "mixture_") else "ebsd"
 
-    def _update_buttons(self) -> None:
+    def action_states(self) -> dict[Any, bool]:
         has = self.classifier is not None
-        for b in (self.attr_button, self.kernel_button, self.fmap_button):
-            b.setEnabled(has)
-        self.map_button.setEnabled(self.kind == "micrograph")
-        self.png_button.setEnabled(self.result is not None)
-        self.csv_button.setEnabled(self.result is not None)
+        return {self.attr_button: has, self.kernel_button: has, self.fmap_button: has,
+                self.map_button: self.kind == "micrograph",
+                self.png_button: self.result is not None, self.csv_button: self.result is not None}
+
+    def _update_buttons(self) -> None:
+        self.refresh_actions()
 
     # ----------------------------------------------------------------- data
-    def _refresh_layers(self, *_: Any) -> None:
-        from napari.layers import Image
-
-        current = self.layer_combo.currentText()
-        names = [layer.name for layer in self.viewer.layers
-                 if isinstance(layer, Image) and not layer.name.startswith("attribution")]
-        self.layer_combo.clear()
-        self.layer_combo.addItems(names)
-        if current in names:
-            self.layer_combo.setCurrentText(current)
-
     def current_layer(self) -> Any:
-        name = self.layer_combo.currentText()
-        if not name or name not in self.viewer.layers:
+        layer = self.layer_combo.layer()
+        if layer is None:
             raise MicrostructureError("choose an image layer to explain (open a micrograph or EBSD patterns)")
-        return self.viewer.layers[name]
+        return layer
 
     def current_data(self) -> tuple[np.ndarray, Optional[float], Any]:
         """The 2-D image (micrograph) or pattern (EBSD, at the viewer's current position), its pixel size."""
@@ -209,21 +208,13 @@ class ExplainWidget(QWidget):
         return np.asarray(data[tuple(index)]), None, layer
 
     # ------------------------------------------------------------------ jobs
-    def _start(self, func: Any, on_done: Any, *args: Any, **kwargs: Any) -> Optional[Job]:
-        if self.panel.busy:
-            self.panel.status.setText("busy: wait for the running job or cancel it")
-            return None
-        job = Job(func, *args, **kwargs)
-        self.panel.attach(job)
-        job.finished.connect(on_done)
-        job.failed.connect(lambda exc: self.panel.status.setText(format_exception(exc)))
-        self.job = job
-        job.start()
-        return job
+    def _start(self, func: Any, on_done: Any, *args: Any, message: str = "working…", **kwargs: Any
+               ) -> Optional[Job]:
+        return self.start_job(func, *args, on_done=on_done, message=message, **kwargs)
 
     def _guard(self) -> bool:
         if self.classifier is None:
-            self.panel.status.setText("load or train a model first")
+            self.error("load or train a model first")
             return False
         return True
 
@@ -236,19 +227,18 @@ class ExplainWidget(QWidget):
         try:
             image, pixel, layer = self.current_data()
         except MicrostructureError as exc:
-            self.panel.status.setText(str(exc))
+            self.error(exc)
             return None
         self._map_layer = layer
         return self._start(descriptor_map, self._show_descriptor_map, self.classifier, image, pixel,
-                           n_crops=int(self.n_crops.value()))
+                           n_crops=int(self.n_crops.value()), message="descriptor map: crops of the image…")
 
     def _show_descriptor_map(self, dmap: Any) -> None:
         from ..core.explain.plots import plot_descriptor_map
 
         self.descriptor_map_result = self.result = dmap
         self._selected_crop = None
-        plot_descriptor_map(dmap, fig=self.figure)
-        self.canvas.draw_idle()
+        self._draw(plot_descriptor_map, dmap, narrow=True)
         self._update_buttons()
 
     def select_crop(self, index: int) -> None:
@@ -259,18 +249,16 @@ class ExplainWidget(QWidget):
         if dmap is None or dmap.crops is None:
             return
         self._selected_crop = int(index)
-        plot_descriptor_map(dmap, fig=self.figure, selected=self._selected_crop)
-        self.canvas.draw_idle()
+        self._draw(plot_descriptor_map, dmap, selected=self._selected_crop, narrow=True)
         layer = self._map_layer
         cy, cx = dmap.crops.centres_px[index]
         half = dmap.crops.size_px[index] / 2.0
         # pixel i spans [i, i + 1) in the crop sampler and is centred on i in napari: shift by 0.5
         rect = np.array([[cy - half, cx - half], [cy + half, cx + half]]) - 0.5
-        scale, translate = np.asarray(layer.scale)[-2:], np.asarray(layer.translate)[-2:]
         if SELECTED_CROP_LAYER in self.viewer.layers:
             self.viewer.layers.remove(SELECTED_CROP_LAYER)
-        self.viewer.add_shapes([rect], shape_type="rectangle", name=SELECTED_CROP_LAYER, scale=scale,
-                               translate=translate, edge_color="red", face_color="transparent", edge_width=2)
+        self.viewer.add_shapes([rect], shape_type="rectangle", name=SELECTED_CROP_LAYER, **place_like(layer),
+                               edge_color="red", face_color="transparent", edge_width=2)
         self.viewer.layers.selection.active = layer
 
     def _on_pick(self, event: Any) -> None:
@@ -286,32 +274,32 @@ class ExplainWidget(QWidget):
         try:
             data, pixel, layer = self.current_data()
         except MicrostructureError as exc:
-            self.panel.status.setText(str(exc))
+            self.error(exc)
             return None
         method = METHOD_LABELS[self.method_combo.currentText()]
         kwargs = {"pixel_size": pixel, "score": SCORE_LABELS[self.score_combo.currentText()]} \
             if pixel is not None else {}
         kwargs.update(n_steps=int(self.n_steps.value()), n_samples=int(self.n_steps.value()))
         return self._start(explain_top_classes, lambda res: self._show_attributions(res, layer),
-                           self.classifier, data, method, k=2, **kwargs)
+                           self.classifier, data, method, k=2, message="attributions…", **kwargs)
 
     def _show_attributions(self, results: list, layer: Any) -> None:
         from ..core.explain.plots import attribution_limit, plot_attribution
 
         self.attributions = results
         self.result = results[0] if len(results) == 1 else results
-        plot_attribution(results, fig=self.figure)
-        self.canvas.draw_idle()
+        self._draw(plot_attribution, results, columns=2)
         lim = max(attribution_limit(r.attributions) for r in results)
-        scale, translate = np.asarray(layer.scale)[-2:], np.asarray(layer.translate)[-2:]
+        place = place_like(layer)
         for rank, r in zip(("predicted", "runner-up"), results):
             name = f"attribution ({rank}): {r.target}"
             for old in [lay.name for lay in self.viewer.layers if lay.name.startswith(f"attribution ({rank})")]:
                 self.viewer.layers.remove(old)
-            self.viewer.add_image(r.attributions, name=name, colormap="bwr", contrast_limits=(-lim, lim),
-                                  scale=scale, translate=translate, opacity=0.6, blending="translucent",
-                                  visible=rank == "predicted",
+            self.viewer.add_image(r.attributions, name=name, colormap=_overlay_colormap(),
+                                  contrast_limits=(-lim, lim), **place, opacity=OVERLAY_OPACITY,
+                                  blending="translucent", visible=rank == "predicted",
                                   metadata={"method": r.method, "target": r.target, "score": r.score_name})
+        self.viewer.layers.selection.active = layer  # the explained image stays the active layer
         self._update_buttons()
 
     def show_kernels(self) -> None:
@@ -322,8 +310,7 @@ class ExplainWidget(QWidget):
         from ..core.explain.plots import plot_kernels
 
         self.result = first_layer_kernels(self.classifier)
-        plot_kernels(self.result, fig=self.figure)
-        self.canvas.draw_idle()
+        self._draw(plot_kernels, self.result)
         self._update_buttons()
 
     def run_feature_maps(self) -> Optional[Job]:
@@ -335,21 +322,42 @@ class ExplainWidget(QWidget):
         try:
             data, pixel, _ = self.current_data()
         except MicrostructureError as exc:
-            self.panel.status.setText(str(exc))
+            self.error(exc)
             return None
 
         def compute(progress=None, cancel=None):
             return feature_maps(self.classifier, data, int(self.conv_layer.value()), pixel_size=pixel)
 
-        return self._start(compute, self._show_feature_maps)
+        return self._start(compute, self._show_feature_maps, message="feature maps…")
 
     def _show_feature_maps(self, fmaps: Any) -> None:
         from ..core.explain.plots import plot_feature_maps
 
         self.result = fmaps
-        plot_feature_maps(fmaps, fig=self.figure)
-        self.canvas.draw_idle()
+        self._draw(plot_feature_maps, fmaps)
         self._update_buttons()
+
+    def _draw(self, plot: Any, *args: Any, **kwargs: Any) -> None:
+        """Draw a core figure on the canvas in napari's theme, the canvas as tall as the figure needs."""
+        from ..core.explain.plots import DARK_THEME, apply_theme
+
+        plot(*args, fig=self.figure, **kwargs)
+        background, text = DARK_THEME
+        try:
+            from napari.utils.theme import get_theme
+
+            theme = get_theme(self.viewer.theme)
+            background, text = theme.background.as_hex(), theme.text.as_hex()
+        except Exception:  # noqa: BLE001 - the default dark colours
+            pass
+        apply_theme(self.figure, background, text)
+        w_in, h_in = self.figure.get_size_inches()  # the proportions the plot asked for
+        width = max(self.canvas.width(), 300)
+        height = int(min(900, max(260, width * h_in / max(w_in, 1e-6))))
+        self.canvas.setFixedHeight(height)
+        ratio = float(getattr(self.canvas, "device_pixel_ratio", 1.0) or 1.0)
+        self.figure.set_size_inches(width * ratio / self.figure.dpi, height * ratio / self.figure.dpi, forward=False)
+        self.canvas.draw_idle()
 
     # --------------------------------------------------------------- export
     def export_png(self, path: str) -> None:
@@ -376,6 +384,6 @@ class ExplainWidget(QWidget):
             return
         try:
             (self.export_png if kind == "png" else self.export_csv)(path)
-            self.panel.status.setText(f"saved {path}")
+            self.set_status(f"saved {path}")
         except (OSError, MicrostructureError) as exc:
-            self.panel.status.setText(str(exc))
+            self.error(exc)

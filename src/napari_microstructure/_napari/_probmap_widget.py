@@ -5,14 +5,19 @@ through :meth:`ProbabilityMapWidget.set_classifier`, or a model file) and an
 image layer; Run computes :func:`~napari_microstructure.core.micrograph.probmap.probability_map`
 off the GUI thread and adds, aligned with the image:
 
-- one image layer per class and one for "none" (additive blending, contrast
-  0-1, hidden except the classes with the largest areas),
+- one image layer per class and one for "none", named class first
+  (``"ferrite probability · <image>"``, so napari's layer list, which cuts long
+  names in the middle, still shows the class; additive blending, contrast 0-1,
+  hidden except the classes with the largest areas),
 - a Labels layer of the most probable class (0 not evaluated), with the class
   names in its features,
 - an outlier layer: pixels whose "none" probability reaches the threshold
-  slider, in a strong red, semi-transparent; moving the slider updates it
-  without recomputing.
+  slider, in red, semi-transparent; moving the slider updates it and the area
+  fractions without recomputing.
 
+The colours come from :mod:`napari_microstructure.core.colours` (the Explain
+figures use the same); the table under the slider is the legend. The image
+must have a known pixel size (:func:`napari_microstructure.api.layer_pixel_size`).
 Running again on the same image replaces its layers.
 """
 
@@ -24,57 +29,61 @@ import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
-    QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
-    QSlider, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+    QAbstractItemView, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QHeaderView, QLabel, QPushButton,
+    QSlider, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout,
 )
 
+from ..core.colours import NONE_COLOUR, OUTLIER_COLOUR, hex_to_rgb
+from ..core.colours import class_colour as _class_colour_hex
 from ..core.errors import MicrostructureError
-from ._workers import Job, ProgressPanel, format_exception
+from ._kit import DockWidget, LayerPicker, ModelFileRow, place_like
+from ._workers import Job
 from ._writer import METADATA_KEY
 
-#: Class colours (RGB 0-1), in class order; "none" is grey in the stack, red in the outlier layer.
-CLASS_COLOURS = [
-    (0.10, 0.85, 0.25), (0.15, 0.65, 1.00), (1.00, 0.85, 0.10), (0.75, 0.35, 1.00),
-    (1.00, 0.55, 0.10), (0.20, 0.95, 0.90), (0.95, 0.45, 0.70), (0.60, 0.80, 0.20),
-]
-NONE_COLOUR = (0.6, 0.6, 0.6)
-OUTLIER_COLOUR = (1.0, 0.0, 0.0)
 #: How many classes (largest area first) are visible after a run.
 VISIBLE_CLASSES = 2
+#: the map methods, default first (the core's default)
+METHODS = ("shared", "exact")
 
 
 def class_colour(index: int, n_classes: int) -> tuple[float, float, float]:
-    """Colour of class ``index``; the last index (``n_classes``) is "none"."""
-    if index >= n_classes:
-        return NONE_COLOUR
-    return CLASS_COLOURS[index % len(CLASS_COLOURS)]
+    """Colour (RGB 0-1) of class ``index``; the last index (``n_classes``) is "none" (see core.colours)."""
+    return hex_to_rgb(_class_colour_hex(index, n_classes))
 
 
-class ProbabilityMapWidget(QWidget):
+def probability_layer_name(class_name: str, image_name: str) -> str:
+    """Class first, so napari's layer list (which cuts long names in the middle) still shows it."""
+    return f"{class_name} probability · {image_name}"
+
+
+def _is_source_image(layer: Any) -> bool:
+    return getattr(layer, "_type_string", "") == "image" and METADATA_KEY not in layer.metadata
+
+
+class ProbabilityMapWidget(DockWidget):
     """Dock widget computing crop-averaged probability maps of an image layer."""
 
     def __init__(self, napari_viewer: Any) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
+        from ..core.micrograph.probmap import probability_map
+        from ._kit import estimator_defaults
+
         self.classifier: Optional[Any] = None
         self.results: dict[str, Any] = {}
-        self._layer_meta: dict[str, dict] = {}
-        self.job: Optional[Job] = None
+        self._result_layers: dict[str, Any] = {}
+        defaults = estimator_defaults(probability_map)
 
-        self.model_label = QLabel("no model: train one, or load a model file")
+        mv = QVBoxLayout(self.section("Model"))
+        mv.setContentsMargins(0, 0, 0, 0)
+        self.model_label = QLabel("no model: train one in the training widget, or load a model file")
         self.model_label.setWordWrap(True)
-        self.path_edit = QLineEdit()
-        self.path_edit.setPlaceholderText("model file (.pt)")
-        browse = QPushButton("Browse...")
-        browse.clicked.connect(self._browse_model)
-        load = QPushButton("Load")
-        load.clicked.connect(lambda: self.load_model_file(self.path_edit.text()))
-        row = QHBoxLayout()
-        row.addWidget(self.path_edit, 1)
-        row.addWidget(browse)
-        row.addWidget(load)
+        self.model_files = ModelFileRow(self.load_model_file)
+        mv.addWidget(self.model_label)
+        mv.addWidget(self.model_files)
 
-        self.image_combo = QComboBox()
+        form = QFormLayout(self.section("Map"))
+        form.setContentsMargins(2, 0, 2, 0)
+        self.image_combo = LayerPicker(self.viewer, _is_source_image)
         self.stride_spin = QDoubleSpinBox()
         self.stride_spin.setRange(0, 100000)
         self.stride_spin.setDecimals(0)
@@ -82,52 +91,50 @@ class ProbabilityMapWidget(QWidget):
         self.stride_spin.setToolTip("grid stride in image pixels; 0: an eighth of a crop")
         self.augment_spin = QSpinBox()
         self.augment_spin.setRange(1, 8)
+        self.augment_spin.setValue(int(defaults.get("n_augment", 1)))
         self.augment_spin.setToolTip("test-time augmentations per crop (mirror, quarter turns)")
         self.method_combo = QComboBox()
-        self.method_combo.addItems(["shared", "exact"])
-        self.method_combo.setToolTip("shared: one fully convolutional pass over the image (fast); exact: every crop on its own (slow, for checking)")
+        self.method_combo.addItems(list(METHODS))
+        self.method_combo.setCurrentText(str(defaults.get("method", METHODS[0])))
+        self.method_combo.setToolTip("shared: one fully convolutional pass over the image (fast); "
+                                     "exact: every crop on its own (slow, for checking)")
         self.run_button = QPushButton("Run")
         self.run_button.clicked.connect(self.run)
-        self.panel = ProgressPanel()
+        form.addRow("Image", self.image_combo)
+        form.addRow("Stride (px)", self.stride_spin)
+        form.addRow("Augmentations", self.augment_spin)
+        form.addRow("Method", self.method_combo)
+        form.addRow(self.run_button)
 
+        rv = QVBoxLayout(self.section("Outliers and area fractions"))
+        rv.setContentsMargins(0, 0, 0, 0)
         self.threshold_slider = QSlider(Qt.Orientation.Horizontal)
         self.threshold_slider.setRange(0, 100)
         self.threshold_slider.setValue(50)
         self.threshold_label = QLabel("0.50")
         self.threshold_slider.valueChanged.connect(self._threshold_changed)
         trow = QHBoxLayout()
+        trow.addWidget(QLabel("Outlier threshold"))
         trow.addWidget(self.threshold_slider, 1)
         trow.addWidget(self.threshold_label)
-
+        rv.addLayout(trow)
+        self.table_caption = QLabel("")
+        self.table_caption.setWordWrap(True)
+        rv.addWidget(self.table_caption)
         self.table = QTableWidget(0, 3)
-        self.table.setHorizontalHeaderLabels(["", "class", "area %"])
+        self.table.setHorizontalHeaderLabels(["", "class (colour legend)", "area %"])
         self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setColumnWidth(0, 24)
-        self.save_button = QPushButton("Save maps as TIFF...")
+        self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.table.setMinimumHeight(60)
+        self.table.setMaximumHeight(60)
+        rv.addWidget(self.table)
+        self.save_button = QPushButton("Save maps as TIFF…")
         self.save_button.clicked.connect(self._save_dialog)
-        self.save_button.setEnabled(False)
-
-        form = QFormLayout()
-        form.addRow("Image", self.image_combo)
-        form.addRow("Stride (px)", self.stride_spin)
-        form.addRow("Augmentations", self.augment_spin)
-        form.addRow("Method", self.method_combo)
-        form.addRow("Outlier threshold", trow)
-        layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("<b>Model</b>"))
-        layout.addWidget(self.model_label)
-        layout.addLayout(row)
-        layout.addLayout(form)
-        layout.addWidget(self.run_button)
-        layout.addWidget(self.panel)
-        layout.addWidget(QLabel("<b>Area fractions</b> (colour legend)"))
-        layout.addWidget(self.table)
-        layout.addWidget(self.save_button)
-        layout.addStretch(1)
-
-        self.viewer.layers.events.inserted.connect(self._refresh_images)
-        self.viewer.layers.events.removed.connect(self._refresh_images)
-        self._refresh_images()
+        rv.addWidget(self.save_button)
+        self.finish_layout()
+        self.actions(self.run_button, self.save_button, *self.model_files.buttons())
 
         # the model trained or loaded in the training widget, now and later
         from ._session import session
@@ -136,7 +143,19 @@ class ProbabilityMapWidget(QWidget):
         if session.classifier is not None:
             self._on_session_model(session.classifier)
 
+    @property
+    def job_running(self) -> bool:
+        return self.busy
+
+    def action_states(self) -> dict[Any, bool]:
+        return {self.run_button: self.classifier is not None,
+                self.save_button: self.image_combo.currentText() in self.results}
+
     def _on_session_model(self, classifier: Any) -> None:
+        try:
+            self.objectName()
+        except RuntimeError:
+            return
         if getattr(classifier, "kind", None) == "micrograph" and getattr(classifier, "is_fitted", False):
             self.set_classifier(classifier, name="model from the training widget")
 
@@ -148,45 +167,23 @@ class ProbabilityMapWidget(QWidget):
         _check_classifier(classifier)
         self.classifier = classifier
         self.model_label.setText(f"{name}: {', '.join(classifier.classes_)} (+ none)")
+        self.refresh_actions()
 
     def load_model_file(self, path: str) -> bool:
         """Load a model file; on failure the reason is shown and False returned."""
         from ..api import load_model
 
         if not str(path).strip():
-            self.panel.status.setText("choose a model file first (Browse...)")
+            self.set_status("choose a model file first (Load model…)")
             return False
         try:
             clf = load_model(path, device="auto")
             self.set_classifier(clf, name=str(path))
         except MicrostructureError as exc:
-            self.panel.status.setText(f"error: {exc}")
+            self.error(exc)
             return False
-        self.path_edit.setText(str(path))
-        self.panel.status.setText("model loaded")
+        self.set_status("model loaded")
         return True
-
-    def _browse_model(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Model file", "", "Models (*.pt *.pth);;All files (*)")
-        if path:
-            self.load_model_file(path)
-
-    # ------------------------------------------------------------ the image
-    def _image_layers(self) -> list[Any]:
-        from napari.layers import Image
-
-        return [lay for lay in self.viewer.layers
-                if isinstance(lay, Image) and METADATA_KEY not in lay.metadata]
-
-    def _refresh_images(self, *_: Any) -> None:
-        current = self.image_combo.currentText()
-        names = [lay.name for lay in self._image_layers()]
-        self.image_combo.blockSignals(True)
-        self.image_combo.clear()
-        self.image_combo.addItems(names)
-        if current in names:
-            self.image_combo.setCurrentText(current)
-        self.image_combo.blockSignals(False)
 
     # ------------------------------------------------------------------ run
     def run(self) -> Optional[Job]:
@@ -194,34 +191,27 @@ class ProbabilityMapWidget(QWidget):
         from ..api import layer_image
         from ..core.micrograph.probmap import probability_map
 
-        if self.panel.busy:
-            self.panel.status.setText("a map is already being computed; wait or Cancel it")
+        if self.busy:
+            self.set_status("a map is already being computed; wait or Cancel it")
             return None
         if self.classifier is None:
-            self.panel.status.setText("no model: train one in the training widget, or load a model file")
+            self.error("no model: train one in the training widget, or load a model file")
             return None
-        name = self.image_combo.currentText()
-        if not name or name not in self.viewer.layers:
-            self.panel.status.setText("choose an image layer (open a micrograph first)")
+        layer = self.image_combo.layer()
+        if layer is None:
+            self.error("choose an image layer (open a micrograph first)")
             return None
-        layer = self.viewer.layers[name]
         try:
             data, size = layer_image(layer)
         except MicrostructureError as exc:
-            self.panel.status.setText(f"error: {exc}")
+            self.error(exc)
             return None
         stride = self.stride_spin.value() or None
-        job = Job(probability_map, self.classifier, data, size, stride=stride,
-                  n_augment=self.augment_spin.value(), method=self.method_combo.currentText())
-        self.panel.attach(job)
-        job.finished.connect(lambda result: self._show(layer, result))
-        job.failed.connect(lambda exc: self.panel.status.setText(f"error: {format_exception(exc)}"))
-        job.finished.connect(lambda _: self.run_button.setEnabled(True))
-        job.failed.connect(lambda _: self.run_button.setEnabled(True))
-        job.cancelled.connect(lambda: self.run_button.setEnabled(True))
-        self.run_button.setEnabled(False)
-        self.job = job
-        return job.start()
+        self._clear_table()
+        return self.start_job(probability_map, self.classifier, data, size, stride=stride,
+                              n_augment=self.augment_spin.value(), method=self.method_combo.currentText(),
+                              on_done=lambda result: self._show(layer, result),
+                              message=f"mapping {layer.name!r}…")
 
     # --------------------------------------------------------------- layers
     @property
@@ -239,12 +229,8 @@ class ProbabilityMapWidget(QWidget):
         image_name = image_layer.name
         for old in self.layers_of(image_name):
             self.viewer.layers.remove(old)
-        scale = tuple(image_layer.scale[-2:])
-        translate = tuple(image_layer.translate[-2:])
-        # same units as the image, or napari warns about inconsistent units
-        place = {"scale": scale, "translate": translate}
-        if getattr(image_layer, "units", None) is not None:
-            place["units"] = tuple(image_layer.units[-2:])
+        # same scale, translate and units as the image (napari warns about inconsistent units otherwise)
+        place = place_like(image_layer)
         n_classes = len(result.class_names) - 1
         ranked = sorted(range(n_classes), key=lambda k: -result.fractions[result.class_names[k]])
         visible = set(ranked[:VISIBLE_CLASSES])
@@ -254,7 +240,7 @@ class ProbabilityMapWidget(QWidget):
             colour = class_colour(k, n_classes)
             cmap = Colormap([[0, 0, 0, 1], [*colour, 1]], name=f"probmap-{cname}-{k}")
             self.viewer.add_image(
-                np.nan_to_num(result.probabilities[k], nan=0.0), name=f"{image_name} {cname} probability",
+                np.nan_to_num(result.probabilities[k], nan=0.0), name=probability_layer_name(cname, image_name),
                 colormap=cmap, blending="additive", contrast_limits=(0.0, 1.0), **place,
                 visible=k in visible, opacity=0.7,
                 metadata={METADATA_KEY: dict(base, class_name=cname, index=k, role="probability")},
@@ -264,21 +250,24 @@ class ProbabilityMapWidget(QWidget):
             colours[k + 1] = (*class_colour(k, n_classes), 1.0)
         features = {"index": list(range(n_classes + 2)), "class": ["not evaluated", *result.class_names]}
         labels = self.viewer.add_labels(
-            result.labels, name=f"{image_name} classes", **place, opacity=0.5,
+            result.labels, name=f"most probable class · {image_name}", **place, opacity=0.5,
             visible=False, features=features,
             metadata={METADATA_KEY: dict(base, role="labels", class_names=result.class_names)},
         )
         labels.colormap = DirectLabelColormap(color_dict=colours)
-        outlier_cmap = Colormap([[0, 0, 0, 0], [*OUTLIER_COLOUR, 1]], name="probmap-outlier")
+        outlier_cmap = Colormap([[0, 0, 0, 0], [*hex_to_rgb(OUTLIER_COLOUR), 1]], name="probmap-outlier")
         self.viewer.add_image(
-            result.outlier_mask(self.threshold).astype(np.uint8), name=f"{image_name} outliers",
+            result.outlier_mask(self.threshold).astype(np.uint8), name=f"outliers · {image_name}",
             colormap=outlier_cmap, contrast_limits=(0, 1), blending="translucent", opacity=0.55, **place,
             metadata={METADATA_KEY: dict(base, role="outliers")},
         )
         self.results[image_name] = result
+        self._shown = image_name
         self._fill_table(result)
-        self.save_button.setEnabled(True)
         self.viewer.layers.selection.active = image_layer
+        self.show_scale_bar()
+        self.refresh_actions()
+        self.set_status(f"{image_name!r}: {result.n_crops} crops in {result.timings.get('total', 0):.0f} s")
 
     def outlier_layer(self, image_name: str) -> Optional[Any]:
         for lay in self.layers_of(image_name):
@@ -295,36 +284,62 @@ class ProbabilityMapWidget(QWidget):
                 lay.data = result.outlier_mask(t).astype(np.uint8)
             for other in self.layers_of(image_name):
                 other.metadata[METADATA_KEY]["threshold"] = t
+        shown = getattr(self, "_shown", None)
+        if shown in self.results:
+            self._fill_table(self.results[shown])
+
+    def _clear_table(self) -> None:
+        self.table.setRowCount(0)
+        self.table_caption.setText("")
 
     def _fill_table(self, result: Any) -> None:
+        """The colour legend with the area fractions at the current outlier threshold."""
         n_classes = len(result.class_names) - 1
+        fractions = result.fractions_at(self.threshold)
+        self.table_caption.setText(
+            f"<b>{getattr(self, '_shown', '')}</b>: share of the evaluated area; a pixel whose "
+            f"\"none\" probability reaches {self.threshold:.2f} counts as an outlier")
         self.table.setRowCount(len(result.class_names))
         for k, cname in enumerate(result.class_names):
             swatch = QTableWidgetItem("")
-            r, g, b = (int(255 * c) for c in class_colour(k, n_classes))
+            is_none = k == n_classes
+            r, g, b = (int(255 * c) for c in (hex_to_rgb(OUTLIER_COLOUR) if is_none else class_colour(k, n_classes)))
             swatch.setBackground(QColor(r, g, b))
+            text = f"outliers (none ≥ {self.threshold:.2f})" if is_none else cname
+            name_item = QTableWidgetItem(text)
+            name_item.setData(Qt.ItemDataRole.UserRole, cname)
+            if is_none:
+                name_item.setToolTip(f"red overlay; the grey layer 'none probability' shows the "
+                                     f"\"none\" probability itself ({NONE_COLOUR})")
             self.table.setItem(k, 0, swatch)
-            self.table.setItem(k, 1, QTableWidgetItem(cname))
-            self.table.setItem(k, 2, QTableWidgetItem(f"{100 * result.fractions[cname]:.1f}"))
+            self.table.setItem(k, 1, name_item)
+            self.table.setItem(k, 2, QTableWidgetItem(f"{100 * fractions[cname]:.1f}"))
+        rows = sum(self.table.rowHeight(r) for r in range(self.table.rowCount()))
+        height = rows + self.table.horizontalHeader().height() + 2 * self.table.frameWidth() + 2
+        self.table.setMinimumHeight(height)
+        self.table.setMaximumHeight(height)
 
     def fractions_table(self) -> dict[str, str]:
-        """The table's contents as ``{class: "area %"}`` (for scripts and tests)."""
-        return {self.table.item(r, 1).text(): self.table.item(r, 2).text() for r in range(self.table.rowCount())}
+        """The table's contents as ``{class: "area %"}`` ("none": the outliers) for scripts and tests."""
+        return {self.table.item(r, 1).data(Qt.ItemDataRole.UserRole): self.table.item(r, 2).text()
+                for r in range(self.table.rowCount())}
 
     # ----------------------------------------------------------------- save
     def save_maps(self, path: str, image_name: Optional[str] = None) -> str:
         """Write the last map of ``image_name`` (default: the chosen image) to a TIFF."""
         from ..io.probmap_tiff import write_probability_tiff
 
-        name = image_name or self.image_combo.currentText()
+        name = image_name or getattr(self, "_shown", None) or self.image_combo.currentText()
         if name not in self.results:
             raise MicrostructureError(f"no probability map of {name!r} yet; press Run first")
         return str(write_probability_tiff(path, self.results[name], threshold=self.threshold))
 
     def _save_dialog(self) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
         path, _ = QFileDialog.getSaveFileName(self, "Save probability maps", "", "TIFF (*.tif *.tiff)")
         if path:
             try:
-                self.panel.status.setText(f"saved {self.save_maps(path)}")
+                self.set_status(f"saved {self.save_maps(path)}")
             except MicrostructureError as exc:
-                self.panel.status.setText(f"error: {exc}")
+                self.error(exc)

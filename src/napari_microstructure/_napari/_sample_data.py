@@ -36,8 +36,15 @@ def sample_micrographs(per_class: int = 4, shape=(384, 384), seed: int = 7) -> l
     return layers
 
 
+def _scale_bar() -> None:
+    from ._kit import show_scale_bar_in_current_viewer
+
+    show_scale_bar_in_current_viewer()
+
+
 def make_sample_micrographs() -> list[tuple[Any, dict, str]]:
-    """npe2 sample-data hook: twelve labelled micrographs (three classes)."""
+    """npe2 sample-data hook: twelve labelled micrographs (three classes), in micrometres."""
+    _scale_bar()
     return sample_micrographs()
 
 
@@ -62,7 +69,8 @@ def mixed_micrograph(shape=(768, 1024), pixel_size_um: float = 0.1, seed: int = 
 
 
 def make_sample_mixed() -> list[tuple[Any, dict, str]]:
-    """npe2 sample-data hook: one mixed micrograph."""
+    """npe2 sample-data hook: one mixed micrograph, in micrometres."""
+    _scale_bar()
     image, _ = mixed_micrograph()
     p = 0.1
     return [(image, {"name": "mixed micrograph", "scale": (p, p), "units": ("um", "um"),

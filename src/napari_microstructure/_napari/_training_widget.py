@@ -11,7 +11,6 @@ it does can be done in napari's console with the same calls (see
 
 from __future__ import annotations
 
-import inspect
 import os
 from typing import Any, Optional
 
@@ -21,9 +20,7 @@ from qtpy.QtGui import QFont
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QComboBox,
-    QFileDialog,
     QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -38,33 +35,35 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.errors import MicrostructureError
-from ._workers import Job, ProgressPanel, format_exception
+from ._kit import BACKBONES, LOSSES, DockWidget, LayerPicker, ModelFileRow, estimator_defaults, unwrap
+from ._workers import Job, format_exception
 
-BACKBONES = ("compact", "efficientnet-lite0")
-LOSSES = ("triplet", "contrastive", "cross-entropy")
-MODEL_FILTER = "napari-microstructure model (*.pt);;All files (*)"
+_unwrap = unwrap
+
+
+def _is_image(layer: Any) -> bool:
+    return getattr(layer, "_type_string", "") == "image"
+
+
+def _is_labels(layer: Any) -> bool:
+    return getattr(layer, "_type_string", "") == "labels"
 
 
 def _classifier_defaults() -> dict[str, Any]:
     """Constructor defaults of FewShotClassifier (one source of truth for the widget's options)."""
     from ..core.micrograph.fewshot import FewShotClassifier
 
-    sig = inspect.signature(FewShotClassifier.__init__)
-    return {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
+    return estimator_defaults(FewShotClassifier)
 
 
 def _scale_pixel_size(layer: Any) -> Optional[float]:
-    """The layer's pixel size in um from ``scale``; None when the scale was never set."""
-    scale = [float(s) for s in getattr(layer, "scale", (1.0, 1.0))][-2:]
-    meta = getattr(layer, "metadata", {}) or {}
-    if all(s == 1.0 for s in scale) and "pixel_size_um" not in meta:
-        return None  # napari's default: the pixel size is unknown
-    return scale[-1]
+    """The layer's pixel size in um (:func:`napari_microstructure.api.layer_pixel_size`); None when unknown."""
+    from ..api import layer_pixel_size
 
-
-def _unwrap(obj: Any) -> Any:
-    """The layer itself when napari hands plugins a public-only proxy (identity checks need it)."""
-    return getattr(obj, "__wrapped__", obj)
+    try:
+        return layer_pixel_size(layer)
+    except MicrostructureError:
+        return None
 
 
 def _format_size(size: Optional[float]) -> str:
@@ -77,7 +76,7 @@ def _predict(classifier: Any, image: np.ndarray, pixel_size_um: float, progress=
     return dict(zip(classifier.labels_, (float(p) for p in probabilities)))
 
 
-class TrainingWidget(QWidget):
+class TrainingWidget(DockWidget):
     """Few-shot training of a micrograph classifier on napari layers.
 
     Attributes
@@ -100,26 +99,25 @@ class TrainingWidget(QWidget):
     model_changed = Signal(object)
 
     def __init__(self, napari_viewer: Any) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
         self.classifier: Any = None
         self.classifier_options: dict[str, Any] = {}
         self.probabilities: dict[str, float] = {}
         self.loss_history: dict[str, list[float]] = {"epoch": [], "train_loss": [], "val_loss": []}
-        self._job: Optional[Job] = None
         self._napari_progress: Any = None
         self._row_layers: list[Any] = []
         self._watched_layers: set[int] = set()
         defaults = _classifier_defaults()
 
-        layout = QVBoxLayout(self)
-
         # --- training data -------------------------------------------------
+        data = QVBoxLayout(self.section("Training data"))
+        data.setContentsMargins(0, 0, 0, 0)
         self.data_tabs = QTabWidget()
         images_tab = QWidget()
         v = QVBoxLayout(images_tab)
         v.setContentsMargins(2, 2, 2, 2)
-        hint = QLabel("Tick the image layers to train on; name each one's class.")
+        hint = QLabel("Tick the image layers to train on; name each one's class. "
+                      "The pixel size comes from the layer's scale.")
         hint.setWordWrap(True)
         v.addWidget(hint)
         self.image_table = QTableWidget(0, 3)
@@ -136,10 +134,10 @@ class TrainingWidget(QWidget):
         scribble_tab = QWidget()
         form = QFormLayout(scribble_tab)
         form.setContentsMargins(2, 2, 2, 2)
-        self.scribble_image = QComboBox()
+        self.scribble_image = LayerPicker(self.viewer, _is_image)
         self.scribble_pixel_size = QLineEdit()
         self.scribble_pixel_size.setPlaceholderText("micrometres per pixel")
-        self.scribble_labels = QComboBox()
+        self.scribble_labels = LayerPicker(self.viewer, _is_labels)
         self.value_table = QTableWidget(0, 2)
         self.value_table.setHorizontalHeaderLabels(["Label value", "Class"])
         self.value_table.verticalHeader().setVisible(False)
@@ -150,17 +148,17 @@ class TrainingWidget(QWidget):
         form.addRow("Scribbles", self.scribble_labels)
         form.addRow(self.value_table)
         self.data_tabs.addTab(scribble_tab, "Image + scribbles")
-        layout.addWidget(self.data_tabs, 2)
+        data.addWidget(self.data_tabs)
 
         # --- options -------------------------------------------------------
-        options = QGroupBox("Options")
-        of = QFormLayout(options)
+        of = QFormLayout(self.section("Options"))
+        of.setContentsMargins(2, 0, 2, 0)
         self.backbone = QComboBox()
         self.backbone.addItems(BACKBONES)
-        self.backbone.setCurrentText(str(defaults.get("backbone", "compact")))
+        self.backbone.setCurrentText(str(defaults.get("backbone", BACKBONES[0])))
         self.loss = QComboBox()
         self.loss.addItems(LOSSES)
-        self.loss.setCurrentText(str(defaults.get("loss", "triplet")))
+        self.loss.setCurrentText(str(defaults.get("loss", LOSSES[0])))
         self.embedding_dim = QSpinBox()
         self.embedding_dim.setRange(1, 256)
         self.embedding_dim.setValue(int(defaults.get("embedding_dim", 2)))
@@ -177,36 +175,27 @@ class TrainingWidget(QWidget):
         of.addRow("Descriptor size", self.embedding_dim)
         of.addRow("Input size", self.input_size)
         of.addRow("Max. epochs", self.epochs)
-        layout.addWidget(options)
 
+        # --- train, loss curve, model file ----------------------------------
+        tv = QVBoxLayout(self.section("Train"))
+        tv.setContentsMargins(0, 0, 0, 0)
         self.train_button = QPushButton("Train")
         self.train_button.clicked.connect(self.train)
-        layout.addWidget(self.train_button)
-        self.panel = ProgressPanel()
-        layout.addWidget(self.panel)
-
-        # --- loss curve ----------------------------------------------------
+        tv.addWidget(self.train_button)
         self._build_loss_plot()
-        layout.addWidget(self.canvas, 2)
-
-        # --- model file ----------------------------------------------------
-        row = QHBoxLayout()
-        self.save_button = QPushButton("Save model…")
-        self.save_button.clicked.connect(self._ask_save)
-        self.load_button = QPushButton("Load model…")
-        self.load_button.clicked.connect(self._ask_load)
-        row.addWidget(self.save_button)
-        row.addWidget(self.load_button)
-        layout.addLayout(row)
+        tv.addWidget(self.canvas)
+        self.model_files = ModelFileRow(self.load_model, self.save_model, "micrograph-model.pt")
+        self.save_button, self.load_button = self.model_files.save_button, self.model_files.load_button
+        tv.addWidget(self.model_files)
         self.model_label = QLabel("No model yet.")
         self.model_label.setWordWrap(True)
-        layout.addWidget(self.model_label)
+        tv.addWidget(self.model_label)
 
         # --- classification ------------------------------------------------
-        classify = QGroupBox("Classify an image layer")
-        cv = QVBoxLayout(classify)
+        cv = QVBoxLayout(self.section("Classify an image layer"))
+        cv.setContentsMargins(0, 0, 0, 0)
         crow = QHBoxLayout()
-        self.classify_layer = QComboBox()
+        self.classify_layer = LayerPicker(self.viewer, _is_image)
         self.classify_button = QPushButton("Classify")
         self.classify_button.clicked.connect(self.classify)
         crow.addWidget(self.classify_layer, 1)
@@ -218,8 +207,11 @@ class TrainingWidget(QWidget):
         self.result_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.result_table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.result_table.setMinimumHeight(80)
+        self.result_caption = QLabel("")
+        self.result_caption.setWordWrap(True)
+        cv.addWidget(self.result_caption)
         cv.addWidget(self.result_table)
-        layout.addWidget(classify, 1)
+        self.finish_layout()
 
         # --- follow the viewer's layers ------------------------------------
         self._scribble_timer = QTimer(self)
@@ -234,8 +226,9 @@ class TrainingWidget(QWidget):
         layers.selection.events.active.connect(self._on_active_layer)
         self.scribble_labels.currentIndexChanged.connect(lambda _: self._refresh_values())
         self.scribble_image.currentIndexChanged.connect(lambda _: self._on_scribble_image())
+        self.classify_layer.currentIndexChanged.connect(lambda _: self._clear_result())
         self._refresh_layers()
-        self._update_buttons()
+        self.actions(self.train_button, self.classify_button, *self.model_files.buttons())
 
     # ================================================================= layers
     def _alive(self) -> bool:
@@ -294,10 +287,11 @@ class TrainingWidget(QWidget):
         table.blockSignals(False)
         self._row_layers = images
 
-        self._fill_combo(self.scribble_image, images)
-        self._fill_combo(self.scribble_labels, self._labels_layers())
+        for picker in (self.scribble_image, self.scribble_labels, self.classify_layer):
+            picker.refresh()  # (each also follows the layer list itself; here: before the values below)
         active = _unwrap(self.viewer.layers.selection.active)
-        self._fill_combo(self.classify_layer, images, prefer=active)
+        if active is not None:
+            self.classify_layer.set_layer(active)
         self._refresh_values()
 
     @staticmethod
@@ -317,26 +311,10 @@ class TrainingWidget(QWidget):
             ))
         return states
 
-    @staticmethod
-    def _fill_combo(combo: QComboBox, layers: list[Any], prefer: Any = None) -> None:
-        current = combo.currentData()
-        combo.blockSignals(True)
-        combo.clear()
-        for layer in layers:
-            combo.addItem(layer.name, layer)
-        target = prefer if prefer in layers else current
-        index = next((i for i, layer in enumerate(layers) if layer is target), 0 if layers else -1)
-        combo.setCurrentIndex(index)
-        combo.blockSignals(False)
-
     def _on_active_layer(self, event: Any = None) -> None:
         if not self._alive():
             return
-        active = _unwrap(self.viewer.layers.selection.active)
-        for index in range(self.classify_layer.count()):
-            if self.classify_layer.itemData(index) is active:
-                self.classify_layer.setCurrentIndex(index)
-                break
+        self.classify_layer.set_layer(_unwrap(self.viewer.layers.selection.active))
 
     def _on_scribble_image(self) -> None:
         layer = self.scribble_image.currentData()
@@ -397,7 +375,7 @@ class TrainingWidget(QWidget):
         MicrostructureError
             When a pixel size is missing or a layer is not a 2-D image.
         """
-        from ..api import layer_image
+        from ..api import layer_array
 
         if self.data_tabs.currentIndex() == 1:
             image_layer = self.scribble_image.currentData()
@@ -407,7 +385,7 @@ class TrainingWidget(QWidget):
                     "choose an image layer and a Labels layer of scribbles (add one with the "
                     "'new labels layer' button and paint each class with its own label value)"
                 )
-            image, _ = layer_image(image_layer)
+            image = layer_array(image_layer)
             size = self._pixel_size(self.scribble_pixel_size.text(), image_layer.name)
             mask = np.array(labels_layer.data)  # a copy: painting may go on while training
             return [image], [mask], [size], self.scribble_class_names()
@@ -415,8 +393,7 @@ class TrainingWidget(QWidget):
         for layer, (checked, cls, size_text) in zip(self._row_layers, self._row_states()):
             if not checked:
                 continue
-            image, _ = layer_image(layer)
-            images.append(image)
+            images.append(layer_array(layer))
             classes.append(cls.strip())
             sizes.append(self._pixel_size(size_text, layer.name))
         if not images:
@@ -438,19 +415,15 @@ class TrainingWidget(QWidget):
         return opts
 
     # ============================================================== training
-    @property
-    def busy(self) -> bool:
-        return self._job is not None and self._job.running
+    def action_states(self) -> dict[Any, bool]:
+        has_model = self.classifier is not None
+        return {self.classify_button: has_model, self.save_button: has_model}
 
     def _update_buttons(self) -> None:
-        busy = self.busy
-        self.train_button.setEnabled(not busy)
-        self.load_button.setEnabled(not busy)
-        self.classify_button.setEnabled(not busy and self.classifier is not None)
-        self.save_button.setEnabled(self.classifier is not None)
+        self.refresh_actions()
 
     def _error(self, message: str) -> None:
-        self.panel.status.setText(f"error: {message}")
+        self.error(message)
 
     def train(self) -> Optional[Job]:
         """Start training in a worker thread; returns the job (None if the inputs are bad)."""
@@ -466,27 +439,20 @@ class TrainingWidget(QWidget):
             return None
         self.loss_history = {"epoch": [], "train_loss": [], "val_loss": []}
         self._update_plot()
-        job = Job(classifier.fit, images, labels, sizes, class_names=class_names)
-        self.panel.attach(job)
-        job.progressed.connect(self._on_train_progress)
-        job.finished.connect(self._on_trained)
-        job.failed.connect(self._on_failed)
-        job.cancelled.connect(self._on_job_end)
         self._start_napari_progress(int(classifier.max_epochs))
-        self.panel.status.setText(f"training on {len(images)} image(s)…")
-        return self._start(job)
-
-    def _start(self, job: Job) -> Job:
-        self._job = job
-        job.start()
-        self._update_buttons()
-        return job
+        return self.start_job(
+            classifier.fit, images, labels, sizes, class_names=class_names,
+            on_done=self._on_trained, on_failed=self._on_failed, on_cancelled=self._on_job_end,
+            on_progress=self._on_train_progress,
+            message=f"training on {len(images)} image(s): preparing crops…",
+        )
 
     def _start_napari_progress(self, total: int) -> None:
         try:
             from napari.utils import progress
         except ImportError:  # pragma: no cover - napari is there whenever this widget is
             return
+        self._close_napari_progress()
         self._napari_progress = progress(total=total, desc="Few-shot training")
 
     def _close_napari_progress(self) -> None:
@@ -507,47 +473,50 @@ class TrainingWidget(QWidget):
             bar.set_description("Few-shot training: calibrating")
 
     def _on_trained(self, classifier: Any) -> None:
-        self._on_job_end()
+        self._close_napari_progress()
         self.set_classifier(classifier)
         history = classifier.history_
-        self.panel.status.setText(
+        self.set_status(
             f"trained in {history.seconds:.0f} s, {len(history.train_loss)} epochs "
             f"(best {history.best_epoch + 1}"
             + (", stopped early" if history.stopped_early else "") + ")"
         )
 
-    def _on_failed(self, exc: BaseException) -> None:
+    def _on_failed(self, exc: Any = None) -> None:
         self._on_job_end()
-        self._error(format_exception(exc))
+        if exc is not None:
+            self._error(format_exception(exc))
 
     def _on_job_end(self, *args: Any) -> None:
+        """After a failed or cancelled job: close napari's bar, show the current model's curve again."""
         self._close_napari_progress()
-        self._job = None
-        self._update_buttons()
+        self._show_history(self.classifier)
+        self.refresh_actions()
 
-    def cancel(self) -> None:
-        """Stop the running job (the Cancel button); the current model is kept."""
-        if self._job is not None:
-            self._job.cancel()
+    def _show_history(self, classifier: Any) -> None:
+        history = getattr(classifier, "history_", None)
+        if history is None:
+            self.loss_history = {"epoch": [], "train_loss": [], "val_loss": []}
+            self._update_plot()
+            return
+        n = len(history.train_loss)
+        self.loss_history = {
+            "epoch": list(range(1, n + 1)),
+            "train_loss": list(history.train_loss),
+            "val_loss": list(history.val_loss) if len(history.val_loss) == n else [np.nan] * n,
+        }
+        self._update_plot(best_epoch=history.best_epoch + 1)
 
     def set_classifier(self, classifier: Any) -> None:
         """Make ``classifier`` the widget's model and emit ``model_changed``."""
         self.classifier = classifier
-        history = getattr(classifier, "history_", None)
-        if history is not None and not self.busy:
-            n = len(history.train_loss)
-            self.loss_history = {
-                "epoch": list(range(1, n + 1)),
-                "train_loss": list(history.train_loss),
-                "val_loss": list(history.val_loss) if len(history.val_loss) == n else [np.nan] * n,
-            }
-            self._update_plot(best_epoch=history.best_epoch + 1)
+        if not self.busy:
+            self._show_history(classifier)
         self.model_label.setText(
             f"Model: {classifier.backbone}, {classifier.loss} loss, "
             f"{classifier.embedding_dim}-D descriptors; classes {', '.join(classifier.classes_)} (+ none)"
         )
-        self.result_table.setRowCount(0)
-        self.probabilities = {}
+        self._clear_result()
         self._update_buttons()
         self.model_changed.emit(classifier)
         from ._session import session
@@ -608,7 +577,7 @@ class TrainingWidget(QWidget):
         except (MicrostructureError, OSError) as exc:
             self._error(format_exception(exc))
             return
-        self.panel.status.setText(f"model saved to {saved}")
+        self.set_status(f"model saved to {saved}")
 
     def load_model(self, path: str | os.PathLike) -> None:
         """Read a micrograph model (:func:`napari_microstructure.load_model`) and make it current."""
@@ -623,24 +592,14 @@ class TrainingWidget(QWidget):
             self._error(f"{os.fspath(path)!r} holds an EBSD model; open it in the EBSD widget")
             return
         self.set_classifier(classifier)
-        self.panel.status.setText(f"model loaded from {path}")
-
-    def _ask_save(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save model", "micrograph-model.pt", MODEL_FILTER)
-        if path:
-            self.save_model(path)
-
-    def _ask_load(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load model", "", MODEL_FILTER)
-        if path:
-            self.load_model(path)
+        self.set_status(f"model loaded from {path}")
 
     # ======================================================== classification
     def classify(self) -> Optional[Job]:
         """Class probabilities of the chosen image layer, computed in a worker thread."""
         if self.busy:
             return None
-        from ..api import layer_image
+        from ..api import layer_array
 
         layer = self.classify_layer.currentData()
         try:
@@ -648,19 +607,24 @@ class TrainingWidget(QWidget):
                 raise MicrostructureError("there is no model yet; train or load one first")
             if layer is None:
                 raise MicrostructureError("there is no image layer to classify")
-            image, _ = layer_image(layer)
+            image = layer_array(layer)
             text = self._table_size_text(layer)
             size = self._pixel_size(text if text is not None else _format_size(_scale_pixel_size(layer)), layer.name)
         except MicrostructureError as exc:
             self._error(format_exception(exc))
             return None
-        job = Job(_predict, self.classifier, image, size)
-        self.panel.attach(job)
-        job.finished.connect(lambda probs: self._on_classified(layer.name, probs))
-        job.failed.connect(self._on_failed)
-        job.cancelled.connect(self._on_job_end)
-        self.panel.status.setText(f"classifying {layer.name!r}…")
-        return self._start(job)
+        self._clear_result()
+        name = layer.name
+        return self.start_job(_predict, self.classifier, image, size,
+                              on_done=lambda probs: self._on_classified(name, probs),
+                              on_failed=self._on_failed, on_cancelled=self._on_job_end,
+                              message=f"classifying {name!r}…")
+
+    def _clear_result(self) -> None:
+        """Forget the last classification (a new layer, a new model or a new run)."""
+        self.result_table.setRowCount(0)
+        self.result_caption.setText("")
+        self.probabilities = {}
 
     def _fit_result_table(self) -> None:
         """Tall enough for every class and "none" without scrolling."""
@@ -669,7 +633,7 @@ class TrainingWidget(QWidget):
         table.setMinimumHeight(max(80, rows + table.horizontalHeader().height() + 2 * table.frameWidth() + 2))
 
     def _on_classified(self, layer_name: str, probabilities: dict[str, float]) -> None:
-        self._on_job_end()
+        self.result_caption.setText(f"<b>{layer_name}</b>")
         self.probabilities = dict(probabilities)
         best = max(probabilities, key=probabilities.get) if probabilities else None
         self.result_table.setRowCount(len(probabilities))
@@ -686,4 +650,4 @@ class TrainingWidget(QWidget):
             self.result_table.setItem(r, 0, name_item)
             self.result_table.setItem(r, 1, value_item)
         self._fit_result_table()
-        self.panel.status.setText(f"{layer_name!r}: {best} ({100 * probabilities[best]:.0f} %)" if best else "")
+        self.set_status(f"{layer_name!r}: {best} ({100 * probabilities[best]:.0f} %)" if best else "")

@@ -85,8 +85,23 @@ class Job(QObject):
         self.cancel_event.set()
 
 
+def format_seconds(seconds: float) -> str:
+    """``"45 s"``, ``"3 min 10 s"``: a duration for a status line."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, rest = divmod(seconds, 60)
+    return f"{minutes} min {rest:02d} s"
+
+
 class ProgressPanel(QWidget):
-    """Progress bar, a status line and a Cancel button bound to a :class:`Job`."""
+    """Progress bar, a status line and a Cancel button bound to a :class:`Job`.
+
+    A new job starts from an empty bar and a fresh status line; each report
+    moves the bar and shows the job's message with the estimated time left
+    (from the elapsed time and the fraction done); a cancelled or failed job
+    leaves an empty bar.
+    """
 
     def __init__(self, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
@@ -106,33 +121,45 @@ class ProgressPanel(QWidget):
         layout.addLayout(row)
         layout.addWidget(self.status)
         self.job: Optional[Job] = None
+        self._started = 0.0
 
-    def attach(self, job: Job) -> Job:
-        """Show ``job``'s progress; Cancel stops it."""
+    def attach(self, job: Job, message: str = "starting…") -> Job:
+        """Show ``job``'s progress from an empty bar; Cancel stops it."""
+        import time
+
         self.job = job
+        self._started = time.perf_counter()
         self.cancel_button.setEnabled(True)
         self.bar.setValue(0)
+        self.status.setText(message)
         job.progressed.connect(self.show_progress)
-        job.finished.connect(lambda _: self._done("done"))
-        job.failed.connect(lambda exc: self._done(f"error: {exc}"))
-        job.cancelled.connect(lambda: self._done("cancelled; nothing was changed"))
+        job.finished.connect(lambda _: self._done("done", 100))
+        job.failed.connect(lambda exc: self._done(f"error: {format_exception(exc)}", 0))
+        job.cancelled.connect(lambda: self._done("cancelled; nothing was changed", 0))
         return job
 
     def show_progress(self, p: Progress) -> None:
+        import time
+
+        text = p.message or ""
         if p.total:
-            self.bar.setValue(int(round(100 * p.fraction)))
-        if p.message:
-            self.status.setText(p.message)
+            fraction = min(max(p.fraction, 0.0), 1.0)
+            self.bar.setValue(int(round(100 * fraction)))
+            elapsed = time.perf_counter() - self._started
+            if 0.02 <= fraction < 1.0 and elapsed > 1.0:
+                left = elapsed * (1.0 - fraction) / fraction
+                text = f"{text} · about {format_seconds(left)} left" if text else f"about {format_seconds(left)} left"
+        if text:
+            self.status.setText(text)
 
     def _cancel(self) -> None:
         if self.job is not None:
             self.job.cancel()
-            self.status.setText("cancelling...")
+            self.status.setText("cancelling…")
 
-    def _done(self, message: str) -> None:
+    def _done(self, message: str, bar: int) -> None:
         self.cancel_button.setEnabled(False)
-        if message == "done":
-            self.bar.setValue(100)
+        self.bar.setValue(bar)
         self.status.setText(message)
 
     @property

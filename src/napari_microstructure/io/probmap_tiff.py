@@ -73,19 +73,14 @@ def write_probability_stack(
     meta = dict(info or {})
     meta.update({"class_names": names, "outlier_threshold": t, "pixel_size_um": p,
                  "pages": names + [OUTLIER_PAGE]})
-    tmp = path.with_name(f".tmp-{path.name}")
-    try:
+    from ..core._files import atomic_path
+
+    with atomic_path(path, "probability map") as tmp:
         tifffile.imwrite(
             tmp, pages, imagej=True, resolution=(1.0 / p, 1.0 / p), resolutionunit="NONE",
             metadata={"unit": "micron", "axes": "ZYX", "Labels": names + [OUTLIER_PAGE],
                       "Info": json.dumps(meta)},
         )
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise MicrostructureError(f"cannot write {str(path)!r}: {exc}; check the folder exists and is writable") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

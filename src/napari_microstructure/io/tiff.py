@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -49,11 +50,27 @@ def _resolution_um(page: tifffile.TiffPage, imagej: Optional[dict]) -> Optional[
             return factor / pixels_per_unit
     if unit == 3:  # centimetre
         return 1e4 / pixels_per_unit
-    if unit == 2 and imagej is None:  # inch, unless it is a screen default of 72 dpi
-        if abs(pixels_per_unit - 72.0) < 1e-6 or abs(pixels_per_unit - 96.0) < 1e-6:
+    if unit == 2 and imagej is None:  # inch, unless it is a screen or print setting
+        if is_print_resolution(pixels_per_unit):
+            warnings.warn(
+                f"the TIFF says {pixels_per_unit:g} dots per inch, a screen or print setting, not a "
+                f"pixel size ({25400.0 / pixels_per_unit:.3g} um per pixel would be far too coarse "
+                "for a micrograph); it is ignored: give the pixel size yourself",
+                UserWarning, stacklevel=3,
+            )
             return None
         return 25400.0 / pixels_per_unit
     return None
+
+
+def is_print_resolution(dots_per_inch: float) -> bool:
+    """True for a resolution in dots per inch that is a screen or print setting.
+
+    Whole numbers up to 2400 dpi (72, 96, 150, 300, 600, 1200...) are what
+    image editors write; they mean 10.6 um or more per pixel, coarser than
+    any micrograph a microscope writes in inches.
+    """
+    return dots_per_inch <= 2400 and abs(dots_per_inch - round(dots_per_inch)) < 1e-6
 
 
 def _ome_um(tif: tifffile.TiffFile) -> Optional[float]:
@@ -86,6 +103,10 @@ def read_micrograph(path: PathLike) -> tuple[np.ndarray, Optional[float], dict[s
         If the file cannot be read as a TIFF.
     """
     path = Path(path)
+    if not path.is_file():
+        raise MicrostructureError(
+            f"{str(path)!r} {'is a folder' if path.is_dir() else 'does not exist'}; give a TIFF file"
+        )
     try:
         with tifffile.TiffFile(path) as tif:
             image = tif.asarray()
@@ -93,9 +114,12 @@ def read_micrograph(path: PathLike) -> tuple[np.ndarray, Optional[float], dict[s
             imagej = tif.imagej_metadata
             size = _ome_um(tif) or _resolution_um(page, imagej)
             description = page.description or ""
-    except (tifffile.TiffFileError, ValueError, OSError, KeyError) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged header makes tifffile raise anything
+        message = " ".join(str(exc).split())[:120]
         raise MicrostructureError(
-            f"cannot read {str(path)!r} as a TIFF ({exc.__class__.__name__}: {exc}); "
+            f"cannot read {str(path)!r} as a TIFF ({exc.__class__.__name__}: {message}); "
             "check that the file is complete and is a TIFF image"
         ) from exc
     return image, size, {"source": str(path), "description": description}
@@ -118,9 +142,10 @@ def write_micrograph(
     """
     from ..core.micrograph.images import check_pixel_size
 
+    from ..core._files import atomic_path
+
     p = check_pixel_size(pixel_size_um)
     path = Path(path)
-    tmp = path.with_name(f".tmp-{path.name}")
     imagej = image.dtype in (np.uint8, np.uint16, np.float32)
     meta: dict[str, Any] = {"unit": "micron"} if imagej else {}
     meta.update(metadata or {})
@@ -130,13 +155,75 @@ def write_micrograph(
         resolution, resolution_unit = (1.0 / p, 1.0 / p), "NONE"
     else:
         resolution, resolution_unit = (1e4 / p, 1e4 / p), "CENTIMETER"
-    try:
+    with atomic_path(path, "micrograph") as tmp:
         tifffile.imwrite(
             tmp, image, imagej=imagej, resolution=resolution, resolutionunit=resolution_unit,
             metadata=meta,
         )
+    return path
+
+
+#: the ``kind`` of the result maps the EBSD command line writes (see :func:`write_result_map`)
+MAP_KINDS = ("ebsd-space-groups", "ebsd-confidence", "ebsd-no-solution")
+
+
+def write_result_map(path: PathLike, data: np.ndarray, kind: str, step_size_um: Optional[float] = None,
+                     info: Optional[dict[str, Any]] = None) -> Path:
+    """Write a map (labels, confidence, mask) that napari reopens as the right kind of layer.
+
+    ImageJ TIFF: the map's step size in the resolution tags (micrometres, as
+    :func:`write_micrograph`) when known, and ``{"kind": kind, ...info}`` as
+    JSON in the ImageJ ``Info`` field, which :func:`read_result_map_kind`
+    reads back. Integer labels are stored as uint16 (ImageJ's integer type).
+
+    Parameters
+    ----------
+    path : path-like
+    data : numpy.ndarray
+        ``(rows, cols)``.
+    kind : str
+        One of :data:`MAP_KINDS`.
+    step_size_um : float, optional
+        Micrometres between neighbouring map points.
+    info : dict, optional
+        More JSON-serialisable facts (e.g. the class names).
+    """
+    import json
+
+    if kind not in MAP_KINDS:
+        raise MicrostructureError(f"unknown map kind {kind!r}; choose one of {', '.join(MAP_KINDS)}")
+    arr = np.asarray(data)
+    if arr.dtype.kind in "iub":
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise MicrostructureError(f"{kind} values must lie in 0-65535 to be stored, got {arr.min()}-{arr.max()}")
+        arr = arr.astype(np.uint16)
+    else:
+        arr = arr.astype(np.float32)
+    meta = {"Info": json.dumps(dict(info or {}, kind=kind))}
+    if step_size_um is not None:
+        return write_micrograph(path, arr, step_size_um, meta)
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{path.name}")
+    try:
+        tifffile.imwrite(tmp, arr, imagej=True, metadata=meta)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def read_result_map_kind(path: PathLike) -> Optional[dict[str, Any]]:
+    """The JSON ``Info`` of a TIFF written by :func:`write_result_map` or a probability map, else None.
+
+    Cheap: reads the ImageJ metadata only.
+    """
+    import json
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            ij = tif.imagej_metadata or {}
+        info = json.loads(ij.get("Info", ""))
+    except (OSError, ValueError, TypeError, tifffile.TiffFileError):
+        return None
+    return info if isinstance(info, dict) else None

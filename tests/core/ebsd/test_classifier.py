@@ -40,7 +40,7 @@ def test_fit_predict_contract(fitted, data):
     np.testing.assert_allclose(proba.sum(1), 1, atol=1e-5)
     pred = fitted.predict(p)
     assert pred.shape == (len(p),) and set(pred) <= {225, 229}
-    assert len(fitted.models_) == 2 and len(fitted.history_) == 2
+    assert len(fitted.models_) == 2 and len(fitted.history_.members) == 2
     unc = fitted.predict_uncertainty(p)
     assert set(unc) == {"probabilities", "index", "confidence", "agreement", "no_solution"}
     assert np.all((unc["agreement"] == 0.5) | (unc["agreement"] == 1.0))

@@ -89,32 +89,3 @@ def test_nan_pattern_in_map(setup):
     bad[2, 3] = np.nan
     with pytest.raises(MicrostructureError, match="NaN"):
         clf.classify_map(bad)
-
-
-def test_dask_graph_path_used_with_a_cluster(setup, monkeypatch):
-    """With a dask.distributed client the whole map_blocks graph is submitted to it
-    (a stand-in client here; distributed is not a dependency)."""
-    import dask.array as da
-
-    from napari_microstructure.core.ebsd import mapping
-
-    submitted = []
-
-    class FakeFuture:
-        def __init__(self, arr):
-            self.arr = arr
-
-        def result(self):
-            return self.arr.compute(scheduler="threads")
-
-    class FakeClient:
-        def compute(self, arr):
-            submitted.append(arr)
-            return FakeFuture(arr)
-
-    clf, pats = setup
-    monkeypatch.setattr(mapping, "_distributed_client", lambda: FakeClient())
-    res = clf.classify_map(da.from_array(pats, chunks=(3, 3, 32, 32)))
-    assert len(submitted) == 1 and submitted[0].numblocks == (2, 3, 1)
-    monkeypatch.undo()
-    np.testing.assert_array_equal(res.labels, clf.classify_map(pats).labels)

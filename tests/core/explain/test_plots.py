@@ -74,3 +74,60 @@ def test_report_figures(tmp_path):
     gen = GeneralisationReport("A", "B", ["a", "b"], ["a", "b", "none"], np.array([[5, 1, 0], [2, 3, 1]]), 8 / 12,
                                np.array([]), np.array([]))
     _check_png(plot_confusion(gen), tmp_path / "cm.png")
+
+
+def _rendered(fig):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def _boxes_overlap(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_dock_width_figures_on_a_dark_theme(micro, tmp_path, rng):
+    """At a dock's width (4 inches) the titles fit and do not overlap; the dark theme recolours the text."""
+    from matplotlib.colors import to_hex
+
+    from napari_microstructure.core.colours import CLASS_COLOURS
+    from napari_microstructure.core.explain.plots import DARK_THEME, apply_theme
+
+    clf, images, sizes = micro
+    dm = descriptor_map(clf, images[0], sizes[0], n_crops=10)
+    fig = apply_theme(plot_descriptor_map(dm, selected=2, narrow=True))
+    assert tuple(fig.get_size_inches()) == pytest.approx((4.0, 6.4))
+    renderer = _rendered(fig)
+    width = fig.bbox.width
+    for ax in fig.axes:
+        box = ax.title.get_window_extent(renderer)
+        if ax.get_title():
+            assert box.x0 >= -1 and box.x1 <= width + 1, f"title {ax.get_title()!r} is clipped"
+            assert to_hex(ax.title.get_color()) == DARK_THEME[1]
+    assert to_hex(fig.get_facecolor()) == DARK_THEME[0]
+    # the training descriptors use the plugin's class colours (the probability maps' legend)
+    scatter_colours = {to_hex(c.get_facecolor()[0]) for c in fig.axes[0].collections
+                       if len(c.get_facecolor()) and c.get_label() in dm.classes}
+    assert scatter_colours <= set(CLASS_COLOURS) and scatter_colours
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = CompactCNN()
+            self.fc = torch.nn.Linear(128, 2)
+
+        def forward(self, x):
+            return self.fc(self.backbone.forward_features(self.backbone.prepare(x)).mean((2, 3)))
+
+    torch.manual_seed(0)
+    adapter = TorchAdapter(Net().eval(), ["ferrite", "spheroidite"], 64)
+    res = [attribution(adapter, rng.random((64, 64)).astype(np.float32), c, n_steps=4)
+           for c in ("ferrite", "spheroidite")]
+    fig = apply_theme(plot_attribution(res, columns=2))
+    renderer = _rendered(fig)
+    titles = [ax.title.get_window_extent(renderer) for ax in fig.axes if ax.get_title()]
+    assert len(titles) == 2 and not _boxes_overlap(*titles)
+    assert all(t.x0 >= -1 and t.x1 <= fig.bbox.width + 1 for t in titles)
+    assert len(fig.axes) == 3  # two panels and one shared colour bar

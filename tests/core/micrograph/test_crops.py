@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 import torch
 
+from napari_microstructure.core.micrograph.augment import AugmentConfig
 from napari_microstructure.core.micrograph.crops import (
-    CropSource, build_pyramid, draw_centres, feasible_fov, random_geometry, sample_crops,
+    DIHEDRAL, CropSampler, CropSource, Micrograph, build_pyramid, draw_centres, feasible_fov, normalise_in_place,
+    random_geometry, sample_crops, dihedral_transforms,
 )
 from napari_microstructure.core.errors import MicrostructureError
 
@@ -82,12 +84,12 @@ def test_feasible_fov_and_too_small_image():
 
 def test_mask_centres_lie_on_labelled_pixels():
     rng = np.random.default_rng(0)
-    image = np.zeros((200, 200), np.float32)
-    src = CropSource(build_pyramid(image), 1.0, (20.0, 20.0), None, {0: np.array([[100.0, 150.0]])})
+    image = rng.random((200, 200)).astype(np.float32)
+    src = CropSource(Micrograph(image, 1.0), (20.0, 20.0), None, {0: np.array([[100.0, 150.0]])})
     centres = draw_centres(rng, src, np.full(5, 20.0), 0)
     assert np.allclose(centres, [[100.5, 150.5]] * 5)
     # a labelled pixel near the border: centre is pulled inside so the crop fits
-    src = CropSource(build_pyramid(image), 1.0, (20.0, 20.0), None, {0: np.array([[0.0, 199.0]])})
+    src = CropSource(Micrograph(image, 1.0), (20.0, 20.0), None, {0: np.array([[0.0, 199.0]])})
     c = draw_centres(rng, src, np.array([20.0]), 0)
     assert c[0, 0] == pytest.approx(10.0) and c[0, 1] == pytest.approx(190.0)
 
@@ -97,3 +99,113 @@ def test_nan_pixels_do_not_propagate():
     image[10:20, 10:20] = np.nan
     crops = sample_crops(build_pyramid(image), np.array([[64.0, 64.0]]), np.array([120.0]), 32)
     assert torch.isfinite(crops).all()
+
+
+# ------------------------------------------------------------ the one pipeline
+def _bars_orientation(crops):
+    """Per crop: True for vertical bars (constant down the columns), False for horizontal."""
+    x = np.asarray(crops)[:, 0] if np.ndim(crops) == 4 else np.asarray(crops)
+    along_rows = x.std(axis=2).mean(1)     # varies across columns: vertical bars
+    along_cols = x.std(axis=1).mean(1)     # varies across rows: horizontal bars
+    return along_rows > along_cols
+
+
+def test_normalisation_rule_percentiles_invalid_pixels_and_constant_images():
+    rng = np.random.default_rng(0)
+    grey = rng.normal(100.0, 10.0, (300, 300)).astype(np.float32)
+    grey[0, 0] = np.nan
+    expect_lo, expect_hi = np.nanpercentile(grey, [0.5, 99.5])
+    out = normalise_in_place(grey.copy())
+    assert out.min() == 0.0 and out.max() == 1.0
+    assert out[0, 0] == 0.5  # invalid pixels become mid-grey
+    i, j = 5, 7
+    assert out[i, j] == pytest.approx(np.clip((grey[i, j] - expect_lo) / (expect_hi - expect_lo), 0, 1), abs=1e-5)
+    # pixels outside `valid` neither count for the percentiles nor keep their value
+    valid = np.ones_like(grey, bool)
+    valid[:, :150] = False
+    shifted = grey.copy()
+    shifted[:, :150] += 1000.0
+    out2 = normalise_in_place(shifted, valid & np.isfinite(grey))
+    assert np.all(out2[:, :150] == 0.5)
+    np.testing.assert_allclose(out2[:, 150:], normalise_in_place(grey[:, 150:].copy()), atol=1e-5)
+    assert np.all(normalise_in_place(np.full((20, 20), 3.0, np.float32)) == 0.5)
+
+
+def test_large_images_use_a_regular_subsample_for_the_percentiles(monkeypatch):
+    import napari_microstructure.core.micrograph.crops as crops_module
+
+    grey = np.random.default_rng(1).random((400, 400)).astype(np.float32)
+    full = normalise_in_place(grey.copy())
+    monkeypatch.setattr(crops_module, "PERCENTILE_SAMPLE", 10_000)
+    sub = normalise_in_place(grey.copy())
+    assert not np.array_equal(full, sub)            # another sample ...
+    assert np.abs(full - sub).max() < 0.02           # ... giving nearly the same scale
+
+
+def test_micrograph_validates_normalises_once_and_masks():
+    image = np.arange(64 * 80, dtype=np.uint16).reshape(64, 80)
+    m = Micrograph(image, 0.5)
+    assert m.image.dtype == np.float32 and m.image.min() == 0.0 and m.image.max() == 1.0
+    assert m.valid is None and m.side_um == 32.0 and m.shape == (64, 80)
+    assert m.pyramid[0].data_ptr() == torch.from_numpy(m.image).data_ptr()  # no copy
+    mask = np.zeros((64, 80), bool)
+    mask[:, 40:] = True
+    masked = Micrograph(image, 0.5, mask=mask)
+    assert masked.valid_mask().sum() == 64 * 40 and np.all(masked.image[:, :40] == 0.5)
+    with pytest.raises(MicrostructureError, match="no pixel is left"):
+        Micrograph(image, 0.5, mask=np.zeros((64, 80), bool))
+    with pytest.raises(MicrostructureError, match="same size"):
+        Micrograph(image, 0.5, mask=np.ones((10, 10), bool))
+    with pytest.raises(MicrostructureError, match="pixel_size"):
+        Micrograph(image, -1.0)
+
+
+def test_lazy_pyramid_equals_repeated_box_averages():
+    image = np.random.default_rng(2).random((130, 100)).astype(np.float32)
+    pyr = build_pyramid(image)
+    assert len(pyr) == 3  # 130x100, 65x50, 32x25 (the next would be under 2 x 16)
+    level = torch.from_numpy(image)[None, None]
+    for k in range(len(pyr)):
+        assert torch.equal(pyr[k], level)
+        level = torch.nn.functional.avg_pool2d(level, 2)
+    assert [p.shape[-1] for p in pyr[:]] == [100, 50, 25]
+
+
+def test_test_time_augmentation_follows_the_training_switches():
+    assert AugmentConfig().at_test_time() == AugmentConfig.test_time()
+    assert AugmentConfig.off().at_test_time() == AugmentConfig.off()
+    fixed = AugmentConfig(rotation=False, mirror=False).at_test_time()
+    assert not fixed.rotation and not fixed.mirror and fixed.brightness > 0
+    assert dihedral_transforms(AugmentConfig()) == DIHEDRAL
+    assert dihedral_transforms(AugmentConfig(rotation=False)) == ((0, False), (0, True))
+    assert dihedral_transforms(AugmentConfig(mirror=False)) == ((0, False), (2, False), (1, False), (3, False))
+    assert dihedral_transforms(AugmentConfig.off()) == ((0, False),)
+
+
+def test_sampler_without_rotation_and_mirror_keeps_crops_upright():
+    bars = _grid_image(400, 400, period=20)
+    source = CropSource(Micrograph(bars, 0.1), (8.0, 12.0))
+    turned = CropSource(Micrograph(np.rot90(bars).copy(), 0.1), (8.0, 12.0))
+    upright = AugmentConfig(rotation=False, mirror=False).at_test_time()
+    sampler = CropSampler(48, upright, np.random.default_rng(0))
+    assert sampler.geometry(5) is None
+    assert _bars_orientation(sampler.sample(source, 32).crops).all()
+    assert not _bars_orientation(sampler.sample(turned, 32).crops).any()
+    # with rotation on, some crops of the same image are turned
+    rotating = CropSampler(48, AugmentConfig().at_test_time(), np.random.default_rng(0))
+    orient = _bars_orientation(rotating.sample(source, 64).crops)
+    assert orient.any() and not orient.all()
+
+
+def test_training_batches_hold_each_class_from_its_own_sources():
+    ramp = np.tile(np.linspace(0, 1, 200), (200, 1))
+    across = CropSource(Micrograph(ramp, 0.1), (5.0, 10.0), label=0)       # varies across columns
+    down = CropSource(Micrograph(ramp.T.copy(), 0.1), (5.0, 10.0), label=1)  # varies down rows
+    sampler = CropSampler(32, AugmentConfig.off(), np.random.default_rng(0))
+    ids = np.array([0, 1, 1, 0, 1])
+    batch = sampler.sample_classes([across, down], ids)
+    assert batch.crops.shape == (5, 1, 32, 32)
+    assert np.array_equal(_bars_orientation(batch.crops.numpy()), ids == 0)
+    assert np.all((batch.fov_um >= 5.0) & (batch.fov_um <= 10.0))
+    np.testing.assert_allclose(batch.log_ppum.numpy(), np.log10(32 / batch.fov_um), rtol=1e-6)
+    np.testing.assert_allclose(batch.size_px, batch.fov_um / 0.1)

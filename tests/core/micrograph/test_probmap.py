@@ -33,7 +33,7 @@ def test_labels_match_true_halves_away_from_boundary(trained_classifier, composi
     cols = np.arange(image.shape[1])
     far = np.broadcast_to(np.abs(cols - image.shape[1] / 2) > r.crop_size_px, image.shape)
     assert far.sum() > 0.2 * image.size
-    classes = trained_classifier.classes_
+    classes = list(trained_classifier.classes_)
     expected = np.where(truth == 0, classes.index("ferrite") + 1, classes.index("pearlite") + 1)
     assert (r.labels[far] == expected[far]).mean() >= 0.9
 

@@ -4,7 +4,7 @@ import torch
 
 from napari_microstructure.core.nn.device import ENV_VAR, autocast, select_device
 from napari_microstructure.core.errors import MicrostructureError, ModelFileError
-from napari_microstructure.core.nn.modelio import load_model_file, peek_model_kind, save_model_file
+from napari_microstructure.core.nn.modelio import load_model_file, read_model_file, save_model_file
 
 
 def test_auto_device_order(monkeypatch):
@@ -38,7 +38,8 @@ def test_model_file_round_trip_and_errors(tmp_path):
     assert meta == {"classes": ["a", "b"]}
     assert torch.equal(tensors["w"], torch.arange(3.0))
     assert torch.equal(tensors["x"], torch.eye(2, dtype=torch.float64))
-    assert peek_model_kind(path) == "micrograph"
+    kind, meta_again, _ = read_model_file(path)
+    assert kind == "micrograph" and meta_again == meta
     with pytest.raises(ModelFileError, match="EBSD model"):
         load_model_file(path, "ebsd")
     # corrupt: truncated file

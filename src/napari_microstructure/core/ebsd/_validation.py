@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import warnings
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -118,3 +119,88 @@ def same_shapes(shapes: Sequence[tuple], what: str) -> tuple:
             "same height and width: resize or crop them to one size first"
         )
     return uniq[0]
+
+
+def warn_if_not_square(shape: Sequence[int], input_size: int, name: str = "patterns") -> None:
+    """Warn that non-square patterns are squashed to the square network input."""
+    h, w = int(shape[-2]), int(shape[-1])
+    if h != w:
+        warnings.warn(
+            f"{name} are {h} x {w} pixels (not square); they are resized to {input_size} x "
+            f"{input_size}, which changes their aspect ratio by {max(h, w) / min(h, w):.2f}. "
+            "Patterns classified later must have the same aspect ratio; crop them to a square "
+            "around the pattern centre to avoid the distortion.",
+            UserWarning, stacklevel=3,
+        )
+
+
+def check_pattern_shape(shape: Sequence[int], trained_shape: Optional[Sequence[int]],
+                        name: str = "patterns") -> None:
+    """Compare patterns at prediction with those the model was trained on.
+
+    A different aspect ratio is refused (resizing to the square network input
+    would distort them differently than in training); a different size with
+    the same aspect ratio is accepted with a warning (the detail differs).
+    """
+    if trained_shape is None:
+        return
+    h, w = int(shape[-2]), int(shape[-1])
+    th, tw = int(trained_shape[0]), int(trained_shape[1])
+    if (h, w) == (th, tw):
+        return
+    if abs((h / w) / (th / tw) - 1.0) > 0.02:
+        raise MicrostructureError(
+            f"{name} are {h} x {w} pixels (aspect ratio {h / w:.2f}) but the model was trained on "
+            f"{th} x {tw} patterns (aspect ratio {th / tw:.2f}); resizing would distort them: crop "
+            "or bin them to the training shape, or train a model on patterns of this shape"
+        )
+    warnings.warn(
+        f"{name} are {h} x {w} pixels but the model was trained on {th} x {tw}; they are resized "
+        "to the same network input, but the detail differs: bin them like the training patterns "
+        "if you can",
+        UserWarning, stacklevel=3,
+    )
+
+
+def check_finite_block(block: np.ndarray, origin: tuple[int, int], cols: int,
+                       name: str = "pattern_map") -> None:
+    """Raise if a (r, c, h, w) block of a map holds NaN or infinite values.
+
+    ``origin`` is the (row, column) of the block's first pattern in the map and
+    ``cols`` the map's width, so the message names the first bad pattern by its
+    index in the whole map (row-major) and by its row and column.
+    """
+    if not np.issubdtype(block.dtype, np.floating):
+        return
+    r, c = block.shape[:2]
+    bad = ~np.isfinite(block.reshape(r, c, -1)).all(-1)
+    if bad.any():
+        i, j = (int(v) for v in np.argwhere(bad)[0])
+        index = (int(origin[0]) + i) * int(cols) + int(origin[1]) + j
+        row, col = divmod(index, int(cols))
+        raise MicrostructureError(
+            f"{name} contains NaN or infinite values ({int(bad.sum())} patterns in this part of the "
+            f"map, the first at index {index}: row {row}, column {col}); remove those "
+            "patterns or replace the values (e.g. numpy.nan_to_num)"
+        )
+
+
+def as_lazy_map(pattern_map: Any, chunk_size: int) -> Any:
+    """View an array-like without ``reshape`` (an h5py or zarr dataset) as a dask array.
+
+    NumPy arrays, memory maps and dask arrays are returned unchanged. The
+    dataset is not read: dask reads about ``chunk_size`` patterns per block.
+    """
+    if isinstance(pattern_map, np.ndarray) or is_dask(pattern_map) or hasattr(pattern_map, "reshape"):
+        return pattern_map
+    shape = getattr(pattern_map, "shape", None)
+    if shape is None or len(shape) not in (3, 4) or not hasattr(pattern_map, "__getitem__"):
+        return pattern_map
+    import dask.array as da
+
+    if len(shape) == 3:
+        chunks = (max(1, min(shape[0], chunk_size)), shape[1], shape[2])
+    else:
+        cols = max(1, shape[1])
+        chunks = (max(1, min(shape[0], chunk_size // cols)), shape[1], shape[2], shape[3])
+    return da.from_array(pattern_map, chunks=chunks, lock=True)

@@ -28,10 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..base import Estimator, check_is_fitted, isolated_torch_rng
+from ..choices import BACKBONES
+from ..errors import MicrostructureError
 from ..nn.device import autocast, select_device
-from ..errors import MicrostructureError, ModelFileError, NotFittedError
-from ..nn.modelio import load_model_file, save_model_file, split_prefix, with_prefix
+from ..nn.modelio import split_prefix, with_prefix
 from ..nn.progress import CancelToken, Progress, ProgressCallback
+from ..nn.training import TrainingConfig, TrainingHistory, train_loop
 from ._validation import check_labels, check_stack
 from .metrics import ClassificationReport, classification_report
 from .preprocess import PatternPreprocessor
@@ -55,7 +58,7 @@ class EBSDNet(nn.Module):
         return self.head(self.dropout(feats.mean(dim=(2, 3))))
 
 
-class EBSDClassifier:
+class EBSDClassifier(Estimator):
     """Classify EBSD patterns into space groups (or any phase labels).
 
     Parameters
@@ -86,11 +89,14 @@ class EBSDClassifier:
         Sorted class labels.
     preprocessor_ : PatternPreprocessor
     models_ : list of EBSDNet
-    history_ : list of dict
-        Training history of each model (losses per epoch, best epoch).
+    history_ : TrainingHistory
+        Losses per epoch and best epoch; for an ensemble, ``members`` holds
+        one history per network.
     """
 
     kind = "ebsd"
+    _fitted_attribute = "models_"
+    _fit_call = "fit(patterns, labels)"
 
     def __init__(self, backbone: str = "efficientnet-lite0", pretrained: bool = True,
                  input_size: int = 60, n_models: int = 1, confidence_threshold: float = 0.5,
@@ -118,34 +124,13 @@ class EBSDClassifier:
         self.device = device
 
     # ------------------------------------------------------------------ params
-    _PARAMS = ("backbone", "pretrained", "input_size", "n_models", "confidence_threshold",
-               "agreement_threshold", "static_background", "dynamic_sigma", "max_epochs",
-               "learning_rate", "weight_decay", "patience", "min_delta", "batch_size",
-               "validation_fraction", "seed", "device")
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self._PARAMS}
-
-    def set_params(self, **params: Any) -> "EBSDClassifier":
-        for k, v in params.items():
-            if k not in self._PARAMS:
-                raise MicrostructureError(f"unknown parameter {k!r}; valid: {', '.join(self._PARAMS)}")
-            setattr(self, k, v)
-        return self
-
     def __getstate__(self) -> dict:
         # traced networks do not pickle (dask.distributed); they are rebuilt on use
         state = dict(self.__dict__)
         state.pop("_frozen_cache", None)
         return state
 
-    def __repr__(self) -> str:
-        return (f"EBSDClassifier(backbone={self.backbone!r}, input_size={self.input_size}, "
-                f"n_models={self.n_models})")
-
     def _check_params(self) -> None:
-        from ..nn.backbones import BACKBONES
-
         key = str(self.backbone).strip().lower().replace("_", "-")
         if key not in BACKBONES and key not in ("efficientnet", "efficientnet-lite"):
             raise MicrostructureError(f"unknown backbone {self.backbone!r}; choose one of {', '.join(BACKBONES)}")
@@ -159,9 +144,7 @@ class EBSDClassifier:
             raise MicrostructureError(
                 f"validation_fraction={self.validation_fraction!r}; give a fraction in [0, 1)")
 
-    def _config(self, seed: int):
-        from ..nn.training import TrainingConfig
-
+    def _config(self, seed: int) -> TrainingConfig:
         return TrainingConfig(max_epochs=int(self.max_epochs), learning_rate=float(self.learning_rate),
                               weight_decay=float(self.weight_decay), patience=int(self.patience),
                               min_delta=float(self.min_delta), batch_size=int(self.batch_size),
@@ -173,7 +156,7 @@ class EBSDClassifier:
         return EBSDNet(build_backbone(self.backbone, pretrained=pretrained), n_classes)
 
     # --------------------------------------------------------------------- fit
-    def fit(self, patterns: Any, labels: Sequence, classes: Optional[Sequence] = None,
+    def fit(self, patterns: Any, labels: Sequence, classes: Optional[Sequence] = None, *,
             progress: Optional[ProgressCallback] = None,
             cancel: Optional[CancelToken] = None) -> "EBSDClassifier":
         """Train on labelled patterns.
@@ -197,8 +180,6 @@ class EBSDClassifier:
         -------
         self
         """
-        from ..nn.training import train_loop
-
         self._check_params()
         patterns = check_stack(patterns)
         labels = check_labels(labels, len(patterns))
@@ -237,8 +218,6 @@ class EBSDClassifier:
         k_total = int(self.n_models)
         for k in range(k_total):
             seed = int(self.seed) + 1000 * k
-            torch.manual_seed(seed)
-            net = self._build_net(len(found), bool(self.pretrained)).to(device)
             tr, va = self._split(y.numpy(), seed)
             member_progress = _prefixed(progress, f"model {k + 1}/{k_total}: ") if k_total > 1 else progress
             bs = int(self.batch_size)
@@ -261,19 +240,21 @@ class EBSDClassifier:
                 xb, yb = batch
                 return F.cross_entropy(model(xb.to(device)), yb.to(device))
 
-            hist = train_loop(net, train_batches, loss_fn, val_batches if len(va) else None,
-                              self._config(seed), device, progress=member_progress, cancel=cancel,
-                              stage="train")
+            # weights and dropout draw from torch's global generator: seeded, then restored
+            with isolated_torch_rng(seed, device):
+                net = self._build_net(len(found), bool(self.pretrained)).to(device)
+                hist = train_loop(net, train_batches, loss_fn, val_batches if len(va) else None,
+                                  self._config(seed), device, progress=member_progress, cancel=cancel,
+                                  stage="train")
             net.eval()
             models.append(net)
-            h = hist.to_dict()
-            h["n_train"], h["n_validation"] = int(len(tr)), int(len(va))
-            histories.append(h)
+            hist.n_train, hist.n_validation = int(len(tr)), int(len(va))
+            histories.append(hist)
         # assign fitted state only now: a cancelled fit leaves the old state
         self.classes_ = found
         self.preprocessor_ = pre
         self.models_ = models
-        self.history_ = histories
+        self.history_ = TrainingHistory.ensemble(histories)
         self.device_ = device
         self._frozen_cache = None
         return self
@@ -292,17 +273,10 @@ class EBSDClassifier:
         return np.sort(tr), np.sort(va)
 
     # ----------------------------------------------------------------- predict
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "models_"):
-            raise NotFittedError(
-                "this EBSDClassifier is not trained yet; call fit(patterns, labels) or "
-                "EBSDClassifier.load(path) first"
-            )
-
     @property
     def no_solution_label_(self) -> Any:
         """Label used for "no solution": 0 for integer classes, else ``"no solution"``."""
-        self._check_fitted()
+        check_is_fitted(self)
         return 0 if self.classes_.dtype.kind in "iu" else NO_SOLUTION_TEXT
 
     def _device(self) -> torch.device:
@@ -368,7 +342,7 @@ class EBSDClassifier:
 
     def predict_proba(self, patterns: Any, background: Optional[np.ndarray] = None) -> np.ndarray:
         """Class probabilities (N, n_classes), averaged over the ensemble; rows sum to 1."""
-        self._check_fitted()
+        check_is_fitted(self)
         prepared = self.preprocessor_.transform(patterns, background=background)
         return self._member_probabilities(prepared).mean(0)
 
@@ -392,10 +366,28 @@ class EBSDClassifier:
                 labels = labels.astype(str)
         return labels
 
-    def predict_uncertainty(self, patterns: Any, background: Optional[np.ndarray] = None) -> dict:
-        """Probabilities, class index, confidence, agreement and no-solution mask per pattern."""
-        self._check_fitted()
-        prepared = self.preprocessor_.transform(patterns, background=background)
+    def predict_uncertainty(self, patterns: Any, background: Optional[np.ndarray] = None, *,
+                            check: bool = True) -> dict:
+        """Probabilities, class index, confidence, agreement and no-solution mask per pattern.
+
+        Parameters
+        ----------
+        patterns : array-like (N, h, w)
+        background : ndarray, optional
+            Static background instead of the training one (see :meth:`PatternPreprocessor.transform`).
+        check : bool
+            Validate ``patterns`` as a stack; maps pass False for chunks they
+            have checked themselves (the patterns are still checked for NaN).
+
+        Returns
+        -------
+        dict
+            ``probabilities`` (N, n_classes) averaged over the ensemble,
+            ``index`` (N,), ``confidence`` (N,), ``agreement`` (N,) and
+            ``no_solution`` (N,) bool.
+        """
+        check_is_fitted(self)
+        prepared = self.preprocessor_.transform(patterns, background=background, check=check)
         return self._summarise(self._member_probabilities(prepared))
 
     def report(self, patterns: Any, labels: Sequence, no_solution: bool = False) -> ClassificationReport:
@@ -405,65 +397,53 @@ class EBSDClassifier:
         return classification_report(labels, pred, self.classes_)
 
     def classify_map(self, pattern_map: Any, chunk_size: int = 2048,
-                     background: Union[str, np.ndarray, None] = "model",
+                     background: Union[str, np.ndarray, None] = "model", *,
                      progress: Optional[ProgressCallback] = None,
-                     cancel: Optional[CancelToken] = None):
+                     cancel: Optional[CancelToken] = None, client: Any = None,
+                     store: Optional[Union[str, os.PathLike]] = None, overwrite: bool = False):
         """Classify every pattern of a map, streaming in chunks.
 
-        See :func:`napari_microstructure.core.ebsd.mapping.classify_map`.
+        ``client`` (a ``distributed.Client`` or a scheduler address) runs the
+        map on a dask cluster; ``store`` (a ``.zarr`` folder) writes the result
+        as it is computed. See :func:`napari_microstructure.core.ebsd.mapping.classify_map`.
         """
         from .mapping import classify_map
 
         return classify_map(self, pattern_map, chunk_size=chunk_size, background=background,
-                            progress=progress, cancel=cancel)
+                            progress=progress, cancel=cancel, client=client, store=store,
+                            overwrite=overwrite)
 
     # -------------------------------------------------------------- save/load
-    def save(self, path: Union[str, os.PathLike]) -> None:
-        """Write the model (weights, preprocessing, classes, settings) without pickle."""
-        self._check_fitted()
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
         params, arrays = self.preprocessor_.to_state()
         kind = "int" if self.classes_.dtype.kind in "iu" else "str"
-        meta = {
+        metadata = {
             "model_version": MODEL_VERSION,
             "classes": [int(c) if kind == "int" else str(c) for c in self.classes_],
             "classes_type": kind,
-            "params": {k: v for k, v in self.get_params().items()},
             "preprocessing": params,
-            "history": self.history_,
+            "history": self.history_.to_dict(),
         }
         tensors = with_prefix({k: torch.from_numpy(v) for k, v in arrays.items()}, "preprocess")
         for k, net in enumerate(self.models_):
             tensors.update(with_prefix(net.state_dict(), f"model{k}"))
-        save_model_file(path, "ebsd", meta, tensors)
+        return metadata, tensors
 
-    @classmethod
-    def load(cls, path: Union[str, os.PathLike], device: str = "auto") -> "EBSDClassifier":
-        """Read a model written by :meth:`save` (no code is executed)."""
-        meta, tensors = load_model_file(path, "ebsd")
-        try:
-            params = dict(meta["params"])
-            params["device"] = device
-            obj = cls(**params)
-            kind = meta["classes_type"]
-            classes = np.asarray(meta["classes"], dtype=np.int64 if kind == "int" else str)
-            obj.preprocessor_ = PatternPreprocessor.from_state(meta["preprocessing"],
-                                                               split_prefix(tensors, "preprocess"))
-            dev = select_device(device)
-            models = []
-            for k in range(int(params["n_models"])):
-                net = obj._build_net(len(classes), pretrained=False)
-                net.load_state_dict(split_prefix(tensors, f"model{k}"))
-                models.append(net.to(dev).eval())
-        except (KeyError, TypeError, RuntimeError) as exc:
-            raise ModelFileError(
-                f"{str(path)!r} is an EBSD model file but its contents are incomplete or from an "
-                f"incompatible version ({exc.__class__.__name__}: {exc}); train the model again"
-            ) from exc
-        obj.classes_ = classes
-        obj.models_ = models
-        obj.history_ = meta.get("history", [])
-        obj.device_ = dev
-        return obj
+    def _set_state(self, metadata: dict[str, Any], tensors: dict[str, torch.Tensor], device: torch.device) -> None:
+        kind = metadata["classes_type"]
+        classes = np.asarray(metadata["classes"], dtype=np.int64 if kind == "int" else str)
+        preprocessor = PatternPreprocessor.from_state(metadata["preprocessing"], split_prefix(tensors, "preprocess"))
+        models = []
+        for k in range(int(self.n_models)):
+            net = self._build_net(len(classes), pretrained=False)
+            net.load_state_dict(split_prefix(tensors, f"model{k}"))
+            models.append(net.to(device).eval())
+        self.classes_ = classes
+        self.preprocessor_ = preprocessor
+        self.models_ = models
+        self.history_ = TrainingHistory.from_dict(metadata.get("history", []))
+        self.device_ = device
+        self._frozen_cache = None
 
 
 def _prefixed(progress: Optional[ProgressCallback], prefix: str) -> Optional[ProgressCallback]:

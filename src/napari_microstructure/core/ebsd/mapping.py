@@ -1,28 +1,33 @@
 """Space-group maps: classify every pattern of a (rows, cols, h, w) map in chunks.
 
 Memory is bounded by the chunk size, not by the map: a NumPy array or memory
-map is read ``chunk_size`` patterns at a time; a dask array is processed block
-by block with :meth:`dask.array.Array.map_blocks` (blocks larger than
+map is read in rectangles of at most ``chunk_size`` patterns (whole rows, or
+pieces of a row); a dask array block by block (blocks much larger than
 ``chunk_size`` patterns are split first). Without a ``dask.distributed``
-client the blocks are computed one after the other in this process, with
-progress and cancel between blocks; with a client (``distributed.Client()``
-created by the user) the whole graph is submitted to the cluster.
+cluster the blocks are classified one after the other in this process; with
+one (``client=`` a client or a scheduler address) they are tasks on the
+cluster, the classifier sent to each worker once
+(:mod:`~napari_microstructure.core.cluster`). Either way progress and cancel
+work between blocks, and results arrive here block by block.
 
 Only per-pattern outputs are kept: class probabilities (rows, cols, n_classes)
 float32, confidence, agreement, labels: about ``4 (n_classes + 3)`` bytes per
-pattern, 36 MB for a million patterns and six classes.
+pattern, 36 MB for a million patterns and six classes. With ``store=`` they
+are written to a zarr store as they arrive instead (:mod:`..io.store`), and
+the result reads them back lazily: memory no longer grows with the map.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 import numpy as np
 
+from ..base import check_is_fitted
 from ..errors import MicrostructureError
 from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
-from ._validation import check_finite, check_map, is_dask
+from ._validation import as_lazy_map, check_finite_block, check_map, check_pattern_shape, is_dask
 
 
 @dataclasses.dataclass
@@ -43,6 +48,9 @@ class MapResult:
     probabilities : ndarray (rows, cols, n_classes) float32
     classes : ndarray (n_classes,)
     no_solution_label : int or str
+    counts : ndarray (n_classes + 1,), optional
+        Patterns per class, then "no solution"; set for results written to a
+        store, whose arrays are lazy dask arrays (``np.asarray`` loads one).
     """
 
     labels: np.ndarray
@@ -53,40 +61,41 @@ class MapResult:
     probabilities: np.ndarray
     classes: np.ndarray
     no_solution_label: Any
+    counts: Optional[np.ndarray] = dataclasses.field(default=None, repr=False)
+
+    def _counts(self) -> np.ndarray:
+        """Patterns of each class, then of "no solution" (kept with a stored result)."""
+        if self.counts is not None:
+            return self.counts
+        n_classes = len(self.classes)
+        return np.bincount(np.where(np.asarray(self.index) < 0, n_classes, np.asarray(self.index)).ravel(),
+                           minlength=n_classes + 1)
 
     @property
     def fractions(self) -> dict:
         """Area fraction of each class and of "no solution" (they sum to 1)."""
+        counts = self._counts()
         n = self.index.size
         out = {}
         for k, c in enumerate(self.classes):
-            out[c.item() if hasattr(c, "item") else c] = float(np.count_nonzero(self.index == k)) / n
-        out["no solution"] = float(np.count_nonzero(self.index < 0)) / n
+            out[c.item() if hasattr(c, "item") else c] = float(counts[k]) / n
+        out["no solution"] = float(counts[-1]) / n
         return out
 
     def fractions_table(self) -> list[tuple[str, int, float]]:
         """Rows (class, number of patterns, fraction) for display or CSV."""
+        counts = self._counts()
         n = self.index.size
-        rows = [(str(c), int(np.count_nonzero(self.index == k)), 0.0) for k, c in enumerate(self.classes)]
-        rows.append(("no solution", int(np.count_nonzero(self.index < 0)), 0.0))
-        return [(c, k, k / n) for c, k, _ in rows]
-
-
-def _distributed_client():
-    try:
-        from distributed import get_client
-    except ImportError:
-        return None
-    try:
-        return get_client()
-    except ValueError:
-        return None
+        rows = [(str(c), int(counts[k])) for k, c in enumerate(self.classes)]
+        rows.append(("no solution", int(counts[-1])))
+        return [(c, k, k / n) for c, k in rows]
 
 
 def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
-                 background: Union[str, np.ndarray, None] = "model",
+                 background: Union[str, np.ndarray, None] = "model", *,
                  progress: Optional[ProgressCallback] = None,
-                 cancel: Optional[CancelToken] = None) -> MapResult:
+                 cancel: Optional[CancelToken] = None,
+                 client: Any = None, store: Any = None, overwrite: bool = False) -> MapResult:
     """Classify every pattern of a map.
 
     Parameters
@@ -101,25 +110,48 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
         The result does not depend on it.
     background : "model", "map", ndarray or None
         Static background: the training one stored in the model (default),
-        the mean pattern of this map ("map": one extra streaming pass), an
-        array from :meth:`PatternPreprocessor.mean_background`, or None (=
-        "model").
+        the mean pattern of this map ("map": one extra streaming pass, in this
+        process), an array from :meth:`PatternPreprocessor.mean_background`,
+        or None (= "model").
     progress : callable, optional
         Receives Progress(stage="map", step=patterns done, total=patterns).
     cancel : threading.Event, optional
-        Raises ``TrainingCancelled`` between chunks; nothing is returned.
+        Raises ``TrainingCancelled`` between chunks; nothing is returned and
+        no store is written.
+    client : distributed.Client or str, optional
+        Compute on a ``dask.distributed`` cluster: a client, or a scheduler
+        address (``"tcp://host:8786"``). Default: the client created in this
+        process if there is one, else the scheduler in the environment
+        variable ``NAPARI_MICROSTRUCTURE_SCHEDULER``, else this process. The
+        classifier is sent to each worker once; blocks of a dask array are
+        read by the workers, chunks of a NumPy array or memory map are read
+        here and sent with their task. See :mod:`~napari_microstructure.core.cluster`.
+    store : str or Path, optional
+        A ``.zarr`` folder: every block of the result is written there as it
+        is computed (so the map need not fit in memory) and the returned
+        result holds lazy dask arrays reading it (see
+        :mod:`napari_microstructure.io.store`). The store appears only when
+        the whole map is done.
+    overwrite : bool
+        Replace an existing ``store``.
 
     Returns
     -------
     MapResult
     """
-    clf._check_fitted()
-    pattern_map = check_map(pattern_map)
+    check_is_fitted(clf, "to classify a map")
     if not (isinstance(chunk_size, (int, np.integer)) and chunk_size >= 1):
         raise MicrostructureError(f"chunk_size={chunk_size!r}; give a positive number of patterns")
+    pattern_map = check_map(as_lazy_map(pattern_map, int(chunk_size)))  # h5py/zarr: via dask
     rows, cols, h, w = pattern_map.shape
     n = rows * cols
     pre = clf.preprocessor_
+    if getattr(pre, "pattern_shape_", None) is not None and tuple(pre.pattern_shape_) != (h, w):
+        check_pattern_shape((h, w), pre.pattern_shape_, "the patterns of the map")  # before any work
+    if store is not None:
+        from ...io.store import check_store_path
+
+        check_store_path(store, overwrite)
     if isinstance(background, str):
         if background == "map":
             report(progress, "background", 0, n, "mean pattern of the map")
@@ -132,37 +164,208 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
     else:
         bg = background
     n_classes = len(clf.classes_)
+    classify = BlockClassifier(clf, bg, int(chunk_size), cols)
+    if is_dask(pattern_map):
+        regions, payloads = _dask_blocks(pattern_map, chunk_size)
+    else:
+        regions = list(_rectangles(rows, cols, chunk_size))
+        payloads = _numpy_blocks(pattern_map, regions)
+    sink = _StoreSink(clf, store, overwrite, rows, cols) if store is not None else _MemorySink(clf, rows, cols)
+    done = [0]
+    report(progress, "map", 0, n, f"classifying {n} patterns")
 
-    def block_fn(block: np.ndarray) -> np.ndarray:
-        """(r, c, h, w) patterns -> (r, c, n_classes + 1): probabilities and agreement."""
-        r, c = block.shape[:2]
-        flat = np.asarray(block).reshape(r * c, h, w)
+    def on_result(i: int, block: np.ndarray) -> None:
+        r0, r1, c0, c1 = regions[i]
+        sink.write(r0, r1, c0, c1, block)
+        done[0] += (r1 - r0) * (c1 - c0)
+        report(progress, "map", done[0], n, f"{done[0]} / {n} patterns")
+
+    from ..cluster import connect, run_tasks
+
+    try:
+        with connect(client) as cluster:
+            if cluster is None:
+                for i, (origin, block) in enumerate(payloads):
+                    check_cancel(cancel)
+                    if is_dask(block):
+                        block = block.compute(scheduler="synchronous")
+                    on_result(i, classify((origin, block)))
+            else:
+                check_cancel(cancel)
+                run_tasks(cluster, _classify_block, classify, payloads, on_result, cancel=cancel)
+        return sink.finish()
+    finally:
+        sink.close()
+
+
+class BlockClassifier:
+    """``(r, c, h, w)`` patterns -> ``(r, c, n_classes + 1)``: probabilities, then agreement.
+
+    What a cluster worker receives once per map (the fitted classifier, the
+    background and the chunk size); picklable (the traced networks are
+    rebuilt on first use in each worker process and kept for its later tasks).
+    """
+
+    def __init__(self, clf, background: Optional[np.ndarray], chunk_size: int, cols: int) -> None:
+        self.clf = clf
+        self.background = background
+        self.chunk_size = chunk_size
+        self.cols = cols
+
+    def __call__(self, payload: tuple[tuple[int, int], Any]) -> np.ndarray:
+        """``payload``: (the block's first (row, column) in the map, the block)."""
+        origin, block = payload
+        clf, chunk_size = self.clf, self.chunk_size
+        n_classes = len(clf.classes_)
+        block = np.asarray(block)
+        r, c, h, w = block.shape
+        check_finite_block(block, origin, self.cols)  # names a bad pattern by its map index
+        flat = block.reshape(r * c, h, w)
         out = np.empty((r * c, n_classes + 1), np.float32)
         for s in range(0, r * c, chunk_size):
             part = flat[s:s + chunk_size]
-            check_finite(np.asarray(part), "pattern_map")
-            prepared = pre.transform(part, background=bg, check=False)
-            members = clf._member_probabilities(prepared)
-            summ = clf._summarise(members)
+            summ = clf.predict_uncertainty(part, background=self.background, check=False)
             out[s:s + len(part), :n_classes] = summ["probabilities"]
             out[s:s + len(part), n_classes] = summ["agreement"]
         return out.reshape(r, c, n_classes + 1)
 
-    result = np.empty((rows, cols, n_classes + 1), np.float32)
-    report(progress, "map", 0, n, f"classifying {n} patterns")
-    if is_dask(pattern_map):
-        _classify_dask(pattern_map, block_fn, result, chunk_size, n_classes, progress, cancel)
+
+def _classify_block(classify: BlockClassifier, payload: tuple) -> np.ndarray:
+    """The task run on a cluster worker (module level: pickled by reference)."""
+    return classify(payload)
+
+
+def _rectangles(rows: int, cols: int, chunk_size: int) -> Iterator[tuple[int, int, int, int]]:
+    """``(r0, r1, c0, c1)`` of at most ``chunk_size`` patterns each, in memory order.
+
+    Whole rows when a row fits in a chunk, else pieces of one row: every
+    rectangle is contiguous in a C-ordered map (one read of a memory map).
+    """
+    if cols <= chunk_size:
+        k = chunk_size // cols
+        for r0 in range(0, rows, k):
+            yield r0, min(rows, r0 + k), 0, cols
     else:
-        flat_out = result.reshape(n, n_classes + 1)
-        flat_in = pattern_map.reshape(n, h, w) if hasattr(pattern_map, "reshape") else pattern_map
-        for s in range(0, n, chunk_size):
-            check_cancel(cancel)
-            view = flat_in[s:s + chunk_size]
-            block = np.array(view)
-            _release_pages(view)
-            flat_out[s:s + len(block)] = block_fn(block[None])[0]
-            report(progress, "map", s + len(block), n, f"{s + len(block)} / {n} patterns")
-    return _assemble(clf, result, n_classes)
+        for r in range(rows):
+            for c0 in range(0, cols, chunk_size):
+                yield r, r + 1, c0, min(cols, c0 + chunk_size)
+
+
+def _numpy_blocks(pattern_map: Any, regions: list) -> Iterator[tuple[tuple[int, int], np.ndarray]]:
+    """(origin, block): each rectangle read into memory (its memory-mapped pages then dropped)."""
+    for r0, r1, c0, c1 in regions:
+        view = pattern_map[r0:r1, c0:c1]
+        block = np.array(view)
+        _release_pages(view)
+        yield (r0, c0), block
+
+
+def _dask_blocks(pattern_map: Any, chunk_size: int) -> tuple[list, Iterator[Any]]:
+    """Regions and blocks (lazy dask arrays) of a dask map, split to about ``4 * chunk_size`` patterns."""
+    rows, cols, h, w = pattern_map.shape
+    pm = pattern_map
+    if pm.chunks[2] != (h,) or pm.chunks[3] != (w,):
+        pm = pm.rechunk({2: -1, 3: -1})
+    # split blocks holding many more patterns than chunk_size
+    max_block = max(4 * chunk_size, 1)
+    if max(pm.chunks[0]) * max(pm.chunks[1]) > max_block:
+        c_cols = min(cols, max_block)
+        c_rows = max(1, min(rows, max_block // c_cols))
+        pm = pm.rechunk({0: c_rows, 1: c_cols})
+    r0 = np.concatenate([[0], np.cumsum(pm.chunks[0])]).astype(int)
+    c0 = np.concatenate([[0], np.cumsum(pm.chunks[1])]).astype(int)
+    index = [(i, j) for i in range(len(pm.chunks[0])) for j in range(len(pm.chunks[1]))]
+    regions = [(int(r0[i]), int(r0[i + 1]), int(c0[j]), int(c0[j + 1])) for i, j in index]
+
+    def blocks() -> Iterator[tuple[tuple[int, int], Any]]:
+        for i, j in index:
+            yield (int(r0[i]), int(c0[j])), pm.blocks[i, j, 0, 0]
+
+    return regions, blocks()
+
+
+class _MemorySink:
+    """Collects per-pattern outputs in memory: ``(rows, cols, n_classes + 1)`` float32."""
+
+    def __init__(self, clf, rows: int, cols: int) -> None:
+        self.clf = clf
+        self.n_classes = len(clf.classes_)
+        self.result = np.empty((rows, cols, self.n_classes + 1), np.float32)
+
+    def write(self, r0: int, r1: int, c0: int, c1: int, block: np.ndarray) -> None:
+        self.result[r0:r1, c0:c1] = block
+
+    def finish(self) -> MapResult:
+        return _assemble(self.clf, self.result, self.n_classes)
+
+    def close(self) -> None:
+        pass
+
+
+class _StoreSink:
+    """Writes every block's outputs into a zarr store as it arrives; the result reads it lazily."""
+
+    def __init__(self, clf, path: Any, overwrite: bool, rows: int, cols: int) -> None:
+        from ...io.store import CHUNK, StoreWriter
+
+        self.clf = clf
+        self.n_classes = n_classes = len(clf.classes_)
+        self.int_labels = clf.classes_.dtype.kind in "iu"
+        self.writer = StoreWriter(path, "ebsd-map", overwrite)
+        ch = (CHUNK, CHUNK)
+        wr = self.writer
+        self.arrays = {
+            "probabilities": wr.create("probabilities", (rows, cols, n_classes), np.float32, ch + (n_classes,)),
+            "agreement": wr.create("agreement", (rows, cols), np.float32, ch),
+            "confidence": wr.create("confidence", (rows, cols), np.float32, ch),
+            "index": wr.create("index", (rows, cols), np.int16, ch, fill_value=-1),
+            "no_solution": wr.create("no_solution", (rows, cols), bool, ch, fill_value=True),
+        }
+        if self.int_labels:
+            self.arrays["labels"] = wr.create("labels", (rows, cols), np.int32, ch)
+        self.counts = np.zeros(n_classes + 1, np.int64)
+
+    def write(self, r0: int, r1: int, c0: int, c1: int, block: np.ndarray) -> None:
+        part = _assemble(self.clf, block, self.n_classes)
+        for name, arr in self.arrays.items():
+            arr[r0:r1, c0:c1] = getattr(part, name)
+        self.counts += np.bincount(np.where(part.index < 0, self.n_classes, part.index).ravel(),
+                                   minlength=self.n_classes + 1)
+
+    def finish(self) -> MapResult:
+        from ...io.store import open_store
+
+        clf = self.clf
+        wr = self.writer
+        wr.attrs.update(
+            arrays=sorted(self.arrays),
+            classes=[c.item() if hasattr(c, "item") else c for c in clf.classes_],
+            classes_type="int" if self.int_labels else "str",
+            no_solution_label=clf.no_solution_label_,
+            counts=self.counts.tolist(),
+            confidence_threshold=float(clf.confidence_threshold),
+            agreement_threshold=float(clf.agreement_threshold),
+        )
+        path = wr.commit()
+        arrays, _ = open_store(path)
+        return map_result_from_store(arrays, wr.attrs)
+
+    def close(self) -> None:
+        self.writer.abort()
+
+
+def map_result_from_store(arrays: dict, meta: dict) -> MapResult:
+    """A :class:`MapResult` whose arrays are the lazy (dask) arrays of an EBSD map store."""
+    classes = np.asarray(meta["classes"], dtype=np.int64 if meta["classes_type"] == "int" else str)
+    nsl = meta["no_solution_label"]
+    labels = arrays.get("labels")
+    if labels is None:  # text classes: looked up from the index chunk by chunk
+        lut = np.concatenate([classes.astype(object), [nsl]]).astype(str)
+        labels = arrays["index"].map_blocks(lambda b: lut[np.where(b < 0, len(classes), b)], dtype=lut.dtype)
+    counts = meta.get("counts")
+    return MapResult(labels, arrays["index"], arrays["confidence"], arrays["agreement"], arrays["no_solution"],
+                     arrays["probabilities"], classes, nsl,
+                     counts=None if counts is None else np.asarray(counts, np.int64))
 
 
 def _release_pages(view: Any) -> None:
@@ -191,38 +394,6 @@ def _release_pages(view: Any) -> None:
             mm.madvise(_mmap.MADV_DONTNEED, first, last - first)
         except (OSError, ValueError):  # pragma: no cover
             pass
-
-
-def _classify_dask(pattern_map, block_fn, result, chunk_size, n_classes, progress, cancel) -> None:
-    rows, cols, h, w = pattern_map.shape
-    pm = pattern_map
-    if pm.chunks[2] != (h,) or pm.chunks[3] != (w,):
-        pm = pm.rechunk({2: -1, 3: -1})
-    # split blocks holding many more patterns than chunk_size
-    max_block = max(4 * chunk_size, 1)
-    if max(pm.chunks[0]) * max(pm.chunks[1]) > max_block:
-        c_cols = min(cols, max_block)
-        c_rows = max(1, min(rows, max_block // c_cols))
-        pm = pm.rechunk({0: c_rows, 1: c_cols})
-    out = pm.map_blocks(block_fn, dtype=np.float32, drop_axis=[2, 3], new_axis=[2],
-                        chunks=(pm.chunks[0], pm.chunks[1], (n_classes + 1,)),
-                        meta=np.empty((0, 0, 0), np.float32))
-    client = _distributed_client()
-    if client is not None:
-        check_cancel(cancel)
-        result[...] = client.compute(out).result()
-        report(progress, "map", rows * cols, rows * cols, "done")
-        return
-    r0 = np.concatenate([[0], np.cumsum(pm.chunks[0])])
-    c0 = np.concatenate([[0], np.cumsum(pm.chunks[1])])
-    done, total = 0, rows * cols
-    for i in range(len(pm.chunks[0])):
-        for j in range(len(pm.chunks[1])):
-            check_cancel(cancel)
-            block = out.blocks[i, j, 0].compute(scheduler="synchronous")
-            result[r0[i]:r0[i + 1], c0[j]:c0[j + 1]] = block
-            done += block.shape[0] * block.shape[1]
-            report(progress, "map", done, total, f"{done} / {total} patterns")
 
 
 def _dask_mean_background(pre, pattern_map) -> np.ndarray:

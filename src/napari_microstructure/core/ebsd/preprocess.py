@@ -30,7 +30,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import MicrostructureError, NotFittedError
-from ._validation import check_finite, check_stack
+from ._validation import check_finite, check_pattern_shape, check_stack, warn_if_not_square
 
 
 class PatternPreprocessor:
@@ -99,6 +99,8 @@ class PatternPreprocessor:
         self._check_params()
         patterns = check_stack(patterns)
         size = int(self.input_size)
+        warn_if_not_square(patterns.shape, size)
+        self.pattern_shape_ = tuple(int(v) for v in patterns.shape[1:])
         if self.static_background:
             total = np.zeros((size, size), np.float64)
             for start in range(0, len(patterns), 1024):
@@ -140,6 +142,7 @@ class PatternPreprocessor:
             patterns = check_stack(patterns)
         else:
             check_finite(np.asarray(patterns))
+        check_pattern_shape(np.shape(patterns), getattr(self, "pattern_shape_", None))
         x = self._resize_normalise_gain(patterns)
         if self.static_background:
             bg = self.static_background_ if background is None else np.asarray(background, np.float32)
@@ -168,11 +171,18 @@ class PatternPreprocessor:
         """Parameters (JSON) and arrays for a model file."""
         if not hasattr(self, "static_background_"):
             raise NotFittedError("this PatternPreprocessor is not fitted; call fit(patterns) first")
-        return self.get_params(), {"static_background": self.static_background_}
+        params = self.get_params()
+        shape = getattr(self, "pattern_shape_", None)
+        if shape is not None:
+            params["pattern_shape"] = list(shape)
+        return params, {"static_background": self.static_background_}
 
     @classmethod
     def from_state(cls, params: dict, arrays: dict) -> "PatternPreprocessor":
+        params = dict(params)
+        shape = params.pop("pattern_shape", None)
         obj = cls(**params)
+        obj.pattern_shape_ = tuple(int(v) for v in shape) if shape is not None else None
         bg = arrays["static_background"]
         obj.static_background_ = np.asarray(bg.numpy() if hasattr(bg, "numpy") else bg, np.float32)
         return obj

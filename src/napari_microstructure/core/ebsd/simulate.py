@@ -357,10 +357,11 @@ def simulate_training_set(
 def _simulate_grouped_pc(name, rot, shape, pcs, rng, n_groups: int = 8, **kwargs):
     """Simulate with a handful of distinct projection centres (fast, still varied)."""
     n = len(rot)
-    group = rng.integers(0, n_groups, n)
     centres = pcs[:n_groups] if len(pcs) >= n_groups else pcs
+    n_groups = min(n_groups, len(centres))  # fewer patterns than groups: every pattern in a group
+    group = rng.integers(0, n_groups, n)
     out = None
-    for g in range(min(n_groups, len(centres))):
+    for g in range(n_groups):
         idx = np.flatnonzero(group == g)
         if idx.size == 0:
             continue

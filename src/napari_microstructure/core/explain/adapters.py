@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..base import Estimator, check_is_fitted
 from ..errors import MicrostructureError, NotFittedError
 
 MICROGRAPH_SCORES = ("log-posterior", "log-joint")
@@ -287,23 +288,18 @@ def check_fitted(classifier: Any) -> None:
     """Raise :class:`NotFittedError` naming the fix if ``classifier`` is not fitted."""
     if isinstance(classifier, (ModelAdapter, nn.Module)):
         return
-    name = type(classifier).__name__
-    fitted = getattr(classifier, "model_", None) is not None or hasattr(classifier, "models_")
-    if not fitted:
-        raise NotFittedError(
-            f"this {name} is not fitted, so there is nothing to explain; call fit(...) or "
-            f"{name}.load(path) first"
-        )
+    check_is_fitted(classifier, "so there is nothing to explain")
 
 
 def as_adapter(model: Any, **kwargs: Any) -> ModelAdapter:
     """A :class:`ModelAdapter` for a classifier (micrograph or EBSD) or an adapter itself."""
     if isinstance(model, ModelAdapter):
         return model
-    if hasattr(model, "mixture_") or (hasattr(model, "embedding_dim") and hasattr(model, "fov_um")):
+    kind = getattr(model, "kind", None) if isinstance(model, Estimator) else None
+    if kind == "micrograph":
         check_fitted(model)
         return MicrographAdapter(model, **kwargs)
-    if hasattr(model, "models_") or hasattr(model, "n_models"):
+    if kind == "ebsd":
         check_fitted(model)
         return EBSDAdapter(model, **kwargs)
     raise MicrostructureError(

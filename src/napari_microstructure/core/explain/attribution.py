@@ -28,22 +28,25 @@ with the data layer. Where tiles overlap, the map is their mean.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import math
 import os
-from typing import Any, Iterator, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..base import isolated_torch_rng
+from ..choices import ATTRIBUTION_METHODS
 from ..errors import MicrostructureError
+from ..micrograph.augment import AugmentConfig
+from ..micrograph.crops import CropSampler, CropSource, Micrograph
 from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
 from .adapters import ModelAdapter, as_adapter
 
-METHODS = ("integrated-gradients", "gradient-shap")
+METHODS = ATTRIBUTION_METHODS
 _ALIASES = {"ig": "integrated-gradients", "integrated_gradients": "integrated-gradients",
             "shap": "gradient-shap", "gradientshap": "gradient-shap", "gradient_shap": "gradient-shap"}
 
@@ -123,6 +126,7 @@ class _Prepared:
     image: np.ndarray
     pixel_size_um: Optional[float]
     raw_shape: Optional[tuple[int, int]] = None
+    micrograph: Any = None             # the crops' Micrograph (micrograph models)
 
 
 def _method(method: str) -> str:
@@ -147,17 +151,14 @@ def prepare_input(model: Any, data: Any, pixel_size: Optional[float] = None, reg
     adapter = as_adapter(model)
     S = adapter.input_size
     if adapter.kind == "micrograph":
-        from ..micrograph.crops import build_pyramid, sample_crops
-        from ..micrograph.images import as_grey_image, check_pixel_size, normalise_intensity
-
         if pixel_size is None:
             raise MicrostructureError(
                 "a micrograph needs its pixel size; pass pixel_size= in micrometres per pixel "
                 "(napari: the layer's scale)")
         clf = adapter.classifier
-        p = check_pixel_size(pixel_size)
-        grey = normalise_intensity(as_grey_image(data))
-        H, W = grey.shape
+        micrograph = Micrograph(data, pixel_size)
+        p = micrograph.pixel_size_um
+        H, W = micrograph.shape
         side_um = min(H, W) * p
         fov = float(fov_um) if fov_um is not None else float(clf.map_fov_um_)
         if region not in ("auto", "image", "crop"):
@@ -171,12 +172,10 @@ def prepare_input(model: Any, data: Any, pixel_size: Optional[float] = None, reg
         r0, c0 = (a.ravel() for a in np.meshgrid(rows, cols, indexing="ij"))
         centres = np.stack([r0 + c / 2.0, c0 + c / 2.0], 1)
         crop_px = np.full(len(r0), float(c))
-        pyramid = build_pyramid(grey)
-        x = sample_crops(pyramid, centres, crop_px, S, None, adapter.device)
-        extra = torch.full((len(r0),), math.log10(S / (c * p)), dtype=torch.float32, device=adapter.device)
+        plain = CropSampler(S, AugmentConfig.off(), np.random.default_rng(0), None, adapter.device)
+        batch = plain.sample_at(CropSource(micrograph, (c * p, c * p)), centres, crop_px)
         tiles = np.stack([r0, c0, np.full_like(r0, c), np.full_like(r0, c)], 1)
-        image = np.where(np.isfinite(grey), grey, 0.5)
-        return _Prepared(x, extra, tiles, (H, W), image, p)
+        return _Prepared(batch.crops, batch.log_ppum, tiles, (H, W), micrograph.image, p, micrograph=micrograph)
     arr = np.asarray(data)
     if adapter.kind == "ebsd":
         if arr.ndim == 3 and arr.shape[0] == 1:
@@ -267,15 +266,10 @@ def default_background(adapter: ModelAdapter, prepared: _Prepared, n: int = 16, 
     """
     g = torch.Generator().manual_seed(seed)
     S = adapter.input_size
-    if adapter.kind == "micrograph" and prepared.pixel_size_um is not None:
-        from ..micrograph.crops import build_pyramid, sample_crops
-
-        H, W = prepared.shape
-        c = float(prepared.tiles[0, 2])
-        rng = np.random.default_rng(seed)
-        centres = np.stack([rng.uniform(c / 2, max(c / 2, H - c / 2), n),
-                            rng.uniform(c / 2, max(c / 2, W - c / 2), n)], 1)
-        return sample_crops(build_pyramid(prepared.image), centres, np.full(n, c), S, None, adapter.device)
+    if adapter.kind == "micrograph" and prepared.micrograph is not None:
+        fov = float(prepared.tiles[0, 2]) * prepared.pixel_size_um
+        plain = CropSampler(S, AugmentConfig.off(), np.random.default_rng(seed), None, adapter.device)
+        return plain.sample(CropSource(prepared.micrograph, (fov, fov)), n, fov_um=fov).crops
     noise = torch.randn((n, 1, S, S), generator=g) * 0.1
     return (0.5 + noise).clamp(0, 1).to(adapter.device)
 
@@ -289,25 +283,19 @@ def micrograph_background(classifier: Any, images: Sequence[Any], pixel_sizes: S
     the background crops look like what the network sees there. Images
     smaller than the field of view give crops of their shorter side.
     """
-    from ..micrograph.crops import build_pyramid, sample_crops
-    from ..micrograph.images import as_grey_image, check_pixel_size, normalise_intensity
-
     adapter = as_adapter(classifier)
     if adapter.kind != "micrograph":
         raise MicrostructureError("micrograph_background needs a micrograph model; for EBSD use background_set")
     if len(images) != len(pixel_sizes):
         raise MicrostructureError(f"{len(images)} images but {len(pixel_sizes)} pixel sizes; give one each")
     fov = float(fov_um) if fov_um is not None else float(adapter.classifier.map_fov_um_)
-    rng = np.random.default_rng(seed)
+    plain = CropSampler(adapter.input_size, AugmentConfig.off(), np.random.default_rng(seed))
     out = []
-    for image, p in zip(images, pixel_sizes):
-        grey = normalise_intensity(as_grey_image(image))
-        p = check_pixel_size(p)
-        H, W = grey.shape
-        c = min(fov / p, H, W)
-        centres = np.stack([rng.uniform(c / 2, H - c / 2, n_per_image), rng.uniform(c / 2, W - c / 2, n_per_image)], 1)
-        x = sample_crops(build_pyramid(grey), centres, np.full(n_per_image, c), adapter.input_size)
-        out.append(x[:, 0].numpy())
+    for i, (image, p) in enumerate(zip(images, pixel_sizes)):
+        micrograph = Micrograph(image, p, name=f"images[{i}]")
+        c_um = min(fov, micrograph.side_um)
+        batch = plain.sample(CropSource(micrograph, (c_um, c_um)), n_per_image, fov_um=c_um)
+        out.append(batch.crops[:, 0].numpy())
     return np.concatenate(out)
 
 
@@ -323,19 +311,6 @@ def background_set(patterns: Any, labels: Sequence[Any], per_class: int = 100, s
         members = np.nonzero(y == c)[0]
         idx.extend(rng.choice(members, min(per_class, len(members)), replace=False).tolist())
     return p[np.sort(np.asarray(idx, dtype=int))]
-
-
-@contextlib.contextmanager
-def _seeded(seed: int, cuda_devices: list) -> Iterator[None]:
-    """Seed torch's and numpy's global generators inside the block, then restore both."""
-    numpy_state = np.random.get_state()
-    try:
-        with torch.random.fork_rng(devices=cuda_devices):
-            torch.manual_seed(seed)
-            np.random.seed(seed % 2**32)
-            yield
-    finally:
-        np.random.set_state(numpy_state)
 
 
 def _scores(adapter: ModelAdapter, x: torch.Tensor, extra: Optional[torch.Tensor]) -> torch.Tensor:
@@ -448,8 +423,7 @@ def attribution(
     n = len(prep.x)
     # seeded sampling without touching the global generators: captum's GradientSHAP draws its
     # baselines with numpy's global generator and its noise with torch's
-    devices = [adapter.device.index or 0] if adapter.device.type == "cuda" else []
-    with _seeded(seed, devices):
+    with isolated_torch_rng(seed, adapter.device, numpy_global=True):
         if method == "integrated-gradients":
             if baseline is None:
                 base = torch.full((1, 1, S, S), 0.5, device=adapter.device)
@@ -513,7 +487,7 @@ def attribution(
     )
 
 
-def explain_top_classes(model: Any, data: Any, method: str = "integrated-gradients", k: int = 2,
+def explain_top_classes(model: Any, data: Any, method: str = "integrated-gradients", k: int = 2, *,
                         progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None,
                         **kwargs: Any) -> list[Attribution]:
     """Attributions for the ``k`` most probable classes (predicted, runner-up, ...)."""

@@ -26,8 +26,6 @@ import os
 from typing import Any, Optional, Union
 
 import numpy as np
-import torch
-
 from ..errors import MicrostructureError
 from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
 from .adapters import check_fitted
@@ -65,37 +63,21 @@ class ImageCrops:
 
 
 def sample_image_crops(classifier: Any, image: Any, pixel_size: float, n_crops: int = 64,
-                       seed: int = 0, cancel: Optional[CancelToken] = None) -> ImageCrops:
-    """Random crops of ``image`` (no augmentation) with their descriptors.
+                       seed: int = 0, *, cancel: Optional[CancelToken] = None) -> ImageCrops:
+    """Random crops of ``image`` (no augmentation) with their descriptors and the model's verdict.
 
-    Fields of view are drawn log-uniformly within the model's training range
-    (clipped to the image), as in ``FewShotClassifier.crop_predictions``, but
-    the crops themselves are returned so that they can be shown.
+    The crops of :meth:`FewShotClassifier.crop_predictions` (fields of view
+    drawn log-uniformly within the model's training range, clipped to the
+    image) without augmentation, kept so that they can be shown.
     """
-    from ..micrograph.crops import draw_centres, log_uniform, sample_crops
-
     check_fitted(classifier)
     if int(n_crops) < 1:
         raise MicrostructureError(f"n_crops={n_crops}; give at least 1")
-    src = classifier._image_source(image, pixel_size)
-    rng = np.random.default_rng(seed)
-    S = int(classifier.input_size)
-    fov = log_uniform(rng, *src.fov_range_um, int(n_crops))
-    crop_px = fov / src.pixel_size_um
-    centres = draw_centres(rng, src, crop_px)
-    dev = classifier.device_
-    crops, desc = [], []
-    for s in range(0, len(fov), 128):
-        check_cancel(cancel)
-        x = sample_crops(src.pyramid, centres[s:s + 128], crop_px[s:s + 128], S, None, dev)
-        mag = torch.as_tensor(np.log10(S / fov[s:s + 128]), dtype=torch.float32, device=dev)
-        with torch.inference_mode():
-            desc.append(classifier.model_(x, mag).float().cpu().numpy())
-        crops.append(x[:, 0].cpu().numpy())
-    d = np.concatenate(desc)
-    ll = classifier.mixture_.log_likelihood(d)
-    return ImageCrops(np.concatenate(crops), np.asarray(centres, float), crop_px, fov, d, ll,
-                      classifier.mixture_.crop_probabilities(d), ll >= classifier.mixture_.threshold_)
+    out = classifier.crop_predictions(image, pixel_size, int(n_crops), augment=False, seed=seed,
+                                      keep_crops=True, cancel=cancel)
+    ll = out["log_likelihood"]
+    return ImageCrops(out["crops"], out["centres_px"], out["size_px"], out["fov_um"], out["descriptors"], ll,
+                      out["probabilities"], ll >= classifier.mixture_.threshold_)
 
 
 @dataclasses.dataclass
@@ -197,7 +179,7 @@ def _gauss_ll(points: np.ndarray, means: np.ndarray, covs: np.ndarray, weights: 
 
 
 def descriptor_map(classifier: Any, image: Any = None, pixel_size: Optional[float] = None,
-                   n_crops: int = 64, grid_size: int = 150, margin: float = 0.15, seed: int = 0,
+                   n_crops: int = 64, grid_size: int = 150, margin: float = 0.15, seed: int = 0, *,
                    progress: Optional[ProgressCallback] = None,
                    cancel: Optional[CancelToken] = None) -> DescriptorMap:
     """Training descriptors, the mixture's log-likelihood and threshold, and an image's crops.
@@ -264,7 +246,7 @@ def descriptor_map(classifier: Any, image: Any = None, pixel_size: Optional[floa
         if pixel_size is None:
             raise MicrostructureError("an image needs its pixel_size in micrometres per pixel")
         report(progress, "descriptor map", 1, 2, f"describing {n_crops} crops of the image")
-        crops = sample_image_crops(classifier, image, pixel_size, n_crops, seed, cancel)
+        crops = sample_image_crops(classifier, image, pixel_size, n_crops, seed, cancel=cancel)
         crops_xy = crops.descriptors[:, :2].astype(np.float64) if D == 2 else (crops.descriptors - mean) @ proj.T
     check_cancel(cancel)
     pts = np.concatenate([xy, means_xy] + ([crops_xy] if crops_xy is not None else []))
@@ -277,7 +259,7 @@ def descriptor_map(classifier: Any, image: Any = None, pixel_size: Optional[floa
     ll = ll_fn(np.stack([X.ravel(), Y.ravel()], 1)).reshape(X.shape)
     report(progress, "descriptor map", 2, 2, "done")
     return DescriptorMap(
-        classes=list(classifier.classes_), training_descriptors=train.astype(np.float32), training_labels=labels,
+        classes=[str(c) for c in classifier.classes_], training_descriptors=train.astype(np.float32), training_labels=labels,
         training_xy=xy, projection=proj, projection_mean=mean, explained_variance_ratio=evr,
         grid_x=gx, grid_y=gy, log_likelihood=ll, threshold=threshold,
         model_threshold=float(mix.threshold_), means_xy=means_xy, crops=crops, crops_xy=crops_xy,

@@ -121,7 +121,7 @@ def _micrograph_accuracy(clf: Any, images, labels, sizes, cancel) -> float:
 
 def descriptor_dimension_report(
     train: Sequence[Any], test: Sequence[Any], dims: Sequence[int] = (2, 4, 8),
-    classifier_params: Optional[dict] = None, keep_models: bool = False,
+    classifier_params: Optional[dict] = None, keep_models: bool = False, *,
     progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None,
 ) -> ReductionReport:
     """Train a :class:`FewShotClassifier` per descriptor dimension; test-image accuracy of each.
@@ -158,7 +158,7 @@ def descriptor_dimension_report(
                            models=models if keep_models else None)
 
 
-def backbone_features(model: Any, data: Sequence[Any], n_crops: int = 16, seed: int = 0,
+def backbone_features(model: Any, data: Sequence[Any], n_crops: int = 16, seed: int = 0, *,
                       cancel: Optional[CancelToken] = None) -> tuple[np.ndarray, np.ndarray]:
     """Spatially averaged backbone features.
 
@@ -181,7 +181,7 @@ def backbone_features(model: Any, data: Sequence[Any], n_crops: int = 16, seed: 
         images, _, sizes = _unpack(data, "data", True)
         for i, (im, p) in enumerate(zip(images, sizes)):
             check_cancel(cancel)
-            crops = sample_image_crops(adapter.classifier, im, p, n_crops, seed + i)
+            crops = sample_image_crops(adapter.classifier, im, p, n_crops, seed + i, cancel=cancel)
             x = torch.from_numpy(crops.crops)[:, None].to(adapter.device)
             with torch.no_grad():
                 rows.append(bb.forward_features(bb.prepare(x)).mean((2, 3)).double().cpu().numpy())
@@ -200,7 +200,7 @@ def backbone_features(model: Any, data: Sequence[Any], n_crops: int = 16, seed: 
 
 def pca_reduction_report(
     model: Any, train: Sequence[Any], test: Sequence[Any],
-    n_components: Sequence[int] = (1, 2, 4, 8, 16, 32), n_crops: int = 16, seed: int = 0,
+    n_components: Sequence[int] = (1, 2, 4, 8, 16, 32), n_crops: int = 16, seed: int = 0, *,
     progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None,
 ) -> ReductionReport:
     """Test accuracy of a logistic regression on the first k principal components of the backbone's features.
@@ -224,8 +224,8 @@ def pca_reduction_report(
     adapter = as_adapter(model)
     micro = adapter.kind == "micrograph"
     report(progress, "feature reduction", 0, 1, "computing backbone features")
-    f_tr, g_tr = backbone_features(adapter, train, n_crops, seed, cancel)
-    f_te, g_te = backbone_features(adapter, test, n_crops, seed + 10_000, cancel)
+    f_tr, g_tr = backbone_features(adapter, train, n_crops, seed, cancel=cancel)
+    f_te, g_te = backbone_features(adapter, test, n_crops, seed + 10_000, cancel=cancel)
     y_tr_items = np.asarray([str(v) for v in train[1]])
     y_te_items = np.asarray([str(v) for v in test[1]])
     y_tr = y_tr_items[g_tr]
@@ -262,7 +262,7 @@ def pca_reduction_report(
 
 def generalisation_report(
     model: Any, train: Optional[Sequence[Any]], test: Sequence[Any], train_name: str = "train",
-    test_name: str = "test", progress: Optional[ProgressCallback] = None,
+    test_name: str = "test", *, progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
 ) -> GeneralisationReport:
     """Train on ``train`` (unless ``train`` is None and ``model`` is fitted), evaluate on ``test``.

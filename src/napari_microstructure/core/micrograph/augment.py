@@ -61,6 +61,22 @@ class AugmentConfig:
         return cls(warp=0.0, brightness=0.05, contrast=0.1, gamma=0.1, dust_probability=0.0,
                    edge_probability=0.0, noise=0.0)
 
+    def at_test_time(self) -> "AugmentConfig":
+        """The augmentation of validation, calibration and prediction crops for this training setting.
+
+        :meth:`test_time` with this configuration's ``rotation`` and
+        ``mirror`` switches (a model trained without rotation is never shown
+        rotated crops), or no augmentation at all when this one is :meth:`off`.
+        """
+        if self == self.off():
+            return self.off()
+        return dataclasses.replace(self.test_time(), rotation=self.rotation, mirror=self.mirror)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "AugmentConfig":
+        """Inverse of :meth:`to_dict` (lists from JSON become tuples)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
     @classmethod
     def coerce(cls, value: Any) -> "AugmentConfig":
         if isinstance(value, cls):
@@ -70,7 +86,7 @@ class AugmentConfig:
         if value is False:
             return cls.off()
         if isinstance(value, dict):
-            return cls(**value)
+            return cls.from_dict(value)
         raise TypeError(f"augment must be True, False, a dict or an AugmentConfig, not {value!r}")
 
     def to_dict(self) -> dict[str, Any]:

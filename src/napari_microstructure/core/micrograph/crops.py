@@ -1,41 +1,128 @@
-"""Crops at a physical scale.
+"""The one physical-scale crop pipeline of the micrograph engine.
 
-A crop covers a field of view of ``fov_um`` micrometres and is resampled to a
-fixed network input of ``input_size`` x ``input_size`` pixels, so its resolution
-after resampling is ``input_size / fov_um`` pixels per micrometre; that number
-(as log10) is the network's magnification input (Larmuseau et al. 2020).
+Every crop the engine sees is made here: training, validation, calibration
+and prediction (:mod:`.fewshot`), probability maps (:mod:`.probmap`, through
+:meth:`Micrograph.resampler`), and the explanations (descriptor maps,
+attributions and their background crops, feature-reduction reports).
 
-Resampling reads from an image pyramid (factor-2 box averages) at the level
-whose pixel size is just finer than the crop's output pixel, so crops that
-shrink an image many times are anti-aliased. Rotation, mirroring and an affine
-warp are folded into the same sampling grid and cost nothing extra.
+- :class:`Micrograph` validates an image and its pixel size, normalises its
+  intensities **once** with the one rule (:func:`normalise_in_place`) and holds
+  its factor-2 pyramid.
+- A crop covers a field of view of ``fov_um`` micrometres and is resampled to
+  a fixed network input of ``input_size`` x ``input_size`` pixels, so its
+  resolution is ``input_size / fov_um`` pixels per micrometre; that number
+  (as log10) is the network's magnification input (Larmuseau et al. 2020).
+- Resampling reads from the pyramid level whose pixel size is just finer than
+  the crop's output pixel, so crops that shrink an image many times are
+  anti-aliased. Rotation, mirroring and an affine warp are folded into the
+  same sampling grid and cost nothing extra.
+- :class:`CropSampler` draws crops with an :class:`~.augment.AugmentConfig`;
+  :meth:`~.augment.AugmentConfig.at_test_time` gives the test-time version of
+  a training configuration, and :func:`dihedral_transforms` the quarter
+  turns and mirrors a probability map may average over: both honour the
+  training switches ``rotation`` and ``mirror``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..errors import MicrostructureError
+from .augment import AugmentConfig, augment_photometric
+from .images import as_grey_image, check_mask, check_pixel_size
+
+#: Intensity percentiles mapped to 0 and 1 by the normalisation rule.
+PERCENTILES = (0.5, 99.5)
+#: Above this many pixels, the percentiles are taken on a regular subsample.
+PERCENTILE_SAMPLE = 1 << 22
+#: Quarter turns and mirror of test-time augmentation on probability maps, in order.
+DIHEDRAL = ((0, False), (0, True), (2, False), (2, True), (1, False), (3, False), (1, True), (3, True))
 
 
-def build_pyramid(image01: np.ndarray, min_size: int = 16) -> list[torch.Tensor]:
-    """Factor-2 box-average pyramid of a [0, 1] image; NaN pixels become 0.5.
+def normalise_in_place(grey: np.ndarray, valid: Optional[np.ndarray] = None) -> np.ndarray:
+    """The one intensity rule: percentiles 0.5-99.5 of the valid pixels to [0, 1].
 
-    Returns a list of ``(1, 1, h, w)`` float32 tensors, finest first.
+    Parameters
+    ----------
+    grey : numpy.ndarray
+        2-D float32, changed in place.
+    valid : numpy.ndarray of bool, optional
+        Pixels that count (default: the finite ones). The percentiles are
+        taken on every valid pixel, or on a regular subsample of at least
+        :data:`PERCENTILE_SAMPLE` pixels for larger images; values are clipped
+        to [0, 1]; pixels that are not valid become 0.5 (mid-grey); a constant
+        image becomes 0.5 everywhere.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``grey``.
     """
-    img = np.where(np.isfinite(image01), image01, 0.5).astype(np.float32)
-    level = torch.from_numpy(img)[None, None]
-    levels = [level]
-    while min(level.shape[-2:]) >= 2 * min_size:
-        level = F.avg_pool2d(level, 2, ceil_mode=False)
-        levels.append(level)
-    return levels
+    if valid is None:
+        valid = np.isfinite(grey)
+    all_valid = bool(valid.all())
+    sample = None
+    if grey.size > PERCENTILE_SAMPLE:
+        step = int(math.ceil(math.sqrt(grey.size / PERCENTILE_SAMPLE)))
+        sample = grey[::step, ::step][valid[::step, ::step]]
+    if sample is None or sample.size == 0:
+        # memory: one float32 scratch copy (the percentile's own, or the valid pixels')
+        sample = grey if all_valid else grey[valid]
+    lo, hi = np.percentile(sample, PERCENTILES, overwrite_input=sample is not grey) if sample.size else (0.0, 1.0)
+    if hi - lo < 1e-12:
+        grey.fill(0.5)
+    else:
+        grey -= np.float32(lo)
+        grey *= np.float32(1.0 / (hi - lo))
+        np.clip(grey, 0.0, 1.0, out=grey)
+    if not all_valid:
+        grey[~valid] = 0.5
+    return grey
+
+
+class Pyramid(Sequence[torch.Tensor]):
+    """Factor-2 box-average pyramid of a [0, 1] image, levels built on first use.
+
+    Items are ``(1, 1, h, w)`` float32 tensors, finest first; level 0 shares
+    memory with the image. Levels are halved while the shorter side is at
+    least ``2 * min_size``.
+    """
+
+    def __init__(self, image01: np.ndarray, min_size: int = 16) -> None:
+        img = np.ascontiguousarray(image01, dtype=np.float32)
+        self._levels = [torch.from_numpy(img)[None, None]]
+        side, n = min(img.shape), 1
+        while side >= 2 * min_size:
+            side //= 2
+            n += 1
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, k: Any) -> Any:
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(self._n))]
+        k = int(k) + (self._n if int(k) < 0 else 0)
+        if not 0 <= k < self._n:
+            raise IndexError(k)
+        while len(self._levels) <= k:
+            self._levels.append(F.avg_pool2d(self._levels[-1], 2, ceil_mode=False))
+        return self._levels[k]
+
+
+def build_pyramid(image01: np.ndarray, min_size: int = 16) -> Pyramid:
+    """Pyramid of a [0, 1] image (NaN pixels become 0.5); see :class:`Pyramid`."""
+    img = np.asarray(image01, dtype=np.float32)
+    if not np.isfinite(img).all():
+        img = np.where(np.isfinite(img), img, np.float32(0.5))
+    return Pyramid(img, min_size)
 
 
 def log_uniform(rng: np.random.Generator, lo: float, hi: float, n: int) -> np.ndarray:
@@ -129,23 +216,135 @@ def sample_crops(
     return out
 
 
-@dataclasses.dataclass(eq=False)
-class CropSource:
-    """One image ready for crop sampling.
+class Micrograph:
+    """One micrograph ready for crops: validated, normalised once, with its pyramid.
 
-    ``label`` is the image's class index for image-level labels; ``mask`` a
-    label mask (0 unlabelled, k+1 for class k) for scribbles.
+    Parameters
+    ----------
+    image : array-like
+        2-D grey image (uint8, uint16 or float; RGB converted with a warning,
+        see :func:`~.images.as_grey_image`). NaN pixels are not valid.
+    pixel_size : float
+        Micrometres per pixel.
+    mask : array-like, optional
+        ``(H, W)``; nonzero / True where pixels are valid.
+    name : str
+        How messages call the image.
+
+    Attributes
+    ----------
+    image : numpy.ndarray
+        ``(H, W)`` float32 in [0, 1] (:func:`normalise_in_place`); invalid
+        pixels are 0.5.
+    pixel_size_um : float
+    valid : numpy.ndarray of bool or None
+        None when every pixel is valid.
     """
 
-    pyramid: list[torch.Tensor]
-    pixel_size_um: float
+    def __init__(self, image: Any, pixel_size: Any, *, mask: Any = None, name: str = "image") -> None:
+        grey = as_grey_image(image, name)
+        self.pixel_size_um = check_pixel_size(pixel_size)
+        valid = np.isfinite(grey)
+        if mask is not None:
+            m = check_mask(mask, grey.shape, f"the mask of {name}")
+            valid &= m if m.dtype == bool else m != 0
+            if not valid.any():
+                raise MicrostructureError(
+                    "no pixel is left to evaluate (all NaN or masked out); check the mask: True marks "
+                    "pixels to evaluate"
+                )
+        self.image = normalise_in_place(grey, valid)
+        self.valid = None if valid.all() else valid
+        self.pyramid = Pyramid(self.image)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.image.shape  # type: ignore[return-value]
+
+    @property
+    def side_um(self) -> float:
+        """The shorter side in micrometres."""
+        return min(self.shape) * self.pixel_size_um
+
+    def valid_mask(self) -> np.ndarray:
+        """``(H, W)`` bool: the valid pixels."""
+        return np.ones(self.shape, bool) if self.valid is None else self.valid
+
+    def resampler(self, ratio: float) -> "Resampler":
+        """Rows and columns resampled to ``ratio`` image pixels per output pixel (see :class:`Resampler`)."""
+        return Resampler(self.pyramid, ratio)
+
+
+class Resampler:
+    """A micrograph resampled to a coarser (or equal) grid, read tile by tile.
+
+    Reads from the pyramid level whose pixels are just finer than the output
+    pixels, then bilinear (as :func:`sample_crops`). Coordinates are global,
+    so tiles agree with an untiled run; beyond the image the content is
+    mirrored. Used by probability maps, which evaluate every crop of a grid
+    from one pass over the resampled image.
+    """
+
+    def __init__(self, pyramid: Sequence[torch.Tensor], ratio: float) -> None:
+        self.ratio = float(ratio)
+        self.identity = abs(self.ratio - 1.0) < 1e-9
+        level = int(np.clip(math.floor(math.log2(max(self.ratio, 1e-9))), 0, len(pyramid) - 1))
+        self.image = pyramid[level]
+        h0, w0 = pyramid[0].shape[-2:]
+        self.scale = h0 / self.image.shape[-2], w0 / self.image.shape[-1]
+
+    def tile(self, r0: int, r1: int, c0: int, c1: int) -> torch.Tensor:
+        """Output rows ``r0:r1`` and columns ``c0:c1`` as a ``(1, 1, r1 - r0, c1 - c0)`` tensor."""
+        h, w = self.image.shape[-2:]
+        if self.identity:
+            rows = _mirror_index(np.arange(r0, r1), h)
+            cols = _mirror_index(np.arange(c0, c1), w)
+            if rows[0] + len(rows) - 1 == rows[-1] and cols[0] + len(cols) - 1 == cols[-1]:
+                return self.image[:, :, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].contiguous()
+            return self.image[:, :, torch.from_numpy(rows)][:, :, :, torch.from_numpy(cols)].contiguous()
+        uy = (np.arange(r0, r1, dtype=np.float64) + 0.5) * self.ratio / self.scale[0]
+        ux = (np.arange(c0, c1, dtype=np.float64) + 0.5) * self.ratio / self.scale[1]
+        gy = torch.from_numpy((2.0 * uy / h - 1.0).astype(np.float32))
+        gx = torch.from_numpy((2.0 * ux / w - 1.0).astype(np.float32))
+        grid = torch.stack(torch.broadcast_tensors(gx[None, :], gy[:, None]), dim=-1)[None]
+        return F.grid_sample(self.image, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def _mirror_index(idx: np.ndarray, n: int) -> np.ndarray:
+    """Symmetric (edge-repeating) reflection of indices into [0, n)."""
+    period = 2 * n
+    m = np.mod(idx, period)
+    return np.where(m < n, m, period - 1 - m)
+
+
+@dataclasses.dataclass(eq=False)
+class CropSource:
+    """A micrograph with the range of fields of view its crops are drawn from.
+
+    ``label`` is the image's class index for image-level labels;
+    ``mask_coords`` maps a class index to the ``(n, 2)`` labelled pixels of
+    that class (scribbles).
+    """
+
+    micrograph: Micrograph
     fov_range_um: tuple[float, float]
     label: Optional[int] = None
     mask_coords: Optional[dict[int, np.ndarray]] = None
 
     @property
+    def pyramid(self) -> Sequence[torch.Tensor]:
+        return self.micrograph.pyramid
+
+    @property
+    def pixel_size_um(self) -> float:
+        return self.micrograph.pixel_size_um
+
+    @property
     def shape(self) -> tuple[int, int]:
-        return tuple(self.pyramid[0].shape[-2:])  # type: ignore[return-value]
+        return self.micrograph.shape
+
+    def has_class(self, k: int) -> bool:
+        return self.label == k or (self.mask_coords is not None and k in self.mask_coords)
 
 
 def feasible_fov(
@@ -201,3 +400,131 @@ def draw_centres(
         cy = rng.uniform(half, h - half)
         cx = rng.uniform(half, w - half)
     return np.stack([cy, cx], -1)
+
+
+def dihedral_transforms(augment: AugmentConfig) -> tuple[tuple[int, bool], ...]:
+    """The quarter turns and mirrors allowed at test time by a training configuration.
+
+    Returns the items of :data:`DIHEDRAL` (in its order) that use a turn only
+    when ``augment.rotation`` and a mirror only when ``augment.mirror``.
+    """
+    return tuple((turns, mirror) for turns, mirror in DIHEDRAL
+                 if (turns == 0 or augment.rotation) and (not mirror or augment.mirror))
+
+
+@dataclasses.dataclass
+class CropBatch:
+    """Crops as the network sees them, and where they came from.
+
+    Attributes
+    ----------
+    crops : torch.Tensor
+        ``(n, 1, S, S)`` in [0, 1], on the sampler's device.
+    log_ppum : torch.Tensor
+        ``(n,)`` log10 of the crops' pixels per micrometre (the magnification input).
+    centres_px : numpy.ndarray
+        ``(n, 2)`` centres (row, column) in the image's pixels.
+    size_px : numpy.ndarray
+        ``(n,)`` sides in the image's pixels.
+    fov_um : numpy.ndarray
+        ``(n,)`` fields of view in micrometres.
+    """
+
+    crops: torch.Tensor
+    log_ppum: torch.Tensor
+    centres_px: np.ndarray
+    size_px: np.ndarray
+    fov_um: np.ndarray
+
+
+class CropSampler:
+    """Draws crops of a field of view in micrometres, augmented by one configuration.
+
+    Parameters
+    ----------
+    input_size : int
+        Side ``S`` of the network input in pixels.
+    augment : AugmentConfig
+        Geometry (``rotation``, ``mirror``, ``warp``) is folded into the
+        sampling grid; the photometric part runs on the crops.
+    rng : numpy.random.Generator
+        Fields of view, centres and geometry.
+    generator : torch.Generator, optional
+        Photometric augmentation, on ``device``.
+    device : torch.device
+    """
+
+    def __init__(self, input_size: int, augment: AugmentConfig, rng: np.random.Generator,
+                 generator: Optional[torch.Generator] = None, device: torch.device = torch.device("cpu")) -> None:
+        self.input_size = int(input_size)
+        self.augment = augment
+        self.rng = rng
+        self.generator = generator
+        self.device = torch.device(device)
+
+    def geometry(self, n: int) -> Optional[np.ndarray]:
+        """Random rotation / mirror / warp matrices, or None when the configuration has none."""
+        a = self.augment
+        if not (a.rotation or a.mirror or a.warp > 0):
+            return None
+        return random_geometry(self.rng, n, a.warp, a.rotation, a.mirror)
+
+    def sample(self, source: CropSource, n: int, *, fov_um: Optional[float] = None,
+               class_ids: Optional[np.ndarray] = None, photometric: bool = True) -> CropBatch:
+        """``n`` crops at random positions of one source.
+
+        Fields of view are drawn log-uniformly from ``source.fov_range_um``
+        (or fixed at ``fov_um``); with ``class_ids`` (one per crop) and a
+        scribble source, each crop is centred on a labelled pixel of its class.
+        """
+        p = source.pixel_size_um
+        fov = np.full(n, float(fov_um)) if fov_um is not None else log_uniform(self.rng, *source.fov_range_um, n)
+        crop_px = fov / p
+        if source.mask_coords is not None and class_ids is not None:
+            centres = np.concatenate([
+                draw_centres(self.rng, source, crop_px[j:j + 1], int(k)) for j, k in enumerate(class_ids)
+            ]) if n else np.zeros((0, 2))
+        else:
+            centres = draw_centres(self.rng, source, crop_px)
+        return self._cut(source, centres, crop_px, fov, self.geometry(n), photometric)
+
+    def sample_at(self, source: CropSource, centres_px: np.ndarray, size_px: np.ndarray) -> CropBatch:
+        """Crops at given centres and sides (image pixels), with the configuration's augmentation."""
+        size_px = np.asarray(size_px, np.float64)
+        fov = size_px * source.pixel_size_um
+        return self._cut(source, np.asarray(centres_px, np.float64), size_px, fov, self.geometry(len(size_px)), True)
+
+    def sample_classes(self, sources: Sequence[CropSource], class_ids: np.ndarray) -> CropBatch:
+        """One crop per entry of ``class_ids``, each from a random source holding that class.
+
+        The training batch: sources are chosen per class, crops are cut source
+        by source, and the photometric augmentation runs once on the batch.
+        """
+        n = len(class_ids)
+        S = self.input_size
+        crops = torch.empty((n, 1, S, S), device=self.device)
+        log_ppum = np.zeros(n)
+        centres, size, fov = np.zeros((n, 2)), np.zeros(n), np.zeros(n)
+        choices = np.zeros(n, dtype=int)
+        for k in np.unique(class_ids):
+            eligible = [i for i, s in enumerate(sources) if s.has_class(int(k))]
+            sel = np.nonzero(class_ids == k)[0]
+            choices[sel] = self.rng.choice(eligible, len(sel))
+        for i in np.unique(choices):
+            sel = np.nonzero(choices == i)[0]
+            part = self.sample(sources[i], len(sel), class_ids=class_ids[sel], photometric=False)
+            crops[torch.as_tensor(sel, device=self.device)] = part.crops
+            log_ppum[sel] = np.log10(S / part.fov_um)
+            centres[sel], size[sel], fov[sel] = part.centres_px, part.size_px, part.fov_um
+        crops = augment_photometric(crops, self.augment, self.generator)
+        return CropBatch(crops, torch.as_tensor(log_ppum, dtype=torch.float32, device=self.device),
+                         centres, size, fov)
+
+    def _cut(self, source: CropSource, centres: np.ndarray, crop_px: np.ndarray, fov: np.ndarray,
+             geometry: Optional[np.ndarray], photometric: bool) -> CropBatch:
+        S = self.input_size
+        crops = sample_crops(source.pyramid, centres, crop_px, S, geometry, self.device)
+        if photometric:
+            crops = augment_photometric(crops, self.augment, self.generator)
+        mag = torch.as_tensor(np.log10(S / fov), dtype=torch.float32, device=self.device)
+        return CropBatch(crops, mag, centres, crop_px, fov)

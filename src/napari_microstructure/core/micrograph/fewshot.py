@@ -12,25 +12,26 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import warnings
-from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from .augment import AugmentConfig, augment_photometric
-from .crops import CropSource, build_pyramid, draw_centres, feasible_fov, log_uniform, random_geometry, sample_crops
+from ..base import Estimator, check_is_fitted, isolated_torch_rng, torch_generator
+from ..choices import LOSSES, MINING
+from ..errors import MicrostructureError
 from ..nn.device import autocast, select_device
-from ..errors import MicrostructureError, NotFittedError
-from .images import as_grey_image, as_image_list, as_pixel_sizes, check_mask, check_pixel_size, normalise_intensity
-from ..nn.losses import LOSSES, MINING, contrastive_loss, triplet_loss
-from ..nn.modelio import load_model_file, save_model_file, split_prefix, with_prefix
+from ..nn.losses import contrastive_loss, triplet_loss
+from ..nn.modelio import split_prefix, with_prefix
 from ..nn.networks import DescriptorNet
-from .openset import SCORERS, OpenSetMixture, OpenSetScorer, cross_validated_novelty, make_scorer, scorer_from_state
 from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
 from ..nn.training import TrainingConfig, TrainingHistory, train_loop
+from .augment import AugmentConfig
+from .crops import CropBatch, CropSampler, CropSource, Micrograph, feasible_fov
+from .images import (as_image_list, as_label_list, as_pixel_sizes, check_mask, check_scale_against_model,
+                     class_names_from)
+from .openset import SCORERS, OpenSetMixture, cross_validated_novelty, make_scorer, scorer_from_state
 
 NONE_CLASS = "none"
 
@@ -55,7 +56,7 @@ class _Prepared:
     held_out_images: bool
 
 
-class FewShotClassifier:
+class FewShotClassifier(Estimator):
     """Few-shot, open-set classifier of micrographs.
 
     Parameters
@@ -111,9 +112,11 @@ class FewShotClassifier:
 
     Attributes
     ----------
-    classes_ : list of str
+    classes_ : numpy.ndarray of str
         Trained class names; probabilities follow this order, then "none".
     history_ : TrainingHistory
+        ``n_train`` / ``n_validation`` count images (held-out images only
+        when every class has at least three; see ``held_out_images_``).
     mixture_ : OpenSetMixture
         Per-class Gaussians on the descriptors (the explanations draw it).
     scorer_ : OpenSetScorer
@@ -128,6 +131,8 @@ class FewShotClassifier:
     """
 
     kind = "micrograph"
+    _fitted_attribute = "model_"
+    _fit_call = "fit(images, labels, pixel_sizes)"
 
     def __init__(
         self,
@@ -184,25 +189,6 @@ class FewShotClassifier:
         self.seed = seed
 
     # ------------------------------------------------------------------ params
-    def get_params(self) -> dict[str, Any]:
-        """Constructor parameters (scikit-learn style)."""
-        names = [
-            "backbone", "loss", "embedding_dim", "input_size", "fov_um", "pretrained",
-            "use_magnification", "augment", "margin", "mining", "max_epochs", "steps_per_epoch",
-            "batch_size", "learning_rate", "weight_decay", "patience", "min_delta",
-            "validation_fraction", "n_crops", "rejection_quantile", "scorer", "scorer_features", "calibration_crops",
-            "device", "seed",
-        ]
-        return {n: getattr(self, n) for n in names}
-
-    def __repr__(self) -> str:
-        state = f"fitted on {self.classes_}" if self.is_fitted else "not fitted"
-        return f"FewShotClassifier(backbone={self.backbone!r}, loss={self.loss!r}, {state})"
-
-    @property
-    def is_fitted(self) -> bool:
-        return getattr(self, "model_", None) is not None
-
     def _check_params(self) -> None:
         if self.loss not in LOSSES:
             raise MicrostructureError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
@@ -253,16 +239,14 @@ class FewShotClassifier:
         image_list = as_image_list(images)
         if len(image_list) == 0:
             raise MicrostructureError("no images were given; pass a list of 2-D micrographs")
-        label_list = labels if isinstance(labels, (list, tuple)) else (
-            [labels] if isinstance(labels, np.ndarray) and labels.ndim == 2 else list(np.asarray(labels).ravel())
-        )
+        label_list = as_label_list(labels, len(image_list))
         if len(label_list) != len(image_list):
             raise MicrostructureError(
                 f"got {len(image_list)} images but {len(label_list)} labels; give one class name "
                 "(or one label mask) per image"
             )
         sizes = as_pixel_sizes(pixel_sizes, len(image_list))
-        greys = [as_grey_image(im, f"images[{i}]") for i, im in enumerate(image_list)]
+        greys = [Micrograph(im, p, name=f"images[{i}]") for i, (im, p) in enumerate(zip(image_list, sizes))]
         S = int(self.input_size)
         fov = tuple(self.fov_um) if self.fov_um is not None else None
         mask_mode = all(np.ndim(lab) == 2 for lab in label_list)
@@ -283,9 +267,7 @@ class FewShotClassifier:
             value_to_class = {v: k for k, v in enumerate(values)}
         else:
             names_list = [str(lab) for lab in label_list]
-            if any(n.strip() == "" for n in names_list):
-                raise MicrostructureError("a class name is empty; name every image's class")
-            classes = sorted(set(names_list))
+            classes = class_names_from(names_list)
         if len(classes) < 2:
             raise MicrostructureError(
                 f"only one class ({classes[0]!r}) was given; few-shot training needs at least two "
@@ -299,8 +281,8 @@ class FewShotClassifier:
         val_sources: list[CropSource] = []
         held_out = False
         if mask_mode:
-            for i, (g, m, p) in enumerate(zip(greys, masks, sizes)):
-                valid = np.isfinite(g)
+            for i, (g, m) in enumerate(zip(greys, masks)):
+                valid = g.valid_mask()
                 coords = {}
                 for v, k in value_to_class.items():
                     yx = np.argwhere((m == v) & valid)
@@ -310,8 +292,8 @@ class FewShotClassifier:
                         coords[k] = yx.astype(np.float64)
                 if not coords:
                     continue
-                rng_fov = feasible_fov(g.shape, p, S, fov, f"images[{i}]")
-                sources.append(CropSource(build_pyramid(normalise_intensity(g)), p, rng_fov, None, coords))
+                rng_fov = feasible_fov(g.shape, g.pixel_size_um, S, fov, f"images[{i}]")
+                sources.append(CropSource(g, rng_fov, None, coords))
             for k, name in enumerate(classes):
                 n_px = sum(len(s.mask_coords.get(k, ())) for s in sources)
                 if n_px < MIN_LABELLED_PIXELS:
@@ -332,9 +314,8 @@ class FewShotClassifier:
                         "class (one is needed to check the model on data it has not seen)"
                     )
             built = [
-                CropSource(build_pyramid(normalise_intensity(g)), p,
-                           feasible_fov(g.shape, p, S, fov, f"images[{i}]"), index[names_list[i]])
-                for i, (g, p) in enumerate(zip(greys, sizes))
+                CropSource(g, feasible_fov(g.shape, g.pixel_size_um, S, fov, f"images[{i}]"), index[names_list[i]])
+                for i, g in enumerate(greys)
             ]
             frac = float(self.validation_fraction)
             if frac > 0 and all(len(m) >= 3 for m in per_class.values()):
@@ -348,42 +329,6 @@ class FewShotClassifier:
             else:
                 sources = val_sources = built
         return _Prepared(sources, val_sources, classes, held_out)
-
-    def _draw(
-        self, sources: Sequence[CropSource], class_ids: np.ndarray, rng: np.random.Generator,
-        augment: AugmentConfig, device: torch.device, gen: Optional[torch.Generator],
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Crops ``(n, 1, S, S)`` and log10 resolutions for the requested classes."""
-        S = int(self.input_size)
-        n = len(class_ids)
-        crops = torch.empty((n, 1, S, S), device=device)
-        log_ppum = np.zeros(n)
-        # choose a source for each crop among those containing its class
-        choices = np.zeros(n, dtype=int)
-        for k in np.unique(class_ids):
-            eligible = [i for i, s in enumerate(sources) if (s.label == k) or (s.mask_coords is not None and k in s.mask_coords)]
-            sel = np.nonzero(class_ids == k)[0]
-            choices[sel] = rng.choice(eligible, len(sel))
-        for i in np.unique(choices):
-            sel = np.nonzero(choices == i)[0]
-            src = sources[i]
-            fov = log_uniform(rng, *src.fov_range_um, len(sel))
-            crop_px = fov / src.pixel_size_um
-            if src.mask_coords is not None:
-                centres = np.concatenate([
-                    draw_centres(rng, src, crop_px[j:j + 1], int(class_ids[s])) for j, s in enumerate(sel)
-                ]) if len(sel) else np.zeros((0, 2))
-            else:
-                centres = draw_centres(rng, src, crop_px)
-            geometry = None
-            if augment.rotation or augment.mirror or augment.warp > 0:
-                geometry = random_geometry(rng, len(sel), augment.warp, augment.rotation, augment.mirror)
-            crops[torch.as_tensor(sel, device=device)] = sample_crops(
-                src.pyramid, centres, crop_px, S, geometry, device
-            )
-            log_ppum[sel] = np.log10(S / fov)
-        crops = augment_photometric(crops, augment, gen)
-        return crops, torch.as_tensor(log_ppum, dtype=torch.float32, device=device)
 
     def _balanced_classes(self, n_classes: int, rng: np.random.Generator) -> np.ndarray:
         per = max(2, int(self.batch_size) // n_classes)
@@ -427,22 +372,26 @@ class FewShotClassifier:
         """
         self._check_params()
         config = self._training_config()
-        if config.seed is not None:
-            torch.manual_seed(config.seed)
-        rng = np.random.default_rng(config.seed)
+        rng = self._numpy_rng()
         prep = self._prepare(images, labels, pixel_sizes, class_names, rng)
         self._warn_magnification_leak(prep)
         device = select_device(self.device)
-        gen = torch.Generator(device=device)
-        gen.manual_seed(int(config.seed) if config.seed is not None else int(rng.integers(2**31)))
+        gen = torch_generator(config.seed if config.seed is not None else int(rng.integers(2**31)), device)
+        with isolated_torch_rng(config.seed, device):
+            return self._fit_prepared(prep, config, rng, gen, device, progress, cancel)
+
+    def _fit_prepared(self, prep: _Prepared, config: TrainingConfig, rng: np.random.Generator,
+                      gen: torch.Generator, device: torch.device, progress: Optional[ProgressCallback],
+                      cancel: Optional[CancelToken]) -> "FewShotClassifier":
         n_classes = len(prep.classes)
         augment = AugmentConfig.coerce(self.augment)
-        test_aug = AugmentConfig.test_time() if augment != AugmentConfig.off() else AugmentConfig.off()
+        test_aug = augment.at_test_time()
+        S = int(self.input_size)
         report(progress, "prepare", 0, 1, f"{n_classes} classes, {len(prep.sources)} training images")
 
         all_sources = list(prep.sources) + [s for s in prep.val_sources if s not in prep.sources]
-        los = [math.log10(self.input_size / s.fov_range_um[1]) for s in all_sources]
-        his = [math.log10(self.input_size / s.fov_range_um[0]) for s in all_sources]
+        los = [math.log10(S / s.fov_range_um[1]) for s in all_sources]
+        his = [math.log10(S / s.fov_range_um[0]) for s in all_sources]
         mag_center = 0.5 * (min(los) + max(his))
         mag_scale = max(0.5 * (max(his) - min(los)), 0.25)
 
@@ -455,19 +404,22 @@ class FewShotClassifier:
         model.mag_scale.fill_(mag_scale)
         model.to(device)
 
+        train_crops = CropSampler(S, augment, rng, gen, device)
+
         def train_batches(epoch: int):
             for _ in range(int(self.steps_per_epoch)):
                 ids = self._balanced_classes(n_classes, rng)
-                crops, mag = self._draw(prep.sources, ids, rng, augment, device, gen)
-                yield crops, mag, torch.as_tensor(ids, device=device)
+                batch = train_crops.sample_classes(prep.sources, ids)
+                yield batch.crops, batch.log_ppum, torch.as_tensor(ids, device=device)
 
         val_rng = np.random.default_rng(None if config.seed is None else config.seed + 1)
+        val_crops = CropSampler(S, test_aug, val_rng, gen, device)
         n_val_batches = max(2, int(self.steps_per_epoch) // 4)
         val_set = []
         for _ in range(n_val_batches):
             ids = np.repeat(np.arange(n_classes), max(2, int(self.batch_size) // n_classes))
-            crops, mag = self._draw(prep.val_sources, ids, val_rng, test_aug, device, gen)
-            val_set.append((crops, mag, torch.as_tensor(ids, device=device)))
+            batch = val_crops.sample_classes(prep.val_sources, ids)
+            val_set.append((batch.crops, batch.log_ppum, torch.as_tensor(ids, device=device)))
 
         def loss_fn(net: DescriptorNet, batch):
             crops, mag, ids = batch
@@ -479,11 +431,13 @@ class FewShotClassifier:
             return torch.nn.functional.cross_entropy(net.classifier(desc).float(), ids)
 
         history = train_loop(model, train_batches, loss_fn, lambda: iter(val_set), config, device,
-                             progress, cancel, stage="train")
+                             progress=progress, cancel=cancel, stage="train")
+        history.n_train = len(prep.sources)
+        history.n_validation = len(prep.val_sources) if prep.held_out_images else 0
 
         report(progress, "calibrate", 0, 2, "describing crops of every image")
-        mixture, scorer, calib = self._fit_scorers(model, prep, n_classes, rng, val_rng, test_aug, device,
-                                                   gen, cancel)
+        mixture, scorer, calib = self._fit_scorers(model, prep, n_classes, CropSampler(S, test_aug, rng, gen, device),
+                                                   val_crops, cancel)
         check_cancel(cancel)
         report(progress, "calibrate", 2, 2, f"{self.scorer} threshold {scorer.novelty_threshold_:.3g}")
 
@@ -491,7 +445,7 @@ class FewShotClassifier:
         # everything computed: only now replace the fitted state
         self.model_ = model.eval()
         self.device_ = device
-        self.classes_ = list(prep.classes)
+        self.classes_ = np.asarray(prep.classes, dtype=str)
         self.mixture_ = mixture
         self.scorer_ = scorer
         self.history_ = history
@@ -507,16 +461,17 @@ class FewShotClassifier:
         self.held_out_images_ = prep.held_out_images
         return self
 
-    def _descriptors_by_image(self, model, sources, rng, augment, device, gen, cancel):
+    def _descriptors_by_image(self, model: DescriptorNet, sampler: CropSampler, sources: Sequence[CropSource],
+                              cancel: Optional[CancelToken]):
         """``calibration_crops`` descriptors per image: (descriptors, class ids, image index)."""
         n = int(self.calibration_crops)
         out, ids_all, groups = [], [], []
         for i, src in enumerate(sources):
             if src.mask_coords is not None:
-                ids = rng.choice(sorted(src.mask_coords), n)
+                ids = sampler.rng.choice(sorted(src.mask_coords), n)
             else:
                 ids = np.full(n, int(src.label))
-            out.append(self._descriptors_of(model, [src], ids, rng, augment, device, gen, cancel))
+            out.append(self._descriptors_of(model, sampler, [src], ids, cancel))
             ids_all.append(ids)
             groups.append(np.full(n, i))
         return np.concatenate(out), np.concatenate(ids_all), np.concatenate(groups)
@@ -552,7 +507,7 @@ class FewShotClassifier:
         return (model.classifier.weight.detach().cpu().double().numpy(),
                 model.classifier.bias.detach().cpu().double().numpy())
 
-    def _fit_scorers(self, model, prep, n_classes, rng, val_rng, augment, device, gen, cancel):
+    def _fit_scorers(self, model, prep, n_classes, train_sampler, val_sampler, cancel):
         """The mixture and the open-set scorer, threshold cross-validated over images.
 
         Crops of held-out images (never seen in training) are scored with their own
@@ -562,12 +517,12 @@ class FewShotClassifier:
         per class) a second draw of crops of the training images is scored, still
         leaving each image out, and the threshold is looser than it should be.
         """
-        train = self._descriptors_by_image(model, prep.sources, rng, augment, device, gen, cancel)
+        train = self._descriptors_by_image(model, train_sampler, prep.sources, cancel)
         if prep.held_out_images:
-            val = self._descriptors_by_image(model, prep.val_sources, val_rng, augment, device, gen, cancel)
+            val = self._descriptors_by_image(model, val_sampler, prep.val_sources, cancel)
             val_groups = val[2] + len(prep.sources)
         else:
-            val = self._descriptors_by_image(model, prep.sources, val_rng, augment, device, gen, cancel)
+            val = self._descriptors_by_image(model, val_sampler, prep.sources, cancel)
             val_groups = val[2]
         x = np.concatenate([train[0], val[0]])
         y = np.concatenate([train[1], val[1]])
@@ -615,7 +570,7 @@ class FewShotClassifier:
         Uses the crops described at the end of :meth:`fit` (not stored in model
         files). ``rejection_quantile`` (optional) replaces the parameter.
         """
-        self._check_fitted()
+        check_is_fitted(self)
         if getattr(self, "calibration_set_", None) is None:
             raise MicrostructureError(
                 "refit_scorer needs the crops described during fit, which model files do not keep; "
@@ -670,7 +625,7 @@ class FewShotClassifier:
         :data:`IMPLAUSIBLE_FACTOR` times away from the training images) get a
         warning of their own.
         """
-        self._check_fitted()
+        check_is_fitted(self)
         p = float(pixel_size_um)
         lo, hi = getattr(self, "pixel_size_range_um_", (0.0, np.inf))
         if p > IMPLAUSIBLE_PIXEL_SIZE_UM or (lo > 0 and (p > hi * IMPLAUSIBLE_FACTOR or p < lo / IMPLAUSIBLE_FACTOR)):
@@ -686,95 +641,121 @@ class FewShotClassifier:
             return False
         return True
 
-    def _descriptors_of(self, model, sources, ids, rng, augment, device, gen, cancel) -> np.ndarray:
+    def _descriptors_of(self, model: DescriptorNet, sampler: CropSampler, sources: Sequence[CropSource],
+                        ids: np.ndarray, cancel: Optional[CancelToken]) -> np.ndarray:
+        """Open-set inputs (:meth:`open_set_input`, features kept) of one crop per class id."""
         out = []
         model.eval()
         for start in range(0, len(ids), 64):
             check_cancel(cancel)
-            crops, mag = self._draw(sources, ids[start:start + 64], rng, augment, device, gen)
-            with torch.inference_mode(), autocast(device):
-                pooled = model.feature_map(crops).mean(dim=(2, 3))
-                out.append(self.open_set_input(pooled, model.head_from_pooled(pooled, mag), crops, for_scorer=False))
+            batch = sampler.sample_classes(sources, ids[start:start + 64])
+            with torch.inference_mode(), autocast(sampler.device):
+                pooled = model.feature_map(batch.crops).mean(dim=(2, 3))
+                out.append(self.open_set_input(pooled, model.head_from_pooled(pooled, batch.log_ppum),
+                                               batch.crops, for_scorer=False))
         return np.concatenate(out)
 
     # ------------------------------------------------------------- prediction
-    def _check_fitted(self) -> None:
-        if not self.is_fitted:
-            raise NotFittedError(
-                "this FewShotClassifier is not fitted yet; call fit(images, labels, pixel_sizes) "
-                "or FewShotClassifier.load(path) first"
-            )
+    def test_time_augment(self) -> AugmentConfig:
+        """Augmentation of prediction crops: the training ``augment`` setting at test time.
 
-    def _image_source(self, image: Any, pixel_size: Any) -> CropSource:
-        grey = as_grey_image(image)
-        p = check_pixel_size(pixel_size)
+        See :meth:`~.augment.AugmentConfig.at_test_time`: rotation and mirror
+        are used only if training used them.
+        """
+        return AugmentConfig.coerce(self.augment).at_test_time()
+
+    def prediction_source(self, image: Any, pixel_size: Any) -> CropSource:
+        """An image ready for prediction crops, within the fields of view of training.
+
+        Raises
+        ------
+        MicrostructureError
+            A bad image or pixel size, or an image smaller than the smallest
+            training crop.
+        """
+        check_is_fitted(self)
+        micrograph = Micrograph(image, pixel_size)
         lo, hi = self.fov_range_um_
-        side_um = min(grey.shape) * p
+        side_um = micrograph.side_um
         if lo > side_um * (1 + 1e-6):
+            shape, p = micrograph.shape, micrograph.pixel_size_um
             raise MicrostructureError(
-                f"the image covers {side_um:.3g} um on its shorter side ({min(grey.shape)} pixels of "
+                f"the image covers {side_um:.3g} um on its shorter side ({min(shape)} pixels of "
                 f"{p:.3g} um), less than the smallest crop the model was trained on ({lo:.3g} um); "
                 "use a larger image, or check its pixel size"
             )
+        check_scale_against_model(micrograph.shape, micrograph.pixel_size_um, self.fov_range_um_,
+                                  int(self.input_size))
         hi = min(hi, side_um)
         if self.fov_um is None:
             # as in training (crops.feasible_fov): no crop finer than the image's own pixels
-            lo = min(max(lo, int(self.input_size) * p), hi)
-        return CropSource(build_pyramid(normalise_intensity(grey)), p, (lo, hi), 0)
+            lo = min(max(lo, int(self.input_size) * micrograph.pixel_size_um), hi)
+        return CropSource(micrograph, (lo, hi))
+
+    def describe(self, batch: CropBatch, imagenet: Optional[torch.Tensor] = None) -> np.ndarray:
+        """Open-set inputs of a batch of crops: ``(n, embedding_dim)`` descriptors, then the
+        novelty features of :meth:`open_set_input` (none for ``scorer_features="descriptor"``
+        or ``scorer="gmm"``). ``imagenet``: the crops' ImageNet features, when already computed."""
+        check_is_fitted(self)
+        with torch.inference_mode(), autocast(self.device_):
+            pooled = self.model_.feature_map(batch.crops).mean(dim=(2, 3))
+            return self.open_set_input(pooled, self.model_.head_from_pooled(pooled, batch.log_ppum),
+                                       batch.crops, imagenet=imagenet)
 
     def crop_predictions(
         self, image: Any, pixel_size: Any, n_crops: Optional[int] = None, augment: bool = True,
-        seed: Optional[int] = 0, cancel: Optional[CancelToken] = None,
+        seed: Optional[int] = 0, *, keep_crops: bool = False, cancel: Optional[CancelToken] = None,
         progress: Optional[ProgressCallback] = None,
     ) -> dict[str, np.ndarray]:
         """Descriptors and probabilities of random crops of one image.
+
+        Fields of view are drawn log-uniformly within the training range
+        (clipped to the image); with ``augment`` the crops get the test-time
+        augmentation of :meth:`test_time_augment`.
 
         Returns
         -------
         dict
             ``descriptors`` (n, D), ``probabilities`` (n, n_classes + 1),
-            ``log_likelihood`` (n,), ``fov_um`` (n,).
+            ``log_likelihood`` (n,), ``novelty`` (n,), ``features`` (n, F) (what
+            the scorer read), ``fov_um`` (n,); with ``keep_crops`` also
+            ``crops`` (n, S, S), ``centres_px`` (n, 2) and ``size_px`` (n,).
         """
-        self._check_fitted()
-        src = self._image_source(image, pixel_size)
-        n = int(n_crops or self.n_crops)
-        rng = np.random.default_rng(seed)
-        gen = torch.Generator(device=self.device_)
-        gen.manual_seed(0 if seed is None else int(seed))
-        aug = AugmentConfig.test_time() if augment else AugmentConfig.off()
-        S = int(self.input_size)
-        desc = []
-        fovs = []
+        if n_crops is not None and not (isinstance(n_crops, (int, np.integer)) and n_crops >= 1):
+            raise MicrostructureError(
+                f"n_crops={n_crops!r}; give a positive number of crops (or None for the model's "
+                f"{self.n_crops})"
+            )
+        src = self.prediction_source(image, pixel_size)
+        n = int(self.n_crops if n_crops is None else n_crops)
+        aug = self.test_time_augment() if augment else AugmentConfig.off()
+        sampler = CropSampler(int(self.input_size), aug, np.random.default_rng(seed),
+                              torch_generator(seed, self.device_), self.device_)
+        parts: dict[str, list] = {"descriptors": [], "fov_um": [], "crops": [], "centres_px": [], "size_px": []}
         for start in range(0, n, 128):
             check_cancel(cancel)
             report(progress, "predict", start, n, f"crop {start} of {n}")
-            m = min(128, n - start)
-            fov = log_uniform(rng, *src.fov_range_um, m)
-            crop_px = fov / src.pixel_size_um
-            centres = draw_centres(rng, src, crop_px)
-            geometry = random_geometry(rng, m, 0.0) if augment else None
-            crops = sample_crops(src.pyramid, centres, crop_px, S, geometry, self.device_)
-            crops = augment_photometric(crops, aug, gen)
-            mag = torch.as_tensor(np.log10(S / fov), dtype=torch.float32, device=self.device_)
-            with torch.inference_mode(), autocast(self.device_):
-                pooled = self.model_.feature_map(crops).mean(dim=(2, 3))
-                desc.append(self.open_set_input(pooled, self.model_.head_from_pooled(pooled, mag), crops))
-            fovs.append(fov)
-        features = np.concatenate(desc)
-        d = features[:, : int(self.embedding_dim)]
+            batch = sampler.sample(src, min(128, n - start))
+            parts["descriptors"].append(self.describe(batch))
+            parts["fov_um"].append(batch.fov_um)
+            if keep_crops:
+                parts["crops"].append(batch.crops[:, 0].cpu().numpy())
+                parts["centres_px"].append(batch.centres_px)
+                parts["size_px"].append(batch.size_px)
         report(progress, "predict", n, n, f"{n} crops")
+        out = {k: np.concatenate(v) for k, v in parts.items() if v}
+        features = out["descriptors"]
+        d = features[:, : int(self.embedding_dim)]
         probabilities = self.scorer_.crop_probabilities(features)
         if not self.check_magnification(src.pixel_size_um):
             probabilities[:] = 0.0
             probabilities[:, -1] = 1.0
-        return {
-            "descriptors": d,
-            "probabilities": probabilities,
-            "log_likelihood": self.mixture_.log_likelihood(d),
-            "novelty": self.scorer_.novelty(features),
-            "features": features,
-            "fov_um": np.concatenate(fovs),
-        }
+        out["descriptors"] = d
+        out["features"] = features
+        out["probabilities"] = probabilities
+        out["log_likelihood"] = self.mixture_.log_likelihood(d)
+        out["novelty"] = self.scorer_.novelty(features)
+        return out
 
     def predict_proba(self, image: Any, pixel_size: Any, n_crops: Optional[int] = None,
                       seed: Optional[int] = 0, *, progress: Optional[ProgressCallback] = None,
@@ -787,52 +768,70 @@ class FewShotClassifier:
             ``(n_classes + 1,)``: one value per class of :attr:`classes_`, then
             "none of these"; sums to 1. ``progress`` and ``cancel`` work as in :meth:`fit`.
         """
-        probs = self.crop_predictions(image, pixel_size, n_crops, True, seed, cancel, progress)["probabilities"]
+        probs = self.crop_predictions(image, pixel_size, n_crops, True, seed,
+                                      cancel=cancel, progress=progress)["probabilities"]
         return probs.mean(0).astype(np.float64)
 
-    def predict(self, image: Any, pixel_size: Any, n_crops: Optional[int] = None) -> str:
+    def predict(self, image: Any, pixel_size: Any, n_crops: Optional[int] = None, seed: Optional[int] = 0, *,
+                progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> str:
         """The most probable class name of one image, or ``"none"``."""
-        p = self.predict_proba(image, pixel_size, n_crops)
-        return (self.classes_ + [NONE_CLASS])[int(np.argmax(p))]
+        p = self.predict_proba(image, pixel_size, n_crops, seed, progress=progress, cancel=cancel)
+        return self.labels_[int(np.argmax(p))]
+
+    def predict_proba_images(self, images: Any, pixel_sizes: Any, n_crops: Optional[int] = None,
+                             seed: Optional[int] = 0, *, progress: Optional[ProgressCallback] = None,
+                             cancel: Optional[CancelToken] = None) -> np.ndarray:
+        """:meth:`predict_proba` of several images: ``(n_images, n_classes + 1)``."""
+        image_list = as_image_list(images)
+        sizes = as_pixel_sizes(pixel_sizes, len(image_list))
+        rows = []
+        for i, (image, p) in enumerate(zip(image_list, sizes)):
+            report(progress, "predict", i, len(image_list), f"image {i + 1} of {len(image_list)}")
+            rows.append(self.predict_proba(image, p, n_crops, seed, cancel=cancel))
+        report(progress, "predict", len(image_list), len(image_list), f"{len(image_list)} images")
+        return np.stack(rows) if rows else np.zeros((0, len(self.labels_)))
+
+    def predict_images(self, images: Any, pixel_sizes: Any, n_crops: Optional[int] = None,
+                       seed: Optional[int] = 0, *, progress: Optional[ProgressCallback] = None,
+                       cancel: Optional[CancelToken] = None) -> np.ndarray:
+        """:meth:`predict` of several images: an array of class names (or ``"none"``)."""
+        proba = self.predict_proba_images(images, pixel_sizes, n_crops, seed, progress=progress, cancel=cancel)
+        return np.asarray(self.labels_, dtype=str)[np.argmax(proba, 1)] if len(proba) else np.zeros(0, str)
 
     @property
     def labels_(self) -> list[str]:
         """Classes then "none": the order of :meth:`predict_proba`'s output."""
-        self._check_fitted()
-        return list(self.classes_) + [NONE_CLASS]
+        check_is_fitted(self)
+        return [str(c) for c in self.classes_] + [NONE_CLASS]
 
     def probability_map(self, image: Any, pixel_size: Any, **kwargs: Any) -> np.ndarray:
-        """Per-pixel crop-averaged probabilities ``(n_classes + 1, H, W)``.
+        """Per-pixel crop-averaged probabilities ``(n_classes + 1, H, W)`` (the API contract).
 
-        See :func:`napari_microstructure.core.micrograph.probmap.probability_map` for the options.
+        A thin delegate to :func:`napari_microstructure.core.micrograph.probmap.probability_map`,
+        which takes the options and returns the full result; probmap never
+        imports this module, so there is no import cycle.
         """
         from .probmap import probability_map
 
         return probability_map(self, image, pixel_size, **kwargs).probabilities
 
-    # ------------------------------------------------------------ explanations
-    def attribution(self, data: Any, target: Any = None, method: str = "integrated-gradients",
-                    **kwargs: Any):
-        """Attribution of a crop or a whole micrograph to a class (see :func:`.explain.attribution`)."""
-        from ..explain import attribution
-
-        return attribution(self, data, target, method, **kwargs)
-
-    def descriptor_map(self, image: Any = None, pixel_size: Optional[float] = None, **kwargs: Any):
-        """Training descriptors, mixture contours and an image's crops (see :func:`.explain.descriptor_map`)."""
-        from ..explain import descriptor_map
-
-        return descriptor_map(self, image, pixel_size, **kwargs)
-
     # ------------------------------------------------------------------ files
-    def save(self, path: Union[str, os.PathLike]) -> Path:
-        """Write weights and metadata to one file (no pickle; see :mod:`.modelio`)."""
-        self._check_fitted()
-        params = self.get_params()
+    def _params_to_json(self) -> dict[str, Any]:
+        params = self.get_params(deep=False)
         params["augment"] = AugmentConfig.coerce(self.augment).to_dict()
+        return params
+
+    @classmethod
+    def _params_from_json(cls, params: dict[str, Any]) -> dict[str, Any]:
+        params = dict(params)
+        if params.get("fov_um") is not None:
+            params["fov_um"] = tuple(params["fov_um"])
+        params["augment"] = AugmentConfig.from_dict(params["augment"])
+        return params
+
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
         metadata = {
-            "params": params,
-            "classes": self.classes_,
+            "classes": [str(c) for c in self.classes_],
             "fov_range_um": list(self.fov_range_um_),
             "map_fov_um": self.map_fov_um_,
             "threshold": self.mixture_.threshold_,
@@ -840,7 +839,7 @@ class FewShotClassifier:
             "held_out_images": self.held_out_images_,
             "scorer_state": self.scorer_.state()[1] if self.scorer_ is not self.mixture_ else None,
             "pixel_size_range_um": list(self.pixel_size_range_um_),
-            "normalisation": "per-image percentiles 0.5-99.5 to [0, 1]",
+            "normalisation": "per-image percentiles 0.5-99.5 of the valid pixels to [0, 1]",
         }
         tensors = with_prefix(self.model_.state_dict(), "model")
         tensors.update({
@@ -852,53 +851,35 @@ class FewShotClassifier:
         if self.scorer_ is not self.mixture_:
             tensors.update(with_prefix(
                 {k: torch.as_tensor(np.asarray(v)) for k, v in self.scorer_.state()[0].items()}, "scorer"))
-        return save_model_file(path, self.kind, metadata, tensors)
+        return metadata, tensors
 
-    @classmethod
-    def load(cls, path: Union[str, os.PathLike], device: str = "auto") -> "FewShotClassifier":
-        """Read a model saved by :meth:`save`."""
-        from ..errors import ModelFileError
-
-        metadata, tensors = load_model_file(path, cls.kind)
-        try:
-            params = dict(metadata["params"])
-            params["device"] = device
-            if params.get("fov_um") is not None:
-                params["fov_um"] = tuple(params["fov_um"])
-            params["augment"] = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                                 for k, v in params["augment"].items()})
-            clf = cls(**params)
-            classes = list(metadata["classes"])
-            model = DescriptorNet(
-                clf.backbone, int(clf.embedding_dim),
-                len(classes) if clf.loss == "cross-entropy" else None,
-                bool(clf.use_magnification), pretrained=False,
-            )
-            model.load_state_dict(split_prefix(tensors, "model"), strict=True)
-            mixture = OpenSetMixture.from_parameters(
-                tensors["mixture.means"].numpy(), tensors["mixture.covariances"].numpy(),
-                tensors["mixture.weights"].numpy(), metadata["threshold"],
-            )
-        except (KeyError, TypeError, RuntimeError, ValueError) as exc:
-            if isinstance(exc, MicrostructureError):
-                raise
-            raise ModelFileError(f"{str(path)!r} is damaged or incomplete: {exc}") from exc
-        clf.device_ = select_device(device)
-        clf.model_ = model.to(clf.device_).eval()
-        clf.classes_ = classes
-        clf.mixture_ = mixture
+    def _set_state(self, metadata: dict[str, Any], tensors: dict[str, torch.Tensor], device: torch.device) -> None:
+        classes = np.asarray(metadata["classes"], dtype=str)
+        model = DescriptorNet(
+            self.backbone, int(self.embedding_dim),
+            len(classes) if self.loss == "cross-entropy" else None,
+            bool(self.use_magnification), pretrained=False,
+        )
+        model.load_state_dict(split_prefix(tensors, "model"), strict=True)
+        mixture = OpenSetMixture.from_parameters(
+            tensors["mixture.means"].numpy(), tensors["mixture.covariances"].numpy(),
+            tensors["mixture.weights"].numpy(), metadata["threshold"],
+        )
+        self.device_ = device
+        self.model_ = model.to(device).eval()
+        self.classes_ = classes
+        self.mixture_ = mixture
         state = metadata.get("scorer_state")
         if state is None:
-            clf.scorer = "gmm"   # files written before the scorers existed
-        clf.scorer_ = mixture if state is None else scorer_from_state(
-            clf.scorer, {k: v.numpy() for k, v in split_prefix(tensors, "scorer").items()}, state)
-        clf.pixel_size_range_um_ = tuple(metadata.get("pixel_size_range_um", (0.0, float("inf"))))
-        clf.history_ = TrainingHistory(**metadata["history"])
-        clf.fov_range_um_ = tuple(metadata["fov_range_um"])
-        clf.map_fov_um_ = float(metadata["map_fov_um"])
-        clf.training_descriptors_ = tensors["descriptors.train"].numpy()
-        clf.training_labels_ = tensors["descriptors.train_labels"].numpy()
-        clf.validation_descriptors_ = tensors["descriptors.val"].numpy()
-        clf.validation_labels_ = tensors["descriptors.val_labels"].numpy()
-        clf.held_out_images_ = bool(metadata.get("held_out_images", False))
-        return clf
+            self.scorer = "gmm"   # files written before the scorers existed
+        self.scorer_ = mixture if state is None else scorer_from_state(
+            self.scorer, {k: v.numpy() for k, v in split_prefix(tensors, "scorer").items()}, state)
+        self.pixel_size_range_um_ = tuple(float(v) for v in metadata.get("pixel_size_range_um", (0.0, float("inf"))))
+        self.history_ = TrainingHistory.from_dict(metadata["history"])
+        self.fov_range_um_ = tuple(float(v) for v in metadata["fov_range_um"])
+        self.map_fov_um_ = float(metadata["map_fov_um"])
+        self.training_descriptors_ = tensors["descriptors.train"].numpy()
+        self.training_labels_ = tensors["descriptors.train_labels"].numpy()
+        self.validation_descriptors_ = tensors["descriptors.val"].numpy()
+        self.validation_labels_ = tensors["descriptors.val_labels"].numpy()
+        self.held_out_images_ = bool(metadata.get("held_out_images", False))

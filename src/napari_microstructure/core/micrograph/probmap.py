@@ -54,22 +54,20 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ..base import check_is_fitted
+from ..choices import MAP_METHODS
 from ..errors import MicrostructureError
-from .images import as_grey_image, check_mask, check_pixel_size
 from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
+from .augment import AugmentConfig
+from .crops import DIHEDRAL, Micrograph, Resampler, dihedral_transforms
 
 #: Label value of pixels that were not evaluated.
 NOT_EVALUATED = 0
 #: Lattice of crop origins and of the accumulated map, in network-input pixels.
 ACC_STEP = 8
-#: Above this many pixels, intensity percentiles are computed on a regular subsample.
-PERCENTILE_SAMPLE = 1 << 22
-#: Dihedral transforms used for test-time augmentation, in order: (quarter turns, mirror).
-DIHEDRAL = ((0, False), (0, True), (2, False), (2, True), (1, False), (3, False), (1, True), (3, True))
-METHODS = ("shared", "exact")
+METHODS = MAP_METHODS
 
 
 # --------------------------------------------------------------------- result
@@ -139,6 +137,26 @@ class ProbabilityMapResult:
             raise MicrostructureError(f"threshold must be between 0 and 1, got {threshold}; e.g. 0.5")
         with np.errstate(invalid="ignore"):
             return (self.none >= t) & self.evaluated
+
+    def fractions_at(self, threshold: float = 0.5) -> dict[str, float]:
+        """Area fractions with the outliers at ``threshold`` counted as "none".
+
+        A pixel counts for its most probable class unless its "none"
+        probability reaches ``threshold``; then (and when "none" is its most
+        probable label) it counts for ``"none"``. The fractions are shares of
+        the evaluated area and sum to 1; at ``threshold`` 0.5 they equal
+        :attr:`fractions` up to ties.
+        """
+        outlier = self.outlier_mask(threshold)
+        n_eval = int(self.evaluated.sum())
+        n_classes = len(self.class_names) - 1
+        out = {}
+        for k, name in enumerate(self.class_names[:-1]):
+            count = int(((self.labels == k + 1) & ~outlier).sum())
+            out[name] = count / n_eval if n_eval else 0.0
+        none = int(((self.labels == n_classes + 1) | outlier).sum())
+        out[self.class_names[-1]] = none / n_eval if n_eval else 0.0
+        return out
 
     def class_probability(self, name: str) -> np.ndarray:
         """``(H, W)`` probability of one class (or ``"none"``) by name."""
@@ -213,69 +231,6 @@ def _axis_origins(last: int, stride: int) -> np.ndarray:
     if o[-1] != last:
         o = np.append(o, last)
     return o
-
-
-# -------------------------------------------------------------- preparation
-def _normalise_in_place(grey: np.ndarray, valid: np.ndarray) -> None:
-    """Percentiles 0.5-99.5 of the valid pixels to [0, 1]; invalid pixels to 0.5 (as in training)."""
-    if grey.size > PERCENTILE_SAMPLE:
-        step = int(math.ceil(math.sqrt(grey.size / PERCENTILE_SAMPLE)))
-        sample = grey[::step, ::step][valid[::step, ::step]]
-    else:
-        sample = grey[valid]
-    if sample.size == 0:
-        sample = grey[valid]
-    lo, hi = np.percentile(sample, [0.5, 99.5])
-    if hi - lo < 1e-12:
-        grey.fill(0.5)
-    else:
-        grey -= np.float32(lo)
-        grey *= np.float32(1.0 / (hi - lo))
-        np.clip(grey, 0.0, 1.0, out=grey)
-    grey[~valid] = 0.5
-
-
-class _Resampler:
-    """Rows/columns of the image resampled to network-input pixels, on demand.
-
-    Reads from a factor-2 box-average pyramid level whose pixels are just finer
-    than the output pixels, then bilinear (as :func:`.crops.sample_crops` does
-    for training crops). Coordinates are global, so tiles agree with an
-    untiled run; beyond the image the content is mirrored.
-    """
-
-    def __init__(self, grey01: np.ndarray, ratio: float) -> None:
-        self.ratio = ratio
-        self.identity = abs(ratio - 1.0) < 1e-9
-        level = int(np.clip(math.floor(math.log2(max(ratio, 1e-9))), 0, 30))
-        img = torch.from_numpy(grey01)[None, None]
-        while level > 0 and min(img.shape[-2:]) >= 2:
-            img = F.avg_pool2d(img, 2)
-            level -= 1
-        self.image = img
-        self.scale = grey01.shape[0] / img.shape[-2], grey01.shape[1] / img.shape[-1]
-
-    def tile(self, r0: int, r1: int, c0: int, c1: int) -> torch.Tensor:
-        h, w = self.image.shape[-2:]
-        if self.identity:
-            rows = _mirror_index(np.arange(r0, r1), h)
-            cols = _mirror_index(np.arange(c0, c1), w)
-            if rows[0] + len(rows) - 1 == rows[-1] and cols[0] + len(cols) - 1 == cols[-1]:
-                return self.image[:, :, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].contiguous()
-            return self.image[:, :, torch.from_numpy(rows)][:, :, :, torch.from_numpy(cols)].contiguous()
-        uy = (np.arange(r0, r1, dtype=np.float64) + 0.5) * self.ratio / self.scale[0]
-        ux = (np.arange(c0, c1, dtype=np.float64) + 0.5) * self.ratio / self.scale[1]
-        gy = torch.from_numpy((2.0 * uy / h - 1.0).astype(np.float32))
-        gx = torch.from_numpy((2.0 * ux / w - 1.0).astype(np.float32))
-        grid = torch.stack(torch.broadcast_tensors(gx[None, :], gy[:, None]), dim=-1)[None]
-        return F.grid_sample(self.image, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-
-
-def _mirror_index(idx: np.ndarray, n: int) -> np.ndarray:
-    """Symmetric (edge-repeating) reflection of indices into [0, n)."""
-    period = 2 * n
-    m = np.mod(idx, period)
-    return np.where(m < n, m, period - 1 - m)
 
 
 # ---------------------------------------------------------------- crop plan
@@ -397,6 +352,10 @@ def probability_map(
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
     seed: Optional[int] = 0,
+    dtype: Any = "float32",
+    client: Any = None,
+    store: Any = None,
+    overwrite: bool = False,
 ) -> ProbabilityMapResult:
     """Per-pixel crop-averaged class probabilities of one micrograph.
 
@@ -421,7 +380,11 @@ def probability_map(
         along each axis.
     n_augment : int
         1-8 test-time augmentations per crop (mirror and quarter turns); the
-        crop's probabilities are averaged over them.
+        crop's probabilities are averaged over them. Only the transforms the
+        model was trained with count (:func:`.crops.dihedral_transforms`): a
+        model trained without rotation and mirroring is never shown a turned
+        or mirrored crop, so it gets at most 1 whatever is asked (the result's
+        ``n_augment`` says how many were used).
     n_random_crops : int, optional
         Use this many crops at random positions instead of a grid (plus, where
         they leave valid pixels uncovered, a few crops over those pixels).
@@ -449,6 +412,28 @@ def probability_map(
         Set it to stop: :class:`~.errors.TrainingCancelled` is raised.
     seed : int, optional
         Seed of jitter and random crops.
+    dtype : {"float32", "float16"}
+        Storage type of ``probabilities``. ``"float16"`` halves the memory (an
+        8192 x 8192 map with 3 classes: 512 MB instead of 1 GB) at a
+        resolution of about 5e-4; the sums and labels are computed in float32
+        either way.
+    client : distributed.Client or str, optional
+        Run the tiles on a ``dask.distributed`` cluster (a client or a
+        scheduler address ``"tcp://host:8786"``); default: the client created
+        in this process if there is one, else the scheduler in the environment
+        variable ``NAPARI_MICROSTRUCTURE_SCHEDULER``, else this process. The
+        classifier is sent to each worker once; each task carries one
+        resampled tile (at most about ``(tile_size + 2 crops)^2`` float32) and
+        returns the probabilities of its crops. Same result as in-process.
+    store : str or Path, optional
+        A ``.zarr`` folder: the per-pixel arrays are written there in row
+        blocks as they are computed, never held whole in memory, and the
+        result's arrays are lazy dask arrays reading the store (see
+        :mod:`napari_microstructure.io.store`; napari displays them lazily).
+        The store appears only when the map is complete. Default dtype in a
+        store: as ``dtype``.
+    overwrite : bool
+        Replace an existing ``store``.
 
     Returns
     -------
@@ -462,11 +447,17 @@ def probability_map(
     """
     t_start = time.perf_counter()
     _check_classifier(classifier)
-    grey = as_grey_image(image)
-    p = check_pixel_size(pixel_size)
-    height, width = grey.shape
+    out_dtype = _check_dtype(dtype)
+    if store is not None:
+        from ...io.store import check_store_path
+
+        check_store_path(store, overwrite)
     opts = _check_options(stride, jitter, n_augment, n_random_crops, max_invalid_fraction, method,
                           tile_size, batch_size)
+    opts["transforms"] = dihedral_transforms(AugmentConfig.coerce(classifier.augment))[: opts["n_augment"]]
+    source = Micrograph(image, pixel_size, mask=mask)
+    p = source.pixel_size_um
+    height, width = source.shape
     S = int(classifier.input_size)
     fov = _check_fov(classifier, fov_um)
     ratio = (fov / S) / p                      # image pixels per network-input pixel
@@ -501,18 +492,8 @@ def probability_map(
     rows_acc = _lattice_of_pixels(height, ratio, ha)
     cols_acc = _lattice_of_pixels(width, ratio, wa)
 
-    valid = np.isfinite(grey)
-    if mask is not None:
-        m = check_mask(mask, grey.shape)
-        if m.dtype != bool:
-            m = m != 0
-        valid &= m
-    if not valid.any():
-        raise MicrostructureError(
-            "no pixel is left to evaluate (all NaN or masked out); check the mask: True marks pixels to evaluate"
-        )
-    acc_invalid = None if valid.all() else _lattice_invalid(valid, plan, rows_acc, cols_acc)
-    _normalise_in_place(grey, valid)
+    valid = source.valid_mask()
+    acc_invalid = None if source.valid is None else _lattice_invalid(valid, plan, rows_acc, cols_acc)
     rng = np.random.default_rng(seed)
     origins = _plan_origins(plan, acc_invalid, opts["max_invalid"], opts["jitter"], opts["n_random"], rng)
     if len(origins) == 0:
@@ -524,12 +505,12 @@ def probability_map(
     n_out = len(classifier.classes_) + 1
     diff = np.zeros((n_out + 1, ha + 1, wa + 1))   # sums per class, then the count
     timings = {"network": 0.0, "mixture": 0.0}
-    resampler = _Resampler(grey, ratio)
-    _run_tiles(classifier, plan, resampler, origins, opts, diff, timings, progress, cancel)
+    resampler = source.resampler(ratio)
+    _run_tiles(classifier, plan, resampler, origins, opts, diff, timings, progress, cancel, client)
     if hasattr(classifier, "check_magnification") and not classifier.check_magnification(p):
         diff[: n_out - 1] = 0.0            # beyond the trained magnifications: all "none"
         diff[n_out - 1] = diff[-1]
-    del resampler, grey
+    del resampler, source
 
     acc = np.cumsum(np.cumsum(diff, 1), 2)[:, :ha, :wa]
     counts = acc[-1]
@@ -540,35 +521,102 @@ def probability_map(
     label_dtype = np.uint8 if n_out + 1 <= 255 else np.uint16
     lattice_labels = np.where(covered, np.argmax(np.nan_to_num(mean, nan=-1.0), 0) + 1, NOT_EVALUATED).astype(label_dtype)
 
-    probabilities = np.empty((n_out, height, width), dtype=np.float32)
-    labels = np.empty((height, width), dtype=label_dtype)
-    evaluated = np.empty((height, width), dtype=bool)
-    chunk = max(1, (1 << 24) // max(1, width * n_out))
-    area = np.zeros(n_out + 1, dtype=np.int64)
-    for r0 in range(0, height, chunk):
-        r1 = min(height, r0 + chunk)
-        rows = rows_acc[r0:r1]
-        block = mean[:, rows][:, :, cols_acc]
-        lab = lattice_labels[rows][:, cols_acc]
-        v = valid[r0:r1]
-        if not v.all():
-            block[:, ~v] = np.nan
-            lab[~v] = NOT_EVALUATED
-        probabilities[:, r0:r1] = block
-        labels[r0:r1] = lab
-        evaluated[r0:r1] = lab != NOT_EVALUATED
-        area += np.bincount(lab.ravel(), minlength=n_out + 1)[: n_out + 1]
-    n_eval = int(area[1:].sum())
-    names = list(classifier.classes_) + ["none"]
-    fractions = {n: (float(area[k + 1]) / n_eval if n_eval else 0.0) for k, n in enumerate(names)}
-    timings["total"] = time.perf_counter() - t_start
-    report(progress, "map", 1, 1, f"{len(origins)} crops in {timings['total']:.1f} s")
-    return ProbabilityMapResult(
-        probabilities=probabilities, labels=labels, evaluated=evaluated, class_names=names,
-        fractions=fractions, evaluated_fraction=n_eval / float(height * width), pixel_size_um=p,
-        fov_um=fov, crop_size_px=crop_px, stride_px=stride_r * ratio, n_crops=int(len(origins)),
-        n_augment=opts["n_augment"], method=method, timings=timings,
-    )
+    sink = _PixelSink(store, overwrite, n_out, height, width, out_dtype, label_dtype)
+    try:
+        probabilities, labels, evaluated = sink.probabilities, sink.labels, sink.evaluated
+        chunk = max(1, (1 << 24) // max(1, width * n_out))
+        if store is not None:  # whole store chunks per write
+            from ...io.store import CHUNK
+
+            chunk = max(1, chunk // CHUNK) * CHUNK
+        area = np.zeros(n_out + 1, dtype=np.int64)
+        for r0 in range(0, height, chunk):
+            r1 = min(height, r0 + chunk)
+            rows = rows_acc[r0:r1]
+            block = mean[:, rows][:, :, cols_acc]
+            lab = lattice_labels[rows][:, cols_acc]
+            v = valid[r0:r1]
+            if not v.all():
+                block[:, ~v] = np.nan
+                lab[~v] = NOT_EVALUATED
+            probabilities[:, r0:r1] = block
+            labels[r0:r1] = lab
+            evaluated[r0:r1] = lab != NOT_EVALUATED
+            area += np.bincount(lab.ravel(), minlength=n_out + 1)[: n_out + 1]
+        n_eval = int(area[1:].sum())
+        names = list(classifier.labels_)
+        fractions = {n: (float(area[k + 1]) / n_eval if n_eval else 0.0) for k, n in enumerate(names)}
+        timings["total"] = time.perf_counter() - t_start
+        report(progress, "map", 1, 1, f"{len(origins)} crops in {timings['total']:.1f} s")
+        result = ProbabilityMapResult(
+            probabilities=probabilities, labels=labels, evaluated=evaluated, class_names=names,
+            fractions=fractions, evaluated_fraction=n_eval / float(height * width), pixel_size_um=p,
+            fov_um=fov, crop_size_px=crop_px, stride_px=stride_r * ratio, n_crops=int(len(origins)),
+            n_augment=len(opts["transforms"]), method=method, timings=timings,
+        )
+        return sink.finish(result)
+    finally:
+        sink.close()
+
+
+def _check_dtype(dtype: Any) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise MicrostructureError(f"dtype {dtype!r} is not a NumPy type; use 'float32' or 'float16'") from exc
+    if dt not in (np.dtype(np.float32), np.dtype(np.float16)):
+        raise MicrostructureError(f"dtype {dtype!r} is not supported; use 'float32' (default) or 'float16' (half the memory)")
+    return dt
+
+
+class _PixelSink:
+    """Where the per-pixel arrays go: NumPy arrays, or a zarr store written row block by row block."""
+
+    def __init__(self, store: Any, overwrite: bool, n_out: int, height: int, width: int,
+                 dtype: np.dtype, label_dtype: Any) -> None:
+        self.writer = None
+        if store is None:
+            self.probabilities = np.empty((n_out, height, width), dtype=dtype)
+            self.labels = np.empty((height, width), dtype=label_dtype)
+            self.evaluated = np.empty((height, width), dtype=bool)
+            return
+        from ...io.store import CHUNK, StoreWriter
+
+        self.writer = StoreWriter(store, "probability-map", overwrite)
+        self.probabilities = self.writer.create("probabilities", (n_out, height, width), dtype, (1, CHUNK, CHUNK),
+                                                fill_value=np.nan)
+        self.labels = self.writer.create("labels", (height, width), label_dtype, (CHUNK, CHUNK))
+        self.evaluated = self.writer.create("evaluated", (height, width), bool, (CHUNK, CHUNK), fill_value=False)
+
+    def finish(self, result: "ProbabilityMapResult") -> "ProbabilityMapResult":
+        if self.writer is None:
+            return result
+        from ...io.store import open_store
+
+        self.writer.attrs.update(
+            arrays=["probabilities", "labels", "evaluated"], class_names=result.class_names,
+            fractions=result.fractions, evaluated_fraction=result.evaluated_fraction,
+            pixel_size_um=result.pixel_size_um, fov_um=result.fov_um, crop_size_px=result.crop_size_px,
+            stride_px=result.stride_px, n_crops=result.n_crops, n_augment=result.n_augment,
+            method=result.method, timings=result.timings,
+        )
+        path = self.writer.commit()
+        arrays, _ = open_store(path)
+        return dataclasses.replace(result, probabilities=arrays["probabilities"], labels=arrays["labels"],
+                                   evaluated=arrays["evaluated"])
+
+    def close(self) -> None:
+        """Remove an unfinished store (after an error); no effect once committed."""
+        if self.writer is not None:
+            self.writer.abort()
+
+
+def result_from_store(arrays: dict, meta: dict) -> "ProbabilityMapResult":
+    """A :class:`ProbabilityMapResult` whose arrays are the lazy (dask) arrays of a probability-map store."""
+    fields = {f.name for f in dataclasses.fields(ProbabilityMapResult)}
+    kwargs = {k: v for k, v in meta.items() if k in fields}
+    return ProbabilityMapResult(probabilities=arrays["probabilities"], labels=arrays["labels"],
+                                evaluated=arrays["evaluated"], **kwargs)
 
 
 def _check_classifier(classifier: Any) -> None:
@@ -578,12 +626,9 @@ def _check_classifier(classifier: Any) -> None:
             "this is an EBSD pattern model; probability maps need a micrograph model "
             "(FewShotClassifier). For EBSD maps use EBSDClassifier.classify_map"
         )
-    if kind != "micrograph" or not hasattr(classifier, "mixture_"):
-        if kind == "micrograph":
-            raise MicrostructureError(
-                "this FewShotClassifier is not fitted yet; call fit(images, labels, pixel_sizes) or "
-                "FewShotClassifier.load(path) first"
-            )
+    if kind == "micrograph":
+        check_is_fitted(classifier, "so it cannot map an image")
+    else:
         raise MicrostructureError(
             f"expected a fitted FewShotClassifier, got {type(classifier).__name__}; load a micrograph "
             "model with napari_microstructure.load_model(path)"
@@ -654,10 +699,9 @@ def _tiles(plan: _Plan, tile: int, halo: int) -> Iterator[tuple[tuple[int, int, 
             yield core, region
 
 
-def _run_tiles(classifier, plan: _Plan, resampler: _Resampler, origins: np.ndarray, opts: dict,
-               diff: np.ndarray, timings: dict, progress, cancel) -> None:
+def _run_tiles(classifier, plan: _Plan, resampler: Resampler, origins: np.ndarray, opts: dict,
+               diff: np.ndarray, timings: dict, progress, cancel, client: Any = None) -> None:
     model = classifier.model_
-    device = classifier.device_
     cell = int(model.stride)
     halo = int(math.ceil(receptive_field(model.backbone) / cell)) * cell
     tile = max(opts["tile"], cell)
@@ -669,36 +713,93 @@ def _run_tiles(classifier, plan: _Plan, resampler: _Resampler, origins: np.ndarr
                & (origins[:, 1] >= core[2]) & (origins[:, 1] < core[3]))
         if sel.any():
             tiles.append((region, origins[sel]))
-    transforms = DIHEDRAL[: opts["n_augment"]]
-    total = len(tiles) * len(transforms)
-    scorer = getattr(classifier, "scorer_", classifier.mixture_)
-    # what the scorer reads: descriptors, or descriptors and pooled backbone features
-    to_input = getattr(classifier, "open_set_input", None)
-    mag = plan.log_ppum
-    step = 0
-    for region, own in tiles:
-        check_cancel(cancel)
-        r0, r1, c0, c1 = region
-        x = resampler.tile(r0, r1, c0, c1).to(device)
-        local = own - np.array([r0, c0])
-        probs = np.zeros((len(own), diff.shape[0] - 1))
+    worker = TileWorker(classifier, plan.crop, plan.log_ppum, opts)
+    total = len(tiles)
+
+    def payloads() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for (r0, r1, c0, c1), own in tiles:
+            yield resampler.tile(r0, r1, c0, c1).numpy(), own - np.array([r0, c0])
+
+    def on_result(i: int, out: tuple[np.ndarray, dict]) -> None:
+        probs, tile_timings = out
+        for k, v in tile_timings.items():
+            timings[k] += v
+        own = tiles[i][1]
+        values = np.concatenate([probs, np.ones((len(own), 1))], 1)
+        _spread(diff, own, plan.crop_cells, values)
+        report(progress, "map", i + 1, total + 1, f"tile {i + 1}/{total}: {len(own)} crops")
+
+    from ..cluster import connect, run_tasks
+
+    with connect(client) as cluster:
+        if cluster is None:
+            worker.cancel = cancel
+            for i, payload in enumerate(payloads()):
+                check_cancel(cancel)
+                on_result(i, worker(payload))
+        else:
+            check_cancel(cancel)
+            run_tasks(cluster, _tile_task, worker, payloads(), on_result, cancel=cancel,
+                      max_in_flight=_tiles_in_flight(cluster, tile + plan.crop + 2 * halo))
+
+
+def _tiles_in_flight(cluster: Any, side: int) -> int:
+    """Tiles submitted at once: twice the workers' threads, within about 1 GB of tiles in transit."""
+    from ..cluster import n_threads
+
+    return max(1, min(2 * n_threads(cluster), (1 << 30) // max(1, 4 * side * side)))
+
+
+class TileWorker:
+    """One tile -> the mean class probabilities of the crops it owns, over the test-time transforms.
+
+    What a cluster worker receives once per map (the fitted classifier and
+    the map settings); a task then carries one resampled tile and the crop
+    origins in it.
+    """
+
+    def __init__(self, classifier: Any, crop: int, log_ppum: float, opts: dict) -> None:
+        self.classifier = classifier
+        self.crop = crop
+        self.log_ppum = log_ppum
+        self.opts = opts
+        self.cancel: Optional[CancelToken] = None
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["cancel"] = None  # an Event does not travel; cancel is checked between tasks
+        return state
+
+    def __call__(self, payload: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, dict]:
+        tile, local = payload
+        classifier, opts, cancel = self.classifier, self.opts, self.cancel
+        model = classifier.model_
+        timings = {"network": 0.0, "mixture": 0.0}
+        x = torch.from_numpy(np.ascontiguousarray(tile)).to(classifier.device_)
+        transforms = opts["transforms"]
+        probs = np.zeros((len(local), len(classifier.classes_) + 1))
+        scorer = getattr(classifier, "scorer_", classifier.mixture_)
+        # what the scorer reads: descriptors, or descriptors and novelty features
+        to_input = getattr(classifier, "open_set_input", None)
         novelty_cache: dict = {}     # frozen ImageNet features: once per crop, not per transform
         for turns, mirror in transforms:
             check_cancel(cancel)
             if opts["method"] == "exact":
-                desc = _exact_descriptors(model, x, local, plan.crop, turns, mirror, mag, opts, timings, cancel,
-                                          to_input)
+                desc = _exact_descriptors(model, x, local, self.crop, turns, mirror, self.log_ppum, opts, timings,
+                                          cancel, to_input)
             else:
-                desc = _shared_descriptors(model, x, local, plan.crop, turns, mirror, mag, opts, timings, cancel,
-                                           to_input, novelty_cache)
+                desc = _shared_descriptors(model, x, local, self.crop, turns, mirror, self.log_ppum, opts, timings,
+                                           cancel, to_input, novelty_cache)
             t0 = time.perf_counter()
             probs += scorer.crop_probabilities(desc)
             timings["mixture"] += time.perf_counter() - t0
-            step += 1
-            report(progress, "map", step, total + 1, f"tile {step}/{total}: {len(own)} crops")
         probs /= len(transforms)
-        values = np.concatenate([probs, np.ones((len(own), 1))], 1)
-        _spread(diff, own, plan.crop_cells, values)
+        return probs, timings
+
+
+def _tile_task(worker: TileWorker, payload: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, dict]:
+    """The task run on a cluster worker (module level: pickled by reference)."""
+    return worker(payload)
 
 
 def _as_input(to_input, pooled, desc, crops=None, imagenet=None) -> np.ndarray:
@@ -708,7 +809,8 @@ def _as_input(to_input, pooled, desc, crops=None, imagenet=None) -> np.ndarray:
 
 
 def _wants_imagenet(to_input) -> bool:
-    return getattr(getattr(to_input, "__self__", None), "scorer_features", None) == "imagenet"
+    owner = getattr(to_input, "__self__", None)
+    return getattr(owner, "scorer_features", None) == "imagenet" and getattr(owner, "scorer", None) != "gmm"
 
 
 @torch.inference_mode()

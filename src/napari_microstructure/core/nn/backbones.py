@@ -12,10 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..choices import BACKBONES
 from ..errors import MicrostructureError
 from .padding import pad2d, set_padding_mode
-
-BACKBONES = ("compact", "efficientnet-lite0")
 
 
 class _PaddedConv2d(nn.Conv2d):
@@ -98,7 +97,8 @@ def build_backbone(name: str, pretrained: bool = True, padding: str = "zeros") -
     if key in ("efficientnet-lite0", "efficientnet", "efficientnet-lite"):
         from .efficientnet import EfficientNetLite0, load_imagenet_efficientnet_lite0
 
-        net = load_imagenet_efficientnet_lite0(include_classifier=False) if pretrained else EfficientNetLite0()
+        # no ImageNet classifier either way: the same layers (and model-file keys) with or without pretraining
+        net = load_imagenet_efficientnet_lite0(include_classifier=False) if pretrained else EfficientNetLite0(num_classes=0)
         set_padding_mode(net, padding)
         return net
     raise MicrostructureError(

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from ..choices import LOSSES, MINING  # the choice lists live in core/choices.py
 from ..errors import MicrostructureError
-
-LOSSES = ("triplet", "contrastive", "cross-entropy")
-MINING = ("batch-hard", "semi-hard", "all")
 
 
 def pairwise_distances(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -81,3 +79,5 @@ def contrastive_loss(descriptors: torch.Tensor, labels: torch.Tensor, margin: fl
     upper = torch.triu(torch.ones_like(d, dtype=torch.bool), diagonal=1)
     per_pair = same * d.pow(2) + (1.0 - same) * torch.relu(margin - d).pow(2)
     return per_pair[upper].mean()
+
+__all__ = ["LOSSES", "MINING", "contrastive_loss", "pairwise_distances", "triplet_loss"]

@@ -4,34 +4,46 @@ A model file is written with :func:`torch.save` and holds only tensors,
 strings and numbers (a dict)::
 
     {"format": "napari-microstructure-model",
-     "version": 1,
+     "version": 2,
      "kind": "micrograph" | "ebsd",
      "metadata": "<JSON text>",
-     "tensors": {"<group>.<name>": Tensor, ...}}
+     "tensors": {"<group>.<name>": Tensor, ...},
+     "checksum": "<SHA-256 of the metadata and every tensor>"}
 
 It is read back with ``torch.load(..., weights_only=True)``, which refuses
 anything but tensors and plain containers, so opening a model file shared by a
-stranger runs no code. Files are written to a temporary name and renamed, so an
-interrupted save never leaves a half-written model behind.
+stranger runs no code; a file that asks for anything else is answered in one
+line ("not a model this plugin wrote") and not loaded. The checksum covers the
+metadata text and every tensor's name, dtype, shape and bytes: a file damaged
+on disk or in transfer (a single flipped bit) is refused instead of predicting
+with wrong weights. Version-1 files (written before checksums) are still read.
+Files are serialised in memory, then written to a temporary name and renamed,
+so a failed save (disk full, no permission) or an interrupted one never leaves
+a half-written model behind and never touches the file already there.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import pickle
-import tempfile
-import zipfile
+import re
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Union
 
 import numpy as np
 import torch
 
+from .._files import atomic_path
 from ..errors import ModelFileError
 
 FORMAT = "napari-microstructure-model"
-VERSION = 1
+VERSION = 2
+#: versions this code reads (1: without checksum)
+READABLE_VERSIONS = (1, 2)
 
 PathLike = Union[str, os.PathLike]
 
@@ -61,11 +73,6 @@ def save_model_file(
         Weights and numeric parameters, flattened names.
     """
     path = Path(path)
-    if not path.parent.exists():
-        raise ModelFileError(
-            f"cannot save the model to {str(path)!r}: folder {str(path.parent)!r} "
-            "does not exist; create it or choose another path"
-        )
     try:
         meta_text = json.dumps(metadata)
     except TypeError as exc:  # pragma: no cover - programming error
@@ -81,21 +88,89 @@ def save_model_file(
         "kind": kind,
         "metadata": meta_text,
         "tensors": flat,
+        "checksum": checksum(meta_text, flat),
     }
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=str(path.parent))
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    # serialise in memory first: torch's own file writer answers a full disk with
+    # an internal assertion; a plain write raises OSError (ENOSPC) that we can explain
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    with atomic_path(path, "model", error=ModelFileError) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(buffer.getbuffer())
+            fh.flush()
+            os.fsync(fh.fileno())
     return path
 
 
+def checksum(meta_text: str, tensors: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 (hex) of the metadata text and every tensor's name, dtype, shape and bytes."""
+    h = hashlib.sha256()
+    h.update(meta_text.encode("utf-8"))
+    for name in sorted(tensors):
+        t = tensors[name]
+        if not isinstance(t, torch.Tensor):
+            raise ModelFileError(f"model tensor {name!r} is a {type(t).__name__}, not a tensor")
+        t = t.detach().cpu().contiguous()
+        h.update(f"\0{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode("utf-8"))
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _read_payload(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` of ``path``, every failure as one-line ModelFileError."""
+    if path.is_dir():
+        raise ModelFileError(
+            f"{str(path)!r} is a folder, not a model file; give the model file itself "
+            "(e.g. FOLDER/model.pt)"
+        )
+    if not path.is_file():
+        raise ModelFileError(f"model file {str(path)!r} does not exist; check the path")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's advice on pickle protocols is not for users
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # weights_only refused a global: the file asks to build objects (or run code)
+        m = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if m is None and not _starts_like_a_pickle(path):
+            raise ModelFileError(
+                f"{str(path)!r} is not a readable napari-microstructure model file (it is corrupt, "
+                "truncated, or of another program); choose a file saved by this plugin, or re-save "
+                "the model or train it again"
+            ) from None
+        what = f" (it asks to run {m.group(1)})" if m else " (a pickle of Python objects)"
+        raise ModelFileError(
+            f"{str(path)!r} is not a model this plugin wrote{what}: it will not be loaded; "
+            "choose a file saved by napari-microstructure"
+        ) from None
+    except OSError as exc:
+        from .._files import os_error_message
+
+        raise ModelFileError(os_error_message(exc, path, "read the model file")) from None
+    except MemoryError:
+        raise ModelFileError(
+            f"{str(path)!r} is not a readable napari-microstructure model file (reading it ran "
+            "out of memory: it is corrupt or not a model); choose a file saved by this plugin"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - any failure of parsing an untrusted file
+        raise ModelFileError(
+            f"{str(path)!r} is not a readable napari-microstructure model file "
+            f"(it is corrupt, truncated, or of another program: {exc.__class__.__name__}); "
+            "choose a file saved by this plugin, or re-save the model or train it again"
+        ) from None
+
+
+def _starts_like_a_pickle(path: Path) -> bool:
+    """A pickle stream (protocol 2 or later) starts with the PROTO opcode 0x80."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(1) == b"\x80"
+    except OSError:
+        return False
+
+
 def load_model_file(path: PathLike, expected_kind: str) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Read a model file written by :func:`save_model_file`.
+    """Read a model file written by :func:`save_model_file`, of a known kind.
 
     Returns
     -------
@@ -107,54 +182,62 @@ def load_model_file(path: PathLike, expected_kind: str) -> tuple[dict, dict[str,
     ModelFileError
         Missing, corrupt, of another version, or of another kind than expected.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"model file {str(path)!r} does not exist; check the path")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise ModelFileError(
-            f"{str(path)!r} is not a readable napari-microstructure model file "
-            f"(it is corrupt, truncated, or of another program): {exc.__class__.__name__}. "
-            "Re-save the model or train it again."
-        ) from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ModelFileError(
-            f"{str(path)!r} is not a napari-microstructure model file; "
-            "choose a file saved by this plugin (FewShotClassifier.save or EBSDClassifier.save)"
-        )
-    version = payload.get("version")
-    if version != VERSION:
-        raise ModelFileError(
-            f"{str(path)!r} has model-file version {version!r}, but this version of "
-            f"napari-microstructure reads version {VERSION}; update napari-microstructure "
-            "or re-train the model with this version"
-        )
-    kind = payload.get("kind")
+    kind, metadata, tensors = read_model_file(path)
     if kind != expected_kind:
         raise ModelFileError(
             f"{str(path)!r} holds {KIND_NAMES.get(kind, repr(kind))}, but "
             f"{KIND_NAMES.get(expected_kind, repr(expected_kind))} is needed here; "
             "load it with the matching classifier"
         )
-    try:
-        metadata = json.loads(payload["metadata"])
-        tensors = dict(payload["tensors"])
-    except (KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{str(path)!r} is damaged (metadata unreadable): {exc}") from exc
     return metadata, tensors
 
 
-def peek_model_kind(path: PathLike) -> str:
-    """Return the kind (``"micrograph"`` or ``"ebsd"``) of a model file."""
+def read_model_file(path: PathLike) -> tuple[str, dict, dict[str, torch.Tensor]]:
+    """Read a model file of any kind once: ``(kind, metadata, tensors)``.
+
+    Raises
+    ------
+    ModelFileError
+        Missing, corrupt, or of another version.
+    """
     path = Path(path)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelFileError(f"{str(path)!r} is not a readable model file: {exc}") from exc
+    payload = _read_payload(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ModelFileError(f"{str(path)!r} is not a napari-microstructure model file")
-    return str(payload.get("kind"))
+        raise ModelFileError(
+            f"{str(path)!r} is not a napari-microstructure model file; "
+            "choose a file saved by this plugin (FewShotClassifier.save or EBSDClassifier.save)"
+        )
+    version = payload.get("version")
+    if version not in READABLE_VERSIONS:
+        raise ModelFileError(
+            f"{str(path)!r} has model-file version {version!r}, but this version of "
+            f"napari-microstructure reads version {VERSION}; update napari-microstructure "
+            "or re-train the model with this version"
+        )
+    kind = str(payload.get("kind"))
+    meta_text, tensors = payload.get("metadata"), payload.get("tensors")
+    if not isinstance(meta_text, str) or not isinstance(tensors, dict):
+        raise ModelFileError(
+            f"{str(path)!r} is damaged: its metadata or tensors are missing; re-save the model "
+            "or train it again"
+        )
+    if version >= 2:
+        stored = payload.get("checksum")
+        if not isinstance(stored, str) or stored != checksum(meta_text, tensors):
+            raise ModelFileError(
+                f"{str(path)!r} is damaged: its checksum does not match its contents (the file "
+                "was changed after it was saved, e.g. by a disk or transfer error); copy it again "
+                "from the original, or train the model again"
+            )
+    try:
+        metadata = json.loads(meta_text)
+    except json.JSONDecodeError as exc:
+        raise ModelFileError(f"{str(path)!r} is damaged (metadata unreadable: {exc}); "
+                             "re-save the model or train it again") from None
+    if not isinstance(metadata, dict):
+        raise ModelFileError(f"{str(path)!r} is damaged (metadata is not a dictionary); "
+                             "re-save the model or train it again")
+    return kind, metadata, dict(tensors)
 
 
 def split_prefix(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

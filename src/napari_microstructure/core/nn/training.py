@@ -20,6 +20,9 @@ from .device import autocast
 from ..errors import MicrostructureError
 from .progress import CancelToken, ProgressCallback, check_cancel, report
 
+#: the longest a training loop stays silent between progress reports, in seconds
+BATCH_REPORT_SECONDS = 1.0
+
 
 @dataclasses.dataclass
 class TrainingConfig:
@@ -73,16 +76,59 @@ class TrainingConfig:
 
 @dataclasses.dataclass
 class TrainingHistory:
-    """Losses per epoch and how training ended."""
+    """Losses per epoch and how training ended: the ``history_`` of every estimator.
+
+    Attributes
+    ----------
+    train_loss, val_loss : list of float
+        Mean loss of each epoch on the training and validation batches
+        (``val_loss`` is empty without a validation set).
+    best_epoch : int
+        0-based epoch whose weights were kept (-1 before any epoch).
+    stopped_early : bool
+    seconds : float
+        Wall time of training.
+    n_train, n_validation : int
+        Training and validation samples (images for micrographs, patterns for EBSD).
+    members : list of TrainingHistory
+        An ensemble's networks, one history each; the fields above are then
+        those of the first network. Empty for a single network.
+    """
 
     train_loss: list[float] = dataclasses.field(default_factory=list)
     val_loss: list[float] = dataclasses.field(default_factory=list)
     best_epoch: int = -1
     stopped_early: bool = False
     seconds: float = 0.0
+    n_train: int = 0
+    n_validation: int = 0
+    members: list["TrainingHistory"] = dataclasses.field(default_factory=list)
+
+    @property
+    def epochs(self) -> int:
+        """Epochs run (of the first network for an ensemble)."""
+        return len(self.train_loss)
+
+    @classmethod
+    def ensemble(cls, members: list["TrainingHistory"]) -> "TrainingHistory":
+        """One history for several networks (see :attr:`members`)."""
+        if len(members) == 1:
+            return members[0]
+        first = dataclasses.replace(members[0], members=[])
+        return dataclasses.replace(first, members=list(members))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Any) -> "TrainingHistory":
+        """Inverse of :meth:`to_dict`; also reads the list of per-network dicts of older EBSD files."""
+        if isinstance(values, list):
+            return cls.ensemble([cls.from_dict(v) for v in values]) if values else cls()
+        known = {f.name for f in dataclasses.fields(cls)}
+        fields = {k: v for k, v in dict(values).items() if k in known}
+        fields["members"] = [cls.from_dict(m) for m in fields.get("members", [])]
+        return cls(**fields)
 
 
 def train_loop(
@@ -92,9 +138,11 @@ def train_loop(
     val_batches: Optional[Callable[[], Iterable[Any]]],
     config: TrainingConfig,
     device: torch.device,
+    *,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
     stage: str = "train",
+    batches_per_epoch: Optional[int] = None,
 ) -> TrainingHistory:
     """Train ``model`` in place and restore its best weights.
 
@@ -112,7 +160,15 @@ def train_loop(
         loss drives early stopping.
     progress, cancel
         See :mod:`napari_microstructure.core.nn.progress`. Cancel is checked
-        between steps and raises :class:`TrainingCancelled`.
+        between steps and raises :class:`TrainingCancelled`. Besides one
+        report per epoch (with the losses in ``metrics``), a report goes out
+        during an epoch whenever :data:`BATCH_REPORT_SECONDS` have passed
+        since the last one (``metrics``: ``epoch``, ``batch``; no losses), so a
+        progress bar moves at least every few seconds.
+    batches_per_epoch : int, optional
+        Batches in one epoch, for the position of the batch reports; taken from
+        ``len(train_batches(epoch))`` when it has one, else learned from the
+        first epoch.
 
     Returns
     -------
@@ -129,11 +185,27 @@ def train_loop(
     start = time.perf_counter()
     use_scaler = device.type == "cuda" and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+    last_report = start
     for epoch in range(config.max_epochs):
         model.train()
         total, count = 0.0, 0
-        for batch in train_batches(epoch):
+        batches = train_batches(epoch)
+        if batches_per_epoch is None and hasattr(batches, "__len__"):
+            batches_per_epoch = len(batches)  # type: ignore[arg-type]
+        for batch in batches:
             check_cancel(cancel)
+            now = time.perf_counter()
+            if progress is not None and now - last_report >= BATCH_REPORT_SECONDS:
+                last_report = now
+                if batches_per_epoch:
+                    step, total_steps = epoch * batches_per_epoch + count, config.max_epochs * batches_per_epoch
+                    where = f"batch {count + 1}/{batches_per_epoch}"
+                else:
+                    step, total_steps, where = epoch, config.max_epochs, f"batch {count + 1}"
+                report(progress, stage, step, total_steps,
+                       f"epoch {epoch + 1}/{config.max_epochs}, {where}"
+                       + (f" (last loss {history.train_loss[-1]:.4f})" if history.train_loss else ""),
+                       {"epoch": epoch + 1, "batch": count + 1})
             with autocast(device):
                 loss = loss_fn(model, batch)
             if not torch.isfinite(loss):
@@ -151,6 +223,8 @@ def train_loop(
                 optimiser.step()
             total += float(loss.detach())
             count += 1
+        if batches_per_epoch is None:
+            batches_per_epoch = count
         train_loss = total / max(count, 1)
         history.train_loss.append(train_loss)
         if val_batches is not None:
@@ -176,6 +250,7 @@ def train_loop(
         metrics = {"epoch": epoch + 1, "train_loss": train_loss}
         if history.val_loss:
             metrics["val_loss"] = history.val_loss[-1]
+        last_report = time.perf_counter()
         report(
             progress,
             stage,

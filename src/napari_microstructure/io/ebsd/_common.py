@@ -7,6 +7,11 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from ...core.errors import MicrostructureError
+
+#: patterns smaller than this (pixels per side) are not EBSD patterns
+MIN_PATTERN_SIDE = 8
+
 
 @dataclasses.dataclass
 class PatternData:
@@ -35,6 +40,13 @@ class PatternData:
     metadata: dict = dataclasses.field(default_factory=dict)
     _close: Optional[Callable[[], None]] = dataclasses.field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        try:
+            check_pattern_array(self.patterns, self.source or "the file", self.format)
+        except MicrostructureError:
+            self.close()
+            raise
+
     @property
     def is_map(self) -> bool:
         return len(self.patterns.shape) == 4
@@ -62,3 +74,42 @@ class PatternData:
         if self._close is not None:
             self._close()
             self._close = None
+
+
+def check_pattern_array(patterns: Any, source: str, format: str = "") -> None:
+    """Refuse what a reader found that is not a stack or map of grey patterns.
+
+    Cheap: looks at the shape and type only, never at the pixels. Catches a
+    single micrograph (one 2-D image), a colour image read as patterns
+    ``(H, W, 3)``, patterns smaller than ``MIN_PATTERN_SIDE`` pixels and
+    non-numeric data, each with a message that names the file and the fix.
+    """
+    shape = tuple(int(v) for v in getattr(patterns, "shape", ()))
+    dtype = np.dtype(getattr(patterns, "dtype", np.float32))
+    where = repr(str(source))
+    if len(shape) == 2:
+        raise MicrostructureError(
+            f"{where} holds one 2-D image of {shape[0]} x {shape[1]} pixels, not a stack of EBSD "
+            "patterns; a pattern file holds one pattern per page (TIFF) or an array (N, h, w) or "
+            "(rows, cols, h, w); for micrographs use the micrograph reader or widgets"
+        )
+    if len(shape) not in (3, 4):
+        raise MicrostructureError(
+            f"{where} holds an array of shape {shape}; EBSD patterns must be a stack (N, h, w) or "
+            "a map (rows, cols, h, w)"
+        )
+    if shape[-1] in (3, 4) and shape[-2] >= MIN_PATTERN_SIDE:
+        raise MicrostructureError(
+            f"{where} looks like a colour image of shape {shape} (the last axis holds "
+            f"{shape[-1]} channels), not grey EBSD patterns; convert it to grey patterns first"
+        )
+    if min(shape[-2:]) < MIN_PATTERN_SIDE:
+        raise MicrostructureError(
+            f"{where} would give patterns of {shape[-2]} x {shape[-1]} pixels (array shape "
+            f"{shape}); EBSD patterns are at least {MIN_PATTERN_SIDE} x {MIN_PATTERN_SIDE} pixels: "
+            "check that the file holds patterns"
+        )
+    if 0 in shape:
+        raise MicrostructureError(f"{where} holds no patterns (shape {shape}); choose a file with patterns")
+    if not (np.issubdtype(dtype, np.number) or dtype == bool):
+        raise MicrostructureError(f"{where} holds {dtype} data; EBSD patterns must be numeric intensities")

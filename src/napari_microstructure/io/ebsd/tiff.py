@@ -92,6 +92,12 @@ def file_reader(filename: Union[str, os.PathLike], lazy: bool = True) -> Pattern
                 desc = d
         except (json.JSONDecodeError, TypeError):
             pass
+        if len(shapes) == 1 and len(shapes[0]) == 2 and not desc:
+            raise MicrostructureError(
+                f"{filename!r} holds one 2-D image of {shapes[0][0]} x {shapes[0][1]} pixels, not a "
+                "stack of EBSD patterns (one page per pattern); open micrographs with the micrograph "
+                "reader; a single pattern can be given as a folder of pattern images or a .npy (1, h, w)"
+            )
         n = len(pages) if len(shapes) > 1 or len(shapes[0]) == 2 else shapes[0][0]
         dtype = pages[0].dtype
     except MicrostructureError:

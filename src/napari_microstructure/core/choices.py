@@ -1,0 +1,26 @@
+"""Every choice list of the engine, in one place (no torch import).
+
+The estimators validate against these tuples, and the widgets and the
+command line offer them, so a new backbone or loss is added here once.
+Default values come from the estimators' signatures
+(:meth:`~napari_microstructure.core.base.Estimator.default_params`).
+"""
+
+from __future__ import annotations
+
+#: Network backbones (:func:`~.nn.backbones.build_backbone`).
+BACKBONES = ("compact", "efficientnet-lite0")
+#: Metric-learning and classification losses of :class:`~.micrograph.fewshot.FewShotClassifier`.
+LOSSES = ("triplet", "contrastive", "cross-entropy")
+#: Triplet mining strategies.
+MINING = ("batch-hard", "semi-hard", "all")
+#: Probability-map methods (:func:`~.micrograph.probmap.probability_map`).
+MAP_METHODS = ("shared", "exact")
+#: Attribution methods (:func:`~.explain.attribution.attribution`).
+ATTRIBUTION_METHODS = ("integrated-gradients", "gradient-shap")
+#: Static backgrounds of EBSD maps (:func:`~.ebsd.mapping.classify_map`).
+EBSD_BACKGROUNDS = ("model", "map")
+#: Device names (:func:`~.nn.device.select_device`; ``"cuda:N"`` is accepted too).
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+__all__ = ["ATTRIBUTION_METHODS", "BACKBONES", "DEVICES", "EBSD_BACKGROUNDS", "LOSSES", "MAP_METHODS", "MINING"]

@@ -1,0 +1,198 @@
+"""Maps on a real dask.distributed LocalCluster (2 worker processes) equal the in-process maps.
+
+One cluster serves the module (starting worker processes costs seconds). Its
+scheduler allows one worker death per task (``allowed-failures=1``): a task
+that kills one worker is re-run elsewhere, one that kills two fails the map.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+distributed = pytest.importorskip("distributed")
+import dask  # noqa: E402
+import dask.array as da  # noqa: E402
+
+from napari_microstructure.core import cluster as C  # noqa: E402
+from napari_microstructure.core.ebsd import EBSDClassifier  # noqa: E402
+from napari_microstructure.core.ebsd import simulate as S  # noqa: E402
+from napari_microstructure.core.micrograph.probmap import probability_map  # noqa: E402
+from napari_microstructure.core.micrograph.synthetic import make_composite  # noqa: E402
+
+P = 0.1
+
+
+@pytest.fixture(scope="module")
+def client():
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                           dashboard_address=None, silence_logs=40)
+    c = distributed.Client(cluster, set_as_default=False)
+    yield c
+    c.close()
+    cluster.close(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def ebsd():
+    pats, _, rots = S.simulate_dual_phase_map((8, 10), (32, 32), n_grains=3, n_precipitates=2, seed=2,
+                                              return_orientations=True)
+    p, sg, _ = S.simulate_training_set(["Ni", "Ni3Al"], 12, (32, 32), seed=1, base_rotations=rots)
+    torch.manual_seed(0)
+    clf = EBSDClassifier(backbone="compact", input_size=32, n_models=2, max_epochs=2, device="cpu")
+    clf.fit(p, sg)
+    return clf, pats, clf.classify_map(pats)
+
+
+@pytest.fixture(scope="module")
+def micrograph_model(tmp_path_factory):
+    """A small fitted micrograph model (a few training steps: these tests compare maps, not accuracy)."""
+    from napari_microstructure import FewShotClassifier
+    from napari_microstructure.core.micrograph.synthetic import make_dataset
+
+    images, labels, sizes = make_dataset(("ferrite", "pearlite"), per_class=2, shape=(192, 192), seed=0)
+    clf = FewShotClassifier(input_size=64, embedding_dim=4, max_epochs=1, steps_per_epoch=2, batch_size=8,
+                            n_crops=16, seed=0, device="cpu").fit(images, labels, sizes)
+    path = tmp_path_factory.mktemp("model") / "micrograph.pt"
+    clf.save(path)
+    return clf, path
+
+
+def test_shared_object_travels_once_per_worker(client, monkeypatch):
+    def _pid_and_model(shared, payload):  # nested: pickled by value for the workers
+        return os.getpid(), id(shared), int(np.asarray(payload).sum())
+
+    installed = []
+    real = client.register_plugin
+    monkeypatch.setattr(client, "register_plugin", lambda plugin, **kw: installed.append(plugin) or real(plugin, **kw))
+    out = {}
+    n = C.run_tasks(client, _pid_and_model, np.zeros(100_000), (np.full(3, i) for i in range(16)),
+                    out.__setitem__, max_in_flight=4)
+    assert n == 16 and [out[i][2] for i in range(16)] == [3 * i for i in range(16)]
+    assert len(installed) == 1  # the model is sent once, not with every task
+    by_worker = {}
+    for pid, model_id, _ in out.values():
+        by_worker.setdefault(pid, set()).add(model_id)
+    assert pid != os.getpid()
+    # each worker process unpickled the model once and reused it for all its tasks
+    assert 1 <= len(by_worker) <= 2 and all(len(ids) == 1 for ids in by_worker.values())
+    # and it is removed from the workers when the map ends
+    names = client.run(lambda: sorted(__import__("napari_microstructure.core._worker_cache",
+                                                 fromlist=["REGISTRY"]).REGISTRY))
+    assert all(v == [] for v in names.values())
+
+
+def test_ebsd_map_on_cluster_equals_in_process(client, ebsd, tmp_path):
+    clf, pats, ref = ebsd
+    lazy = da.from_array(pats, chunks=(3, 4, 32, 32))
+    seen = []
+    on_cluster = clf.classify_map(lazy, chunk_size=5, client=client, progress=seen.append)
+    from_address = clf.classify_map(pats, chunk_size=7, client=client.scheduler.address)
+    stored = clf.classify_map(lazy, client=client, store=tmp_path / "m.zarr")
+    for res in (on_cluster, from_address, stored):
+        np.testing.assert_array_equal(np.asarray(res.labels), ref.labels)
+        np.testing.assert_allclose(np.asarray(res.probabilities), ref.probabilities, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(res.agreement), ref.agreement)
+        assert res.fractions == pytest.approx(ref.fractions)
+    assert seen[-1].step == seen[-1].total == 80
+    assert stored.labels.chunks is not None  # lazy: read from the store
+    assert sorted(os.listdir(tmp_path)) == ["m.zarr"]
+
+
+def test_probability_map_tiles_on_cluster_equal_in_process(client, micrograph_model):
+    clf, _ = micrograph_model
+    image, _ = make_composite("ferrite", "pearlite", shape=(900, 700), pixel_size_um=P, seed=7)
+    ref = probability_map(clf, image, P, stride=40, tile_size=128)
+    res = probability_map(clf, image, P, stride=40, tile_size=128, client=client)
+    assert ref.n_crops == res.n_crops > 100
+    np.testing.assert_allclose(res.probabilities, ref.probabilities, atol=1e-5)
+    np.testing.assert_array_equal(res.labels, ref.labels)
+    assert res.fractions == pytest.approx(ref.fractions)
+
+
+def _killer(marker: str, every_time: bool):
+    """A block function that kills the worker process running it (the first time only, or always).
+
+    Only non-empty blocks kill (dask may call block functions on empty arrays to infer
+    their type); the maps below pass ``meta`` so that it does not.
+    """
+
+    def kill(block):
+        import os as _os
+
+        if block.size and (every_time or not _os.path.exists(marker)):
+            open(marker, "w").close()
+            _os._exit(1)
+        return block
+
+    return kill
+
+
+def test_worker_dying_mid_map_is_rerun_elsewhere(client, ebsd, tmp_path):
+    clf, pats, ref = ebsd
+    marker = str(tmp_path / "died")
+    lazy = da.from_array(pats, chunks=(2, 10, 32, 32)).map_blocks(_killer(marker, False), meta=pats[:0, :0])
+    res = clf.classify_map(lazy, client=client, store=tmp_path / "m.zarr")
+    assert os.path.exists(marker)  # a worker did die
+    np.testing.assert_array_equal(np.asarray(res.labels), ref.labels)
+    np.testing.assert_allclose(np.asarray(res.probabilities), ref.probabilities, atol=1e-5)
+
+
+def test_task_killing_every_worker_fails_clearly_and_writes_nothing(client, ebsd, tmp_path):
+    clf, pats, _ = ebsd
+    lazy = da.from_array(pats, chunks=(4, 10, 32, 32)).map_blocks(_killer(str(tmp_path / "m"), True),
+                                                                  meta=pats[:0, :0])
+    with pytest.raises(C.ClusterError, match="workers running it died"):
+        clf.classify_map(lazy, client=client, store=tmp_path / "m.zarr")
+    assert sorted(os.listdir(tmp_path)) == ["m"]  # no store, no partial store
+    client.wait_for_workers(2, timeout=30)
+
+
+def test_connect_refuses_bad_clients_clearly(monkeypatch):
+    with pytest.raises(C.ClusterError, match="could not reach a dask scheduler"):
+        with C.connect("tcp://127.0.0.1:9", timeout_s=1):
+            pass
+    with pytest.raises(C.ClusterError, match="neither a distributed.Client"):
+        with C.connect(42):
+            pass
+    monkeypatch.delenv(C.SCHEDULER_ENV, raising=False)
+    with C.connect(None) as none:
+        assert none is None
+    with C.connect("") as none:
+        assert none is None
+
+
+def test_command_line_on_a_scheduler_with_stores(client, ebsd, micrograph_model, tmp_path, capsys):
+    import tifffile
+
+    from napari_microstructure import cli
+    from napari_microstructure.io.store import open_store
+    from napari_microstructure.io.tiff import write_micrograph
+
+    clf, pats, ref = ebsd
+    micrograph, trained_model_path = micrograph_model
+    clf.save(tmp_path / "ebsd.pt")
+    np.save(tmp_path / "map.npy", pats)
+    address = client.scheduler.address
+    rc = cli.main(["ebsd-map", str(tmp_path / "ebsd.pt"), str(tmp_path / "map.npy"), "-o", str(tmp_path / "out"),
+                   "--device", "cpu", "--chunk-size", "16", "--scheduler", address,
+                   "--store", str(tmp_path / "ebsd.zarr")])
+    assert rc == 0
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out" / "space_groups.tif"), ref.labels)
+    arrays, meta = open_store(tmp_path / "ebsd.zarr")
+    np.testing.assert_array_equal(arrays["labels"].compute(), ref.labels)
+
+    image, _ = make_composite("ferrite", "spheroidite", shape=(320, 320), pixel_size_um=P, seed=2)
+    src = write_micrograph(tmp_path / "img.tif", image, P)
+    local = probability_map(micrograph, image, P, stride=40)
+    rc = cli.main(["map", str(trained_model_path), str(src), "-o", str(tmp_path / "pm.zarr"), "--stride", "40",
+                   "--device", "cpu", "--scheduler", address])
+    assert rc == 0 and "zarr store" in capsys.readouterr().out
+    arrays, meta = open_store(tmp_path / "pm.zarr")
+    assert meta["kind"] == "probability-map" and arrays["probabilities"].dtype == np.float16
+    np.testing.assert_allclose(arrays["probabilities"].compute(), local.probabilities, atol=1e-3)
+    np.testing.assert_array_equal(arrays["labels"].compute(), local.labels)
