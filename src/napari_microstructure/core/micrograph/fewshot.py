@@ -67,7 +67,8 @@ class FewShotClassifier(Estimator):
     loss : {"triplet", "contrastive", "cross-entropy"}
         Metric learning (triplet, Siamese contrastive) or a classifier head.
     embedding_dim : int
-        Descriptor dimension (2 as in Larmuseau et al.; more for many classes).
+        Descriptor dimension (16 by default; 2 as in Larmuseau et al., which the
+        descriptor map draws as it is).
     input_size : int
         Side of the network input in pixels; every crop is resampled to it.
     fov_um : (float, float) or None
