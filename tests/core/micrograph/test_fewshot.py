@@ -204,6 +204,50 @@ def test_learning_two_textures_on_held_out_images(learning_seed):
     assert accuracy >= 0.9, (accuracy, predictions)
 
 
+# ------------------------------------------------------------ open set and magnification
+def test_pixel_size_beyond_the_trained_range_warns_and_answers_none(trained_classifier):
+    lo, hi = trained_classifier.pixel_size_range_um_
+    image = make_micrograph("pearlite", (256, 256), 2.5 * hi, seed=5)
+    with pytest.warns(UserWarning, match="outside the range the model was trained on"):
+        p = trained_classifier.predict_proba(image, 2.5 * hi)
+    assert p[-1] == pytest.approx(1.0)
+    # inside the range: no warning, and a trained class is recognised
+    inside = make_micrograph("pearlite", (256, 256), hi, seed=5)
+    import warnings as _w
+    with _w.catch_warnings():
+        _w.simplefilter("error")
+        assert trained_classifier.predict(inside, hi) == "pearlite"
+
+
+def test_implausible_pixel_size_is_named(trained_classifier):
+    with pytest.warns(UserWarning, match="implausible pixel size"):
+        assert trained_classifier.check_magnification(72.0) is False
+
+
+def test_class_at_one_magnification_warns(two_class):
+    images, labels, sizes = two_class
+    sizes = [0.1 if lab == "ferrite" else s * (1 + i) for i, (lab, s) in enumerate(zip(labels, sizes))]
+    with pytest.warns(UserWarning, match="'ferrite' has pixel size 0.1"):
+        tiny(max_epochs=1).fit(images, labels, sizes)
+
+
+def test_scorers_switch_without_retraining_and_survive_save(two_class, tmp_path):
+    clf = tiny(loss="cross-entropy", max_epochs=1).fit(*two_class)
+    image = make_micrograph("ferrite", (128, 128), 0.1, seed=3)
+    for name in ("knn", "mahalanobis", "energy", "gmm"):
+        clf.refit_scorer(name)
+        assert clf.scorer == name
+        p = clf.predict_proba(image, 0.1)
+        assert p.shape == (3,) and p.sum() == pytest.approx(1.0)
+        loaded = FewShotClassifier.load(clf.save(tmp_path / f"{name}.pt"), device="cpu")
+        np.testing.assert_allclose(loaded.predict_proba(image, 0.1), p, atol=1e-6)
+    with pytest.raises(MicrostructureError, match="cross-entropy"):
+        tiny(scorer="energy").fit(*two_class)
+    with pytest.raises(MicrostructureError, match="unknown scorer"):
+        clf.refit_scorer("lof")
+    assert clf.scorer == "gmm"
+
+
 def _vertical_bars(crops):
     """Per crop: True when its texture varies across columns only (vertical bars)."""
     x = np.asarray(crops)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
@@ -30,12 +31,21 @@ from .augment import AugmentConfig
 from .crops import CropBatch, CropSampler, CropSource, Micrograph, feasible_fov
 from .images import (as_image_list, as_label_list, as_pixel_sizes, check_mask, check_scale_against_model,
                      class_names_from)
-from .openset import OpenSetMixture
+from .openset import SCORERS, OpenSetMixture, cross_validated_novelty, make_scorer, scorer_from_state
 
 NONE_CLASS = "none"
 
 #: Crops with fewer labelled pixels than this per class are refused (scribble masks).
 MIN_LABELLED_PIXELS = 10
+#: What the open-set scorer measures novelty on (see FewShotClassifier.open_set_input).
+SCORER_FEATURES = ("imagenet", "backbone", "descriptor")
+#: An image whose pixel size is more than this factor outside the training images' range is
+#: beyond what the model has seen: it gets a warning and its crops count as "none".
+MAGNIFICATION_TOLERANCE = 1.5
+#: Pixel sizes above this many micrometres, or this factor away from every training image,
+#: are almost certainly wrong (e.g. a TIFF's dots-per-inch read as a pixel size).
+IMPLAUSIBLE_PIXEL_SIZE_UM = 50.0
+IMPLAUSIBLE_FACTOR = 1000.0
 
 
 @dataclasses.dataclass
@@ -57,7 +67,8 @@ class FewShotClassifier(Estimator):
     loss : {"triplet", "contrastive", "cross-entropy"}
         Metric learning (triplet, Siamese contrastive) or a classifier head.
     embedding_dim : int
-        Descriptor dimension (2 as in Larmuseau et al.; more for many classes).
+        Descriptor dimension (16 by default; 2 as in Larmuseau et al., which the
+        descriptor map draws as it is).
     input_size : int
         Side of the network input in pixels; every crop is resampled to it.
     fov_um : (float, float) or None
@@ -82,6 +93,19 @@ class FewShotClassifier(Estimator):
     rejection_quantile : float
         Share of held-out known-class crops that the threshold rejects
         (default 0.1; see :mod:`.openset` for why).
+    scorer : {"knn", "mahalanobis", "energy", "gmm"}
+        Open-set scorer (:mod:`.openset`): k-nearest-neighbour distance, shared-
+        covariance Mahalanobis distance, energy of the classifier head
+        (cross-entropy only), or the paper's per-class Gaussian mixture.
+    scorer_features : {"imagenet", "backbone", "descriptor"}
+        What the scorer measures novelty on: frozen ImageNet features of each
+        crop (:mod:`.imagenet_features`), the trained backbone's pooled
+        features, or the descriptors alone. The Gaussian
+        mixture (``"gmm"``, and ``mixture_`` for the explanations) always uses
+        the descriptors alone.
+    calibration_crops : int
+        Crops per image described after training for the scorer and its
+        threshold (at least 8).
     device : str
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``...
     seed : int or None
@@ -95,6 +119,12 @@ class FewShotClassifier(Estimator):
         ``n_train`` / ``n_validation`` count images (held-out images only
         when every class has at least three; see ``held_out_images_``).
     mixture_ : OpenSetMixture
+        Per-class Gaussians on the descriptors (the explanations draw it).
+    scorer_ : OpenSetScorer
+        Decides class probabilities and "none" per crop (``mixture_`` itself
+        when ``scorer="gmm"``).
+    pixel_size_range_um_ : (float, float)
+        Smallest and largest pixel size of the training images.
     fov_range_um_ : (float, float)
         Fields of view used in training; prediction crops stay inside it.
     map_fov_um_ : float
@@ -109,7 +139,7 @@ class FewShotClassifier(Estimator):
         self,
         backbone: str = "compact",
         loss: str = "triplet",
-        embedding_dim: int = 2,
+        embedding_dim: int = 16,
         input_size: int = 200,
         fov_um: Optional[tuple[float, float]] = None,
         pretrained: bool = True,
@@ -127,6 +157,9 @@ class FewShotClassifier(Estimator):
         validation_fraction: float = 0.2,
         n_crops: int = 256,
         rejection_quantile: float = 0.1,
+        scorer: str = "knn",
+        scorer_features: str = "imagenet",
+        calibration_crops: int = 24,
         device: str = "auto",
         seed: Optional[int] = 0,
     ) -> None:
@@ -150,6 +183,9 @@ class FewShotClassifier(Estimator):
         self.validation_fraction = validation_fraction
         self.n_crops = n_crops
         self.rejection_quantile = rejection_quantile
+        self.scorer = scorer
+        self.scorer_features = scorer_features
+        self.calibration_crops = calibration_crops
         self.device = device
         self.seed = seed
 
@@ -171,6 +207,17 @@ class FewShotClassifier(Estimator):
                 )
         if int(self.n_crops) < 1:
             raise MicrostructureError(f"n_crops must be at least 1, got {self.n_crops}")
+        if self.scorer not in SCORERS:
+            raise MicrostructureError(f"unknown scorer {self.scorer!r}; choose one of {', '.join(SCORERS)}")
+        if self.scorer == "energy" and self.loss != "cross-entropy":
+            raise MicrostructureError(
+                "scorer='energy' needs a classifier head: use loss='cross-entropy', or choose "
+                "scorer='knn' or 'mahalanobis'")
+        if self.scorer_features not in SCORER_FEATURES:
+            raise MicrostructureError(
+                f"unknown scorer_features {self.scorer_features!r}; choose one of {', '.join(SCORER_FEATURES)}")
+        if int(self.calibration_crops) < 8:
+            raise MicrostructureError(f"calibration_crops must be at least 8, got {self.calibration_crops}")
         if int(self.steps_per_epoch) < 1:
             raise MicrostructureError(f"steps_per_epoch must be at least 1, got {self.steps_per_epoch}")
         AugmentConfig.coerce(self.augment)
@@ -328,6 +375,7 @@ class FewShotClassifier(Estimator):
         config = self._training_config()
         rng = self._numpy_rng()
         prep = self._prepare(images, labels, pixel_sizes, class_names, rng)
+        self._warn_magnification_leak(prep)
         device = select_device(self.device)
         gen = torch_generator(config.seed if config.seed is not None else int(rng.integers(2**31)), device)
         with isolated_torch_rng(config.seed, device):
@@ -388,23 +436,11 @@ class FewShotClassifier(Estimator):
         history.n_train = len(prep.sources)
         history.n_validation = len(prep.val_sources) if prep.held_out_images else 0
 
-        # open-set mixture on training descriptors, threshold on held-out crops
-        report(progress, "calibrate", 0, 2, "fitting the Gaussian mixture")
-        per_class = max(64, 512 // n_classes)
-        fit_ids = np.repeat(np.arange(n_classes), per_class)
-        train_desc = self._descriptors_of(model, CropSampler(S, test_aug, rng, gen, device), prep.sources,
-                                          fit_ids, cancel)
-        cal_ids = np.repeat(np.arange(n_classes), per_class)
-        cal_desc = self._descriptors_of(model, val_crops, prep.val_sources, cal_ids, cancel)
-        # The network pulls its own training crops into tight clusters; crops of
-        # images it has not seen spread wider. Fitted on training crops alone, each
-        # Gaussian is too narrow and the calibrated threshold ends up far out
-        # (accepting almost anything); fitted on both, it describes new images.
-        mixture = OpenSetMixture(rejection_quantile=float(self.rejection_quantile))
-        mixture.fit(np.concatenate([train_desc, cal_desc]), np.concatenate([fit_ids, cal_ids]), n_classes)
-        mixture.calibrate(cal_desc)
+        report(progress, "calibrate", 0, 2, "describing crops of every image")
+        mixture, scorer, calib = self._fit_scorers(model, prep, n_classes, CropSampler(S, test_aug, rng, gen, device),
+                                                   val_crops, cancel)
         check_cancel(cancel)
-        report(progress, "calibrate", 2, 2, f"threshold {mixture.threshold_:.3f}")
+        report(progress, "calibrate", 2, 2, f"{self.scorer} threshold {scorer.novelty_threshold_:.3g}")
 
         fovs = np.array([s.fov_range_um for s in all_sources])
         # everything computed: only now replace the fitted state
@@ -412,26 +448,212 @@ class FewShotClassifier(Estimator):
         self.device_ = device
         self.classes_ = np.asarray(prep.classes, dtype=str)
         self.mixture_ = mixture
+        self.scorer_ = scorer
         self.history_ = history
+        self.pixel_size_range_um_ = (float(min(s.pixel_size_um for s in all_sources)),
+                                     float(max(s.pixel_size_um for s in all_sources)))
         self.fov_range_um_ = (float(fovs[:, 0].min()), float(fovs[:, 1].max()))
         self.map_fov_um_ = float(np.exp(np.median(np.log(np.sqrt(fovs[:, 0] * fovs[:, 1])))))
-        self.training_descriptors_ = train_desc.astype(np.float32)
-        self.training_labels_ = fit_ids.astype(np.int64)
-        self.validation_descriptors_ = cal_desc.astype(np.float32)
-        self.validation_labels_ = cal_ids.astype(np.int64)
+        self.training_descriptors_ = calib["train"][0][:, : int(self.embedding_dim)].astype(np.float32)
+        self.training_labels_ = calib["train"][1].astype(np.int64)
+        self.validation_descriptors_ = calib["val"][0][:, : int(self.embedding_dim)].astype(np.float32)
+        self.validation_labels_ = calib["val"][1].astype(np.int64)
+        self.calibration_set_ = calib["set"]
         self.held_out_images_ = prep.held_out_images
         return self
 
+    def _descriptors_by_image(self, model: DescriptorNet, sampler: CropSampler, sources: Sequence[CropSource],
+                              cancel: Optional[CancelToken]):
+        """``calibration_crops`` descriptors per image: (descriptors, class ids, image index)."""
+        n = int(self.calibration_crops)
+        out, ids_all, groups = [], [], []
+        for i, src in enumerate(sources):
+            if src.mask_coords is not None:
+                ids = sampler.rng.choice(sorted(src.mask_coords), n)
+            else:
+                ids = np.full(n, int(src.label))
+            out.append(self._descriptors_of(model, sampler, [src], ids, cancel))
+            ids_all.append(ids)
+            groups.append(np.full(n, i))
+        return np.concatenate(out), np.concatenate(ids_all), np.concatenate(groups)
+
+    def open_set_input(self, pooled: torch.Tensor, descriptors: torch.Tensor,
+                       crops: Optional[torch.Tensor] = None, for_scorer: bool = True,
+                       imagenet: Optional[torch.Tensor] = None) -> np.ndarray:
+        """What the open-set scorer reads for each crop, ``(n, D)`` or ``(n, D + C)``.
+
+        The descriptors, followed by the features novelty is measured on:
+        ``scorer_features="imagenet"``: frozen ImageNet features of the crops
+        (:mod:`.imagenet_features`; from ``crops``, or given as ``imagenet``);
+        ``"backbone"``: the trained backbone's spatially pooled features. The
+        descriptors only keep what separates the trained classes; the other
+        features also what an untrained texture does differently. The Gaussian mixture (``scorer="gmm"``)
+        reads the descriptors alone; ``for_scorer=False`` keeps the features anyway
+        (the crops described in :meth:`fit`, from which any scorer can be refitted).
+        """
+        d = descriptors.float().cpu().numpy()
+        if self.scorer_features == "descriptor" or (for_scorer and self.scorer == "gmm"):
+            return d
+        if self.scorer_features == "imagenet":
+            if imagenet is None:
+                from .imagenet_features import crop_features
+
+                imagenet = crop_features(crops)
+            return np.concatenate([d, imagenet.float().cpu().numpy()], axis=1)
+        return np.concatenate([d, pooled.float().cpu().numpy()], axis=1)
+
+    def _head(self, model):
+        if model.classifier is None:
+            return None
+        return (model.classifier.weight.detach().cpu().double().numpy(),
+                model.classifier.bias.detach().cpu().double().numpy())
+
+    def _fit_scorers(self, model, prep, n_classes, train_sampler, val_sampler, cancel):
+        """The mixture and the open-set scorer, threshold cross-validated over images.
+
+        Crops of held-out images (never seen in training) are scored with their own
+        image left out of the scorer's reference (:func:`.openset.cross_validated_novelty`);
+        the threshold is a quantile of those scores, and the scorer is then refitted
+        on every image. Without held-out images (scribbles, or fewer than 3 images
+        per class) a second draw of crops of the training images is scored, still
+        leaving each image out, and the threshold is looser than it should be.
+        """
+        train = self._descriptors_by_image(model, train_sampler, prep.sources, cancel)
+        if prep.held_out_images:
+            val = self._descriptors_by_image(model, val_sampler, prep.val_sources, cancel)
+            val_groups = val[2] + len(prep.sources)
+        else:
+            val = self._descriptors_by_image(model, val_sampler, prep.sources, cancel)
+            val_groups = val[2]
+        x = np.concatenate([train[0], val[0]])
+        y = np.concatenate([train[1], val[1]])
+        groups = np.concatenate([train[2], val_groups])
+        score = np.r_[np.zeros(len(train[0]), bool), np.ones(len(val[0]), bool)]
+        if len(np.unique(groups)) < 2:
+            warnings.warn(
+                "one labelled image: the 'none of these' threshold is calibrated on other crops of the "
+                "training image itself, not cross-validated over images, and rejects too little; label a "
+                "second image (3 per class keep whole images for checking)", UserWarning, stacklevel=3)
+        calib = {"train": train, "val": val, "set": (x, y, groups, score, prep.held_out_images, n_classes)}
+        D = int(self.embedding_dim)
+        mixture = OpenSetMixture(rejection_quantile=float(self.rejection_quantile))
+        mixture.calibrate_novelty(cross_validated_novelty(mixture, x[:, :D], y, groups, score, n_classes))
+        mixture.fit(x[:, :D], y, n_classes)
+        scorer, calib["novelty"] = self._calibrated_scorer(self.scorer, calib["set"], self._head(model), mixture)
+        return mixture, scorer, calib
+
+    def _calibrated_scorer(self, name, calibration_set, head, mixture):
+        """A scorer fitted on every image, its threshold cross-validated over images."""
+        x, y, groups, score, held_out, n_classes = calibration_set
+        if name == "gmm":
+            return mixture, None
+        if self.scorer_features == "descriptor":
+            x = x[:, : int(self.embedding_dim)]
+        split = int(self.embedding_dim) if self.scorer_features != "descriptor" else 0
+        # metric-learning descriptors are positions; cross-entropy and backbone features directions
+        normalise = split > 0 or self.loss == "cross-entropy"
+        scorer = make_scorer(name, float(self.rejection_quantile), head, normalise=normalise, split=split)
+        if (self.scorer_features == "imagenet" and name in ("knn", "mahalanobis")
+                and len(np.unique(groups)) >= 2):
+            # the frozen features never saw any of these images: every image can be left out
+            # in turn (the network's own features are only honest on the held-out images)
+            score = np.ones(len(x), bool)
+            held_out = True
+        novelty = cross_validated_novelty(scorer, x, y, groups, score, n_classes)
+        scorer.calibrate_novelty(novelty)
+        # without held-out images the second draw repeats the training images: keep one draw
+        scorer.fit(x if held_out else x[~score], y if held_out else y[~score], n_classes)
+        return scorer, novelty
+
+    def refit_scorer(self, scorer: str, rejection_quantile: Optional[float] = None) -> "FewShotClassifier":
+        """Switch the open-set scorer of a freshly fitted model without retraining the network.
+
+        Uses the crops described at the end of :meth:`fit` (not stored in model
+        files). ``rejection_quantile`` (optional) replaces the parameter.
+        """
+        check_is_fitted(self)
+        if getattr(self, "calibration_set_", None) is None:
+            raise MicrostructureError(
+                "refit_scorer needs the crops described during fit, which model files do not keep; "
+                "fit the model again with the scorer you want")
+        if rejection_quantile is not None:
+            self.rejection_quantile = rejection_quantile
+        old = self.scorer
+        self.scorer = scorer
+        try:
+            self._check_params()
+        except MicrostructureError:
+            self.scorer = old
+            raise
+        new, novelty = self._calibrated_scorer(scorer, self.calibration_set_, self._head(self.model_), self.mixture_)
+        self.scorer_ = new
+        if novelty is not None:
+            self.calibration_novelty_ = novelty.astype(np.float32)
+        return self
+
+    # ------------------------------------------------------- magnification
     @staticmethod
-    def _descriptors_of(model: DescriptorNet, sampler: CropSampler, sources: Sequence[CropSource],
+    def _warn_magnification_leak(prep: _Prepared) -> None:
+        """Warn when one class's images share one pixel size while the others' vary.
+
+        The network sees each crop's resolution, so it could then recognise the
+        magnification instead of the structure.
+        """
+        sources = list(prep.sources) + [s for s in prep.val_sources if s not in prep.sources]
+        per_class: dict[int, list[float]] = {}
+        for src in sources:
+            if src.label is not None:
+                per_class.setdefault(int(src.label), []).append(src.pixel_size_um)
+        if len(per_class) < 2:
+            return
+        spread = {k: max(v) / min(v) for k, v in per_class.items()}
+        for k, sizes in per_class.items():
+            others = [spread[j] for j in per_class if j != k]
+            if len(sizes) >= 2 and spread[k] < 1.01 and max(others) > 1.25:
+                warnings.warn(
+                    f"every image of class {prep.classes[k]!r} has pixel size {sizes[0]:.4g} um while the "
+                    "other classes' pixel sizes vary: the model can learn the magnification instead of the "
+                    "structure. Add images of this class at other magnifications, or check the pixel sizes",
+                    UserWarning, stacklevel=3)
+
+    def check_magnification(self, pixel_size_um: float) -> bool:
+        """Whether the model has seen images of this pixel size; warns when not.
+
+        Returns False (and warns) when ``pixel_size_um`` lies more than
+        :data:`MAGNIFICATION_TOLERANCE` times outside the training images' range:
+        the caller then counts the image's crops as "none". Implausible pixel
+        sizes (over :data:`IMPLAUSIBLE_PIXEL_SIZE_UM` um, or
+        :data:`IMPLAUSIBLE_FACTOR` times away from the training images) get a
+        warning of their own.
+        """
+        check_is_fitted(self)
+        p = float(pixel_size_um)
+        lo, hi = getattr(self, "pixel_size_range_um_", (0.0, np.inf))
+        if p > IMPLAUSIBLE_PIXEL_SIZE_UM or (lo > 0 and (p > hi * IMPLAUSIBLE_FACTOR or p < lo / IMPLAUSIBLE_FACTOR)):
+            warnings.warn(
+                f"implausible pixel size {p:.4g} um per pixel (the training images had {lo:.3g}-{hi:.3g} um); "
+                "check it: a TIFF's dots-per-inch resolution is often read as a pixel size. Give the "
+                "micrometres per pixel of the image", UserWarning, stacklevel=3)
+        if lo > 0 and not (lo / MAGNIFICATION_TOLERANCE <= p <= hi * MAGNIFICATION_TOLERANCE):
+            warnings.warn(
+                f"pixel size {p:.4g} um is outside the range the model was trained on ({lo:.3g}-{hi:.3g} um "
+                f"per pixel, tolerance x{MAGNIFICATION_TOLERANCE:g}); its crops count as 'none'. Train with "
+                "images at this magnification, or check the pixel size", UserWarning, stacklevel=3)
+            return False
+        return True
+
+    def _descriptors_of(self, model: DescriptorNet, sampler: CropSampler, sources: Sequence[CropSource],
                         ids: np.ndarray, cancel: Optional[CancelToken]) -> np.ndarray:
+        """Open-set inputs (:meth:`open_set_input`, features kept) of one crop per class id."""
         out = []
         model.eval()
         for start in range(0, len(ids), 64):
             check_cancel(cancel)
             batch = sampler.sample_classes(sources, ids[start:start + 64])
             with torch.inference_mode(), autocast(sampler.device):
-                out.append(model(batch.crops, batch.log_ppum).float().cpu().numpy())
+                pooled = model.feature_map(batch.crops).mean(dim=(2, 3))
+                out.append(self.open_set_input(pooled, model.head_from_pooled(pooled, batch.log_ppum),
+                                               batch.crops, for_scorer=False))
         return np.concatenate(out)
 
     # ------------------------------------------------------------- prediction
@@ -465,13 +687,21 @@ class FewShotClassifier(Estimator):
             )
         check_scale_against_model(micrograph.shape, micrograph.pixel_size_um, self.fov_range_um_,
                                   int(self.input_size))
-        return CropSource(micrograph, (lo, min(hi, side_um)))
+        hi = min(hi, side_um)
+        if self.fov_um is None:
+            # as in training (crops.feasible_fov): no crop finer than the image's own pixels
+            lo = min(max(lo, int(self.input_size) * micrograph.pixel_size_um), hi)
+        return CropSource(micrograph, (lo, hi))
 
-    def describe(self, batch: CropBatch) -> np.ndarray:
-        """Descriptors ``(n, embedding_dim)`` of a batch of crops."""
+    def describe(self, batch: CropBatch, imagenet: Optional[torch.Tensor] = None) -> np.ndarray:
+        """Open-set inputs of a batch of crops: ``(n, embedding_dim)`` descriptors, then the
+        novelty features of :meth:`open_set_input` (none for ``scorer_features="descriptor"``
+        or ``scorer="gmm"``). ``imagenet``: the crops' ImageNet features, when already computed."""
         check_is_fitted(self)
         with torch.inference_mode(), autocast(self.device_):
-            return self.model_(batch.crops, batch.log_ppum).float().cpu().numpy()
+            pooled = self.model_.feature_map(batch.crops).mean(dim=(2, 3))
+            return self.open_set_input(pooled, self.model_.head_from_pooled(pooled, batch.log_ppum),
+                                       batch.crops, imagenet=imagenet)
 
     def crop_predictions(
         self, image: Any, pixel_size: Any, n_crops: Optional[int] = None, augment: bool = True,
@@ -488,7 +718,8 @@ class FewShotClassifier(Estimator):
         -------
         dict
             ``descriptors`` (n, D), ``probabilities`` (n, n_classes + 1),
-            ``log_likelihood`` (n,), ``fov_um`` (n,); with ``keep_crops`` also
+            ``log_likelihood`` (n,), ``novelty`` (n,), ``features`` (n, F) (what
+            the scorer read), ``fov_um`` (n,); with ``keep_crops`` also
             ``crops`` (n, S, S), ``centres_px`` (n, 2) and ``size_px`` (n,).
         """
         if n_crops is not None and not (isinstance(n_crops, (int, np.integer)) and n_crops >= 1):
@@ -514,9 +745,17 @@ class FewShotClassifier(Estimator):
                 parts["size_px"].append(batch.size_px)
         report(progress, "predict", n, n, f"{n} crops")
         out = {k: np.concatenate(v) for k, v in parts.items() if v}
-        d = out["descriptors"]
-        out["probabilities"] = self.mixture_.crop_probabilities(d)
+        features = out["descriptors"]
+        d = features[:, : int(self.embedding_dim)]
+        probabilities = self.scorer_.crop_probabilities(features)
+        if not self.check_magnification(src.pixel_size_um):
+            probabilities[:] = 0.0
+            probabilities[:, -1] = 1.0
+        out["descriptors"] = d
+        out["features"] = features
+        out["probabilities"] = probabilities
         out["log_likelihood"] = self.mixture_.log_likelihood(d)
+        out["novelty"] = self.scorer_.novelty(features)
         return out
 
     def predict_proba(self, image: Any, pixel_size: Any, n_crops: Optional[int] = None,
@@ -599,6 +838,8 @@ class FewShotClassifier(Estimator):
             "threshold": self.mixture_.threshold_,
             "history": self.history_.to_dict(),
             "held_out_images": self.held_out_images_,
+            "scorer_state": self.scorer_.state()[1] if self.scorer_ is not self.mixture_ else None,
+            "pixel_size_range_um": list(self.pixel_size_range_um_),
             "normalisation": "per-image percentiles 0.5-99.5 of the valid pixels to [0, 1]",
         }
         tensors = with_prefix(self.model_.state_dict(), "model")
@@ -608,6 +849,9 @@ class FewShotClassifier(Estimator):
             "descriptors.train": self.training_descriptors_, "descriptors.train_labels": self.training_labels_,
             "descriptors.val": self.validation_descriptors_, "descriptors.val_labels": self.validation_labels_,
         })
+        if self.scorer_ is not self.mixture_:
+            tensors.update(with_prefix(
+                {k: torch.as_tensor(np.asarray(v)) for k, v in self.scorer_.state()[0].items()}, "scorer"))
         return metadata, tensors
 
     def _set_state(self, metadata: dict[str, Any], tensors: dict[str, torch.Tensor], device: torch.device) -> None:
@@ -626,6 +870,12 @@ class FewShotClassifier(Estimator):
         self.model_ = model.to(device).eval()
         self.classes_ = classes
         self.mixture_ = mixture
+        state = metadata.get("scorer_state")
+        if state is None:
+            self.scorer = "gmm"   # files written before the scorers existed
+        self.scorer_ = mixture if state is None else scorer_from_state(
+            self.scorer, {k: v.numpy() for k, v in split_prefix(tensors, "scorer").items()}, state)
+        self.pixel_size_range_um_ = tuple(float(v) for v in metadata.get("pixel_size_range_um", (0.0, float("inf"))))
         self.history_ = TrainingHistory.from_dict(metadata["history"])
         self.fov_range_um_ = tuple(float(v) for v in metadata["fov_range_um"])
         self.map_fov_um_ = float(metadata["map_fov_um"])

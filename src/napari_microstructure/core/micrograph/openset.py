@@ -1,26 +1,36 @@
-"""Open-set prediction: a Gaussian mixture on the descriptors.
+"""Open-set prediction: class probabilities plus "none of these" per crop.
 
-One Gaussian per class (Larmuseau et al. 2020), fitted to that class's
-descriptors (the classifier passes crops of the training images *and* of the
-held-out images: the network pulls its own training crops into tight clusters,
-so Gaussians fitted on those alone are too narrow for new images): its mean, its full covariance (plus ``reg_covar`` on the diagonal)
-and a weight equal to the class's share of the crops. Because each component
-is fitted to one class, component k *is* class k, and the mixture's posterior
-responsibilities are the class probabilities. The object is a fitted
-:class:`sklearn.mixture.GaussianMixture`, so ``score_samples`` (log-likelihood)
-and ``predict_proba`` are scikit-learn's.
+Several scorers share one interface (:class:`OpenSetScorer`): each is fitted on
+labelled descriptors of training crops, gives per-crop class posteriors and a
+*novelty* score (higher: further from everything trained), and rejects a crop
+as "none of these" when its novelty exceeds a threshold. :data:`SCORERS`:
 
-Threshold rule: the log-likelihood under the mixture of held-out crops of the
-known classes (augmented as at prediction) is computed, and the threshold is
-its ``rejection_quantile`` quantile (default 0.10): 90 % of held-out crops of
-known classes are accepted, and a crop whose log-likelihood falls below the
-threshold is "none of these". Why 10 % and not 1-2 %: an image's (or a
-pixel's) probabilities are means over many crops, so a few rejected crops of a
-known class do not change its decision, while an untrained texture needs a
-tight threshold to be rejected at all. Measured on generated textures with a
-model trained on three classes: at 0.02, known images got 0-1 % "none" and an
-untrained one 9 %; at 0.10, known 2-4 % and untrained 51 %; at 0.20, known
-6-12 % and untrained 76 %.
+- ``"gmm"`` (:class:`OpenSetMixture`): the paper's one Gaussian per class
+  (Larmuseau et al. 2020); novelty is minus the mixture log-likelihood. Meant
+  for 2-D descriptors.
+- ``"knn"`` (:class:`KNNScorer`): distance from the L2-normalised descriptor to
+  its k-th nearest training descriptor (Sun et al., ICML 2022); posteriors from
+  the network's classifier head when it has one, else from the class-wise
+  nearest distances.
+- ``"mahalanobis"`` (:class:`MahalanobisScorer`): class means with one shared
+  covariance (linear discriminant); novelty is the smallest squared
+  Mahalanobis distance to a class mean.
+- ``"energy"`` (:class:`EnergyScorer`): minus the log-sum-exp of the classifier
+  head's logits (Liu et al., NeurIPS 2020); needs a cross-entropy head.
+
+Threshold rule (all scorers): the novelty of crops of *held-out images* of the
+known classes (images the network was not trained on and the scorer's
+reference set does not contain when they are scored: the classifier scores
+each held-out image against a reference that leaves that image out), and the
+threshold is their ``1 - rejection_quantile`` quantile: with the default 0.1,
+90 % of held-out known crops are accepted. An image's (or a pixel's)
+probabilities are means over many crops, so a few rejected crops of a known
+class do not change its decision, while an untrained texture needs a tight
+threshold to be rejected at all.
+
+:class:`OpenSetMixture` keeps the scikit-learn mixture (``gmm_``) that the
+explanations and the descriptor map draw; its threshold is stored on the
+log-likelihood scale (a crop is rejected when ``log_likelihood < threshold_``).
 """
 
 from __future__ import annotations
@@ -33,7 +43,97 @@ from sklearn.mixture import GaussianMixture
 from ..errors import MicrostructureError
 
 
-class OpenSetMixture:
+class OpenSetScorer:
+    """Common interface of the open-set scorers (see the module text).
+
+    Subclasses implement :meth:`fit`, :meth:`novelty`, :meth:`class_posteriors`
+    and :meth:`state` / :meth:`from_state` (arrays and JSON-safe numbers only,
+    so model files need no pickle).
+
+    Attributes
+    ----------
+    novelty_threshold_ : float
+        Crops with ``novelty > novelty_threshold_`` are "none of these".
+    """
+
+    name = ""
+
+    def __init__(self, rejection_quantile: float = 0.1) -> None:
+        if not 0.0 <= rejection_quantile < 0.5:
+            raise MicrostructureError(
+                f"rejection_quantile must be in [0, 0.5), got {rejection_quantile}"
+            )
+        self.rejection_quantile = rejection_quantile
+        self.novelty_threshold_: float = np.inf
+
+    # -- to implement
+    def fit(self, descriptors: np.ndarray, labels: np.ndarray, n_classes: int) -> "OpenSetScorer":
+        raise NotImplementedError
+
+    def novelty(self, descriptors: np.ndarray) -> np.ndarray:
+        """``(N,)`` novelty of each descriptor: higher is further from the trained classes."""
+        raise NotImplementedError
+
+    def class_posteriors(self, descriptors: np.ndarray) -> np.ndarray:
+        """``(N, n_classes)`` class probabilities, ignoring "none"."""
+        raise NotImplementedError
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict]:
+        raise NotImplementedError
+
+    # -- shared
+    def calibrate(self, held_out: np.ndarray) -> float:
+        """Set the threshold from held-out *descriptors* of known classes; returns it."""
+        return self.calibrate_novelty(self.novelty(held_out))
+
+    def calibrate_novelty(self, held_out_novelty: np.ndarray) -> float:
+        """Set the threshold from novelty scores of held-out crops of known classes."""
+        v = np.asarray(held_out_novelty, np.float64)
+        if v.size == 0 or not np.isfinite(v).any():
+            raise MicrostructureError("no finite held-out scores to calibrate the threshold on")
+        q = self.rejection_quantile
+        self.novelty_threshold_ = float(np.quantile(v[np.isfinite(v)], 1.0 - q)) if q > 0 else np.inf
+        return self.novelty_threshold_
+
+    def rejected(self, descriptors: np.ndarray) -> np.ndarray:
+        return self.novelty(descriptors) > self.novelty_threshold_
+
+    def crop_probabilities(self, descriptors: np.ndarray) -> np.ndarray:
+        """Per crop: class posteriors, then "none"; a rejected crop is all "none".
+
+        Returns an ``(N, n_classes + 1)`` array whose rows sum to 1.
+        """
+        x = _check_descriptors(descriptors)
+        post = self.class_posteriors(x)
+        out = np.zeros((len(x), post.shape[1] + 1))
+        out[:, :-1] = post
+        rej = self.rejected(x)
+        out[rej, :-1] = 0.0
+        out[rej, -1] = 1.0
+        return out
+
+
+def _check_descriptors(descriptors: np.ndarray, labels: Optional[np.ndarray] = None) -> np.ndarray:
+    x = np.asarray(descriptors, dtype=np.float64)
+    if x.ndim != 2 or (labels is not None and len(x) != len(labels)):
+        raise MicrostructureError("descriptors must be (N, D) with one label each")
+    if not np.isfinite(x).all():
+        raise MicrostructureError("descriptors contain NaN or inf; the network diverged: retrain")
+    return x
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def _logsumexp(z: np.ndarray) -> np.ndarray:
+    m = z.max(1)
+    return m + np.log(np.exp(z - m[:, None]).sum(1))
+
+
+class OpenSetMixture(OpenSetScorer):
     """Class-conditional Gaussian mixture with a log-likelihood threshold.
 
     Attributes
@@ -43,15 +143,36 @@ class OpenSetMixture:
         Crops with ``score_samples < threshold_`` are rejected.
     """
 
+    name = "gmm"
+
     def __init__(self, reg_covar: float = 1e-3, rejection_quantile: float = 0.1) -> None:
-        if not 0.0 <= rejection_quantile < 0.5:
-            raise MicrostructureError(
-                f"rejection_quantile must be in [0, 0.5), got {rejection_quantile}"
-            )
+        super().__init__(rejection_quantile)
         self.reg_covar = reg_covar
-        self.rejection_quantile = rejection_quantile
         self.gmm_: Optional[GaussianMixture] = None
-        self.threshold_: float = -np.inf
+
+    @property
+    def threshold_(self) -> float:
+        """Log-likelihood threshold: crops below it are rejected."""
+        return -self.novelty_threshold_
+
+    @threshold_.setter
+    def threshold_(self, value: float) -> None:
+        self.novelty_threshold_ = -float(value)
+
+    def novelty(self, descriptors: np.ndarray) -> np.ndarray:
+        return -self.log_likelihood(descriptors)
+
+    def class_posteriors(self, descriptors: np.ndarray) -> np.ndarray:
+        self._check()
+        return self.gmm_.predict_proba(np.asarray(descriptors, np.float64))
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict]:
+        return ({"means": self.means_, "covariances": self.covariances_, "weights": self.weights_},
+                {"threshold": self.threshold_})
+
+    @classmethod
+    def from_state(cls, arrays: dict, meta: dict) -> "OpenSetMixture":
+        return cls.from_parameters(arrays["means"], arrays["covariances"], arrays["weights"], meta["threshold"])
 
     @staticmethod
     def from_parameters(means: np.ndarray, covariances: np.ndarray, weights: np.ndarray,
@@ -65,12 +186,8 @@ class OpenSetMixture:
 
     def fit(self, descriptors: np.ndarray, labels: np.ndarray, n_classes: int) -> "OpenSetMixture":
         """Fit one Gaussian per class to labelled descriptors ``(N, D)``."""
-        x = np.asarray(descriptors, dtype=np.float64)
         y = np.asarray(labels)
-        if x.ndim != 2 or len(x) != len(y):
-            raise MicrostructureError("descriptors must be (N, D) with one label each")
-        if not np.isfinite(x).all():
-            raise MicrostructureError("descriptors contain NaN or inf; the network diverged: retrain")
+        x = _check_descriptors(descriptors, y)
         d = x.shape[1]
         means = np.zeros((n_classes, d))
         covs = np.zeros((n_classes, d, d))
@@ -88,29 +205,16 @@ class OpenSetMixture:
         return self
 
     def calibrate(self, held_out: np.ndarray) -> float:
-        """Set the threshold from held-out descriptors of known classes (rule above)."""
-        ll = self.log_likelihood(held_out)
-        self.threshold_ = float(np.quantile(ll, self.rejection_quantile)) if self.rejection_quantile > 0 else -np.inf
+        """Set the threshold from held-out *descriptors* of known classes (rule above).
+
+        Returns the log-likelihood threshold.
+        """
+        self.calibrate_novelty(self.novelty(held_out))
         return self.threshold_
 
     def log_likelihood(self, descriptors: np.ndarray) -> np.ndarray:
         self._check()
         return self.gmm_.score_samples(np.asarray(descriptors, np.float64))
-
-    def crop_probabilities(self, descriptors: np.ndarray) -> np.ndarray:
-        """Per crop: class posteriors, then "none"; a rejected crop is all "none".
-
-        Returns an ``(N, n_classes + 1)`` array whose rows sum to 1.
-        """
-        self._check()
-        x = np.asarray(descriptors, np.float64)
-        post = self.gmm_.predict_proba(x)
-        rejected = self.gmm_.score_samples(x) < self.threshold_
-        out = np.zeros((len(x), post.shape[1] + 1))
-        out[:, :-1] = post
-        out[rejected, :-1] = 0.0
-        out[rejected, -1] = 1.0
-        return out
 
     def _check(self) -> None:
         if self.gmm_ is None:
@@ -145,3 +249,253 @@ def _make_gmm(means: np.ndarray, covs: np.ndarray, weights: np.ndarray) -> Gauss
     gmm.n_iter_ = 0
     gmm.n_features_in_ = d
     return gmm
+
+
+class KNNScorer(OpenSetScorer):
+    """k-nearest-neighbour distance on L2-normalised descriptors (Sun et al. 2022).
+
+    Parameters
+    ----------
+    k : int
+        The novelty is the distance to the k-th nearest reference descriptor.
+    split : int
+        With ``split > 0`` each row is a descriptor (the first ``split``
+        columns, read by the head or the class-wise distances) followed by the
+        features the novelty is measured on (the other columns); 0: both use all.
+    normalise : bool
+        Compare directions (L2-normalised descriptors, as Sun et al. do with
+        cross-entropy features) or raw positions (metric-learning descriptors).
+    head_weight, head_bias : arrays, optional
+        A linear classifier on the descriptors ``(n_classes, D)``, ``(n_classes,)``;
+        its softmax gives the class posteriors. Without it, the posteriors are a
+        softmax of minus the nearest distance to each class over ``temperature``.
+    """
+
+    name = "knn"
+
+    def __init__(self, k: int = 10, rejection_quantile: float = 0.1, head_weight=None, head_bias=None,
+                 temperature: float = 0.05, normalise: bool = True, split: int = 0) -> None:
+        super().__init__(rejection_quantile)
+        self.normalise = bool(normalise)
+        self.split = int(split)
+        if int(k) < 1:
+            raise MicrostructureError(f"k must be at least 1, got {k}")
+        self.k = int(k)
+        self.head_weight = None if head_weight is None else np.asarray(head_weight, np.float64)
+        self.head_bias = None if head_bias is None else np.asarray(head_bias, np.float64)
+        self.temperature = float(temperature)
+        self.reference_: Optional[np.ndarray] = None
+        self.reference_labels_: Optional[np.ndarray] = None
+        self._tree = None
+
+    def _normalise(self, x: np.ndarray) -> np.ndarray:
+        if not self.normalise:
+            return x
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    def fit(self, descriptors, labels, n_classes) -> "KNNScorer":
+        from scipy.spatial import cKDTree
+
+        y = np.asarray(labels, np.int64)
+        x = _check_descriptors(descriptors, y)
+        for c in range(n_classes):
+            if (y == c).sum() < 1:
+                raise MicrostructureError(f"class {c} has no descriptors; the scorer needs some of every class")
+        if len(x) <= self.k:
+            raise MicrostructureError(f"k={self.k} needs more than {self.k} reference descriptors, got {len(x)}")
+        self.n_classes_ = int(n_classes)
+        self.reference_ = x
+        self.reference_labels_ = y
+        self._tree = cKDTree(self._normalise(x[:, self.split:]))
+        post = self._normalise(x[:, : self.split] if self.split else x)
+        self._class_trees = [cKDTree(post[y == c]) for c in range(n_classes)]
+        return self
+
+    def _check(self) -> None:
+        if self.reference_ is None:
+            raise MicrostructureError("the k-NN scorer is not fitted")
+
+    def novelty(self, descriptors) -> np.ndarray:
+        self._check()
+        d, _ = self._tree.query(self._normalise(_check_descriptors(descriptors)[:, self.split:]), k=self.k)
+        return d if d.ndim == 1 else d[:, -1]
+
+    def class_posteriors(self, descriptors) -> np.ndarray:
+        self._check()
+        x = _check_descriptors(descriptors)
+        if self.head_weight is not None:     # the head reads the descriptor, the first columns
+            return _softmax(x[:, : self.head_weight.shape[1]] @ self.head_weight.T + self.head_bias)
+        z = self._normalise(x[:, : self.split] if self.split else x)
+        dist = np.stack([t.query(z, k=1)[0] for t in self._class_trees], 1)
+        return _softmax(-dist / self.temperature)
+
+    def state(self):
+        arrays = {"reference": self.reference_.astype(np.float32), "reference_labels": self.reference_labels_}
+        if self.head_weight is not None:
+            arrays.update(head_weight=self.head_weight, head_bias=self.head_bias)
+        return arrays, {"k": self.k, "threshold": self.novelty_threshold_, "n_classes": self.n_classes_,
+                        "normalise": self.normalise, "split": self.split,
+                        "temperature": self.temperature, "rejection_quantile": self.rejection_quantile}
+
+    @classmethod
+    def from_state(cls, arrays, meta) -> "KNNScorer":
+        s = cls(int(meta["k"]), float(meta["rejection_quantile"]), arrays.get("head_weight"),
+                arrays.get("head_bias"), float(meta["temperature"]), bool(meta.get("normalise", True)),
+                int(meta.get("split", 0)))
+        ref = np.asarray(arrays["reference"], np.float64)
+        s.fit(ref, np.asarray(arrays["reference_labels"]), int(meta["n_classes"]))
+        s.novelty_threshold_ = float(meta["threshold"])
+        return s
+
+
+class MahalanobisScorer(OpenSetScorer):
+    """Class means with one shared covariance; novelty = smallest squared Mahalanobis distance."""
+
+    name = "mahalanobis"
+
+    def __init__(self, rejection_quantile: float = 0.1, reg_covar: float = 1e-4, split: int = 0) -> None:
+        super().__init__(rejection_quantile)
+        self.reg_covar = float(reg_covar)
+        self.split = int(split)     # uses the columns from ``split`` on (see KNNScorer)
+        self.means_: Optional[np.ndarray] = None
+
+    def fit(self, descriptors, labels, n_classes) -> "MahalanobisScorer":
+        y = np.asarray(labels, np.int64)
+        x = _check_descriptors(descriptors, y)[:, self.split:]
+        means = np.zeros((n_classes, x.shape[1]))
+        for c in range(n_classes):
+            if (y == c).sum() < 2:
+                raise MicrostructureError(f"class {c} has {(y == c).sum()} descriptors; at least 2 are needed")
+            means[c] = x[y == c].mean(0)
+        centred = x - means[y]
+        cov = centred.T @ centred / max(1, len(x) - n_classes)
+        cov += self.reg_covar * np.trace(cov) / len(cov) * np.eye(len(cov)) + 1e-9 * np.eye(len(cov))
+        self._set(means, np.linalg.inv(cov))
+        return self
+
+    def _set(self, means, precision) -> None:
+        self.means_ = np.asarray(means, np.float64)
+        self.precision_ = np.asarray(precision, np.float64)
+
+    def _d2(self, x) -> np.ndarray:
+        if self.means_ is None:
+            raise MicrostructureError("the Mahalanobis scorer is not fitted")
+        diff = _check_descriptors(x)[:, self.split:][:, None, :] - self.means_[None]
+        return np.einsum("nkd,de,nke->nk", diff, self.precision_, diff)
+
+    def novelty(self, descriptors) -> np.ndarray:
+        return self._d2(descriptors).min(1)
+
+    def class_posteriors(self, descriptors) -> np.ndarray:
+        return _softmax(-0.5 * self._d2(descriptors))
+
+    def state(self):
+        return ({"means": self.means_, "precision": self.precision_},
+                {"threshold": self.novelty_threshold_, "rejection_quantile": self.rejection_quantile,
+                 "split": self.split})
+
+    @classmethod
+    def from_state(cls, arrays, meta) -> "MahalanobisScorer":
+        s = cls(float(meta["rejection_quantile"]), split=int(meta.get("split", 0)))
+        s._set(arrays["means"], arrays["precision"])
+        s.novelty_threshold_ = float(meta["threshold"])
+        return s
+
+
+class EnergyScorer(OpenSetScorer):
+    """Energy of a linear classifier head: novelty = ``-logsumexp(W f + b)`` (Liu et al. 2020)."""
+
+    name = "energy"
+
+    def __init__(self, head_weight=None, head_bias=None, rejection_quantile: float = 0.1) -> None:
+        super().__init__(rejection_quantile)
+        if head_weight is None:
+            raise MicrostructureError(
+                "the energy scorer needs a classifier head; train with loss='cross-entropy' "
+                "or choose scorer='knn' or 'mahalanobis'")
+        self.head_weight = np.asarray(head_weight, np.float64)
+        self.head_bias = np.asarray(head_bias, np.float64)
+
+    def fit(self, descriptors, labels, n_classes) -> "EnergyScorer":
+        return self
+
+    def _logits(self, x) -> np.ndarray:
+        x = _check_descriptors(x)
+        return x[:, : self.head_weight.shape[1]] @ self.head_weight.T + self.head_bias
+
+    def novelty(self, descriptors) -> np.ndarray:
+        return -_logsumexp(self._logits(descriptors))
+
+    def class_posteriors(self, descriptors) -> np.ndarray:
+        return _softmax(self._logits(descriptors))
+
+    def state(self):
+        return ({"head_weight": self.head_weight, "head_bias": self.head_bias},
+                {"threshold": self.novelty_threshold_, "rejection_quantile": self.rejection_quantile})
+
+    @classmethod
+    def from_state(cls, arrays, meta) -> "EnergyScorer":
+        s = cls(arrays["head_weight"], arrays["head_bias"], float(meta["rejection_quantile"]))
+        s.novelty_threshold_ = float(meta["threshold"])
+        return s
+
+
+SCORERS = {"gmm": OpenSetMixture, "knn": KNNScorer, "mahalanobis": MahalanobisScorer, "energy": EnergyScorer}
+
+
+def make_scorer(name: str, rejection_quantile: float = 0.1, head=None, k: int = 10,
+                normalise: bool = True, split: int = 0) -> OpenSetScorer:
+    """A new, unfitted scorer by name; ``head`` is ``(weight, bias)`` of a linear classifier or None.
+
+    ``k``, ``normalise`` and ``split`` are the k-NN scorer's (see :class:`KNNScorer`);
+    the Mahalanobis scorer also reads the columns from ``split`` on.
+    """
+    if name not in SCORERS:
+        raise MicrostructureError(f"unknown scorer {name!r}; choose one of {', '.join(SCORERS)}")
+    w, b = (None, None) if head is None else head
+    if name == "gmm":
+        return OpenSetMixture(rejection_quantile=rejection_quantile)
+    if name == "knn":
+        return KNNScorer(k, rejection_quantile, w, b, normalise=normalise, split=split)
+    if name == "mahalanobis":
+        return MahalanobisScorer(rejection_quantile, split=split)
+    return EnergyScorer(w, b, rejection_quantile)
+
+
+def scorer_from_state(name: str, arrays: dict, meta: dict) -> OpenSetScorer:
+    """Rebuild a fitted scorer from :meth:`OpenSetScorer.state`."""
+    if name not in SCORERS:
+        raise MicrostructureError(f"unknown scorer {name!r} in the model file; choose one of {', '.join(SCORERS)}")
+    return SCORERS[name].from_state({k: np.asarray(v) for k, v in arrays.items()}, meta)
+
+
+def cross_validated_novelty(scorer: OpenSetScorer, descriptors: np.ndarray, labels: np.ndarray,
+                            groups: np.ndarray, score: np.ndarray, n_classes: int) -> np.ndarray:
+    """Novelty of the crops marked ``score``, each image's crops scored with that image left out.
+
+    For each group (image) ``g`` holding crops to score, the scorer is fitted on
+    every crop of the other images and scores ``g``'s marked crops; so no crop is
+    scored by a scorer fitted on its own image. A class that only ``g`` holds
+    (possible with scribbles) is represented by ``g``'s unmarked crops of it.
+    The scorer is left fitted on the last fold: refit it on everything afterwards.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(score.sum(),)`` novelty, in the order of the marked crops.
+    """
+    x = np.asarray(descriptors, np.float64)
+    y = np.asarray(labels, np.int64)
+    groups = np.asarray(groups)
+    score = np.asarray(score, bool)
+    out = np.full(len(x), np.nan)
+    for g in np.unique(groups[score]):
+        own = groups == g
+        keep = ~own
+        for c in range(n_classes):
+            if not (keep & (y == c)).any():
+                keep = keep | (own & ~score & (y == c))
+        scorer.fit(x[keep], y[keep], n_classes)
+        sel = own & score
+        out[sel] = scorer.novelty(x[sel])
+    return out[score]

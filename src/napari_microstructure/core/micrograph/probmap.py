@@ -507,6 +507,9 @@ def probability_map(
     timings = {"network": 0.0, "mixture": 0.0}
     resampler = source.resampler(ratio)
     _run_tiles(classifier, plan, resampler, origins, opts, diff, timings, progress, cancel, client)
+    if hasattr(classifier, "check_magnification") and not classifier.check_magnification(p):
+        diff[: n_out - 1] = 0.0            # beyond the trained magnifications: all "none"
+        diff[n_out - 1] = diff[-1]
     del resampler, source
 
     acc = np.cumsum(np.cumsum(diff, 1), 2)[:, :ha, :wa]
@@ -775,16 +778,20 @@ class TileWorker:
         x = torch.from_numpy(np.ascontiguousarray(tile)).to(classifier.device_)
         transforms = opts["transforms"]
         probs = np.zeros((len(local), len(classifier.classes_) + 1))
+        scorer = getattr(classifier, "scorer_", classifier.mixture_)
+        # what the scorer reads: descriptors, or descriptors and novelty features
+        to_input = getattr(classifier, "open_set_input", None)
+        novelty_cache: dict = {}     # frozen ImageNet features: once per crop, not per transform
         for turns, mirror in transforms:
             check_cancel(cancel)
             if opts["method"] == "exact":
                 desc = _exact_descriptors(model, x, local, self.crop, turns, mirror, self.log_ppum, opts, timings,
-                                          cancel)
+                                          cancel, to_input)
             else:
                 desc = _shared_descriptors(model, x, local, self.crop, turns, mirror, self.log_ppum, opts, timings,
-                                           cancel)
+                                           cancel, to_input, novelty_cache)
             t0 = time.perf_counter()
-            probs += classifier.mixture_.crop_probabilities(desc)
+            probs += scorer.crop_probabilities(desc)
             timings["mixture"] += time.perf_counter() - t0
         probs /= len(transforms)
         return probs, timings
@@ -795,15 +802,30 @@ def _tile_task(worker: TileWorker, payload: tuple[np.ndarray, np.ndarray]) -> tu
     return worker(payload)
 
 
+def _as_input(to_input, pooled, desc, crops=None, imagenet=None) -> np.ndarray:
+    if to_input is None:
+        return desc.float().cpu().numpy()
+    return to_input(pooled, desc, crops, imagenet=imagenet)
+
+
+def _wants_imagenet(to_input) -> bool:
+    owner = getattr(to_input, "__self__", None)
+    return getattr(owner, "scorer_features", None) == "imagenet" and getattr(owner, "scorer", None) != "gmm"
+
+
 @torch.inference_mode()
-def _shared_descriptors(model, x, local, crop, turns, mirror, mag, opts, timings, cancel) -> np.ndarray:
+def _shared_descriptors(model, x, local, crop, turns, mirror, mag, opts, timings, cancel, to_input=None,
+                        novelty_cache=None) -> np.ndarray:
     cell = int(model.stride)
     t0 = time.perf_counter()
     feat = _dihedral_inverse(model.feature_map(_dihedral(x, turns, mirror)), turns, mirror)[0]
     c, h, w = feat.shape
-    integ = torch.zeros((c, h + 1, w + 1), dtype=torch.float64, device=feat.device)
-    integ[:, 1:, 1:] = feat.double().cumsum(1).cumsum(2)
-    flat = integ.reshape(c, -1)
+    flat = _integral(feat)
+    # Frozen ImageNet features (open-set novelty) are computed on each crop on its own:
+    # EfficientNet's receptive field is far larger than a crop, so windows of a whole-tile
+    # pass see context an isolated crop does not, and measured on generated composites the
+    # two disagreed (a trained half rejected entirely). Costly, but the answers are the crop's.
+    per_crop = _wants_imagenet(to_input)
     out = []
     for s in range(0, len(local), opts["batch"]):
         check_cancel(cancel)
@@ -814,9 +836,27 @@ def _shared_descriptors(model, x, local, crop, turns, mirror, mag, opts, timings
                  - _integral_at(flat, h, w, yb, xa) + _integral_at(flat, h, w, ya, xa))
         pooled = (total / ((yb - ya) * (xb - xa))[None]).T.float()
         logp = torch.full((len(o),), mag, dtype=torch.float32, device=feat.device)
-        out.append(model.head_from_pooled(pooled, logp).float().cpu().numpy())
+        imagenet = None
+        if per_crop:
+            # the scorer's reference holds rotated and mirrored crops: one transform suffices
+            cache = {} if novelty_cache is None else novelty_cache
+            if s not in cache:
+                from .imagenet_features import crop_features
+
+                cache[s] = crop_features(torch.stack([x[0, :, a:a + crop, b:b + crop]
+                                                      for a, b in local[s:s + opts["batch"]]]))
+            imagenet = cache[s]
+        out.append(_as_input(to_input, pooled, model.head_from_pooled(pooled, logp), imagenet=imagenet))
     timings["network"] += time.perf_counter() - t0
     return np.concatenate(out)
+
+
+def _integral(feat: torch.Tensor) -> torch.Tensor:
+    """Flattened integral image ``(C, (h+1)(w+1))`` of a feature map ``(C, h, w)``."""
+    c, h, w = feat.shape
+    integ = torch.zeros((c, h + 1, w + 1), dtype=torch.float64, device=feat.device)
+    integ[:, 1:, 1:] = feat.double().cumsum(1).cumsum(2)
+    return integ.reshape(c, -1)
 
 
 def _integral_at(flat: torch.Tensor, h: int, w: int, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -834,7 +874,7 @@ def _integral_at(flat: torch.Tensor, h: int, w: int, y: torch.Tensor, x: torch.T
 
 
 @torch.inference_mode()
-def _exact_descriptors(model, x, local, crop, turns, mirror, mag, opts, timings, cancel) -> np.ndarray:
+def _exact_descriptors(model, x, local, crop, turns, mirror, mag, opts, timings, cancel, to_input=None) -> np.ndarray:
     batch = max(1, min(opts["batch"], (1 << 22) // (crop * crop)))
     out = []
     for s in range(0, len(local), batch):
@@ -843,6 +883,8 @@ def _exact_descriptors(model, x, local, crop, turns, mirror, mag, opts, timings,
         crops = torch.stack([x[0, :, a:a + crop, b:b + crop] for a, b in o])
         t0 = time.perf_counter()
         logp = torch.full((len(o),), mag, dtype=torch.float32, device=x.device)
-        out.append(model(_dihedral(crops, turns, mirror), logp).float().cpu().numpy())
+        turned = _dihedral(crops, turns, mirror)
+        pooled = model.feature_map(turned).mean(dim=(2, 3))
+        out.append(_as_input(to_input, pooled, model.head_from_pooled(pooled, logp), turned))
         timings["network"] += time.perf_counter() - t0
     return np.concatenate(out)
