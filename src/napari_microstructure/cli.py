@@ -134,7 +134,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out = clf.save(args.output)
     h = clf.history_
     print(f"saved {out} (classes: {', '.join(clf.classes_)}; {len(h.train_loss)} epochs, "
-          f"{h.seconds:.0f} s; threshold {clf.mixture_.threshold_:.3f})")
+          f"{h.seconds:.0f} s; open set: {clf.scorer} on {clf.scorer_features} features, "
+          f"novelty threshold {clf.scorer_.novelty_threshold_:.3g})")
     return 0
 
 
