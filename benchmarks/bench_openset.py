@@ -222,13 +222,15 @@ def recalibrate(clf, train, features, seed):
     """Describe the training images again with other novelty features (same held-out split as fit)."""
     import torch
 
-    from napari_microstructure.core.micrograph.augment import AugmentConfig
+    from napari_microstructure.core.micrograph.crops import CropSampler
 
     clf.scorer_features = features
     prep = clf._prepare(train[0], train[1], train[2], None, np.random.default_rng(seed))
+    aug, dev, S = clf.test_time_augment(), clf.device_, int(clf.input_size)
+    gen = torch.Generator(device=dev).manual_seed(seed)
     mixture, scorer, calib = clf._fit_scorers(
-        clf.model_, prep, len(clf.classes_), np.random.default_rng(seed), np.random.default_rng(seed + 1),
-        AugmentConfig.test_time(), clf.device_, torch.Generator(device=clf.device_).manual_seed(seed), None)
+        clf.model_, prep, len(clf.classes_), CropSampler(S, aug, np.random.default_rng(seed), gen, dev),
+        CropSampler(S, aug, np.random.default_rng(seed + 1), gen, dev), None)
     clf.mixture_, clf.scorer_, clf.calibration_set_ = mixture, scorer, calib["set"]
 
 

@@ -79,13 +79,17 @@ def small_ebsd_map():
 
 @pytest.fixture(scope="session")
 def small_micrograph_model(tmp_path_factory):
-    """A small fitted micrograph model (a few training steps: these tests compare maps, not accuracy)."""
+    """A small fitted micrograph model (a few training steps: these tests compare maps, not accuracy).
+
+    The compact CNN, whose crops share one pass over a tile (``method="shared"``), so the
+    map plumbing tests exercise the shared path too; the default (frozen ImageNet) backbone
+    always computes crops on their own."""
     from napari_microstructure import FewShotClassifier
     from napari_microstructure.core.micrograph.synthetic import make_dataset
 
     images, labels, sizes = make_dataset(("ferrite", "pearlite"), per_class=2, shape=(192, 192), seed=0)
-    clf = FewShotClassifier(input_size=64, embedding_dim=4, max_epochs=1, steps_per_epoch=2, batch_size=8,
-                            n_crops=16, seed=0, device="cpu").fit(images, labels, sizes)
+    clf = FewShotClassifier(backbone="compact", input_size=64, embedding_dim=4, max_epochs=1, steps_per_epoch=2,
+                            batch_size=8, n_crops=16, seed=0, device="cpu").fit(images, labels, sizes)
     path = tmp_path_factory.mktemp("model") / "micrograph.pt"
     clf.save(path)
     return clf, path

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence, TextIO
 
-from .core.choices import BACKBONES, LOSSES
+from .core.choices import LOSSES, MICROGRAPH_BACKBONES
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 
@@ -173,11 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="model file to write")
     p.add_argument("--pixel-size", type=float, default=None,
                    help="micrometres per pixel for images without resolution tags")
-    p.add_argument("--backbone", default="compact", choices=BACKBONES)
-    p.add_argument("--loss", default="triplet", choices=LOSSES)
-    p.add_argument("--embedding-dim", type=int, default=2)
-    p.add_argument("--input-size", type=int, default=200)
-    p.add_argument("--epochs", type=_positive_int, default=40)
+    # defaults: the estimator's own, so the command line trains what the API trains
+    from .core.micrograph.fewshot import FewShotClassifier
+
+    d = FewShotClassifier.default_params()
+    p.add_argument("--backbone", default=d["backbone"], choices=MICROGRAPH_BACKBONES)
+    p.add_argument("--loss", default=d["loss"], choices=LOSSES)
+    p.add_argument("--embedding-dim", type=int, default=d["embedding_dim"])
+    p.add_argument("--input-size", type=int, default=d["input_size"])
+    p.add_argument("--epochs", type=_positive_int, default=d["max_epochs"])
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_train)

@@ -120,7 +120,8 @@ def run_demo(output: str = "demo-output", quick: bool = False, show: Optional[bo
     sizes = [m["scale"][0] for _, m, _ in layers]
     print(f"sample data: {len(images)} generated micrographs of {', '.join(SAMPLE_CLASSES)}; "
           f"device: {describe(select_device())}")
-    clf = FewShotClassifier(input_size=96 if quick else 128, embedding_dim=2,
+    # the defaults (frozen ImageNet features, trained head), with the paper's 2-D descriptors to draw
+    clf = FewShotClassifier(embedding_dim=2,
                             max_epochs=6 if quick else 40, steps_per_epoch=8 if quick else 16,
                             patience=8)
     clf.fit(images, labels, sizes, progress=TerminalProgress())

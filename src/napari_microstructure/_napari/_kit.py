@@ -33,10 +33,10 @@ from qtpy.QtWidgets import (
     QVBoxLayout, QWidget,
 )
 
-from ..core.choices import BACKBONES, LOSSES
+from ..core.choices import BACKBONES, LOSSES, MICROGRAPH_BACKBONES
 from ._workers import Job, ProgressPanel, format_exception
 
-__all__ = ["BACKBONES", "LOSSES", "DockWidget", "LayerPicker", "ModelFileRow", "Section", "estimator_defaults",
+__all__ = ["BACKBONES", "LOSSES", "MICROGRAPH_BACKBONES", "DockWidget", "LayerPicker", "ModelFileRow", "Section", "estimator_defaults",
            "place_like", "unwrap"]
 
 MODEL_FILTER = "napari-microstructure model (*.pt);;All files (*)"

@@ -35,7 +35,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.errors import MicrostructureError
-from ._kit import BACKBONES, LOSSES, DockWidget, LayerPicker, ModelFileRow, estimator_defaults, unwrap
+from ._kit import LOSSES, MICROGRAPH_BACKBONES, DockWidget, LayerPicker, ModelFileRow, estimator_defaults, unwrap
 from ._workers import Job, format_exception
 
 _unwrap = unwrap
@@ -154,8 +154,8 @@ class TrainingWidget(DockWidget):
         of = QFormLayout(self.section("Options"))
         of.setContentsMargins(2, 0, 2, 0)
         self.backbone = QComboBox()
-        self.backbone.addItems(BACKBONES)
-        self.backbone.setCurrentText(str(defaults.get("backbone", BACKBONES[0])))
+        self.backbone.addItems(MICROGRAPH_BACKBONES)
+        self.backbone.setCurrentText(str(defaults.get("backbone", MICROGRAPH_BACKBONES[0])))
         self.loss = QComboBox()
         self.loss.addItems(LOSSES)
         self.loss.setCurrentText(str(defaults.get("loss", LOSSES[0])))

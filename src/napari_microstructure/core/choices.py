@@ -8,8 +8,11 @@ Default values come from the estimators' signatures
 
 from __future__ import annotations
 
-#: Network backbones (:func:`~.nn.backbones.build_backbone`).
+#: Network backbones (:func:`~.nn.backbones.build_backbone`) of the EBSD classifier.
 BACKBONES = ("compact", "efficientnet-lite0")
+#: Backbones of the micrograph classifier: also frozen ImageNet features with a trained head
+#: (:class:`~.nn.frozen.FrozenImageNet`, the default), first.
+MICROGRAPH_BACKBONES = ("imagenet-frozen",) + BACKBONES
 #: Metric-learning and classification losses of :class:`~.micrograph.fewshot.FewShotClassifier`.
 LOSSES = ("triplet", "contrastive", "cross-entropy")
 #: Triplet mining strategies.
@@ -23,4 +26,5 @@ EBSD_BACKGROUNDS = ("model", "map")
 #: Device names (:func:`~.nn.device.select_device`; ``"cuda:N"`` is accepted too).
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
-__all__ = ["ATTRIBUTION_METHODS", "BACKBONES", "DEVICES", "EBSD_BACKGROUNDS", "LOSSES", "MAP_METHODS", "MINING"]
+__all__ = ["ATTRIBUTION_METHODS", "BACKBONES", "DEVICES", "EBSD_BACKGROUNDS", "LOSSES", "MAP_METHODS",
+           "MICROGRAPH_BACKBONES", "MINING"]

@@ -26,8 +26,10 @@ def micro():
     from napari_microstructure.core.micrograph.synthetic import make_dataset
 
     images, labels, sizes = make_dataset(CLASSES, per_class=2, shape=(128, 128), seed=3)
-    clf = FewShotClassifier(input_size=32, embedding_dim=2, max_epochs=1, steps_per_epoch=2, batch_size=12,
-                            augment=False, seed=0, device="cpu")
+    # the compact CNN: smooth enough along the path for 128 steps to check completeness to 2 %
+    # (the default frozen ImageNet backbone needs far more steps; see the warning test below)
+    clf = FewShotClassifier(backbone="compact", input_size=32, embedding_dim=2, max_epochs=1, steps_per_epoch=2,
+                            batch_size=12, augment=False, seed=0, device="cpu")
     return clf.fit(images, labels, sizes), images, sizes
 
 
@@ -179,3 +181,17 @@ def test_gradient_shap_is_seeded_and_leaves_the_global_generator_alone(rng):
     other = attribution(adapter, x, "a", "gradient-shap", background=background, n_samples=8, stdevs=0.1, seed=5)
     np.testing.assert_array_equal(first.attributions, again.attributions)
     assert not np.array_equal(first.attributions, other.attributions)
+
+
+def test_incomplete_integrated_gradients_warn(micro):
+    """The default frozen ImageNet backbone is rough along the path: 16 steps miss by far, and say so."""
+    from napari_microstructure.core.micrograph.fewshot import FewShotClassifier
+
+    _, images, sizes = micro
+    labels = [c for c in CLASSES for _ in range(2)]
+    frozen = FewShotClassifier(input_size=32, embedding_dim=2, max_epochs=1, steps_per_epoch=2, batch_size=12,
+                               augment=False, seed=0, device="cpu").fit(images, labels, sizes)
+    with pytest.warns(UserWarning, match="integrated gradients miss the score difference.*raise n_steps"):
+        res = attribution(frozen, images[0][:64, :64], "pearlite", "integrated-gradients", pixel_size=sizes[0],
+                          region="crop", n_steps=16)
+    assert res.delta > 0.1 * abs(float(res.score_differences[0]))

@@ -75,16 +75,21 @@ def test_untrained_texture_is_outlier_and_dark(trained_classifier):
 
 
 @pytest.mark.parametrize("method", ["exact", "shared"])
-def test_tiled_run_equals_untiled(trained_classifier, method):
+@pytest.mark.parametrize("model", ["default", "compact"])
+def test_tiled_run_equals_untiled(trained_classifier, small_micrograph_model, method, model):
+    clf = trained_classifier if model == "default" else small_micrograph_model[0]
     image, _ = make_composite("spheroidite", "ferrite", shape=(600, 520), pixel_size_um=P, seed=4)
-    whole = probability_map(trained_classifier, image, P, method=method, stride=40)
-    tiled = probability_map(trained_classifier, image, P, method=method, stride=40, tile_size=128)
+    whole = probability_map(clf, image, P, method=method, stride=40)
+    tiled = probability_map(clf, image, P, method=method, stride=40, tile_size=128)
     assert whole.n_crops == tiled.n_crops
+    # the frozen ImageNet backbone cannot share a pass between crops: always exact
+    assert whole.method == ("exact" if model == "default" else method)
     np.testing.assert_allclose(tiled.probabilities, whole.probabilities, atol=1e-4)
 
 
-def test_shared_pooling_equals_isolated_crop_and_box_mean(trained_classifier):
-    model = trained_classifier.model_
+def test_shared_pooling_equals_isolated_crop_and_box_mean(small_micrograph_model):
+    model = small_micrograph_model[0].model_
+    assert model.shares_windows
     opts = {"batch": 64}
     timings = {"network": 0.0}
     x = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(0))

@@ -32,6 +32,7 @@ import csv
 import dataclasses
 import math
 import os
+import warnings
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
@@ -45,6 +46,10 @@ from ..micrograph.augment import AugmentConfig
 from ..micrograph.crops import CropSampler, CropSource, Micrograph
 from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
 from .adapters import ModelAdapter, as_adapter
+
+#: Integrated gradients whose completeness error (|sum of attributions - score difference|)
+#: exceeds this share of the difference get a warning.
+COMPLETENESS_TOLERANCE = 0.1
 
 METHODS = ATTRIBUTION_METHODS
 _ALIASES = {"ig": "integrated-gradients", "integrated_gradients": "integrated-gradients",
@@ -477,6 +482,15 @@ def attribution(
         total[r0:r0 + rh, c0:c0 + cw] += _resample_sum(attrs[k], int(rh), int(cw))
         count[r0:r0 + rh, c0:c0 + cw] += 1
     amap = np.where(count > 0, total / np.maximum(count, 1), 0.0)
+    if method == "integrated-gradients" and n:
+        worst = float(np.max(deltas / np.maximum(np.abs(diffs), 1e-12)))
+        if worst > COMPLETENESS_TOLERANCE:
+            # measured: the frozen ImageNet backbone's path from grey to a crop is rough, and
+            # 64 steps can miss the score difference several times over
+            warnings.warn(
+                f"the integrated gradients miss the score difference by up to {worst:.0%} (n_steps={n_steps}); "
+                "the map is only roughly right: raise n_steps (e.g. 512), or use method='gradient-shap'",
+                UserWarning, stacklevel=2)
     return Attribution(
         attributions=amap.astype(np.float32), image=np.asarray(prep.image, np.float32),
         target=adapter.classes[t], target_index=t, method=method, score_name=adapter.score_name,

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..base import Estimator, check_is_fitted, isolated_torch_rng, torch_generator
-from ..choices import LOSSES, MINING
+from ..choices import LOSSES, MICROGRAPH_BACKBONES, MINING
 from ..errors import MicrostructureError
 from ..nn.device import autocast, select_device
 from ..nn.losses import contrastive_loss, triplet_loss
@@ -35,6 +35,9 @@ from .openset import SCORERS, OpenSetMixture, cross_validated_novelty, make_scor
 
 NONE_CLASS = "none"
 
+#: Training crops per labelled image whose frozen features are computed once (frozen
+#: backbone): the head then trains on these for as many epochs as it needs, in seconds.
+BANK_CROPS_PER_IMAGE = 48
 #: Crops with fewer labelled pixels than this per class are refused (scribble masks).
 MIN_LABELLED_PIXELS = 10
 #: What the open-set scorer measures novelty on (see FewShotClassifier.open_set_input).
@@ -61,9 +64,15 @@ class FewShotClassifier(Estimator):
 
     Parameters
     ----------
-    backbone : {"compact", "efficientnet-lite0"}
-        ``"compact"``: a small CNN trained from scratch (fast on a CPU).
-        ``"efficientnet-lite0"``: transfer learning from ImageNet weights.
+    backbone : {"imagenet-frozen", "compact", "efficientnet-lite0"}
+        ``"imagenet-frozen"`` (default): frozen ImageNet features
+        (:class:`~..nn.frozen.FrozenImageNet`, EfficientNet-Lite0, three
+        stages pooled) with a small trained metric head; the features of
+        ``BANK_CROPS_PER_IMAGE`` augmented crops per image are computed once
+        and the head trains on them. Measured best on held-out images and
+        untrained classes (docs/benchmarks.md).
+        ``"compact"``: a small CNN trained from scratch.
+        ``"efficientnet-lite0"``: EfficientNet-Lite0 fine-tuned from ImageNet.
     loss : {"triplet", "contrastive", "cross-entropy"}
         Metric learning (triplet, Siamese contrastive) or a classifier head.
     embedding_dim : int
@@ -137,10 +146,10 @@ class FewShotClassifier(Estimator):
 
     def __init__(
         self,
-        backbone: str = "compact",
+        backbone: str = "imagenet-frozen",
         loss: str = "triplet",
         embedding_dim: int = 16,
-        input_size: int = 200,
+        input_size: int = 96,
         fov_um: Optional[tuple[float, float]] = None,
         pretrained: bool = True,
         use_magnification: bool = True,
@@ -191,6 +200,10 @@ class FewShotClassifier(Estimator):
 
     # ------------------------------------------------------------------ params
     def _check_params(self) -> None:
+        key = str(self.backbone).strip().lower().replace("_", "-")
+        if key not in MICROGRAPH_BACKBONES and key not in ("efficientnet", "efficientnet-lite"):
+            raise MicrostructureError(
+                f"unknown backbone {self.backbone!r}; choose one of {', '.join(MICROGRAPH_BACKBONES)}")
         if self.loss not in LOSSES:
             raise MicrostructureError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
         if self.mining not in MINING:
@@ -406,10 +419,18 @@ class FewShotClassifier(Estimator):
         model.to(device)
 
         train_crops = CropSampler(S, augment, rng, gen, device)
+        # a frozen backbone: batches hold its pooled features (computed once), not crops
+        frozen = model.frozen_backbone
+        if frozen:
+            bank = self._feature_bank(model, train_crops, prep.sources, n_classes, progress, cancel)
 
         def train_batches(epoch: int):
             for _ in range(int(self.steps_per_epoch)):
                 ids = self._balanced_classes(n_classes, rng)
+                if frozen:
+                    rows = np.array([rng.choice(bank[2][k]) for k in ids])
+                    yield bank[0][rows], bank[1][rows], torch.as_tensor(ids, device=device)
+                    continue
                 batch = train_crops.sample_classes(prep.sources, ids)
                 yield batch.crops, batch.log_ppum, torch.as_tensor(ids, device=device)
 
@@ -420,11 +441,15 @@ class FewShotClassifier(Estimator):
         for _ in range(n_val_batches):
             ids = np.repeat(np.arange(n_classes), max(2, int(self.batch_size) // n_classes))
             batch = val_crops.sample_classes(prep.val_sources, ids)
-            val_set.append((batch.crops, batch.log_ppum, torch.as_tensor(ids, device=device)))
+            x = batch.crops
+            if frozen:
+                with torch.inference_mode(), autocast(device):
+                    x = model.pooled(x).float().clone()
+            val_set.append((x, batch.log_ppum, torch.as_tensor(ids, device=device)))
 
         def loss_fn(net: DescriptorNet, batch):
             crops, mag, ids = batch
-            desc = net(crops, mag)
+            desc = net.head_from_pooled(crops, mag) if frozen else net(crops, mag)
             if self.loss == "triplet":
                 return triplet_loss(desc.float(), ids, float(self.margin), self.mining)
             if self.loss == "contrastive":
@@ -462,6 +487,28 @@ class FewShotClassifier(Estimator):
         self.held_out_images_ = prep.held_out_images
         return self
 
+    def _feature_bank(self, model: DescriptorNet, sampler: CropSampler, sources: Sequence[CropSource],
+                      n_classes: int, progress: Optional[ProgressCallback], cancel: Optional[CancelToken]):
+        """Pooled frozen features of augmented training crops: ``(features, log_ppum, rows per class)``.
+
+        :data:`BANK_CROPS_PER_IMAGE` crops per image holding a class, per class;
+        computed once, so training the head costs seconds whatever the epochs.
+        """
+        per_class = [BANK_CROPS_PER_IMAGE * sum(s.has_class(k) for s in sources) for k in range(n_classes)]
+        ids = np.repeat(np.arange(n_classes), per_class)
+        ids = ids[sampler.rng.permutation(len(ids))]
+        feats, mags = [], []
+        for start in range(0, len(ids), 64):
+            check_cancel(cancel)
+            report(progress, "features", start, len(ids), f"ImageNet features of training crop {start} of {len(ids)}")
+            batch = sampler.sample_classes(sources, ids[start:start + 64])
+            with torch.inference_mode(), autocast(sampler.device):
+                feats.append(model.pooled(batch.crops).float())
+            mags.append(batch.log_ppum)
+        report(progress, "features", len(ids), len(ids), f"{len(ids)} training crops described")
+        rows = [np.nonzero(ids == k)[0] for k in range(n_classes)]
+        return torch.cat(feats).clone(), torch.cat(mags).clone(), rows
+
     def _descriptors_by_image(self, model: DescriptorNet, sampler: CropSampler, sources: Sequence[CropSource],
                               cancel: Optional[CancelToken]):
         """``calibration_crops`` descriptors per image: (descriptors, class ids, image index)."""
@@ -479,7 +526,7 @@ class FewShotClassifier(Estimator):
 
     def open_set_input(self, pooled: torch.Tensor, descriptors: torch.Tensor,
                        crops: Optional[torch.Tensor] = None, for_scorer: bool = True,
-                       imagenet: Optional[torch.Tensor] = None) -> np.ndarray:
+                       imagenet: Optional[torch.Tensor] = None, model: Optional[DescriptorNet] = None) -> np.ndarray:
         """What the open-set scorer reads for each crop, ``(n, D)`` or ``(n, D + C)``.
 
         The descriptors, followed by the features novelty is measured on:
@@ -490,12 +537,18 @@ class FewShotClassifier(Estimator):
         features also what an untrained texture does differently. The Gaussian mixture (``scorer="gmm"``)
         reads the descriptors alone; ``for_scorer=False`` keeps the features anyway
         (the crops described in :meth:`fit`, from which any scorer can be refitted).
+        With the frozen ImageNet backbone the ImageNet features are its own pooled
+        features (``pooled``, normalised as its head reads them), computed once.
         """
         d = descriptors.float().cpu().numpy()
         if self.scorer_features == "descriptor" or (for_scorer and self.scorer == "gmm"):
             return d
-        if self.scorer_features == "imagenet":
-            if imagenet is None:
+        model = model if model is not None else getattr(self, "model_", None)
+        frozen = model is not None and model.frozen_backbone
+        if self.scorer_features == "imagenet" or frozen:
+            if frozen:
+                imagenet = model.backbone.normalise_pooled(pooled)
+            elif imagenet is None:
                 from .imagenet_features import crop_features
 
                 imagenet = crop_features(crops)
@@ -651,9 +704,9 @@ class FewShotClassifier(Estimator):
             check_cancel(cancel)
             batch = sampler.sample_classes(sources, ids[start:start + 64])
             with torch.inference_mode(), autocast(sampler.device):
-                pooled = model.feature_map(batch.crops).mean(dim=(2, 3))
+                pooled = model.pooled(batch.crops)
                 out.append(self.open_set_input(pooled, model.head_from_pooled(pooled, batch.log_ppum),
-                                               batch.crops, for_scorer=False))
+                                               batch.crops, for_scorer=False, model=model))
         return np.concatenate(out)
 
     # ------------------------------------------------------------- prediction
@@ -699,7 +752,7 @@ class FewShotClassifier(Estimator):
         or ``scorer="gmm"``). ``imagenet``: the crops' ImageNet features, when already computed."""
         check_is_fitted(self)
         with torch.inference_mode(), autocast(self.device_):
-            pooled = self.model_.feature_map(batch.crops).mean(dim=(2, 3))
+            pooled = self.model_.pooled(batch.crops)
             return self.open_set_input(pooled, self.model_.head_from_pooled(pooled, batch.log_ppum),
                                        batch.crops, imagenet=imagenet)
 
@@ -842,7 +895,10 @@ class FewShotClassifier(Estimator):
             "pixel_size_range_um": list(self.pixel_size_range_um_),
             "normalisation": "per-image percentiles 0.5-99.5 of the valid pixels to [0, 1]",
         }
-        tensors = with_prefix(self.model_.state_dict(), "model")
+        state = self.model_.state_dict()
+        if self.model_.frozen_backbone:   # ImageNet's, from the weights package: not stored
+            state = {k: v for k, v in state.items() if not k.startswith("backbone.")}
+        tensors = with_prefix(state, "model")
         tensors.update({
             "mixture.means": self.mixture_.means_, "mixture.covariances": self.mixture_.covariances_,
             "mixture.weights": self.mixture_.weights_,
@@ -861,7 +917,15 @@ class FewShotClassifier(Estimator):
             len(classes) if self.loss == "cross-entropy" else None,
             bool(self.use_magnification), pretrained=False,
         )
-        model.load_state_dict(split_prefix(tensors, "model"), strict=True)
+        if model.frozen_backbone:
+            missing, unexpected = model.load_state_dict(split_prefix(tensors, "model"), strict=False)
+            if unexpected or any(not k.startswith("backbone.") for k in missing):
+                raise MicrostructureError(
+                    "the model file's network does not match its settings (missing "
+                    f"{[k for k in missing if not k.startswith('backbone.')][:3]}, unexpected {unexpected[:3]}); "
+                    "it is damaged or was written by another version: train the model again")
+        else:
+            model.load_state_dict(split_prefix(tensors, "model"), strict=True)
         mixture = OpenSetMixture.from_parameters(
             tensors["mixture.means"].numpy(), tensors["mixture.covariances"].numpy(),
             tensors["mixture.weights"].numpy(), metadata["threshold"],

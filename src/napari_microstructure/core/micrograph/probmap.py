@@ -397,7 +397,9 @@ def probability_map(
         pooled from its feature map (10-100x faster; faithful because the
         backbones pad by reflection, see the module notes). ``"exact"``: every
         crop through the whole network on its own, in batches, as in
-        :meth:`predict_proba`.
+        :meth:`predict_proba`. Models whose crops cannot share a pass (the
+        frozen ImageNet backbone, ``model_.shares_windows`` False) always use
+        ``"exact"``.
     tile_size : int
         Side of the tiles the image is processed in, in network-input pixels
         (at least 128; rounded down to a multiple of 32). Bounds memory; tiles
@@ -452,6 +454,8 @@ def probability_map(
         from ...io.store import check_store_path
 
         check_store_path(store, overwrite)
+    if method == "shared" and not getattr(classifier.model_, "shares_windows", True):
+        method = "exact"   # frozen ImageNet features: a window of a whole-image pass is not the crop's
     opts = _check_options(stride, jitter, n_augment, n_random_crops, max_invalid_fraction, method,
                           tile_size, batch_size)
     opts["transforms"] = dihedral_transforms(AugmentConfig.coerce(classifier.augment))[: opts["n_augment"]]
@@ -884,7 +888,7 @@ def _exact_descriptors(model, x, local, crop, turns, mirror, mag, opts, timings,
         t0 = time.perf_counter()
         logp = torch.full((len(o),), mag, dtype=torch.float32, device=x.device)
         turned = _dihedral(crops, turns, mirror)
-        pooled = model.feature_map(turned).mean(dim=(2, 3))
+        pooled = model.pooled(turned)
         out.append(_as_input(to_input, pooled, model.head_from_pooled(pooled, logp), turned))
         timings["network"] += time.perf_counter() - t0
     return np.concatenate(out)

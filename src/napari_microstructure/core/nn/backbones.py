@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..choices import BACKBONES
+from ..choices import MICROGRAPH_BACKBONES
 from ..errors import MicrostructureError
 from .padding import pad2d, set_padding_mode
 
@@ -79,7 +79,9 @@ def build_backbone(name: str, pretrained: bool = True, padding: str = "zeros") -
 
     Parameters
     ----------
-    name : {"compact", "efficientnet-lite0"}
+    name : {"imagenet-frozen", "compact", "efficientnet-lite0"}
+        ``"imagenet-frozen"``: :class:`~.frozen.FrozenImageNet`, ImageNet
+        features that are never trained (always with the ImageNet weights).
         ``"compact"``: :class:`CompactCNN` from scratch (grey input).
         ``"efficientnet-lite0"``: EfficientNet-Lite0, grey stacked to three
         channels with ImageNet normalisation.
@@ -94,6 +96,10 @@ def build_backbone(name: str, pretrained: bool = True, padding: str = "zeros") -
     key = str(name).strip().lower().replace("_", "-")
     if key == "compact":
         return CompactCNN()
+    if key == "imagenet-frozen":
+        from .frozen import FrozenImageNet
+
+        return FrozenImageNet(pretrained=True, padding=padding)
     if key in ("efficientnet-lite0", "efficientnet", "efficientnet-lite"):
         from .efficientnet import EfficientNetLite0, load_imagenet_efficientnet_lite0
 
@@ -102,7 +108,7 @@ def build_backbone(name: str, pretrained: bool = True, padding: str = "zeros") -
         set_padding_mode(net, padding)
         return net
     raise MicrostructureError(
-        f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}"
+        f"unknown backbone {name!r}; choose one of {', '.join(MICROGRAPH_BACKBONES)}"
     )
 
 

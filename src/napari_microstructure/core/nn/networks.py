@@ -63,12 +63,30 @@ class DescriptorNet(nn.Module):
     def stride(self) -> int:
         return int(self.backbone.stride)
 
+    @property
+    def shares_windows(self) -> bool:
+        """Whether a window of a whole-image feature map equals the crop's own (see :mod:`.frozen`)."""
+        return bool(getattr(self.backbone, "shares_windows", True))
+
+    @property
+    def frozen_backbone(self) -> bool:
+        """Whether the backbone is never trained (its weights then come from ImageNet, not the model file)."""
+        return bool(getattr(self.backbone, "frozen", False))
+
+    def pooled(self, grey: torch.Tensor) -> torch.Tensor:
+        """Spatially averaged backbone features ``(B, C)`` of crops ``(B, 1, S, S)`` in [0, 1]."""
+        own = getattr(self.backbone, "pooled", None)
+        return own(grey) if own is not None else self.feature_map(grey).mean(dim=(2, 3))
+
     def feature_map(self, grey: torch.Tensor) -> torch.Tensor:
         """``(B, 1, H, W)`` grey in [0, 1] -> backbone feature map ``(B, C, h, w)``."""
         return self.backbone.forward_features(self.backbone.prepare(grey))
 
     def head_from_pooled(self, pooled: torch.Tensor, log_ppum: torch.Tensor) -> torch.Tensor:
         """Descriptors from spatially averaged features ``(B, C)`` and log10 resolution ``(B,)``."""
+        normalise = getattr(self.backbone, "normalise_pooled", None)
+        if normalise is not None:
+            pooled = normalise(pooled)
         if self.use_magnification:
             mag = ((log_ppum.to(pooled.dtype) - self.mag_center) / self.mag_scale)[:, None]
             pooled = torch.cat([pooled, mag], dim=1)
@@ -76,5 +94,4 @@ class DescriptorNet(nn.Module):
 
     def forward(self, grey: torch.Tensor, log_ppum: torch.Tensor) -> torch.Tensor:
         """Descriptors ``(B, embedding_dim)`` of crops ``(B, 1, S, S)`` in [0, 1]."""
-        pooled = self.feature_map(grey).mean(dim=(2, 3))
-        return self.head_from_pooled(pooled, log_ppum)
+        return self.head_from_pooled(self.pooled(grey), log_ppum)
