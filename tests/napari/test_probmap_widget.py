@@ -122,3 +122,17 @@ def test_save_button_writes_tiff(widget_and_image, tmp_path):
     path = widget.save_maps(str(tmp_path / "maps.tif"))
     probs, names, size, _ = read_probability_tiff(path)
     assert names == widget.results["sample"].class_names and size == pytest.approx(0.1)
+
+
+def test_cluster_field_sends_the_map_to_that_scheduler(widget_and_image):
+    """The "Cluster" field reaches probability_map(client=...): a scheduler that is not there is
+    named in the widget's error, and nothing is added to the viewer."""
+    pytest.importorskip("distributed")
+    viewer, widget, layer = widget_and_image
+    assert widget.scheduler_edit.client() is None            # empty: this process
+    widget.scheduler_edit.setText("  tcp://127.0.0.1:9  ")
+    assert widget.scheduler_edit.client() == "tcp://127.0.0.1:9"
+    widget.run()
+    status = widget.panel.status.text()
+    assert "could not reach a dask scheduler at 'tcp://127.0.0.1:9'" in status
+    assert widget.layers_of("sample") == [] and len(viewer.layers) == 1

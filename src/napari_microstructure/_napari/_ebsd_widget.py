@@ -39,7 +39,8 @@ from qtpy.QtWidgets import (
 
 from ..core.colours import NO_SOLUTION_COLOUR, label_colour
 from ..core.errors import MicrostructureError
-from ._kit import BACKBONES, DockWidget, LayerPicker, ModelFileRow, estimator_defaults, place_like, theme_figure
+from ._kit import (BACKBONES, DockWidget, LayerPicker, ModelFileRow, SchedulerEdit, estimator_defaults, place_like,
+                   theme_figure)
 from ._workers import Job
 
 SOURCE_PAINTED = "Labels painted on the navigator"
@@ -74,8 +75,9 @@ def _parse_class(text: str) -> Any:
         return text
 
 
-def _classify(classifier, pattern_map, chunk_size, progress=None, cancel=None):
-    return classifier.classify_map(pattern_map, chunk_size=chunk_size, progress=progress, cancel=cancel)
+def _classify(classifier, pattern_map, chunk_size, client=None, progress=None, cancel=None):
+    return classifier.classify_map(pattern_map, chunk_size=chunk_size, client=client, progress=progress,
+                                   cancel=cancel)
 
 
 def _fit(classifier, patterns, labels, progress=None, cancel=None):
@@ -158,6 +160,8 @@ class EBSDWidget(DockWidget):
         self.threshold_spin.setValue(float(defaults.get("confidence_threshold", 0.5)))
         self.threshold_spin.setToolTip("patterns whose top probability is below this are 'no solution'")
         opts.addRow("Confidence threshold", self.threshold_spin)
+        self.scheduler_edit = SchedulerEdit()
+        opts.addRow("Cluster", self.scheduler_edit)
 
         # --- actions
         av = QVBoxLayout(self.section("Train and classify"))
@@ -438,7 +442,8 @@ class EBSDWidget(DockWidget):
         pl = self.pattern_layer()
         self._result_map_name = pl.name
         self.fraction_table.setRowCount(0)
-        return self._start(_classify, self.classifier, pl.data, 2048, on_done=self.show_result,
+        return self._start(_classify, self.classifier, pl.data, 2048, self.scheduler_edit.client(),
+                           on_done=self.show_result,
                            message=f"classifying {int(np.prod(pl.data.shape[:2]))} patterns…")
 
     def _on_train_clicked(self) -> None:

@@ -29,14 +29,14 @@ from typing import Any, Callable, Iterable, Optional
 
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
-    QComboBox, QFileDialog, QFrame, QHBoxLayout, QPushButton, QScrollArea, QSizePolicy, QToolButton,
+    QComboBox, QFileDialog, QFrame, QHBoxLayout, QLineEdit, QPushButton, QScrollArea, QSizePolicy, QToolButton,
     QVBoxLayout, QWidget,
 )
 
 from ..core.choices import BACKBONES, LOSSES, MICROGRAPH_BACKBONES
 from ._workers import Job, ProgressPanel, format_exception
 
-__all__ = ["BACKBONES", "LOSSES", "MICROGRAPH_BACKBONES", "DockWidget", "LayerPicker", "ModelFileRow", "Section", "estimator_defaults",
+__all__ = ["BACKBONES", "LOSSES", "MICROGRAPH_BACKBONES", "DockWidget", "LayerPicker", "ModelFileRow", "SchedulerEdit", "Section", "estimator_defaults",
            "place_like", "unwrap"]
 
 MODEL_FILTER = "napari-microstructure model (*.pt);;All files (*)"
@@ -258,6 +258,24 @@ class ModelFileRow(QWidget):
         path, _ = QFileDialog.getOpenFileName(self, "Load model", "", MODEL_FILTER)
         if path:
             self._load(path)
+
+
+class SchedulerEdit(QLineEdit):
+    """Where maps run: a dask scheduler address, or empty for this process (docs/scaling.md).
+
+    Empty means what the API's ``client=None`` means: the client created in this
+    process if any, else ``$NAPARI_MICROSTRUCTURE_SCHEDULER``, else threads here.
+    """
+
+    def __init__(self, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.setPlaceholderText("this process (or tcp://host:8786)")
+        self.setToolTip("dask.distributed scheduler to run maps on, e.g. tcp://10.0.0.5:8786; "
+                        "empty: this process (or $NAPARI_MICROSTRUCTURE_SCHEDULER)")
+
+    def client(self) -> Optional[str]:
+        """The address typed, or None."""
+        return self.text().strip() or None
 
 
 class DockWidget(QWidget):

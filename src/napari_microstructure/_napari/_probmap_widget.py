@@ -36,7 +36,7 @@ from qtpy.QtWidgets import (
 from ..core.colours import NONE_COLOUR, OUTLIER_COLOUR, hex_to_rgb
 from ..core.colours import class_colour as _class_colour_hex
 from ..core.errors import MicrostructureError
-from ._kit import DockWidget, LayerPicker, ModelFileRow, place_like
+from ._kit import DockWidget, LayerPicker, ModelFileRow, SchedulerEdit, place_like
 from ._workers import Job
 from ._writer import METADATA_KEY
 
@@ -98,12 +98,14 @@ class ProbabilityMapWidget(DockWidget):
         self.method_combo.setCurrentText(str(defaults.get("method", METHODS[0])))
         self.method_combo.setToolTip("shared: one fully convolutional pass over the image (fast); "
                                      "exact: every crop on its own (slow, for checking)")
+        self.scheduler_edit = SchedulerEdit()
         self.run_button = QPushButton("Run")
         self.run_button.clicked.connect(self.run)
         form.addRow("Image", self.image_combo)
         form.addRow("Stride (px)", self.stride_spin)
         form.addRow("Augmentations", self.augment_spin)
         form.addRow("Method", self.method_combo)
+        form.addRow("Cluster", self.scheduler_edit)
         form.addRow(self.run_button)
 
         rv = QVBoxLayout(self.section("Outliers and area fractions"))
@@ -210,7 +212,7 @@ class ProbabilityMapWidget(DockWidget):
         self._clear_table()
         return self.start_job(probability_map, self.classifier, data, size, stride=stride,
                               n_augment=self.augment_spin.value(), method=self.method_combo.currentText(),
-                              on_done=lambda result: self._show(layer, result),
+                              client=self.scheduler_edit.client(), on_done=lambda result: self._show(layer, result),
                               message=f"mapping {layer.name!r}…")
 
     # --------------------------------------------------------------- layers
