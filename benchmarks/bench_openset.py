@@ -250,14 +250,14 @@ def evaluate_model(clf, train_s, train, known, unknown, mixed, scorers, features
         for name in scorers:
             if name == "energy" and clf.model_.classifier is None:
                 continue
-            if name == "gmm" and features != "descriptor":
+            if name == "gmm" and features == "backbone":
                 continue
             clf.refit_scorer(name)
             cut = (lambda d: d[:, :D]) if name == "gmm" else (lambda d: d)
             pk = [clf.scorer_.crop_probabilities(cut(d)).mean(0) for d in desc_k]
             pu = [clf.scorer_.crop_probabilities(cut(d)).mean(0) for d in desc_u]
             res = summarise(f"{clf.loss} {D}-D, {name} on {features}", pk, known[1], pu, unknown[1], classes)
-            if name in ("knn", "gmm"):
+            if name in ("ensemble", "knn", "gmm"):
                 t = time.perf_counter()
                 res["mixed_pixels"] = mixed_accuracy(clf, mixed)
                 print(f"{'':>36}mixed images, pixels away from the seam: {res['mixed_pixels']:.3f} "

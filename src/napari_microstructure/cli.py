@@ -134,8 +134,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out = clf.save(args.output)
     h = clf.history_
     print(f"saved {out} (classes: {', '.join(clf.classes_)}; {len(h.train_loss)} epochs, "
-          f"{h.seconds:.0f} s; open set: {clf.scorer} on {clf.scorer_features} features, "
-          f"novelty threshold {clf.scorer_.novelty_threshold_:.3g})")
+          f"{h.seconds:.0f} s; open set on {clf.scorer_features} features: {clf.scorer_.describe()})")
     return 0
 
 

@@ -51,7 +51,7 @@ def test_bad_inputs(blobs):
 
 # ------------------------------------------------------------ the other scorers
 from napari_microstructure.core.micrograph.openset import (  # noqa: E402
-    SCORERS, KNNScorer, cross_validated_novelty, make_scorer, scorer_from_state,
+    SCORERS, EnsembleScorer, KNNScorer, cross_validated_novelty, make_scorer, scorer_from_state,
 )
 
 
@@ -61,7 +61,7 @@ def _head_for(x, y):
     return means * 2.0, -(means ** 2).sum(1)
 
 
-@pytest.mark.parametrize("name", list(SCORERS))
+@pytest.mark.parametrize("name", [n for n in SCORERS if n != "ensemble"])
 def test_every_scorer_classifies_and_rejects_far_points(blobs, name):
     x, y, rng = blobs
     # raw positions for k-NN: these 2-D blobs surround the origin, so directions cannot separate them
@@ -124,3 +124,32 @@ def test_scorer_bad_inputs(blobs):
         make_scorer("knn").fit(np.full_like(x, np.nan), y, 2)
     with pytest.raises(MicrostructureError, match="k=10"):
         KNNScorer(k=10).fit(x[:5], y[:5], 1)
+
+
+def test_ensemble_rejects_what_any_member_rejects_and_round_trips(blobs):
+    """Columns 0-1: descriptors (the Gaussians read them); column 2: a feature only k-NN reads."""
+    x2, y, rng = blobs
+    x = np.c_[x2, rng.normal(0, 0.3, len(x2))]
+    held = np.c_[x2 + rng.normal(0, 0.05, x2.shape), rng.normal(0, 0.3, len(x2))]
+    knn = KNNScorer(k=5, rejection_quantile=0.05, normalise=False, split=2).fit(x, y, 2)
+    gauss = OpenSetMixture(rejection_quantile=0.05).fit(x[:, :2], y, 2)
+    nk, ng = knn.novelty(held), gauss.novelty(held[:, :2])
+    knn.calibrate_novelty(nk)
+    gauss.calibrate_novelty(ng)
+    ens = EnsembleScorer([(knn, None), (gauss, 2)], [EnsembleScorer.scale_of(knn, nk), EnsembleScorer.scale_of(gauss, ng)])
+    q = np.array([[0.0, 0.0, 0.0],     # known: accepted by both
+                  [0.0, 0.0, 9.0],     # a texture only the features tell apart
+                  [2.5, 6.0, 0.0]])    # between the classes in descriptor space, usual features
+    assert list(knn.rejected(q)) == [False, True, False]
+    assert list(gauss.rejected(q[:, :2])) == [False, False, True]
+    assert list(ens.rejected(q)) == [False, True, True]
+    probs = ens.crop_probabilities(q)
+    assert probs[0].argmax() == 0 and probs[1, 2] == 1.0 and probs[2, 2] == 1.0
+    # on held-out known points: 0 at a member's threshold, so about twice one member's share at most
+    assert ens.novelty_threshold_ == 0.0 and 0.04 <= ens.rejected(held).mean() <= 0.1
+    arrays, meta = ens.state()
+    back = scorer_from_state("ensemble", arrays, meta)
+    np.testing.assert_allclose(back.novelty(q), ens.novelty(q), atol=1e-5)
+    np.testing.assert_allclose(back.crop_probabilities(q), ens.crop_probabilities(q), atol=1e-6)
+    with pytest.raises(MicrostructureError, match="EnsembleScorer"):
+        make_scorer("ensemble")

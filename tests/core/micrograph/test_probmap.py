@@ -168,3 +168,18 @@ def test_classifier_method_delegates(trained_classifier):
     probs = trained_classifier.probability_map(image, P, stride=30)
     ref = probability_map(trained_classifier, image, P, stride=30).probabilities
     np.testing.assert_array_equal(probs, ref)
+
+
+def test_default_field_of_view_shrinks_to_fit_a_small_image(trained_classifier):
+    """An image narrower than the model's map field of view is mapped with the largest crop that fits
+    (if the model was trained on crops that small) instead of being refused."""
+    clf = trained_classifier
+    lo = clf.fov_range_um_[0]
+    side_um = 0.5 * (lo + clf.map_fov_um_)           # between the smallest training crop and the map's
+    assert lo < side_um < clf.map_fov_um_
+    n = int(np.ceil(side_um / P))
+    image = make_micrograph("ferrite", (n, n + 40), P, seed=6)
+    r = probability_map(clf, image, P, stride=16)
+    assert r.fov_um <= n * P and r.fov_um >= lo and r.evaluated.all()
+    with pytest.raises(MicrostructureError, match="smaller fov_um"):
+        probability_map(clf, image[: int(0.9 * lo / P)], P)   # smaller than every training crop

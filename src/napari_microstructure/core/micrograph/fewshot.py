@@ -10,6 +10,7 @@ over many augmented random crops.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import warnings
@@ -31,7 +32,8 @@ from .augment import AugmentConfig
 from .crops import CropBatch, CropSampler, CropSource, Micrograph, feasible_fov
 from .images import (as_image_list, as_label_list, as_pixel_sizes, check_mask, check_scale_against_model,
                      class_names_from)
-from .openset import SCORERS, OpenSetMixture, cross_validated_novelty, make_scorer, scorer_from_state
+from .openset import (SCORERS, EnsembleScorer, OpenSetMixture, cross_validated_novelty, make_scorer,
+                      scorer_from_state)
 
 NONE_CLASS = "none"
 
@@ -102,10 +104,13 @@ class FewShotClassifier(Estimator):
     rejection_quantile : float
         Share of held-out known-class crops that the threshold rejects
         (default 0.1; see :mod:`.openset` for why).
-    scorer : {"knn", "mahalanobis", "energy", "gmm"}
-        Open-set scorer (:mod:`.openset`): k-nearest-neighbour distance, shared-
-        covariance Mahalanobis distance, energy of the classifier head
-        (cross-entropy only), or the paper's per-class Gaussian mixture.
+    scorer : {"ensemble", "knn", "mahalanobis", "energy", "gmm"}
+        Open-set scorer (:mod:`.openset`): ``"ensemble"`` (default) rejects a
+        crop when the k-NN distance on ``scorer_features`` or the paper's
+        Gaussians on the descriptors reject it (class posteriors from the
+        k-NN scorer); k-nearest-neighbour distance alone, shared-covariance
+        Mahalanobis distance, energy of the classifier head (cross-entropy
+        only), or the paper's per-class Gaussian mixture alone.
     scorer_features : {"imagenet", "backbone", "descriptor"}
         What the scorer measures novelty on: frozen ImageNet features of each
         crop (:mod:`.imagenet_features`), the trained backbone's pooled
@@ -166,7 +171,7 @@ class FewShotClassifier(Estimator):
         validation_fraction: float = 0.2,
         n_crops: int = 256,
         rejection_quantile: float = 0.1,
-        scorer: str = "knn",
+        scorer: str = "ensemble",
         scorer_features: str = "imagenet",
         calibration_crops: int = 24,
         device: str = "auto",
@@ -600,6 +605,15 @@ class FewShotClassifier(Estimator):
         x, y, groups, score, held_out, n_classes = calibration_set
         if name == "gmm":
             return mixture, None
+        if name == "ensemble":
+            # k-NN on the novelty features OR the per-class Gaussians on the descriptors
+            knn, novelty = self._calibrated_scorer("knn", calibration_set, head, mixture)
+            D = int(self.embedding_dim)
+            gauss = copy.deepcopy(mixture)
+            probe = OpenSetMixture(reg_covar=mixture.reg_covar, rejection_quantile=float(self.rejection_quantile))
+            g_novelty = cross_validated_novelty(probe, x[:, :D], y, groups, score, n_classes)
+            scales = [EnsembleScorer.scale_of(knn, novelty), EnsembleScorer.scale_of(gauss, g_novelty)]
+            return EnsembleScorer([(knn, None), (gauss, D)], scales, float(self.rejection_quantile)), None
         if self.scorer_features == "descriptor":
             x = x[:, : int(self.embedding_dim)]
         split = int(self.embedding_dim) if self.scorer_features != "descriptor" else 0

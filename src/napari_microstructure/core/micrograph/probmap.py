@@ -374,7 +374,9 @@ def probability_map(
         network-input pixels). Default: one eighth of a crop.
     fov_um : float, optional
         Field of view of one crop in micrometres. Default: the classifier's
-        ``map_fov_um_`` (the median training field of view).
+        ``map_fov_um_`` (the median training field of view), or the image's
+        shorter side when that is smaller (but not below the smallest
+        training field of view).
     jitter : float
         0-1: each grid crop is shifted at random by up to ``jitter * stride / 2``
         along each axis.
@@ -464,6 +466,10 @@ def probability_map(
     height, width = source.shape
     S = int(classifier.input_size)
     fov = _check_fov(classifier, fov_um)
+    if fov_um is None and fov > min(height, width) * p:
+        # the model's map field of view (the median of training) does not fit this image:
+        # the largest that does, as long as the model was trained on crops that small
+        fov = max(min(height, width) * p * (1 - 1e-6), float(classifier.fov_range_um_[0]))
     ratio = (fov / S) / p                      # image pixels per network-input pixel
     crop_px = S * ratio
     if min(height, width) < crop_px * (1 - 1e-6):
