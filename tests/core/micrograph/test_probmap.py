@@ -142,8 +142,9 @@ def test_random_crops_jitter_and_augmentation_cover_every_pixel(trained_classifi
 
 def test_bad_inputs_are_refused_with_clear_messages(trained_classifier):
     image = make_micrograph("ferrite", (300, 300), P, seed=0)
+    small = int(0.9 * trained_classifier.fov_range_um_[0] / P)   # under the smallest training crop
     with pytest.raises(MicrostructureError, match="smaller fov_um"):
-        probability_map(trained_classifier, image[:100, :100], P)
+        probability_map(trained_classifier, image[:small, :small], P)
     for stride in (0, -3, 10_000):
         with pytest.raises(MicrostructureError, match="stride"):
             probability_map(trained_classifier, image, P, stride=stride)

@@ -49,7 +49,9 @@ class ImageCrops:
     probabilities : numpy.ndarray (n, n_classes + 1)
         Classes then "none" (a rejected crop is all "none").
     accepted : numpy.ndarray (n,) bool
-        Log-likelihood at or above the threshold.
+        The model's own verdict: not rejected by its open-set scorer (with the
+        default ensemble a crop inside the mixture's contour can still be
+        rejected by the k-NN distance on frozen ImageNet features).
     """
 
     crops: np.ndarray
@@ -77,7 +79,7 @@ def sample_image_crops(classifier: Any, image: Any, pixel_size: float, n_crops: 
                                       keep_crops=True, cancel=cancel)
     ll = out["log_likelihood"]
     return ImageCrops(out["crops"], out["centres_px"], out["size_px"], out["fov_um"], out["descriptors"], ll,
-                      out["probabilities"], ll >= classifier.mixture_.threshold_)
+                      out["probabilities"], out["probabilities"][:, -1] < 1.0)
 
 
 @dataclasses.dataclass
@@ -106,6 +108,9 @@ class DescriptorMap:
     means_xy : (K, 2)
         Class centres in the plane.
     crops : ImageCrops or None
+    scorer : str
+        The model's open-set scorer: the contour is its rule only for ``"gmm"``
+        (one of its two rules for ``"ensemble"``).
     crops_xy : (n, 2) or None
     """
 
@@ -124,6 +129,7 @@ class DescriptorMap:
     means_xy: np.ndarray
     crops: Optional[ImageCrops] = None
     crops_xy: Optional[np.ndarray] = None
+    scorer: str = "gmm"
 
     @property
     def dimension(self) -> int:
@@ -263,4 +269,5 @@ def descriptor_map(classifier: Any, image: Any = None, pixel_size: Optional[floa
         training_xy=xy, projection=proj, projection_mean=mean, explained_variance_ratio=evr,
         grid_x=gx, grid_y=gy, log_likelihood=ll, threshold=threshold,
         model_threshold=float(mix.threshold_), means_xy=means_xy, crops=crops, crops_xy=crops_xy,
+        scorer=str(getattr(classifier, "scorer", "gmm")),
     )

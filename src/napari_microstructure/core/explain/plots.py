@@ -136,11 +136,15 @@ def plot_descriptor_map(dmap: Any, fig: Optional[Figure] = None, selected: Optio
         ax.scatter(*dmap.training_xy[sel].T, s=9, alpha=0.7, color=colours[k % n_col], label=str(name),
                    edgecolors="none")
         ax.scatter(*dmap.means_xy[k], marker="P", s=140, color=colours[k % n_col], edgecolors="k", linewidths=1)
-    ax.plot([], [], "k--", label="threshold (none below)")
+    contour = {"gmm": "threshold (none below)",
+               "ensemble": "Gaussians' threshold (none below; the\nk-NN on image features also rejects)"}
+    ax.plot([], [], "k--", label=contour.get(getattr(dmap, "scorer", "gmm"),
+                                             f"Gaussians' threshold (the model decides by {dmap.scorer})"))
     if show_crops and dmap.crops_xy is not None:
         acc = dmap.crops.accepted
-        ax.scatter(*dmap.crops_xy[acc].T, marker="*", s=90, color="white", edgecolors="k", linewidths=0.6,
-                   label="image crops (accepted)", zorder=4)
+        if acc.any():
+            ax.scatter(*dmap.crops_xy[acc].T, marker="*", s=90, color="white", edgecolors="k", linewidths=0.6,
+                       label="image crops (accepted)", zorder=4)
         if (~acc).any():
             ax.scatter(*dmap.crops_xy[~acc].T, marker="X", s=60, color=OUTLIER_COLOUR, edgecolors="k",
                        linewidths=0.6, label="image crops (rejected: none)", zorder=4)
