@@ -32,7 +32,8 @@ def test_map_writes_tiff_and_prints_fractions(tmp_path, trained_model_path, caps
 
 
 def test_map_refuses_wrong_inputs(tmp_path, trained_model_path, capsys):
-    image, _ = make_composite("ferrite", "pearlite", shape=(64, 64), pixel_size_um=0.1, seed=2)
+    # smaller than the smallest crop the model was trained on (64 pixels of 0.1 um)
+    image, _ = make_composite("ferrite", "pearlite", shape=(48, 48), pixel_size_um=0.1, seed=2)
     src = write_micrograph(tmp_path / "small.tif", image, 0.1)
     assert _main(["map", str(trained_model_path), str(src), "-o", str(tmp_path / "m.tif")]) == 2
     assert "smaller fov_um" in capsys.readouterr().err
