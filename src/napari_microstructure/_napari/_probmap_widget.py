@@ -97,7 +97,8 @@ class ProbabilityMapWidget(DockWidget):
         self.method_combo.addItems(list(METHODS))
         self.method_combo.setCurrentText(str(defaults.get("method", METHODS[0])))
         self.method_combo.setToolTip("shared: one fully convolutional pass over the image (fast); "
-                                     "exact: every crop on its own (slow, for checking)")
+                                     "exact: every crop on its own (slow, for checking). Models with "
+                                     "frozen ImageNet features (the default) always map exactly")
         self.scheduler_edit = SchedulerEdit()
         self.run_button = QPushButton("Run")
         self.run_button.clicked.connect(self.run)

@@ -557,7 +557,7 @@ def probability_map(
         names = list(classifier.labels_)
         fractions = {n: (float(area[k + 1]) / n_eval if n_eval else 0.0) for k, n in enumerate(names)}
         timings["total"] = time.perf_counter() - t_start
-        report(progress, "map", 1, 1, f"{len(origins)} crops in {timings['total']:.1f} s")
+        report(progress, "map", 1, 1, f"{len(origins)} crops in {timings['total']:.1f} s ({method})")
         result = ProbabilityMapResult(
             probabilities=probabilities, labels=labels, evaluated=evaluated, class_names=names,
             fractions=fractions, evaluated_fraction=n_eval / float(height * width), pixel_size_um=p,
