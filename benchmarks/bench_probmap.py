@@ -35,7 +35,8 @@ def make_classifier(backbone: str, input_size: int = CROP, fov_um: float = 20.0)
     from napari_microstructure.core.nn.networks import DescriptorNet
     from napari_microstructure.core.micrograph.openset import OpenSetMixture
 
-    clf = FewShotClassifier(backbone=backbone, input_size=input_size, embedding_dim=2, device="cpu")
+    # an untrained network with a hand-made mixture: the paper's scorer on the descriptors alone
+    clf = FewShotClassifier(backbone=backbone, input_size=input_size, embedding_dim=2, scorer="gmm", device="cpu")
     clf.model_ = DescriptorNet(backbone, 2, None, True, pretrained=backbone != "compact").eval()
     clf.device_ = torch.device("cpu")
     clf.classes_ = ["a", "b", "c"]
@@ -43,6 +44,7 @@ def make_classifier(backbone: str, input_size: int = CROP, fov_um: float = 20.0)
     desc = rng.normal(size=(90, 2)) + np.repeat(np.eye(3, 2) * 3, 30, axis=0)
     clf.mixture_ = OpenSetMixture().fit(desc, np.repeat(np.arange(3), 30), 3)
     clf.mixture_.calibrate(desc)
+    clf.scorer_ = clf.mixture_
     clf.fov_range_um_ = (fov_um / 2, fov_um * 2)
     clf.map_fov_um_ = fov_um
     return clf
