@@ -28,6 +28,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "FewShotClassifier": "napari_microstructure.core.micrograph.fewshot",
     "EBSDClassifier": "napari_microstructure.core.ebsd.classifier",
+    "BandProfileClassifier": "napari_microstructure.core.ebsd.bandclassifier",
     "MapResult": "napari_microstructure.core.ebsd",
     "classification_report": "napari_microstructure.core.ebsd",
     "load_patterns": "napari_microstructure.io.ebsd",

@@ -51,6 +51,7 @@ from .errors import MicrostructureError, ModelFileError, NotFittedError
 MODEL_KINDS: dict[str, str] = {
     "micrograph": "napari_microstructure.core.micrograph.fewshot:FewShotClassifier",
     "ebsd": "napari_microstructure.core.ebsd.classifier:EBSDClassifier",
+    "ebsd-bands": "napari_microstructure.core.ebsd.bandclassifier:BandProfileClassifier",
 }
 
 

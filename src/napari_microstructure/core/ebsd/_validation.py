@@ -204,3 +204,42 @@ def as_lazy_map(pattern_map: Any, chunk_size: int) -> Any:
         cols = max(1, shape[1])
         chunks = (max(1, min(shape[0], chunk_size // cols)), shape[1], shape[2], shape[3])
     return da.from_array(pattern_map, chunks=chunks, lock=True)
+
+
+def resolve_classes(labels: np.ndarray, classes: Optional[Sequence] = None) -> np.ndarray:
+    """The sorted classes of a training set: ``classes`` checked against ``labels``, or the labels found.
+
+    Raises
+    ------
+    MicrostructureError
+        A class without patterns, a label outside ``classes``, a single
+        class, or the label 0 (reserved for "no solution" in maps).
+    """
+    found = np.unique(labels)
+    if classes is not None:
+        classes = np.asarray(list(classes))
+        missing = [c for c in classes if c not in set(found.tolist())]
+        if missing:
+            raise MicrostructureError(
+                f"class(es) {', '.join(map(str, missing))} have no training patterns; give at "
+                "least one pattern for every class or remove the class"
+            )
+        extra = [c for c in found if c not in set(classes.tolist())]
+        if extra:
+            raise MicrostructureError(
+                f"labels {', '.join(map(str, extra))} are not among the classes {classes.tolist()}; "
+                "add them to the classes or relabel those patterns"
+            )
+        found = np.sort(classes)
+    if len(found) < 2:
+        raise MicrostructureError(
+            f"all training patterns have the label {found[0]!r}; a classifier needs at least two "
+            "classes (space groups): add patterns of another class. Without labelled patterns, "
+            "EBSDClassifier.from_pretrained() classifies the space groups 221-230 as it is"
+        )
+    if labels.dtype.kind in "iu" and np.any(np.isin(found, [0])):
+        raise MicrostructureError(
+            "label 0 is reserved for 'no solution' in maps; number the classes from 1 "
+            "(space groups are 1-230)"
+        )
+    return found

@@ -35,7 +35,7 @@ from ..nn.device import autocast, select_device
 from ..nn.modelio import split_prefix, with_prefix
 from ..nn.progress import CancelToken, Progress, ProgressCallback
 from ..nn.training import TrainingConfig, TrainingHistory, train_loop
-from ._validation import check_labels, check_stack
+from ._validation import check_labels, check_stack, resolve_classes
 from .metrics import ClassificationReport, classification_report
 from .preprocess import PatternPreprocessor
 
@@ -196,33 +196,7 @@ class EBSDClassifier(Estimator):
         self._check_params()
         patterns = check_stack(patterns)
         labels = check_labels(labels, len(patterns))
-        found = np.unique(labels)
-        if classes is not None:
-            classes = np.asarray(list(classes))
-            missing = [c for c in classes if c not in set(found.tolist())]
-            if missing:
-                raise MicrostructureError(
-                    f"class(es) {', '.join(map(str, missing))} have no training patterns; give at "
-                    "least one pattern for every class or remove the class"
-                )
-            extra = [c for c in found if c not in set(classes.tolist())]
-            if extra:
-                raise MicrostructureError(
-                    f"labels {', '.join(map(str, extra))} are not among the classes {classes.tolist()}; "
-                    "add them to the classes or relabel those patterns"
-                )
-            found = np.sort(classes)
-        if len(found) < 2:
-            raise MicrostructureError(
-                f"all training patterns have the label {found[0]!r}; a classifier needs at least two "
-                "classes (space groups): add patterns of another class. Without labelled patterns, "
-                "EBSDClassifier.from_pretrained() classifies the space groups 221-230 as it is"
-            )
-        if labels.dtype.kind in "iu" and np.any(np.isin(found, [0])):
-            raise MicrostructureError(
-                "label 0 is reserved for 'no solution' in maps; number the classes from 1 "
-                "(space groups are 1-230)"
-            )
+        found = resolve_classes(labels, classes)
         device = select_device(self.device)
         source = self._pretrained_source()
         if source is not None:  # the pretrained model's preprocessing, so its weights fit

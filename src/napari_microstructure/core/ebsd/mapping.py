@@ -106,8 +106,8 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
 
     Parameters
     ----------
-    clf : EBSDClassifier
-        A fitted classifier.
+    clf : EBSDClassifier or BandProfileClassifier
+        A fitted classifier (a band-profile classifier ignores ``background``).
     pattern_map : ndarray, numpy.memmap, h5py dataset or dask array
         ``(rows, cols, h, w)`` (an ``(N, h, w)`` stack is treated as 1 x N).
     chunk_size : int
@@ -158,14 +158,16 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
     pattern_map = check_map(as_lazy_map(pattern_map, int(chunk_size)))  # h5py/zarr: via dask
     rows, cols, h, w = pattern_map.shape
     n = rows * cols
-    pre = clf.preprocessor_
+    pre = getattr(clf, "preprocessor_", None)  # None: the classifier removes each pattern's background
     if getattr(pre, "pattern_shape_", None) is not None and tuple(pre.pattern_shape_) != (h, w):
         check_pattern_shape((h, w), pre.pattern_shape_, "the patterns of the map")  # before any work
     if store is not None:
         from ...io.store import check_store_path
 
         check_store_path(store, overwrite)
-    if isinstance(background, str):
+    if pre is None:  # band-profile classifier: an array or None
+        bg = background
+    elif isinstance(background, str):
         if background == "map":
             report(progress, "background", 0, n, "mean pattern of the map")
             bg = pre.mean_background(pattern_map.reshape(n, h, w), chunk=chunk_size) \

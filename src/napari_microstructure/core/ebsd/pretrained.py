@@ -7,6 +7,10 @@ with ``torch.load(weights_only=True)``, no download), written by
 223, 225, 227, 229 and 230; how it was trained and what it scores on
 structures held out of training is in the run's ``log.jsonl`` and in
 ``docs/ebsd.md``.
+
+``data/ebsd/band_profiles.pt`` is the band-profile space-group classifier
+(:class:`~.bandclassifier.BandProfileClassifier`), written by
+``scripts/train_band_profiles.py export``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import torch
 from ..errors import ModelFileError
 
 PRETRAINED_FILE = Path(__file__).resolve().parents[2] / "data" / "ebsd" / "spacegroup_pretrained.pt"
+#: The band-profile classifier trained on simulated patterns (``scripts/train_band_profiles.py``).
+BAND_PROFILES_FILE = Path(__file__).resolve().parents[2] / "data" / "ebsd" / "band_profiles.pt"
 
 
 def pretrained_available() -> bool:
@@ -36,6 +42,15 @@ def pretrained_path() -> Path:
             f"the pretrained EBSD model {str(PRETRAINED_FILE)!r} is not installed; reinstall "
             "napari-microstructure or train with simulation_pretrained=False")
     return PRETRAINED_FILE
+
+
+def band_profiles_path() -> Path:
+    """The shipped band-profile model's path; a clear error when it is not installed."""
+    if not BAND_PROFILES_FILE.is_file():
+        raise ModelFileError(
+            f"the band-profile model {str(BAND_PROFILES_FILE)!r} is not installed; reinstall "
+            "napari-microstructure or train with simulation_pretrained=False")
+    return BAND_PROFILES_FILE
 
 
 def init_from_pretrained(net: torch.nn.Module, classes, source) -> None:

@@ -5,7 +5,7 @@ strings and numbers (a dict)::
 
     {"format": "napari-microstructure-model",
      "version": 2,
-     "kind": "micrograph" | "ebsd",
+     "kind": "micrograph" | "ebsd" | "ebsd-bands",
      "metadata": "<JSON text>",
      "tensors": {"<group>.<name>": Tensor, ...},
      "checksum": "<SHA-256 of the metadata and every tensor>"}
@@ -50,6 +50,7 @@ PathLike = Union[str, os.PathLike]
 KIND_NAMES = {
     "micrograph": "a micrograph model (FewShotClassifier)",
     "ebsd": "an EBSD model (EBSDClassifier)",
+    "ebsd-bands": "an EBSD band-profile model (BandProfileClassifier)",
 }
 
 

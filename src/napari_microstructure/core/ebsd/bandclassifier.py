@@ -1,0 +1,418 @@
+"""``BandProfileClassifier``: space groups from the band profiles of indexed patterns.
+
+Where :class:`~.classifier.EBSDClassifier` learns everything from pixels
+(and so needs many patterns of materials like the user's), this estimator
+first finds each pattern's cubic orientation (:mod:`.bands`: a spherical
+Hough transform and an orientation search that do not depend on the
+material) and then classifies the *band profiles*: how bright and how wide
+the bands of the twelve lowest plane families are. Those follow from the
+reflection conditions of the space group, and their ratios do not depend on
+the lattice parameter or the voltage, so a small network trained on
+simulated patterns of many random structures (``scripts/train_band_profiles.py``)
+classifies materials it has never seen, with no labelled patterns at all
+(:meth:`BandProfileClassifier.from_pretrained`).
+
+Fine-tuning (:meth:`~BandProfileClassifier.fit`) on a few labelled patterns
+of the user's sample starts from the shipped network and keeps rehearsing
+the shipped bank of simulated profiles, so that a few patterns of one
+session do not make it forget the space groups it was not shown. Labels
+other than the six space groups (e.g. phase names) train a new output layer
+on the user's patterns alone, from the shipped hidden layers.
+
+"No solution": a pattern whose best orientation explains its bands poorly
+(the fit, in standard deviations, below ``fit_threshold_``, the
+``rejection_rate`` quantile of the fits of simulated patterns or of the
+user's training patterns) is not a cubic crystal the classifier can judge
+(a hexagonal or tetragonal phase, a grain boundary, no pattern); a pattern
+whose top probability is below ``confidence_threshold`` is uncertain. In a
+map's result, the ``agreement`` layer is 1 where the pattern indexes as cubic
+and 0 where it does not.
+
+Needed from the user: the projection centre ``pc`` (Bruker convention), as
+for any Hough indexing. Patterns are used at their native size.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..base import Estimator, check_is_fitted, isolated_torch_rng, torch_generator
+from ..errors import MicrostructureError
+from ..nn.modelio import split_prefix, with_prefix
+from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
+from ._validation import check_labels, check_stack, resolve_classes
+from .bands import N_FEATURES, BandIndexer, check_projection_centre
+from .metrics import ClassificationReport, classification_report
+
+NO_SOLUTION_TEXT = "no solution"
+#: Simulated profiles per space group kept in the shipped model for rehearsal while fine-tuning.
+BANK_PER_CLASS = 600
+MODEL_VERSION = 1
+#: Fewest optimiser steps of a fit, however few the patterns.
+MIN_STEPS = 300
+
+
+def _network(n_in: int, hidden: int, n_classes: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Dropout(dropout),
+                         nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
+                         nn.Linear(hidden, n_classes))
+
+
+class BandProfileClassifier(Estimator):
+    """Classify cubic Kikuchi patterns into space groups from indexed band profiles.
+
+    Parameters
+    ----------
+    pc : (float, float, float), optional
+        Projection centre (PCx, PCy, PCz), Bruker convention; needed before
+        patterns are classified or fitted (set it with ``set_params(pc=...)``).
+    simulation_pretrained : bool
+        Fine-tune the shipped simulation-trained network (and rehearse its
+        bank of simulated profiles) rather than train from scratch.
+    hidden : int
+        Width of the two hidden layers.
+    dropout, learning_rate, weight_decay : float
+        Training settings.
+    max_epochs : int
+        Passes over the training set (``fit`` from scratch); fine-tuning uses
+        a third of them at a third of the learning rate.
+    user_weight : float
+        Share of the user's patterns in each fine-tuning pass (the rest is
+        the simulated bank); their patterns are repeated to reach it.
+    feature_noise : float
+        Gaussian noise (in standard deviations of each feature) added to
+        training profiles: the scatter of noisy patterns and of the
+        orientation search.
+    confidence_threshold : float
+        Patterns whose top probability is below this are "no solution".
+    rejection_rate : float
+        Share of cubic training patterns whose orientation fit may fall below
+        ``fit_threshold_`` ("no solution": not indexed as cubic).
+    n_orientations : int
+        Candidate orientations of the search (see :class:`~.bands.BandIndexer`).
+    seed : int
+    device : str
+        Accepted for symmetry with the other estimators; the network is small
+        and runs on the CPU.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+    net_ : torch.nn.Sequential
+    fit_threshold_ : float
+    bank_features_, bank_labels_ : ndarray
+        Simulated profiles used for rehearsal (empty for non-space-group classes).
+    """
+
+    kind = "ebsd-bands"
+    _fitted_attribute = "net_"
+    _fit_call = "fit(patterns, labels) or BandProfileClassifier.from_pretrained(pc=...)"
+    agreement_threshold = 0.5  # the map's agreement layer is 1 (indexed as cubic) or 0
+
+    def __init__(self, pc: Optional[Sequence[float]] = None, simulation_pretrained: bool = True,
+                 hidden: int = 256, dropout: float = 0.3, learning_rate: float = 2e-3,
+                 weight_decay: float = 1e-3, max_epochs: int = 40, user_weight: float = 0.5,
+                 feature_noise: float = 0.3, confidence_threshold: float = 0.4,
+                 rejection_rate: float = 0.02, n_orientations: int = 20000, seed: int = 0,
+                 device: str = "cpu") -> None:
+        self.pc = pc
+        self.simulation_pretrained = simulation_pretrained
+        self.hidden = hidden
+        self.dropout = dropout
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.max_epochs = max_epochs
+        self.user_weight = user_weight
+        self.feature_noise = feature_noise
+        self.confidence_threshold = confidence_threshold
+        self.rejection_rate = rejection_rate
+        self.n_orientations = n_orientations
+        self.seed = seed
+        self.device = device
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_indexers", None)  # rebuilt on use (dask workers)
+        return state
+
+    @classmethod
+    def _params_from_json(cls, params: dict[str, Any]) -> dict[str, Any]:
+        if params.get("pc") is not None:
+            params["pc"] = tuple(params["pc"])
+        return params
+
+    def _params_to_json(self) -> dict[str, Any]:
+        params = super()._params_to_json()
+        if params.get("pc") is not None:
+            params["pc"] = [float(v) for v in params["pc"]]
+        return params
+
+    # ------------------------------------------------------------- indexing
+    def _indexer(self, shape: Sequence[int]) -> BandIndexer:
+        if self.pc is None:
+            raise MicrostructureError(
+                "no projection centre: give pc=(PCx, PCy, PCz) in the Bruker convention, e.g. "
+                "BandProfileClassifier.from_pretrained(pc=(0.5, 0.3, 0.6)) or clf.set_params(pc=...); "
+                "it is in the acquisition's metadata (kikuchipy: EBSDDetector.pc)")
+        pc = check_projection_centre(self.pc)
+        key = (tuple(int(s) for s in shape), pc, int(self.n_orientations))
+        cache = self.__dict__.setdefault("_indexers", {})
+        if key not in cache:
+            cache.clear()
+            cache[key] = BandIndexer(key[0], pc, key[2])
+        return cache[key]
+
+    def describe(self, patterns: Any, background: Optional[np.ndarray] = None, *, check: bool = True,
+                 progress: Optional[ProgressCallback] = None,
+                 cancel: Optional[CancelToken] = None) -> dict[str, np.ndarray]:
+        """Orientation (crystal-to-detector matrices), fit and band-profile features of each pattern.
+
+        ``background``: the detector's static background, which divides each
+        pattern first (see :func:`~.bands.prepare_patterns`); default: none,
+        each pattern's own smooth background is divided out.
+        """
+        patterns = check_stack(patterns) if check else np.asarray(patterns)
+        return self._indexer(patterns.shape[1:]).describe(patterns, background, progress=progress,
+                                                          cancel=cancel)
+
+    # --------------------------------------------------------------------- fit
+    @classmethod
+    def from_pretrained(cls, pc: Optional[Sequence[float]] = None, device: str = "cpu") -> "BandProfileClassifier":
+        """The shipped simulation-trained classifier of the space groups 221, 223, 225, 227, 229, 230."""
+        from .pretrained import band_profiles_path
+
+        clf = cls.load(band_profiles_path(), device=device)
+        clf.pc = pc
+        return clf
+
+    def _check_params(self) -> None:
+        for name, lo, hi in (("confidence_threshold", 0, 1), ("rejection_rate", 0, 0.5),
+                             ("user_weight", 0.01, 0.99), ("dropout", 0, 0.9)):
+            v = getattr(self, name)
+            if not lo <= float(v) <= hi:
+                raise MicrostructureError(f"{name}={v!r}; give a value in [{lo}, {hi}]")
+        if not (isinstance(self.hidden, (int, np.integer)) and self.hidden >= 4):
+            raise MicrostructureError(f"hidden={self.hidden!r}; give a layer width of at least 4")
+        if not (isinstance(self.max_epochs, (int, np.integer)) and self.max_epochs >= 1):
+            raise MicrostructureError(f"max_epochs={self.max_epochs!r}; give a positive number of passes")
+
+    def fit(self, patterns: Any, labels: Sequence, classes: Optional[Sequence] = None, *,
+            progress: Optional[ProgressCallback] = None,
+            cancel: Optional[CancelToken] = None) -> "BandProfileClassifier":
+        """Index labelled patterns and train (or fine-tune) on their band profiles.
+
+        Parameters
+        ----------
+        patterns : array-like (N, h, w)
+            Raw Kikuchi patterns of one detector set-up (``pc``).
+        labels : sequence (N,)
+            Space-group numbers (fine-tunes the shipped network with its
+            simulated bank) or any phase labels (a new output layer).
+        classes : sequence, optional
+            The expected classes; each must have at least one pattern.
+        progress, cancel : see :class:`~.classifier.EBSDClassifier`. A cancelled
+            fit raises ``TrainingCancelled`` and keeps the previous state.
+        """
+        self._check_params()
+        patterns = check_stack(patterns)
+        labels = check_labels(labels, len(patterns))
+        found = resolve_classes(labels, classes)
+        described = self.describe(patterns, check=False, progress=progress, cancel=cancel)
+        self._fit(described["features"], labels, found, described["fit"], progress=progress, cancel=cancel)
+        return self
+
+    def fit_features(self, features: np.ndarray, labels: Sequence, *,
+                     progress: Optional[ProgressCallback] = None,
+                     cancel: Optional[CancelToken] = None) -> "BandProfileClassifier":
+        """Train from scratch on band-profile features (the training script's path: simulated profiles)."""
+        self._check_params()
+        features = np.asarray(features, np.float32)
+        if features.ndim != 2 or features.shape[1] != N_FEATURES:
+            raise MicrostructureError(
+                f"features have shape {features.shape}; expected (N, {N_FEATURES}) band profiles from describe()")
+        labels = check_labels(labels, len(features))
+        self._fit(features, labels, resolve_classes(labels), None, progress=progress, cancel=cancel,
+                  scratch=True)
+        return self
+
+    def _fit(self, x: np.ndarray, y: np.ndarray, classes: np.ndarray, fits: Optional[np.ndarray], *,
+             progress=None, cancel=None, scratch: bool = False) -> None:
+        source = None
+        if self.simulation_pretrained and not scratch:
+            from .pretrained import band_profiles_path
+
+            source = type(self).load(band_profiles_path(), device="cpu")
+        space_groups = source is not None and set(classes.tolist()) <= set(source.classes_.tolist())
+        if space_groups:
+            classes = source.classes_
+            bank_x = source.bank_features_.astype(np.float32)
+            bank_y = source.bank_labels_
+            repeat = max(1, int(np.ceil(self.user_weight / (1 - self.user_weight) * len(bank_y) / len(y))))
+            train_x = np.concatenate([bank_x, np.repeat(x, repeat, 0)])
+            train_y = np.concatenate([bank_y, np.repeat(y, repeat, 0)])
+            mean, std = source.feature_mean_, source.feature_std_
+        else:
+            train_x, train_y = x, y
+            bank_x, bank_y = np.empty((0, x.shape[1]), np.float16), np.empty(0, y.dtype)
+            mean, std = x.mean(0), x.std(0) + 1e-3
+        net = _network(x.shape[1], int(self.hidden), len(classes), float(self.dropout))
+        epochs, lr = int(self.max_epochs), float(self.learning_rate)
+        with isolated_torch_rng(int(self.seed)):
+            if source is not None:
+                state = source.net_.state_dict()
+                if not space_groups:  # new output layer, shipped hidden layers
+                    state = {k: v for k, v in state.items() if not k.startswith("6.")}
+                net.load_state_dict(state, strict=False)
+                if space_groups:  # gentle: the shipped network already knows these classes
+                    epochs, lr = max(1, epochs // 3), lr / 3
+            # a few labelled patterns make one batch per pass: train for enough steps all the same
+            epochs = max(epochs, int(np.ceil(MIN_STEPS / np.ceil(len(train_y) / 256))))
+            self._train(net, (train_x - mean) / std, np.searchsorted(classes, train_y), epochs, lr,
+                        progress, cancel)
+        if fits is not None and len(fits):
+            fit_threshold = float(np.quantile(fits, float(self.rejection_rate)))
+            if source is not None:
+                fit_threshold = min(fit_threshold, source.fit_threshold_)
+        else:
+            fit_threshold = source.fit_threshold_ if source is not None else float("-inf")
+        # fitted state, all at once (a cancelled fit keeps the previous one)
+        self.classes_ = np.asarray(classes)
+        self.feature_mean_, self.feature_std_ = mean.astype(np.float32), std.astype(np.float32)
+        self.net_ = net.eval()
+        self.fit_threshold_ = float(fit_threshold)
+        self.bank_features_ = bank_x.astype(np.float16)
+        self.bank_labels_ = bank_y
+
+    def _train(self, net: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, lr: float,
+               progress, cancel) -> None:
+        xt = torch.from_numpy(np.ascontiguousarray(x, np.float32))
+        yt = torch.from_numpy(np.asarray(y, np.int64))
+        batch = 256
+        steps = max(1, (len(xt) + batch - 1) // batch)
+        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=float(self.weight_decay))
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * steps)
+        gen = torch_generator(int(self.seed))
+        noise = float(self.feature_noise)
+        for epoch in range(epochs):
+            check_cancel(cancel)
+            net.train()
+            perm = torch.randperm(len(xt), generator=gen)
+            for s in range(0, len(xt), batch):
+                b = perm[s:s + batch]
+                xb = xt[b]
+                if noise > 0:
+                    xb = xb + noise * torch.randn(xb.shape, generator=gen)
+                loss = nn.functional.cross_entropy(net(xb), yt[b], label_smoothing=0.05)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+            report(progress, stage="train", step=epoch + 1, total=epochs)
+        net.eval()
+
+    # ----------------------------------------------------------------- predict
+    @property
+    def no_solution_label_(self) -> Any:
+        """Label used for "no solution": 0 for integer classes, else ``"no solution"``."""
+        check_is_fitted(self)
+        return 0 if self.classes_.dtype.kind in "iu" else NO_SOLUTION_TEXT
+
+    def _probabilities(self, features: np.ndarray) -> np.ndarray:
+        x = (np.asarray(features, np.float32) - self.feature_mean_) / self.feature_std_
+        with torch.inference_mode():
+            return torch.softmax(self.net_(torch.from_numpy(x)), 1).numpy()
+
+    def predict_uncertainty(self, patterns: Any, background: Optional[np.ndarray] = None, *,
+                            check: bool = True, progress: Optional[ProgressCallback] = None,
+                            cancel: Optional[CancelToken] = None) -> dict:
+        """Probabilities, class index, confidence, cubic fit and the no-solution mask per pattern.
+
+        ``background``: the detector's static background (see :meth:`describe`).
+
+        Returns
+        -------
+        dict
+            ``probabilities`` (N, n_classes), ``index``, ``confidence``,
+            ``fit`` (orientation fit), ``rotations`` (N, 3, 3),
+            ``agreement`` (1.0 where the pattern indexes as cubic, else 0.0)
+            and ``no_solution`` (N,) bool.
+        """
+        check_is_fitted(self)
+        d = self.describe(patterns, background, check=check, progress=progress, cancel=cancel)
+        proba = self._probabilities(d["features"])
+        confidence = proba.max(1).astype(np.float32)
+        indexed = d["fit"] >= self.fit_threshold_
+        return {"probabilities": proba, "index": proba.argmax(1), "confidence": confidence,
+                "fit": d["fit"], "rotations": d["rotations"], "agreement": indexed.astype(np.float32),
+                "no_solution": (confidence < float(self.confidence_threshold)) | ~indexed}
+
+    def predict_proba(self, patterns: Any, background: Optional[np.ndarray] = None) -> np.ndarray:
+        """Class probabilities (N, n_classes); rows sum to 1."""
+        return self.predict_uncertainty(patterns, background)["probabilities"]
+
+    def predict(self, patterns: Any, no_solution: bool = False,
+                background: Optional[np.ndarray] = None) -> np.ndarray:
+        """Most probable class of each pattern (``no_solution=True``: uncertain ones get ``no_solution_label_``)."""
+        res = self.predict_uncertainty(patterns, background)
+        labels = self.classes_[res["index"]]
+        if no_solution and res["no_solution"].any():
+            labels = labels.astype(object)
+            labels[res["no_solution"]] = self.no_solution_label_
+            labels = labels.astype(self.classes_.dtype if self.classes_.dtype.kind in "iu" else str)
+        return labels
+
+    def report(self, patterns: Any, labels: Sequence, no_solution: bool = False) -> ClassificationReport:
+        """Precision, recall, F1 (per class and class-weighted) and the confusion matrix."""
+        labels = check_labels(labels, len(check_stack(patterns)))
+        return classification_report(labels, self.predict(patterns, no_solution=no_solution), self.classes_)
+
+    def classify_map(self, pattern_map: Any, chunk_size: int = 512,
+                     background: Optional[np.ndarray] = None, *,
+                     progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None,
+                     client: Any = None, store: Optional[Union[str, os.PathLike]] = None,
+                     overwrite: bool = False, step_size_um: Optional[Any] = None):
+        """Classify every pattern of a map, streaming in chunks (see :func:`~.mapping.classify_map`).
+
+        ``background``: the detector's static background, an array (see :meth:`describe`).
+        """
+        from .mapping import classify_map
+
+        if isinstance(background, str):
+            raise MicrostructureError(
+                f"background={background!r}; the band-profile classifier takes the static background as an "
+                "array of the pattern's shape (or None: each pattern's own smooth background is divided out)")
+        return classify_map(self, pattern_map, chunk_size=chunk_size, background=background, progress=progress,
+                            cancel=cancel, client=client, store=store, overwrite=overwrite,
+                            step_size_um=step_size_um)
+
+    # -------------------------------------------------------------- save/load
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        kind = "int" if self.classes_.dtype.kind in "iu" else "str"
+        metadata = {"model_version": MODEL_VERSION,
+                    "classes": [int(c) if kind == "int" else str(c) for c in self.classes_],
+                    "classes_type": kind, "fit_threshold": self.fit_threshold_,
+                    "bank_labels": [int(c) if kind == "int" else str(c) for c in self.bank_labels_]}
+        tensors = with_prefix(self.net_.state_dict(), "net")
+        tensors.update({"feature_mean": torch.from_numpy(self.feature_mean_),
+                        "feature_std": torch.from_numpy(self.feature_std_),
+                        "bank_features": torch.from_numpy(np.asarray(self.bank_features_, np.float16))})
+        return metadata, tensors
+
+    def _set_state(self, metadata: dict[str, Any], tensors: dict[str, torch.Tensor], device: torch.device) -> None:
+        kind = metadata["classes_type"]
+        dtype = np.int64 if kind == "int" else str
+        classes = np.asarray(metadata["classes"], dtype=dtype)
+        net = _network(N_FEATURES, int(self.hidden), len(classes), float(self.dropout))
+        net.load_state_dict(split_prefix(tensors, "net"))
+        self.classes_ = classes
+        self.feature_mean_ = tensors["feature_mean"].numpy().astype(np.float32)
+        self.feature_std_ = tensors["feature_std"].numpy().astype(np.float32)
+        self.net_ = net.eval()
+        self.fit_threshold_ = float(metadata["fit_threshold"])
+        self.bank_features_ = tensors["bank_features"].numpy()
+        self.bank_labels_ = np.asarray(metadata["bank_labels"], dtype=dtype)

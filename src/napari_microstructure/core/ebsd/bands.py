@@ -1,0 +1,356 @@
+"""Band geometry of cubic Kikuchi patterns: orientation search and band profiles.
+
+A Kikuchi band is centred on the trace of a lattice plane: the pixels whose
+direction ``r`` from the source point is perpendicular to the plane normal
+``n`` (``r . n = 0``); its half-width is the Bragg angle, ``sin(theta_B) =
+lambda |g| / 2``. Which orders ``g = m (hkl)`` of a plane family are allowed
+is what tells the space groups apart (the reflection conditions), and since
+``|g|`` of every family scales with the same ``1 / a``, the *ratios* of the
+band widths and intensities of different families do not depend on the
+material's lattice parameter or the voltage. The band-profile description
+uses exactly that, after finding the orientation:
+
+1. :func:`prepare_patterns`: divide out the smooth background (static lobe and
+   dynamic gradients, which multiply the signal), remove what is left of
+   it, zero mean and unit variance, clip hot pixels.
+2. A spherical Hough transform (:class:`BandIndexer`): the mean intensity
+   along the trace of every plane normal on a 1-degree hemisphere grid, one
+   sparse matrix product per pattern (the matrix depends only on the
+   detector: pattern shape and projection centre).
+3. Orientation search: the cubic orientation whose low-index plane traces
+   ({100}, {110}, {111}, {210}, {211}, {311}) are brightest, over 20,000
+   orientations of the cubic fundamental zone, then refined locally. The
+   traces do not depend on the lattice parameter, so one search serves all
+   six space groups (and any cubic material).
+4. Band profiles (:meth:`BandIndexer.profiles`): for each of the twelve
+   lowest plane families, the mean intensity against the distance from the
+   family's traces (``|r . n|`` in bins of 0.004 up to 0.08): the band's
+   width, its nested higher orders and its contrast, 240 numbers per pattern
+   that a classifier (:mod:`.bandclassifier`) maps to a space group.
+
+The fit of the orientation (the mean Hough value on the search families'
+traces, in standard deviations of the pattern) says how well the pattern is
+explained by a cubic crystal at all: a pattern of a hexagonal phase fits
+worse, which the classifier uses to answer "no solution".
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from math import gcd
+from typing import Optional, Sequence
+
+import numpy as np
+from scipy import ndimage, sparse
+
+from ..errors import MicrostructureError
+from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
+
+#: Plane families described, in order of increasing ``h^2 + k^2 + l^2``.
+N_FAMILIES = 12
+#: Distance bins of a band profile: ``|r . n|`` (direction cosines) from 0 to 0.08.
+PROFILE_BIN = 0.004
+PROFILE_BINS = 20
+#: The families whose traces the orientation search matches.
+SEARCH_FAMILIES = ((1, 0, 0), (1, 1, 0), (1, 1, 1), (2, 1, 0), (2, 1, 1), (3, 1, 1))
+#: Orientations of the cubic fundamental zone tried before refinement.
+N_ORIENTATIONS = 20000
+#: Hough line half-width (direction cosines) and the pixel count that shrinks short traces to 0.
+HOUGH_HALF_WIDTH = 0.012
+HOUGH_SHRINK = 8.0
+#: Local refinement: perturbation sizes (degrees), perturbations per step, candidates kept.
+REFINE_STEPS_DEG = (2.5, 1.2, 0.6)
+REFINE_PERTURBATIONS = 40
+REFINE_KEEP = 3
+
+
+def plane_families(n: int = N_FAMILIES) -> list[tuple[int, int, int]]:
+    """The ``n`` lowest cubic plane families ``{hkl}`` (h >= k >= l >= 0, coprime)."""
+    fams = [(h, k, l) for h in range(1, 7) for k in range(h + 1) for l in range(k + 1)
+            if gcd(gcd(h, k), l) == 1]
+    fams.sort(key=lambda f: (f[0] ** 2 + f[1] ** 2 + f[2] ** 2, f))
+    return fams[:n]
+
+
+def family_normals(family: Sequence[int]) -> np.ndarray:
+    """Unit normals of every plane of a family, one of each ``+-n`` pair, (m, 3)."""
+    out = set()
+    for perm in itertools.permutations(family):
+        for signs in itertools.product((1, -1), repeat=3):
+            v = tuple(a * s for a, s in zip(perm, signs))
+            if next(x for x in v if x != 0) < 0:
+                v = tuple(-x for x in v)
+            out.add(v)
+    v = np.array(sorted(out), float)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+FAMILIES = plane_families()
+_NORMALS = [family_normals(f) for f in FAMILIES]
+ALL_NORMALS = np.concatenate(_NORMALS).astype(np.float32)
+FAMILY_INDEX = np.concatenate([np.full(len(n), i) for i, n in enumerate(_NORMALS)])
+SEARCH_NORMALS = np.concatenate([family_normals(f) for f in SEARCH_FAMILIES]).astype(np.float32)
+N_FEATURES = N_FAMILIES * PROFILE_BINS
+
+
+# --------------------------------------------------------------------- helpers
+def prepare_patterns(patterns: np.ndarray, background: Optional[np.ndarray] = None) -> np.ndarray:
+    """Background-free, normalised patterns (N, h, w) float32.
+
+    A static ``background`` (the detector's, e.g. the mean pattern of a map
+    with many grains, or the one an acquisition stores) divides each pattern
+    first. Then each pattern is divided by a heavy Gaussian blur of itself (standard
+    deviation h / 8: the static lobe and dynamic gradients multiply the
+    signal), a lighter blur (h / 16) of the result is subtracted, then the
+    pattern is scaled to zero mean and unit variance and clipped at +-4
+    (hot pixels). Unlike :class:`~.preprocess.PatternPreprocessor` it keeps the
+    native resolution and aspect ratio: the band geometry needs the pixels
+    where the projection centre puts them.
+    """
+    p = np.asarray(patterns, np.float32)
+    h = p.shape[1]
+    if background is not None:
+        bg = np.asarray(background, np.float32)
+        if bg.shape != p.shape[1:]:
+            raise MicrostructureError(
+                f"the background is {bg.shape[0]} x {bg.shape[1]} pixels but the patterns are "
+                f"{p.shape[1]} x {p.shape[2]}; give the static background of the same detector")
+        floor = max(float(bg.mean()), 1e-6) * 1e-3
+        p = p / np.maximum(bg, floor)[None] * float(bg.mean())
+    out = np.empty_like(p)
+    for i, img in enumerate(p):
+        bg = ndimage.gaussian_filter(img, h / 8.0, mode="nearest")
+        if img.min() >= 0:  # counts: the background multiplies the signal
+            q = img / (bg + 1e-3 * max(float(bg.max()), 1e-6) + 1e-6)
+        else:  # already background-subtracted (zero-mean) input
+            q = img - bg
+        q = q - ndimage.gaussian_filter(q, h / 16.0, mode="nearest")
+        sd = float(q.std())
+        out[i] = np.clip((q - q.mean()) / (sd if sd > 0 else 1.0), -4.0, 4.0)
+    return out
+
+
+def check_projection_centre(pc: Sequence[float]) -> tuple[float, float, float]:
+    """``(PCx, PCy, PCz)`` as floats; a clear error when it is not a plausible projection centre."""
+    try:
+        vals = tuple(float(v) for v in pc)
+    except (TypeError, ValueError):
+        raise MicrostructureError(
+            f"pc={pc!r} is not a projection centre; give (PCx, PCy, PCz) in the Bruker convention, "
+            "e.g. pc=(0.5, 0.3, 0.6) (from the acquisition software or kikuchipy's EBSDDetector.pc)") from None
+    if len(vals) != 3 or not np.all(np.isfinite(vals)):
+        raise MicrostructureError(
+            f"pc={pc!r} must be three finite numbers (PCx, PCy, PCz) in the Bruker convention, "
+            "e.g. pc=(0.5, 0.3, 0.6)")
+    pcx, pcy, pcz = vals
+    if not (-0.5 <= pcx <= 1.5 and -0.5 <= pcy <= 1.5 and 0.2 <= pcz <= 3.0):
+        raise MicrostructureError(
+            f"pc={vals} is implausible: PCx and PCy are fractions of the pattern width and height "
+            "(usually 0.3-0.7 and 0.1-0.5) and PCz the detector distance in pattern heights (usually "
+            "0.4-1.0); convert an EDAX/TSL or Oxford projection centre to the Bruker convention first")
+    return vals
+
+
+def pixel_directions(shape: Sequence[int], pc: Sequence[float]) -> np.ndarray:
+    """Unit vectors from the source point to each pixel, (h*w, 3) float32.
+
+    The detector frame of :func:`~.simulate.detector_directions`: x to the
+    right, y up, z from the screen towards the source; ``pc`` in the Bruker
+    convention (fractions of the width and height from the top-left corner,
+    distance in pattern heights).
+    """
+    h, w = (int(s) for s in shape)
+    pcx, pcy, pcz = pc
+    x, y = np.meshgrid((np.arange(w) + 0.5 - pcx * w) / h, (pcy * h - (np.arange(h) + 0.5)) / h)
+    r = np.stack([x, y, np.full_like(x, pcz)], -1).reshape(-1, 3)
+    return (r / np.linalg.norm(r, axis=1, keepdims=True)).astype(np.float32)
+
+
+_N_POLAR, _N_AZIMUTH = 91, 360  # hemisphere at 1 degree
+
+
+def _hemisphere_grid() -> np.ndarray:
+    th = np.deg2rad(np.linspace(0.0, 90.0, _N_POLAR))
+    ph = np.deg2rad(np.arange(_N_AZIMUTH, dtype=float))
+    t, p = np.meshgrid(th, ph, indexing="ij")
+    return np.stack([np.sin(t) * np.cos(p), np.sin(t) * np.sin(p), np.cos(t)], -1).reshape(-1, 3)
+
+
+def _grid_index(v: np.ndarray) -> np.ndarray:
+    """Index of the nearest hemisphere-grid normal (``n`` and ``-n`` are one trace)."""
+    v = np.where(v[..., 2:3] < 0, -v, v)
+    th = np.rint(np.degrees(np.arccos(np.clip(v[..., 2], -1.0, 1.0)))).astype(np.int64)
+    ph = np.rint(np.degrees(np.arctan2(v[..., 1], v[..., 0]))).astype(np.int64) % _N_AZIMUTH
+    return th * _N_AZIMUTH + ph
+
+
+def _quaternions_to_matrices(q: np.ndarray) -> np.ndarray:
+    w, x, y, z = q.T
+    return np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
+    ], 1)
+
+
+@functools.lru_cache(maxsize=2)
+def fundamental_zone_orientations(n: int = N_ORIENTATIONS, seed: int = 0) -> np.ndarray:
+    """``n`` random orientations (crystal-to-detector matrices, (n, 3, 3)) of the cubic fundamental zone.
+
+    Uniform quaternions kept when their Rodrigues vector lies in the m-3m
+    fundamental zone (``|r_i| <= sqrt(2) - 1`` and ``|r_1| + |r_2| + |r_3| <= 1``).
+    """
+    rng = np.random.default_rng(seed)
+    kept = []
+    while sum(len(k) for k in kept) < n:
+        q = rng.normal(size=(30 * n, 4))
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        r = q[:, 1:] / q[:, :1]
+        kept.append(q[(np.abs(r).max(1) <= np.sqrt(2) - 1) & (np.abs(r).sum(1) <= 1)])
+    return _quaternions_to_matrices(np.concatenate(kept)[:n]).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=2)
+def _search_matrix(n: int = N_ORIENTATIONS) -> sparse.csr_matrix:
+    """Sparse (n, n_grid): row ``o`` averages the Hough values on the search normals at orientation ``o``."""
+    rot = fundamental_zone_orientations(n)
+    idx = _grid_index(np.einsum("oij,nj->oni", rot, SEARCH_NORMALS))
+    rows = np.repeat(np.arange(n), idx.shape[1])
+    data = np.full(idx.size, 1.0 / idx.shape[1], np.float32)
+    return sparse.csr_matrix((data, (rows, idx.ravel())), shape=(n, _N_POLAR * _N_AZIMUTH))
+
+
+@functools.lru_cache(maxsize=len(REFINE_STEPS_DEG))
+def _perturbations(step_deg: float) -> np.ndarray:
+    """Fixed small rotations of about ``step_deg`` degrees, (REFINE_PERTURBATIONS, 3, 3)."""
+    rng = np.random.default_rng(int(step_deg * 1000))
+    v = rng.normal(size=(REFINE_PERTURBATIONS, 3)) * np.deg2rad(step_deg)
+    angle = np.linalg.norm(v, axis=1)
+    axis = v / angle[:, None]
+    q = np.concatenate([np.cos(angle / 2)[:, None], axis * np.sin(angle / 2)[:, None]], 1)
+    return _quaternions_to_matrices(q).astype(np.float32)
+
+
+# --------------------------------------------------------------------- indexer
+class BandIndexer:
+    """Orientation search and band profiles for one detector set-up.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Pattern height and width in pixels.
+    pc : (float, float, float)
+        Projection centre, Bruker convention (see :func:`pixel_directions`).
+    n_orientations : int
+        Candidate orientations of the coarse search.
+    """
+
+    def __init__(self, shape: Sequence[int], pc: Sequence[float], n_orientations: int = N_ORIENTATIONS) -> None:
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.pc = check_projection_centre(pc)
+        self.n_orientations = int(n_orientations)
+        self.directions = pixel_directions(self.shape, self.pc)
+        self._hough: Optional[sparse.csr_matrix] = None  # built on first use (profiles do not need it)
+
+    def _hough_matrix(self) -> sparse.csr_matrix:
+        """Rows: hemisphere normals; the mean of the pixels within the trace's half-width."""
+        normals = _hemisphere_grid().astype(np.float32)
+        rows, cols = [], []
+        for s in range(0, len(normals), 4096):
+            r, c = np.nonzero(np.abs(normals[s:s + 4096] @ self.directions.T) < HOUGH_HALF_WIDTH)
+            rows.append(r + s)
+            cols.append(c)
+        rows, cols = np.concatenate(rows), np.concatenate(cols)
+        counts = np.bincount(rows, minlength=len(normals)).astype(np.float32)
+        data = (1.0 / (counts[rows] + HOUGH_SHRINK)).astype(np.float32)
+        return sparse.csr_matrix((data, (rows, cols)), shape=(len(normals), len(self.directions)))
+
+    def hough(self, prepared: np.ndarray) -> np.ndarray:
+        """Spherical Hough transforms of prepared patterns, (N, n_grid) float32."""
+        if self._hough is None:
+            self._hough = self._hough_matrix()
+        flat = np.asarray(prepared, np.float32).reshape(len(prepared), -1)
+        return np.asarray((self._hough @ flat.T).T, np.float32)
+
+    def coarse_scores(self, hough_values: np.ndarray) -> np.ndarray:
+        """Mean Hough value on the search traces at every candidate orientation, (N, n_orientations)."""
+        return np.asarray((_search_matrix(self.n_orientations) @ np.asarray(hough_values, np.float32).T).T)
+
+    def orient(self, hough_values: np.ndarray, coarse: Optional[np.ndarray] = None) -> tuple[np.ndarray, float]:
+        """Best cubic orientation of one pattern from its Hough transform: (matrix (3, 3), fit).
+
+        ``coarse``: the pattern's :meth:`coarse_scores` when computed for a batch.
+        """
+        if coarse is None:
+            coarse = self.coarse_scores(hough_values[None])[0]
+        top = np.argpartition(-coarse, REFINE_KEEP)[:REFINE_KEEP]
+        cands = fundamental_zone_orientations(self.n_orientations)[top]
+        for step in REFINE_STEPS_DEG:
+            moved = np.einsum("pij,cjk->cpik", _perturbations(step), cands).reshape(-1, 3, 3)
+            allc = np.concatenate([cands, moved])
+            score = hough_values[_grid_index(np.einsum("oij,nj->oni", allc, SEARCH_NORMALS))].mean(1)
+            order = np.argsort(-score)[:REFINE_KEEP]
+            cands, best = allc[order], float(score[order[0]])
+        return cands[0], best
+
+    def profiles(self, prepared: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+        """Band profiles of one prepared pattern at an orientation, (N_FAMILIES, PROFILE_BINS).
+
+        Mean intensity against ``|r . n|`` over all traces of each family;
+        bins no pixel falls in (a family with no trace on the detector) are 0,
+        the mean of a prepared pattern.
+        """
+        t = np.abs(self.directions @ (ALL_NORMALS @ np.asarray(rotation, np.float32).T).T)
+        b = (t / PROFILE_BIN).astype(np.int64)
+        ok = b < PROFILE_BINS
+        idx = (FAMILY_INDEX[None, :] * PROFILE_BINS + b)[ok]
+        vals = np.broadcast_to(np.asarray(prepared, np.float32).reshape(-1, 1), t.shape)[ok]
+        total = np.bincount(idx, weights=vals, minlength=N_FEATURES)
+        count = np.bincount(idx, minlength=N_FEATURES)
+        return (total / np.maximum(count, 1)).reshape(N_FAMILIES, PROFILE_BINS).astype(np.float32)
+
+    def describe(self, patterns: np.ndarray, background: Optional[np.ndarray] = None, *,
+                 progress: Optional[ProgressCallback] = None,
+                 cancel: Optional[CancelToken] = None, stage: str = "index") -> dict[str, np.ndarray]:
+        """Orientation, fit and band-profile features of every pattern (``background``: see :func:`prepare_patterns`).
+
+        Returns
+        -------
+        dict
+            ``features`` (N, N_FEATURES) float32, ``rotations`` (N, 3, 3)
+            crystal-to-detector, ``fit`` (N,) float32.
+        """
+        patterns = np.asarray(patterns)
+        if patterns.shape[1:] != self.shape:
+            raise MicrostructureError(
+                f"patterns are {patterns.shape[1]} x {patterns.shape[2]} pixels but the indexer was set up "
+                f"for {self.shape[0]} x {self.shape[1]}; give patterns of one detector set-up")
+        n = len(patterns)
+        feats = np.empty((n, N_FEATURES), np.float32)
+        rots = np.empty((n, 3, 3), np.float32)
+        fit = np.empty(n, np.float32)
+        for s in range(0, n, 64):
+            check_cancel(cancel)
+            prepared = prepare_patterns(patterns[s:s + 64], background)
+            hough = self.hough(prepared)
+            coarse = self.coarse_scores(hough)
+            for i in range(len(prepared)):
+                rots[s + i], fit[s + i] = self.orient(hough[i], coarse[i])
+                feats[s + i] = self.profiles(prepared[i], rots[s + i]).ravel()
+            report(progress, stage=stage, step=min(s + 64, n), total=n)
+        return {"features": feats, "rotations": rots, "fit": fit}
+
+
+def misorientation_deg(a: np.ndarray, b: np.ndarray) -> float:
+    """Smallest rotation angle (degrees) between two cubic orientations, over the 24 symmetry operations."""
+    best = 180.0
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product((1, -1), repeat=3):
+            op = np.zeros((3, 3))
+            op[range(3), perm] = signs
+            if np.linalg.det(op) < 0:
+                continue
+            d = np.asarray(a, float) @ op @ np.asarray(b, float).T
+            best = min(best, float(np.degrees(np.arccos(np.clip((np.trace(d) - 1) / 2, -1, 1)))))
+    return best

@@ -1,0 +1,37 @@
+"""scripts/train_band_profiles.py: chunks resume, export writes a model that loads offline and predicts."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+
+from napari_microstructure import BandProfileClassifier
+from napari_microstructure.core.ebsd import simulate as S
+
+SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "train_band_profiles.py"
+spec = importlib.util.spec_from_file_location("train_band_profiles", SCRIPT)
+script = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(script)
+
+TINY = ["--sessions-per-chunk", "1", "--patterns-per-session", "2", "--workers", "1"]
+
+
+def test_chunks_resume_and_export_loads(tmp_path):
+    out = tmp_path / "run"
+    script.main(["features", "--out", str(out), "--chunks", "1", *TINY])
+    first = np.load(out / "chunk_000.npz")["features"].copy()
+    script.main(["features", "--out", str(out), "--chunks", "2", *TINY])  # chunk 0 is kept, chunk 1 added
+    np.testing.assert_array_equal(np.load(out / "chunk_000.npz")["features"], first)
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [entry["chunk"] for entry in log] == [0, 1]
+    assert first.shape == (6 * 2, 240)
+    target = tmp_path / "model.pt"
+    script.main(["export", "--out", str(out), "--target", str(target), "--calibration-sessions", "1",
+                 "--workers", "1"])
+    clf = BandProfileClassifier.load(target)
+    assert clf.classes_.tolist() == list(S.SPACE_GROUPS)
+    assert clf.simulation_pretrained and np.isfinite(clf.fit_threshold_)
+    assert clf.bank_features_.shape == (24, 240)  # all patterns of the tiny run (<= 600 per class)
+    clf.set_params(pc=(0.5, 0.3, 0.6))
+    assert clf.predict(np.random.default_rng(0).random((2, 40, 40))).shape == (2,)

@@ -1,0 +1,131 @@
+"""Band geometry (orientation search, profiles) and the band-profile space-group classifier.
+
+The simulated sessions here use seeds that neither the shipped model's
+training (``scripts/train_band_profiles.py``: training-split structures, never
+the named materials) nor its threshold calibration used.
+"""
+
+import numpy as np
+import pytest
+
+from napari_microstructure import BandProfileClassifier, MicrostructureError
+from napari_microstructure.core.ebsd import bands as B
+from napari_microstructure.core.ebsd import simulate as S
+
+
+def _session(name, n, seed):
+    rng = np.random.default_rng(seed)
+    session = S.sample_session(S.ALL_MATERIALS[name], rng)
+    rot = S.random_rotations(n, rng)
+    return S.simulate_session(session, n, rng, rotations=rot, pc_scan=0.0), rot, session.geometry.pc
+
+
+def test_plane_families_and_normals():
+    assert B.FAMILIES[:5] == [(1, 0, 0), (1, 1, 0), (1, 1, 1), (2, 1, 0), (2, 1, 1)]
+    assert [len(B.family_normals(f)) for f in B.FAMILIES[:4]] == [3, 6, 4, 12]
+    assert B.ALL_NORMALS.shape == (len(B.FAMILY_INDEX), 3)
+    np.testing.assert_allclose(np.linalg.norm(B.ALL_NORMALS, axis=1), 1, atol=1e-6)
+
+
+def test_fundamental_zone_orientations_are_distinct_rotations():
+    rot = B.fundamental_zone_orientations(500, seed=3)
+    np.testing.assert_allclose(np.einsum("nij,nkj->nik", rot, rot), np.broadcast_to(np.eye(3), rot.shape), atol=1e-5)
+    # no two of them are cubic-symmetry equivalent
+    assert min(B.misorientation_deg(rot[0], r) for r in rot[1:50]) > 0.5
+
+
+def test_misorientation_ignores_cubic_symmetry():
+    a = S.random_rotations(1, np.random.default_rng(0))[0]
+    four_fold = np.array([[0, -1, 0], [1, 0, 0], [0, 0, 1]], float)
+    assert B.misorientation_deg(a, a @ four_fold) < 1e-4
+    tilt = np.array([[1, 0, 0], [0, np.cos(0.1), -np.sin(0.1)], [0, np.sin(0.1), np.cos(0.1)]])
+    assert abs(B.misorientation_deg(a, tilt @ a) - np.degrees(0.1)) < 1e-3
+
+
+@pytest.mark.parametrize("name", ["Ni", "Fe", "Si"])
+def test_orientation_search_finds_the_simulated_orientation(name, learning_seed):
+    pats, rot, pc = _session(name, 8, 4000 + learning_seed)
+    out = B.BandIndexer(pats.shape[1:], pc).describe(pats)
+    err = np.array([B.misorientation_deg(a, b) for a, b in zip(out["rotations"], rot)])
+    assert np.mean(err < 3.0) >= 0.75, err.round(1)
+    assert out["features"].shape == (8, B.N_FEATURES) and np.isfinite(out["features"]).all()
+
+
+def test_profiles_peak_on_the_band_centres():
+    """At the true orientation the low-index band centres are brighter than their flanks;
+    at a wrong orientation the profiles are flat."""
+    pats, rot, pc = _session("Ni", 6, 11)
+    ix = B.BandIndexer(pats.shape[1:], pc)
+    prepared = B.prepare_patterns(pats)
+    true = np.mean([ix.profiles(p, r) for p, r in zip(prepared, rot)], 0)
+    wrong = np.mean([ix.profiles(p, r) for p, r in zip(prepared, rot[::-1][:, [1, 2, 0]])], 0)
+    assert true[:3, 0].min() > 0.3  # {100}, {110}, {111} centres, in standard deviations
+    assert np.all(true[:3, 0] > true[:3, -1] + 0.3)
+    assert np.abs(wrong[:3, 0]).max() < 0.2
+
+
+def test_static_background_must_match_the_patterns():
+    pats, _, pc = _session("Ni", 2, 3)
+    with pytest.raises(MicrostructureError, match="background is 5 x 5 pixels"):
+        B.prepare_patterns(pats, background=np.ones((5, 5)))
+
+
+@pytest.mark.parametrize("pc, match", [
+    ((0.5, 0.3), "three finite numbers"),
+    ((0.5, np.nan, 0.6), "three finite numbers"),
+    ((60.0, 40.0, 0.6), "implausible"),
+    ("centre", "not a projection centre"),
+])
+def test_bad_projection_centre_is_named(pc, match):
+    with pytest.raises(MicrostructureError, match=match):
+        B.check_projection_centre(pc)
+
+
+def test_classifier_needs_a_projection_centre():
+    clf = BandProfileClassifier.from_pretrained()
+    pats, _, _ = _session("Ni", 2, 5)
+    with pytest.raises(MicrostructureError, match="no projection centre: give pc="):
+        clf.predict(pats)
+
+
+def test_zero_shot_space_groups_of_materials_never_trained(learning_seed):
+    """The shipped model (trained only on simulated random structures) on named materials."""
+    materials = {"Cu": 225, "Fe": 229, "Si": 227, "V3Si": 223, "Y3Al5O12": 230}
+    correct, total = 0, 0
+    for k, (name, sg) in enumerate(materials.items()):
+        pats, _, pc = _session(name, 8, 5000 + 10 * learning_seed + k)
+        clf = BandProfileClassifier.from_pretrained(pc=pc)
+        pred = clf.predict(pats)
+        correct += int(np.sum(pred == sg))
+        total += len(pred)
+    assert correct / total >= 0.7, f"{correct}/{total}"  # chance: 1/6
+
+
+def test_fine_tuning_separates_ni_from_ni3al(learning_seed):
+    """The paper's case: Ni3Al (221) differs from Ni (225) only by weak superlattice bands."""
+    pc = (0.5, 0.3, 0.6)
+    pats, phase = S.simulate_dual_phase_map(map_shape=(16, 20), pattern_shape=(60, 60), seed=3 + learning_seed,
+                                            pc=pc)
+    flat, lab = pats.reshape(-1, 60, 60), np.where(phase.ravel() == 1, "Ni3Al", "Ni")
+    rng = np.random.default_rng(learning_seed)
+    train = np.concatenate([rng.choice(np.flatnonzero(lab == c), 20, replace=False) for c in ("Ni", "Ni3Al")])
+    test = np.setdiff1d(np.arange(len(lab)), train)
+    clf = BandProfileClassifier(pc=pc, seed=learning_seed).fit(flat[train], lab[train])
+    assert list(clf.classes_) == ["Ni", "Ni3Al"]
+    res = clf.classify_map(pats)
+    assert res.labels.shape == phase.shape
+    assert np.mean(res.labels.ravel()[test] == lab[test]) >= 0.8
+
+
+def test_save_load_round_trip_and_bad_features(tmp_path):
+    clf = BandProfileClassifier.from_pretrained(pc=(0.5, 0.3, 0.6))
+    pats, _, pc = _session("W", 3, 8)
+    clf.set_params(pc=pc)
+    path = clf.save(tmp_path / "bands.pt")
+    back = BandProfileClassifier.load(path)
+    assert back.pc == tuple(pc) and back.fit_threshold_ == clf.fit_threshold_
+    np.testing.assert_allclose(back.predict_proba(pats), clf.predict_proba(pats), atol=1e-6)
+    with pytest.raises(MicrostructureError, match=r"expected \(N, 240\)"):
+        BandProfileClassifier(simulation_pretrained=False).fit_features(np.zeros((4, 10)), [221, 221, 225, 225])
+    with pytest.raises(MicrostructureError, match="has no training patterns|a classifier needs at least two"):
+        BandProfileClassifier(pc=pc).fit(pats, [229, 229, 229])
