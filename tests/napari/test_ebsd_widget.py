@@ -120,3 +120,34 @@ def test_clear_errors(viewer_with_sample, tmp_path):
     widget.source_combo.setCurrentText(SOURCE_PAINTED)
     with pytest.raises(MicrostructureError, match="Labels layer"):
         widget.training_data()
+
+
+def test_band_profiles_shipped_and_fine_tuned(viewer_with_sample, tmp_path):
+    """Band profiles: the shipped model needs only the projection centre; fine-tuning on the sample's
+    labelled patterns separates its Ni3Al precipitates from the Ni matrix."""
+    from napari_microstructure._napari._ebsd_widget import BAND_PROFILES
+
+    viewer, widget = viewer_with_sample
+    widget.backbone_combo.setCurrentText(BAND_PROFILES)
+    with pytest.raises(MicrostructureError, match="Projection centre field"):
+        widget.use_shipped_model()
+    widget.pc_edit.setText("0.5, 0.3, 60")
+    with pytest.raises(MicrostructureError, match="implausible"):
+        widget.use_shipped_model()
+    widget.pc_edit.setText("0.5, 0.3, 0.6")  # the sample's detector
+    widget.use_shipped_model()
+    assert widget.classifier.classes_.tolist() == [221, 223, 225, 227, 229, 230]
+    assert "band profiles" in widget.model_label.text()
+    widget.source_combo.setCurrentText(SOURCE_LAYER)
+    widget.train()
+    assert widget.classifier.classes_.tolist() == [221, 223, 225, 227, 229, 230]  # space groups: fine-tuned
+    widget.classify()
+    assert "Ni-Ni3Al sample space groups" in viewer.layers
+    truth = make_ebsd_sample()[2][0]
+    assert np.mean(widget.result.labels == truth) >= 0.8
+    widget.save_model(tmp_path / "bands.pt")
+    widget.classifier = None
+    widget.pc_edit.clear()
+    widget.load_model(tmp_path / "bands.pt")
+    assert widget.backbone_combo.currentText() == BAND_PROFILES
+    assert widget.pc_edit.text() == "0.5, 0.3, 0.6"

@@ -48,6 +48,8 @@ SOURCE_FILE = "File or folder of labelled patterns"
 SOURCE_LAYER = "Labelled patterns of the layer (sample)"
 
 RESULT_SUFFIXES = ("space groups", "confidence", "no solution")
+#: the Backbone choice that trains a :class:`~napari_microstructure.core.ebsd.bandclassifier.BandProfileClassifier`
+BAND_PROFILES = "band profiles (any cubic material)"
 #: what a painted label value's class cell says until the user types a space group
 ASK_SPACE_GROUP = "type a space group, e.g. 225"
 
@@ -139,9 +141,23 @@ class EBSDWidget(DockWidget):
         opts = QFormLayout(self.section("Classifier"))
         opts.setContentsMargins(2, 0, 2, 0)
         self.backbone_combo = QComboBox()
-        self.backbone_combo.addItems(BACKBONES)
+        self.backbone_combo.addItems([*BACKBONES, BAND_PROFILES])
         self.backbone_combo.setCurrentText(str(defaults.get("backbone", BACKBONES[0])))
+        self.backbone_combo.setToolTip(
+            "CNN backbones learn from your labelled patterns; band profiles index each pattern (needs the "
+            "projection centre) and classify space groups of materials never seen, even with no labels")
         opts.addRow("Backbone", self.backbone_combo)
+        self.pc_edit = QLineEdit()
+        self.pc_edit.setPlaceholderText("PCx, PCy, PCz (Bruker), e.g. 0.5, 0.3, 0.6")
+        self.pc_edit.setToolTip("projection centre, needed by band profiles: fractions of the pattern width "
+                                "and height from the top-left corner, detector distance in pattern heights")
+        self.shipped_button = QPushButton("Shipped model")
+        self.shipped_button.setToolTip("band profiles: use the shipped simulation-trained model, no training")
+        self.shipped_button.clicked.connect(self._on_shipped_clicked)
+        row = QHBoxLayout()
+        row.addWidget(self.pc_edit, 1)
+        row.addWidget(self.shipped_button)
+        opts.addRow("Projection centre", row)
         self.ensemble_spin = QSpinBox()
         self.ensemble_spin.setRange(1, 10)
         self.ensemble_spin.setValue(int(defaults.get("n_models", 1)))
@@ -387,6 +403,47 @@ class EBSDWidget(DockWidget):
         labels = np.asarray([names[int(v)] for v in values])
         return patterns, labels
 
+    def band_profiles(self) -> bool:
+        """True when the Backbone choice is the band-profile classifier."""
+        return self.backbone_combo.currentText() == BAND_PROFILES
+
+    def projection_centre(self) -> tuple[float, float, float]:
+        """The Projection centre field, checked; a clear error when empty or implausible."""
+        from ..core.ebsd.bands import check_projection_centre
+
+        text = self.pc_edit.text().strip()
+        if not text:
+            raise MicrostructureError(
+                "band profiles need the projection centre: type PCx, PCy, PCz (Bruker convention) in the "
+                "Projection centre field, e.g. 0.5, 0.3, 0.6")
+        return check_projection_centre(text.replace(";", ",").split(","))
+
+    def new_classifier(self) -> Any:
+        """An untrained classifier of the chosen kind with the widget's options."""
+        if self.band_profiles():
+            from ..core.ebsd.bandclassifier import BandProfileClassifier
+
+            return BandProfileClassifier(pc=self.projection_centre(),
+                                         confidence_threshold=self.threshold_spin.value())
+        from ..core.ebsd import EBSDClassifier
+
+        return EBSDClassifier(**self.options())
+
+    def use_shipped_model(self) -> None:
+        """The shipped band-profile model, with the projection centre of the field (no training)."""
+        from ..core.ebsd.bandclassifier import BandProfileClassifier
+
+        clf = BandProfileClassifier.from_pretrained(pc=self.projection_centre())
+        self.backbone_combo.setCurrentText(BAND_PROFILES)
+        self.set_classifier(clf)
+        self.set_status("shipped band-profile model: space groups 221-230 of any cubic material, no training")
+
+    def _on_shipped_clicked(self) -> None:
+        try:
+            self.use_shipped_model()
+        except MicrostructureError as exc:
+            self._error(str(exc))
+
     def options(self) -> dict[str, Any]:
         return {"backbone": self.backbone_combo.currentText(), "n_models": self.ensemble_spin.value(),
                 "max_epochs": self.epochs_spin.value(), "input_size": self.size_spin.value(),
@@ -404,12 +461,10 @@ class EBSDWidget(DockWidget):
 
     def train(self) -> Optional[Job]:
         """Train a new classifier off the GUI thread; returns the job."""
-        from ..core.ebsd import EBSDClassifier
-
         if self.busy:
             raise MicrostructureError("a job is running; wait or press Cancel")
+        classifier = self.new_classifier()
         patterns, labels = self.training_data()
-        classifier = EBSDClassifier(**self.options())
         classes = sorted({str(c) for c in labels.tolist()})
         return self._start(_fit, classifier, patterns, labels, on_done=self._on_trained,
                            message=f"training on {len(labels)} patterns of {', '.join(classes)}: preparing…")
@@ -421,10 +476,18 @@ class EBSDWidget(DockWidget):
     def set_classifier(self, classifier: Any) -> None:
         self.classifier = classifier
         self.threshold_spin.setValue(float(classifier.confidence_threshold))
+        classes = ", ".join(str(c) for c in classifier.classes_)
+        if not hasattr(classifier, "models_"):  # band profiles
+            self.backbone_combo.setCurrentText(BAND_PROFILES)
+            if classifier.pc is not None:
+                self.pc_edit.setText(", ".join(f"{v:.4g}" for v in classifier.pc))
+            self.model_label.setText(f"model: band profiles (indexed patterns), classes {classes}")
+            self._update_legend()
+            self.refresh_actions()
+            return
         self.backbone_combo.setCurrentText(str(classifier.backbone))
         self.ensemble_spin.setValue(len(classifier.models_))
         self.size_spin.setValue(int(classifier.input_size))
-        classes = ", ".join(str(c) for c in classifier.classes_)
         epochs = classifier.history_.epochs
         self.model_label.setText(
             f"model: {classifier.backbone}, {len(classifier.models_)} network(s), classes {classes}"
@@ -439,6 +502,8 @@ class EBSDWidget(DockWidget):
         if self.classifier is None:
             raise MicrostructureError("no model; train one or load a model file first")
         self.classifier.confidence_threshold = self.threshold_spin.value()
+        if not hasattr(self.classifier, "models_") and self.pc_edit.text().strip():
+            self.classifier.pc = self.projection_centre()  # the field may have been corrected
         pl = self.pattern_layer()
         self._result_map_name = pl.name
         self.fraction_table.setRowCount(0)
@@ -465,10 +530,17 @@ class EBSDWidget(DockWidget):
         self.set_status(f"saved {path}")
 
     def load_model(self, path: str | os.PathLike) -> None:
-        """Load an EBSD model (a micrograph model is refused with a clear message)."""
+        """Load an EBSD model of either kind (a micrograph model is refused with a clear message)."""
         from ..core.ebsd import EBSDClassifier
+        from ..core.nn.modelio import read_model_file
 
-        self.set_classifier(EBSDClassifier.load(path))
+        kind = read_model_file(path)[0]
+        if kind == "ebsd-bands":
+            from ..core.ebsd.bandclassifier import BandProfileClassifier
+
+            self.set_classifier(BandProfileClassifier.load(path))
+        else:
+            self.set_classifier(EBSDClassifier.load(path))
         self.set_status(f"loaded {path}")
 
     def _save_clicked(self, path: str) -> None:
