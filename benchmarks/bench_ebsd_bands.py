@@ -1,0 +1,267 @@
+"""The band-profile space-group classifier on materials it has never seen.
+
+Prints, for :class:`~napari_microstructure.core.ebsd.bandclassifier.BandProfileClassifier`
+(the shipped model, trained only on simulated random structures of the
+training split; never on a named material):
+
+1. **zero-shot, named materials**: the 25 named materials of the simulator
+   (Ni, Cu, Al, Ni3Al, NiAl, Cr3Si, Si, Fe, W, garnets...), each in
+   ``--sessions`` random detector / acquisition sessions; per-material
+   accuracy, class-weighted precision / recall; orientation-search error
+   against the simulated orientation;
+2. **zero-shot, held-out structures**: structures of the held-out prototypes
+   and random structures (``StructureSampler("heldout")``);
+3. **few-shot fine-tuning**: 10 / 20 / 50 labelled patterns per space group
+   of one material per group (set A, one session each), tested on new
+   sessions of set A (seen materials) and on set B (other materials of the
+   same groups, held out of pretraining and fine-tuning);
+4. **dual-phase map** (Ni matrix, Ni3Al precipitates, cube-on-cube): Ni3Al
+   fraction against the truth, zero-shot and after fine-tuning on 20
+   labelled patterns per phase of the map;
+5. **no solution**: hexagonal and tetragonal patterns (Ti, Mg, beta-Sn,
+   rutile) against cubic ones, at the shipped fit threshold;
+6. **speed**: patterns per second of indexing + classification (60 x 60).
+7. **real Ni** (kikuchipy's 9 patterns, 225), when ``--ni`` names the dump of
+   ``bench_ebsd_real_ni.py --dump`` (with the projection centre).
+
+Usage: ``python benchmarks/bench_ebsd_bands.py [--quick] [--ni ni9.npz]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import header  # noqa: E402
+
+SET_A = {225: "Ni", 221: "NiAl", 223: "Cr3Si", 227: "Si", 229: "Fe", 230: "Y3Al5O12"}
+SET_B = {225: ("Cu", "Al"), 221: ("Ni3Al", "Cu3Au"), 223: ("V3Si", "Nb3Sn"), 227: ("Ge", "C"),
+         229: ("W", "Mo"), 230: ("Ca3Al2Si3O12", "Al4Ni3")}
+
+
+def session_of(structure, n, seed, geometry=None):
+    """Patterns, simulated rotations and projection centre of one random session."""
+    from napari_microstructure.core.ebsd.simulate import random_rotations, sample_session, simulate_session
+
+    rng = np.random.default_rng(seed)
+    s = sample_session(structure, rng, geometry=geometry)
+    rot = random_rotations(n, rng)
+    return simulate_session(s, n, rng, rotations=rot, pc_scan=0.0), rot, s.geometry.pc
+
+
+def weighted_pr(y, p):
+    from sklearn.metrics import precision_recall_fscore_support
+
+    pr, rc, _, _ = precision_recall_fscore_support(y, p, average="weighted", zero_division=0)
+    return pr, rc
+
+
+def zero_shot_named(clf, sessions, per_session):
+    from napari_microstructure.core.ebsd.bands import misorientation_deg
+    from napari_microstructure.core.ebsd.simulate import ALL_MATERIALS
+
+    header(f"zero-shot, named materials ({sessions} sessions x {per_session} patterns each)")
+    ys, ps, errs, per = [], [], [], {}
+    t = time.perf_counter()
+    for i, (name, st) in enumerate(ALL_MATERIALS.items()):
+        for j in range(sessions):
+            pats, rot, pc = session_of(st, per_session, 70000 + 100 * i + j)
+            clf.set_params(pc=pc)
+            u = clf.predict_uncertainty(pats)
+            pred = clf.classes_[u["index"]]
+            errs += [misorientation_deg(a, b) for a, b in zip(u["rotations"], rot)]
+            ys += [int(st.space_group)] * len(pred)
+            ps += pred.tolist()
+            per.setdefault(name, []).extend((pred == int(st.space_group)).tolist())
+    ys, ps, errs = np.array(ys), np.array(ps), np.array(errs)
+    pr, rc = weighted_pr(ys, ps)
+    print(f"accuracy {np.mean(ys == ps):.3f}; class-weighted precision / recall {pr:.3f} / {rc:.3f} "
+          f"({len(ys)} patterns, {time.perf_counter() - t:.0f} s)")
+    print("per material: " + ", ".join(f"{k} {np.mean(v):.2f}" for k, v in per.items()))
+    print(f"orientation search: median error {np.median(errs):.2f} deg, within 3 deg {np.mean(errs < 3):.3f}")
+    return np.mean(ys == ps)
+
+
+def zero_shot_heldout(clf, sessions, per_session):
+    from napari_microstructure.core.ebsd.simulate import SPACE_GROUPS, StructureSampler
+
+    header(f"zero-shot, held-out structures ({sessions} per space group x {per_session} patterns)")
+    sampler = StructureSampler("heldout", 0.5)
+    ys, ps = [], []
+    for k, sg in enumerate(SPACE_GROUPS):
+        for j in range(sessions):
+            rng = np.random.default_rng(90000 + 1000 * k + j)
+            pats, _, pc = session_of(sampler.draw(sg, rng), per_session, 91000 + 1000 * k + j)
+            clf.set_params(pc=pc)
+            ps += clf.predict(pats).tolist()
+            ys += [sg] * len(pats)
+    ys, ps = np.array(ys), np.array(ps)
+    pr, rc = weighted_pr(ys, ps)
+    print(f"accuracy {np.mean(ys == ps):.3f}; class-weighted precision / recall {pr:.3f} / {rc:.3f}; "
+          "per group: " + ", ".join(f"{sg} {np.mean(ps[ys == sg] == sg):.2f}" for sg in SPACE_GROUPS))
+
+
+def few_shot(shots, test_sessions, per_session):
+    from napari_microstructure.core.ebsd.bandclassifier import BandProfileClassifier
+    from napari_microstructure.core.ebsd.simulate import ALL_MATERIALS, sample_geometry
+
+    header("few-shot fine-tuning: labelled set A (one session per group), tested on new sessions")
+    # the user's detector: one geometry for the labelled patterns and for the test sessions
+    geometry = sample_geometry(np.random.default_rng(5))
+    test = {}
+    for part, names in (("A", {sg: (n,) for sg, n in SET_A.items()}), ("B", SET_B)):
+        pats, ys = [], []
+        for sg, group in names.items():
+            for k, name in enumerate(group):
+                for j in range(test_sessions):
+                    p, _, pc = session_of(ALL_MATERIALS[name], per_session, 60000 + sg * 100 + k * 10 + j, geometry)
+                    pats.append(p)
+                    ys += [sg] * len(p)
+        test[part] = (np.concatenate(pats), np.array(ys))
+    pc = geometry.pc
+    zero = BandProfileClassifier.from_pretrained(pc=pc)
+    desc = {part: zero.describe(x) for part, (x, _) in test.items()}
+    line = {part: np.mean(zero.classes_[zero._probabilities(desc[part]["features"]).argmax(1)] == y)
+            for part, (_, y) in test.items()}
+    print(f"  0 per class (zero-shot): seen materials {line['A']:.3f}, held-out materials {line['B']:.3f}")
+    per_group = {}
+    for part, (_, y) in test.items():
+        pred = zero.classes_[zero._probabilities(desc[part]["features"]).argmax(1)]
+        per_group[part] = [" ".join(f"{np.mean(pred[y == sg] == sg):.2f}" for sg in SET_A)]
+    for n in shots:
+        pats, ys = [], []
+        for sg, name in SET_A.items():
+            p, _, _ = session_of(ALL_MATERIALS[name], n, 50000 + sg * 10 + n, geometry)
+            pats.append(p)
+            ys += [sg] * n
+        t = time.perf_counter()
+        clf = BandProfileClassifier(pc=pc).fit(np.concatenate(pats), ys)
+        fit_s = time.perf_counter() - t
+        acc = {}
+        for part, (_, y) in test.items():
+            pred = clf.classes_[clf._probabilities(desc[part]["features"]).argmax(1)]
+            acc[part] = (np.mean(pred == y),) + weighted_pr(y, pred)
+            per_group[part].append(" ".join(f"{np.mean(pred[y == sg] == sg):.2f}" for sg in SET_A))
+        print(f"{n:3d} per class: seen materials {acc['A'][0]:.3f} (P/R {acc['A'][1]:.2f}/{acc['A'][2]:.2f}), "
+              f"held-out materials {acc['B'][0]:.3f} (P/R {acc['B'][1]:.2f}/{acc['B'][2]:.2f}); "
+              f"fine-tuning {fit_s:.1f} s")
+    for part in ("A", "B"):
+        print(f"per group {' '.join(map(str, SET_A))}, set {part}, by shots (0, {', '.join(map(str, shots))}): "
+              + " | ".join(per_group[part]))
+
+
+def dual_phase(shape):
+    from napari_microstructure.core.ebsd.bandclassifier import BandProfileClassifier
+    from napari_microstructure.core.ebsd.simulate import simulate_dual_phase_map
+
+    header(f"dual-phase map {shape[0]} x {shape[1]} (Ni 225 matrix, Ni3Al 221 precipitates), 60 x 60 patterns")
+    pc = (0.5, 0.3, 0.6)
+    pats, phase = simulate_dual_phase_map(map_shape=shape, pattern_shape=(60, 60), seed=3, pc=pc)
+    truth = np.where(phase == 1, 221, 225)
+    true_frac = np.mean(truth == 221)
+    zero = BandProfileClassifier.from_pretrained(pc=pc)
+    t = time.perf_counter()
+    res = zero.classify_map(pats)
+    secs = time.perf_counter() - t
+    frac = np.mean(res.labels == 221)
+    print(f"zero-shot: pixel accuracy {np.mean(res.labels == truth):.3f}; Ni3Al {100 * frac:.1f} % "
+          f"(true {100 * true_frac:.1f} %); other groups {100 * np.mean(~np.isin(res.labels, (221, 225))):.1f} %; "
+          f"{pats.shape[0] * pats.shape[1] / secs:.0f} patterns/s")
+    rng = np.random.default_rng(0)
+    flat, lab = pats.reshape(-1, 60, 60), truth.ravel()
+    train = np.concatenate([rng.choice(np.flatnonzero(lab == c), 20, replace=False) for c in (221, 225)])
+    for labels in ("space groups", "phase names"):
+        y = lab[train] if labels == "space groups" else np.where(lab[train] == 221, "Ni3Al", "Ni")
+        clf = BandProfileClassifier(pc=pc).fit(flat[train], y)
+        res = clf.classify_map(pats)
+        pred = res.labels if labels == "space groups" else np.where(res.labels == "Ni3Al", 221, 225)
+        test = np.ones(lab.size, bool)
+        test[train] = False
+        print(f"fine-tuned on 20 labelled patterns per phase ({labels}): pixel accuracy "
+              f"{np.mean(pred.ravel()[test] == lab[test]):.3f}; Ni3Al {100 * np.mean(pred == 221):.1f} % "
+              f"(true {100 * true_frac:.1f} %)")
+
+
+def open_set(clf, n):
+    from napari_microstructure.core.ebsd.simulate import ALL_MATERIALS, NON_CUBIC
+
+    header(f"no solution: non-cubic phases against cubic ones ({n} patterns per material)")
+    rej = {}
+    for i, (name, st) in enumerate(list(NON_CUBIC.items()) + list(ALL_MATERIALS.items())[:8]):
+        pats, _, pc = session_of(st, n, 30000 + i)
+        clf.set_params(pc=pc)
+        u = clf.predict_uncertainty(pats)
+        rej[name] = (np.mean(u["agreement"] == 0), np.mean(u["no_solution"]), name in NON_CUBIC)
+    for cubic in (False, True):
+        sel = [k for k, v in rej.items() if v[2] != cubic]
+        print(("cubic    " if cubic else "non-cubic") + ": not indexed as cubic "
+              f"{np.mean([rej[k][0] for k in sel]):.2f}, no solution (also uncertain) "
+              f"{np.mean([rej[k][1] for k in sel]):.2f}  (" + ", ".join(f"{k} {rej[k][1]:.2f}" for k in sel) + ")")
+
+
+def speed(clf):
+    from napari_microstructure.core.ebsd.simulate import ALL_MATERIALS
+
+    header("speed, 60 x 60 patterns (2 threads)")
+    pats, _, pc = session_of(ALL_MATERIALS["Ni"], 200, 1, None)
+    pats = pats[:, :60, :60]
+    clf.set_params(pc=pc)
+    t = time.perf_counter()
+    clf.predict(pats[:2])
+    setup = time.perf_counter() - t
+    t = time.perf_counter()
+    clf.predict(pats)
+    print(f"indexing + classification: {len(pats) / (time.perf_counter() - t):.1f} patterns/s "
+          f"(detector set-up once: {setup:.1f} s)")
+
+
+def real_ni(clf, path):
+    header("real Ni patterns (kikuchipy.data.nickel_ebsd_small), space group 225")
+    with np.load(path) as z:
+        if "pc" not in z.files:
+            print("the dump has no projection centre; re-run bench_ebsd_real_ni.py --dump")
+            return
+        clf.set_params(pc=tuple(z["pc"]))
+        for name in ("raw", "static_removed"):
+            u = clf.predict_uncertainty(z[name].reshape(-1, *z[name].shape[-2:]).astype(np.float32))
+            pred = clf.classes_[u["index"]]
+            print(f"{name:>15}: {int((pred == 225).sum())} of {len(pred)} called 225; predictions {pred.tolist()}; "
+                  "mean probabilities " + ", ".join(f"{c}: {p:.2f}" for c, p in
+                                                      zip(clf.classes_, u["probabilities"].mean(0))))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="fewer sessions (a smoke run)")
+    ap.add_argument("--ni", default=None, help="dump of bench_ebsd_real_ni.py --dump (with 'pc')")
+    ap.add_argument("--only", default=None, help="comma-separated sections: named,heldout,fewshot,dual,open,speed")
+    args = ap.parse_args()
+    from napari_microstructure.core.ebsd.bandclassifier import BandProfileClassifier
+
+    q = args.quick
+    only = set(args.only.split(",")) if args.only else None
+    run = lambda s: only is None or s in only  # noqa: E731
+    clf = BandProfileClassifier.from_pretrained()
+    if run("named"):
+        zero_shot_named(clf, 1 if q else 3, 6 if q else 10)
+    if run("heldout"):
+        zero_shot_heldout(clf, 3 if q else 15, 5 if q else 10)
+    if run("fewshot"):
+        few_shot((10,) if q else (10, 20, 50), 1 if q else 2, 10 if q else 20)
+    if run("dual"):
+        dual_phase((20, 25) if q else (40, 50))
+    if run("open"):
+        open_set(clf, 6 if q else 20)
+    if run("speed"):
+        speed(clf)
+    if args.ni:
+        real_ni(clf, args.ni)
+
+
+if __name__ == "__main__":
+    main()
