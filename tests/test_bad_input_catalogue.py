@@ -512,6 +512,56 @@ def test_ebsd_other_size_same_aspect_warns(tiny_ebsd, ebsd_data):
         tiny_ebsd.predict(patterns)
 
 
+# band-profile classifier: the same fit checks (before any indexing), its own inputs
+@pytest.mark.parametrize("case", _ebsd_fit_cases(), ids=lambda c: c[0])
+def test_band_profiles_fit_refuses(ebsd_data, case):
+    from napari_microstructure import BandProfileClassifier
+
+    _, mutate, problem, fix = case
+    patterns, labels = mutate(*ebsd_data)
+    clf = BandProfileClassifier(pc=(0.5, 0.3, 0.6), max_epochs=1)
+    with pytest.raises(MicrostructureError) as info:
+        clf.fit(patterns, labels)
+    check_message(info.value, problem, fix)
+    assert not hasattr(clf, "net_")
+
+
+BAND_CASES = [
+    ("no-pc", dict(pc=None), lambda c, p: c.predict(p), r"no projection centre", r"give pc="),
+    ("two-value-pc", dict(pc=(0.5, 0.3)), lambda c, p: c.predict(p), r"three finite numbers", r"pc=\(0.5, 0.3, 0.6\)"),
+    ("pc-in-pixels", dict(pc=(16.0, 10.0, 0.6)), lambda c, p: c.predict(p), r"implausible",
+     r"convert .* to the Bruker convention"),
+    ("nan-pattern", dict(), lambda c, p: c.predict(np.where(np.arange(len(p))[:, None, None] == 2, np.nan, p)),
+     r"the first at index 2", r"nan_to_num"),
+    ("2d", dict(), lambda c, p: c.predict(p[0]), r"single 2-D image", r"patterns\[None\]"),
+    ("background-shape", dict(), lambda c, p: c.predict(p, background=np.ones((5, 5))),
+     r"background is 5 x 5 pixels but the patterns are 32 x 32", r"same detector"),
+    ("background-word", dict(), lambda c, p: c.classify_map(p[None], background="map"), r"background='map'",
+     r"as an array"),
+    ("features-shape", dict(), lambda c, p: c.fit_features(np.zeros((4, 10)), [221, 221, 225, 225]),
+     r"features have shape \(4, 10\)", r"from describe\(\)"),
+]
+
+
+@pytest.mark.parametrize("params, call, problem, fix", [c[1:] for c in BAND_CASES], ids=[c[0] for c in BAND_CASES])
+def test_band_profiles_refuses(ebsd_data, params, call, problem, fix):
+    from napari_microstructure import BandProfileClassifier
+
+    clf = BandProfileClassifier.from_pretrained(pc=(0.5, 0.3, 0.6))
+    clf.set_params(**params)
+    with pytest.raises(MicrostructureError) as info:
+        call(clf, ebsd_data[0][:4])
+    check_message(info.value, problem, fix)
+
+
+def test_band_profiles_unfitted():
+    from napari_microstructure import BandProfileClassifier
+
+    with pytest.raises(NotFittedError) as info:
+        BandProfileClassifier(pc=(0.5, 0.3, 0.6)).predict(np.zeros((2, 32, 32)))
+    check_message(info.value, r"not fitted yet", r"call fit|from_pretrained")
+
+
 def test_ebsd_unfitted():
     with pytest.raises(NotFittedError) as info:
         EBSDClassifier().predict(np.zeros((2, 32, 32)))

@@ -206,14 +206,16 @@ def as_lazy_map(pattern_map: Any, chunk_size: int) -> Any:
     return da.from_array(pattern_map, chunks=chunks, lock=True)
 
 
-def resolve_classes(labels: np.ndarray, classes: Optional[Sequence] = None) -> np.ndarray:
+def resolve_classes(labels: np.ndarray, classes: Optional[Sequence] = None,
+                    zero_shot: str = "EBSDClassifier.from_pretrained()") -> np.ndarray:
     """The sorted classes of a training set: ``classes`` checked against ``labels``, or the labels found.
 
     Raises
     ------
     MicrostructureError
         A class without patterns, a label outside ``classes``, a single
-        class, or the label 0 (reserved for "no solution" in maps).
+        class, or the label 0 (reserved for "no solution" in maps). ``zero_shot``
+        names the model that needs no labels, for the single-class message.
     """
     found = np.unique(labels)
     if classes is not None:
@@ -235,7 +237,7 @@ def resolve_classes(labels: np.ndarray, classes: Optional[Sequence] = None) -> n
         raise MicrostructureError(
             f"all training patterns have the label {found[0]!r}; a classifier needs at least two "
             "classes (space groups): add patterns of another class. Without labelled patterns, "
-            "EBSDClassifier.from_pretrained() classifies the space groups 221-230 as it is"
+            f"{zero_shot} classifies the space groups 221-230 as it is"
         )
     if labels.dtype.kind in "iu" and np.any(np.isin(found, [0])):
         raise MicrostructureError(

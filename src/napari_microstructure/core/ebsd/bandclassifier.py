@@ -221,7 +221,7 @@ class BandProfileClassifier(Estimator):
         self._check_params()
         patterns = check_stack(patterns)
         labels = check_labels(labels, len(patterns))
-        found = resolve_classes(labels, classes)
+        found = resolve_classes(labels, classes, "BandProfileClassifier.from_pretrained(pc=...)")
         described = self.describe(patterns, check=False, progress=progress, cancel=cancel)
         self._fit(described["features"], labels, found, described["fit"], progress=progress, cancel=cancel)
         return self
