@@ -68,3 +68,23 @@ def test_clear_errors(files, capsys):
     rc = cli.main(["ebsd-train", str(files / "one.npz"), "-o", str(files / "m.pt"), "--backbone", "compact"])
     assert rc == 2
     assert "at least two classes" in capsys.readouterr().err
+
+
+def test_band_profiles_train_then_map_with_another_projection_centre(files, capsys):
+    """ebsd-train --backbone band-profiles fine-tunes the shipped model; ebsd-map reads either kind of model."""
+    model = files / "bands.pt"
+    rc = cli.main(["ebsd-train", str(files / "train.npy"), str(files / "labels.csv"), "-o", str(model),
+                   "--backbone", "band-profiles"])
+    assert rc == 2 and "needs the projection centre: --pc" in capsys.readouterr().err
+    assert not model.exists()
+    rc = cli.main(["ebsd-train", str(files / "train.npy"), str(files / "labels.csv"), "-o", str(model),
+                   "--backbone", "band-profiles", "--pc", "0.5", "0.3", "0.6"])
+    assert rc == 0 and model.is_file()
+    out = files / "out-bands"
+    rc = cli.main(["ebsd-map", str(model), str(files / "map.npy"), "-o", str(out), "--pc", "0.5", "0.3", "0.6"])
+    assert rc == 0
+    labels = tifffile.imread(out / "space_groups.tif")
+    assert labels.shape == (5, 6)
+    assert set(np.unique(labels)) <= {0, 221, 223, 225, 227, 229, 230}
+    rc = cli.main(["ebsd-map", str(model), str(files / "map.npy"), "-o", str(out), "--background", "map"])
+    assert rc == 2 and "each pattern's own background" in capsys.readouterr().err

@@ -35,7 +35,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .core.choices import BACKBONES, EBSD_BACKGROUNDS
+from .core.choices import BACKBONES, BAND_PROFILES_METHOD, EBSD_BACKGROUNDS
+from .core.errors import MicrostructureError
 
 OUTPUT_FILES = ("space_groups.tif", "legend.csv", "confidence.tif", "no_solution.tif", "fractions.csv")
 #: every file name ebsd-map may write (optional ones included)
@@ -53,7 +54,11 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     t.add_argument("labels", nargs="?", default=None,
                    help="labels file: .npy, or text/CSV with one label (space group) per pattern")
     t.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
-    t.add_argument("--backbone", default="efficientnet-lite0", choices=BACKBONES)
+    t.add_argument("--backbone", default="efficientnet-lite0", choices=(*BACKBONES, BAND_PROFILES_METHOD),
+                   help=f"CNN backbone, or {BAND_PROFILES_METHOD}: index each pattern and classify its band "
+                        "profiles (needs --pc; fine-tunes the shipped model for space-group labels)")
+    t.add_argument("--pc", type=float, nargs=3, default=None, metavar=("PCX", "PCY", "PCZ"),
+                   help="projection centre, Bruker convention (band-profiles only)")
     t.add_argument("--no-pretrained", action="store_true", help="EfficientNet from scratch (no ImageNet weights)")
     t.add_argument("--input-size", type=int, default=60, help="network input side in pixels (default 60)")
     t.add_argument("--ensemble", type=int, default=1, help="number of independently trained models (default 1)")
@@ -82,6 +87,8 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     m.add_argument("--map-shape", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"),
                    help="reshape a pattern stack into a map")
     m.add_argument("--device", default="auto")
+    m.add_argument("--pc", type=float, nargs=3, default=None, metavar=("PCX", "PCY", "PCZ"),
+                   help="projection centre of this map, Bruker convention (band-profile models; default: the model's)")
     m.add_argument("--probabilities", action="store_true",
                    help="also write probabilities.tif (rows, cols, n_classes) float32")
     m.add_argument("--scheduler", default=None, metavar="ADDRESS",
@@ -101,6 +108,10 @@ def run_train(args: argparse.Namespace) -> int:
     from .core._files import check_output_file
 
     out = check_output_file(args.output, "model")  # before training, not after
+    if args.backbone == BAND_PROFILES_METHOD:
+        return _train_band_profiles(args, out)
+    if args.pc is not None:
+        raise MicrostructureError(f"--pc is for --backbone {BAND_PROFILES_METHOD}; drop it for a CNN backbone")
     patterns, labels = read_labelled_patterns(args.patterns, args.labels)
     clf = EBSDClassifier(
         backbone=args.backbone, pretrained=not args.no_pretrained, input_size=args.input_size,
@@ -120,6 +131,29 @@ def run_train(args: argparse.Namespace) -> int:
         if vl:
             msg += f", validation loss {vl[best]:.4f}"
         print(msg, file=sys.stderr)
+    print(f"wrote {out}")
+    return 0
+
+
+def _train_band_profiles(args: argparse.Namespace, out: Path) -> int:
+    from .cli import TerminalProgress
+    from .core.ebsd.bandclassifier import BandProfileClassifier
+    from .io.ebsd import read_labelled_patterns
+
+    if args.pc is None:
+        raise MicrostructureError(
+            f"--backbone {BAND_PROFILES_METHOD} needs the projection centre: --pc PCX PCY PCZ (Bruker convention), "
+            "e.g. --pc 0.5 0.3 0.6")
+    from .core.ebsd.bands import check_projection_centre
+
+    clf = BandProfileClassifier(pc=check_projection_centre(args.pc),  # before reading the patterns
+                                confidence_threshold=args.confidence_threshold, seed=args.seed)
+    patterns, labels = read_labelled_patterns(args.patterns, args.labels)
+    classes, counts = _counts(labels)
+    print(f"{len(patterns)} patterns of {patterns.shape[1]} x {patterns.shape[2]} pixels; classes: "
+          + ", ".join(f"{c} ({n})" for c, n in zip(classes, counts)), file=sys.stderr)
+    clf.fit(patterns, labels, progress=TerminalProgress(sys.stderr))
+    clf.save(out)
     print(f"wrote {out}")
     return 0
 
@@ -162,8 +196,7 @@ def run_map(args: argparse.Namespace) -> int:
     import tifffile
 
     from .cli import TerminalProgress
-    from .core.ebsd import EBSDClassifier
-    from .core.errors import MicrostructureError
+    from .core.ebsd.bandclassifier import BandProfileClassifier, load_ebsd_model
     from .io.ebsd import load_patterns
 
     from .core._files import os_error_message
@@ -179,7 +212,15 @@ def run_map(args: argparse.Namespace) -> int:
         )
     if args.chunk_size < 1:
         raise MicrostructureError(f"--chunk-size {args.chunk_size}; give a positive number of patterns")
-    clf = EBSDClassifier.load(args.model, device=args.device)
+    clf = load_ebsd_model(args.model, device=args.device)
+    band_model = isinstance(clf, BandProfileClassifier)
+    if args.pc is not None:
+        if not band_model:
+            raise MicrostructureError("--pc is for band-profile models; this model is a CNN (EBSDClassifier)")
+        clf.set_params(pc=tuple(args.pc))
+    if band_model and args.background != "model":
+        raise MicrostructureError(
+            "--background map is for CNN models; a band-profile model divides out each pattern's own background")
     classes = np.asarray(clf.classes_)
     if classes.dtype.kind in "iu" and (classes.min() < 1 or classes.max() > 65535):
         raise MicrostructureError(
@@ -200,7 +241,8 @@ def run_map(args: argparse.Namespace) -> int:
                     f"--map-shape {rows} {cols} needs {rows * cols} patterns but the file holds "
                     f"{data.n_patterns}")
             pattern_map = pattern_map.reshape(rows, cols, *data.pattern_shape)
-        result = clf.classify_map(pattern_map, chunk_size=args.chunk_size, background=args.background,
+        result = clf.classify_map(pattern_map, chunk_size=args.chunk_size,
+                                  background=None if band_model else args.background,
                                   progress=TerminalProgress(sys.stderr), client=args.scheduler,
                                   store=args.store)
     finally:

@@ -531,16 +531,9 @@ class EBSDWidget(DockWidget):
 
     def load_model(self, path: str | os.PathLike) -> None:
         """Load an EBSD model of either kind (a micrograph model is refused with a clear message)."""
-        from ..core.ebsd import EBSDClassifier
-        from ..core.nn.modelio import read_model_file
+        from ..core.ebsd.bandclassifier import load_ebsd_model
 
-        kind = read_model_file(path)[0]
-        if kind == "ebsd-bands":
-            from ..core.ebsd.bandclassifier import BandProfileClassifier
-
-            self.set_classifier(BandProfileClassifier.load(path))
-        else:
-            self.set_classifier(EBSDClassifier.load(path))
+        self.set_classifier(load_ebsd_model(path))
         self.set_status(f"loaded {path}")
 
     def _save_clicked(self, path: str) -> None:

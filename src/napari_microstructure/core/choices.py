@@ -23,6 +23,8 @@ MAP_METHODS = ("shared", "exact")
 ATTRIBUTION_METHODS = ("integrated-gradients", "gradient-shap")
 #: Static backgrounds of EBSD maps (:func:`~.ebsd.mapping.classify_map`).
 EBSD_BACKGROUNDS = ("model", "map")
+#: The EBSD method beside the CNN backbones: :class:`~.ebsd.bandclassifier.BandProfileClassifier`.
+BAND_PROFILES_METHOD = "band-profiles"
 #: Device names (:func:`~.nn.device.select_device`; ``"cuda:N"`` is accepted too).
 DEVICES = ("auto", "cpu", "cuda", "mps")
 

@@ -416,3 +416,19 @@ class BandProfileClassifier(Estimator):
         self.fit_threshold_ = float(metadata["fit_threshold"])
         self.bank_features_ = tensors["bank_features"].numpy()
         self.bank_labels_ = np.asarray(metadata["bank_labels"], dtype=dtype)
+
+
+def load_ebsd_model(path: Union[str, os.PathLike], device: str = "auto") -> Any:
+    """Read an EBSD model file of either kind: an ``EBSDClassifier`` or a ``BandProfileClassifier``.
+
+    A micrograph model is refused with the message of :func:`~..nn.modelio.load_model_file`.
+    """
+    from ..nn.modelio import read_model_file
+    from .classifier import EBSDClassifier
+
+    kind, metadata, tensors = read_model_file(path)
+    if kind == BandProfileClassifier.kind:
+        return BandProfileClassifier._from_file(path, metadata, tensors, "cpu")
+    if kind == EBSDClassifier.kind:
+        return EBSDClassifier._from_file(path, metadata, tensors, device)
+    return EBSDClassifier.load(path, device=device)  # raises: names the kind the file holds
