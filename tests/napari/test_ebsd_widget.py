@@ -128,7 +128,9 @@ def test_band_profiles_shipped_and_fine_tuned(viewer_with_sample, tmp_path):
     from napari_microstructure._napari._ebsd_widget import BAND_PROFILES
 
     viewer, widget = viewer_with_sample
+    assert widget.epochs_spin.isEnabled()
     widget.backbone_combo.setCurrentText(BAND_PROFILES)
+    assert not widget.epochs_spin.isEnabled() and not widget.size_spin.isEnabled()  # CNN settings only
     with pytest.raises(MicrostructureError, match="Projection centre field"):
         widget.use_shipped_model()
     widget.pc_edit.setText("0.5, 0.3, 60")

@@ -49,7 +49,7 @@ SOURCE_LAYER = "Labelled patterns of the layer (sample)"
 
 RESULT_SUFFIXES = ("space groups", "confidence", "no solution")
 #: the Backbone choice that trains a :class:`~napari_microstructure.core.ebsd.bandclassifier.BandProfileClassifier`
-BAND_PROFILES = "band profiles (any cubic material)"
+BAND_PROFILES = "band profiles"
 #: what a painted label value's class cell says until the user types a space group
 ASK_SPACE_GROUP = "type a space group, e.g. 225"
 
@@ -178,6 +178,8 @@ class EBSDWidget(DockWidget):
         opts.addRow("Confidence threshold", self.threshold_spin)
         self.scheduler_edit = SchedulerEdit()
         opts.addRow("Cluster", self.scheduler_edit)
+        self.backbone_combo.currentTextChanged.connect(self._backbone_changed)
+        self._backbone_changed()
 
         # --- actions
         av = QVBoxLayout(self.section("Train and classify"))
@@ -402,6 +404,13 @@ class EBSDWidget(DockWidget):
             patterns = np.asarray(data[rr, cc])
         labels = np.asarray([names[int(v)] for v in values])
         return patterns, labels
+
+    def _backbone_changed(self, *_: Any) -> None:
+        """The CNN settings apply to CNN backbones only (the projection centre stays editable:
+        the Shipped model button needs it whatever the backbone)."""
+        band = self.band_profiles()
+        for w in (self.ensemble_spin, self.epochs_spin, self.size_spin):
+            w.setEnabled(not band)
 
     def band_profiles(self) -> bool:
         """True when the Backbone choice is the band-profile classifier."""
