@@ -131,6 +131,18 @@ def explain_shots(clf: Any) -> None:
     viewer.close()
 
 
+def train_classify_click_shoot(viewer: napari.Viewer, widget: Any, name: str) -> None:
+    """Train and classify the EBSD sample, click map pixel (12, 20) as a user does, take the shot."""
+    from types import SimpleNamespace
+
+    widget.train()
+    widget.classify()
+    sg = viewer.layers["Ni-Ni3Al sample space groups"]
+    widget._on_click(viewer, SimpleNamespace(position=(0.0, 0.0, *sg.data_to_world((12, 20)))))
+    viewer.reset_view()
+    shoot(viewer, name)
+
+
 def ebsd_shot() -> None:
     viewer = new_viewer()
     open_sample(viewer, "ebsd_dual_phase")
@@ -138,14 +150,7 @@ def ebsd_shot() -> None:
     widget.backbone_combo.setCurrentText("compact")
     widget.size_spin.setValue(40)
     widget.epochs_spin.setValue(4)
-    widget.train()
-    widget.classify()
-    from types import SimpleNamespace
-
-    sg = viewer.layers["Ni-Ni3Al sample space groups"]
-    widget._on_click(viewer, SimpleNamespace(position=(0.0, 0.0, *sg.data_to_world((12, 20)))))
-    viewer.reset_view()
-    shoot(viewer, "tour-ebsd.png")
+    train_classify_click_shoot(viewer, widget, "tour-ebsd.png")
     rows = [(widget.fraction_table.item(r, 0).text(), widget.fraction_table.item(r, 2).text())
             for r in range(widget.fraction_table.rowCount())]
     print("  phase fractions:", rows)
@@ -162,14 +167,7 @@ def bands_shot() -> None:
     widget.backbone_combo.setCurrentText(BAND_PROFILES)
     widget.pc_edit.setText("0.5, 0.3, 0.6")
     widget.source_combo.setCurrentText(SOURCE_LAYER)
-    widget.train()
-    widget.classify()
-    from types import SimpleNamespace
-
-    sg = viewer.layers["Ni-Ni3Al sample space groups"]
-    widget._on_click(viewer, SimpleNamespace(position=(0.0, 0.0, *sg.data_to_world((12, 20)))))
-    viewer.reset_view()
-    shoot(viewer, "ebsd-bands.png")
+    train_classify_click_shoot(viewer, widget, "ebsd-bands.png")
     truth = viewer.layers["Ni-Ni3Al true space groups"].data
     print(f"  pixel accuracy {np.mean(widget.result.labels == truth):.3f}")
     viewer.close()

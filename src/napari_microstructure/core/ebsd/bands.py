@@ -46,6 +46,7 @@ from scipy import ndimage, sparse
 
 from ..errors import MicrostructureError
 from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
+from .simulate._legacy import quaternions_to_matrices
 
 #: Plane families described, in order of increasing ``h^2 + k^2 + l^2``.
 N_FAMILIES = 12
@@ -185,15 +186,6 @@ def _grid_index(v: np.ndarray) -> np.ndarray:
     return th * _N_AZIMUTH + ph
 
 
-def _quaternions_to_matrices(q: np.ndarray) -> np.ndarray:
-    w, x, y, z = q.T
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
-    ], 1)
-
-
 @functools.lru_cache(maxsize=2)
 def fundamental_zone_orientations(n: int = N_ORIENTATIONS, seed: int = 0) -> np.ndarray:
     """``n`` random orientations (crystal-to-detector matrices, (n, 3, 3)) of the cubic fundamental zone.
@@ -208,7 +200,7 @@ def fundamental_zone_orientations(n: int = N_ORIENTATIONS, seed: int = 0) -> np.
         q /= np.linalg.norm(q, axis=1, keepdims=True)
         r = q[:, 1:] / q[:, :1]
         kept.append(q[(np.abs(r).max(1) <= np.sqrt(2) - 1) & (np.abs(r).sum(1) <= 1)])
-    return _quaternions_to_matrices(np.concatenate(kept)[:n]).astype(np.float32)
+    return quaternions_to_matrices(np.concatenate(kept)[:n]).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=2)
@@ -229,7 +221,7 @@ def _perturbations(step_deg: float) -> np.ndarray:
     angle = np.linalg.norm(v, axis=1)
     axis = v / angle[:, None]
     q = np.concatenate([np.cos(angle / 2)[:, None], axis * np.sin(angle / 2)[:, None]], 1)
-    return _quaternions_to_matrices(q).astype(np.float32)
+    return quaternions_to_matrices(q).astype(np.float32)
 
 
 # --------------------------------------------------------------------- indexer
