@@ -22,11 +22,11 @@ EBSD_SUFFIXES = (".h5", ".hdf5", ".h5ebsd", ".npy", ".up1", ".up2", ".ebsp", ".t
 
 def get_reader(path: Union[PathLike, list]) -> Optional[Callable[[Any], list]]:
     """Return :func:`read_ebsd` if ``path`` looks like EBSD patterns, else None (cheap checks)."""
-    if isinstance(path, (list, tuple)):
-        if len(path) != 1:
-            return None
-        path = path[0]
-    p = Path(path)
+    from ._store_reader import single_path
+
+    p = single_path(path)
+    if p is None:
+        return None
     suffix = p.suffix.lower()
     if p.is_dir():
         return None  # folders of images are opened from the EBSD widget or load_patterns()

@@ -15,16 +15,21 @@ from typing import Any, Callable, Optional, Union
 PathLike = Union[str, os.PathLike]
 
 
-def get_reader(path: Union[PathLike, list]) -> Optional[Callable[[Any], list]]:
-    """Return :func:`read_store` when ``path`` is one result store of this plugin, else None."""
-    from ..io.store import is_store
-
+def single_path(path: Union[PathLike, list]) -> Optional[Path]:
+    """The one path napari hands a reader (a path or a one-element list), else None."""
     if isinstance(path, (list, tuple)):
         if len(path) != 1:
             return None
         path = path[0]
-    p = Path(path)
-    return read_store if is_store(p) else None
+    return Path(path)
+
+
+def get_reader(path: Union[PathLike, list]) -> Optional[Callable[[Any], list]]:
+    """Return :func:`read_store` when ``path`` is one result store of this plugin, else None."""
+    from ..io.store import is_store
+
+    p = single_path(path)
+    return read_store if p is not None and is_store(p) else None
 
 
 def read_store(path: Union[PathLike, list]) -> list[tuple]:
