@@ -212,7 +212,9 @@ class BandProfileClassifier(Estimator):
             Raw Kikuchi patterns of one detector set-up (``pc``).
         labels : sequence (N,)
             Space-group numbers (fine-tunes the shipped network with its
-            simulated bank) or any phase labels (a new output layer).
+            simulated bank; ``classes_`` are then all six space groups it
+            knows, not only those labelled) or any phase labels (a new output
+            layer whose classes are the labels).
         classes : sequence, optional
             The expected classes; each must have at least one pattern.
         progress, cancel : see :class:`~.classifier.EBSDClassifier`. A cancelled
