@@ -129,3 +129,14 @@ def test_save_load_round_trip_and_bad_features(tmp_path):
         BandProfileClassifier(simulation_pretrained=False).fit_features(np.zeros((4, 10)), [221, 221, 225, 225])
     with pytest.raises(MicrostructureError, match="has no training patterns|a classifier needs at least two"):
         BandProfileClassifier(pc=pc).fit(pats, [229, 229, 229])
+
+
+def test_map_function_default_background_means_each_patterns_own():
+    """mapping.classify_map's default background="model" is the band classifier's None; "map" is refused."""
+    from napari_microstructure.core.ebsd.mapping import classify_map
+
+    pats, _, pc = _session("Cu", 4, 21)
+    clf = BandProfileClassifier.from_pretrained(pc=pc)
+    np.testing.assert_array_equal(classify_map(clf, pats[None]).labels, clf.classify_map(pats[None]).labels)
+    with pytest.raises(MicrostructureError, match="background='map'.*as an array"):
+        classify_map(clf, pats[None], background="map")

@@ -384,10 +384,6 @@ class BandProfileClassifier(Estimator):
         """
         from .mapping import classify_map
 
-        if isinstance(background, str):
-            raise MicrostructureError(
-                f"background={background!r}; the band-profile classifier takes the static background as an "
-                "array of the pattern's shape (or None: each pattern's own smooth background is divided out)")
         return classify_map(self, pattern_map, chunk_size=chunk_size, background=background, progress=progress,
                             cancel=cancel, client=client, store=store, overwrite=overwrite,
                             step_size_um=step_size_um)

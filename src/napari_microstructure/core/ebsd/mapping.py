@@ -107,7 +107,8 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
     Parameters
     ----------
     clf : EBSDClassifier or BandProfileClassifier
-        A fitted classifier (a band-profile classifier ignores ``background``).
+        A fitted classifier (a band-profile classifier takes ``background`` only as an
+        array, the detector's static background, or None).
     pattern_map : ndarray, numpy.memmap, h5py dataset or dask array
         ``(rows, cols, h, w)`` (an ``(N, h, w)`` stack is treated as 1 x N).
     chunk_size : int
@@ -165,8 +166,12 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
         from ...io.store import check_store_path
 
         check_store_path(store, overwrite)
-    if pre is None:  # band-profile classifier: an array or None
-        bg = background
+    if pre is None:  # band-profile classifier: an array, or None (= "model": each pattern's own)
+        if isinstance(background, str) and background != "model":
+            raise MicrostructureError(
+                f"background={background!r}; this classifier takes the static background as an array of "
+                "the patterns' shape, or None (each pattern's own smooth background is divided out)")
+        bg = None if isinstance(background, str) else background
     elif isinstance(background, str):
         if background == "map":
             report(progress, "background", 0, n, "mean pattern of the map")
