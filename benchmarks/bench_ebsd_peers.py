@@ -265,11 +265,10 @@ def hough_phases(six: bool):
     return phases, groups
 
 
-def hough(patterns: np.ndarray, pc, six: bool) -> tuple[np.ndarray, float]:
+def hough(patterns: np.ndarray, pc, phases: list, groups: list) -> tuple[np.ndarray, float]:
     """PyEBSDIndex calls (space groups; 0 = not indexed) and patterns per second (indexer set up once)."""
     from pyebsdindex import ebsd_index
 
-    phases, groups = hough_phases(six)
     indexer = ebsd_index.EBSDIndexer(phaselist=phases, vendor="BRUKER", PC=np.asarray(pc), sampleTilt=70.0,
                                      camElev=0.0, patDim=np.array(DETECTOR_SHAPE), nband_earlyexit=100)
     indexer.index_pats(patsin=patterns[:2], verbose=0)  # numba compilation
@@ -301,7 +300,7 @@ def main() -> None:
     missing = missing_peers()
     if missing:
         print("bench_ebsd_peers.py needs the optional benchmark dependencies; install them in a separate "
-              f"environment: pip install {' '.join(missing)}")
+              "environment: pip install " + " ".join(f'"{m}"' for m in missing))
         return
     if args.quick:
         args.sessions, args.per_session, args.resolution = 1, 2, 6.0
@@ -331,8 +330,9 @@ def main() -> None:
 
     for six in (False, True):
         key = "PyEBSDIndex Hough, " + ("6 phases" if six else "FCC + BCC")
-        ni_calls[key], _ = hough(ni, pc, six)
-        results[key], rates[key] = hough(sim, pc, six)
+        phases, hough_groups = hough_phases(six)
+        ni_calls[key], _ = hough(ni, pc, phases, hough_groups)
+        results[key], rates[key] = hough(sim, pc, phases, hough_groups)
         print(f"{key} done ({time.perf_counter() - t0:.0f} s)", flush=True)
 
     print(f"kikuchipy dictionaries ({args.resolution:g} degree cubochoric sampling of the cubic fundamental zone):",
