@@ -358,6 +358,13 @@ def main() -> None:
         print(summary(k, p, y, seen, SPACE_GROUPS))
     print("not indexed (PyEBSDIndex): " + ", ".join(f"{k.split(', ')[1]} {np.mean(p == 0):.2f}"
                                                    for k, p in results.items() if k.startswith("PyEBSD")))
+    for k, p in results.items():
+        print(f"{k}, calls by true group: " + "; ".join(
+            f"{g} -> " + " ".join(f"{c}:{n}" for c, n in zip(*np.unique(p[y == g], return_counts=True)))
+            for g in SPACE_GROUPS))
+    print("dictionary mean best NCC by true group (rows) and dictionary (columns "
+          + " ".join(SET_A.values()) + "): "
+          + "; ".join(f"{g} " + " ".join(f"{v:.3f}" for v in scores["sim"][:, y == g].mean(1)) for g in SPACE_GROUPS))
     per_mat = {n: np.mean(results[key][names == n] == y[names == n]) for n in dict.fromkeys(names)}
     print("dictionary per material: " + ", ".join(f"{n} {v:.2f}" for n, v in per_mat.items()))
 
