@@ -540,6 +540,10 @@ BAND_CASES = [
      r"as an array"),
     ("features-shape", dict(), lambda c, p: c.fit_features(np.zeros((4, 10)), [221, 221, 225, 225]),
      r"features have shape \(4, 10\)", r"from describe\(\)"),
+    ("augment-negative", dict(augment=-2), lambda c, p: c.fit(p, [221, 221, 225, 225]), r"augment=-2",
+     r"number of augmented copies in 0-100"),
+    ("augment-float", dict(augment=0.5), lambda c, p: c.fit(p, [221, 221, 225, 225]), r"augment=0.5",
+     r"number of augmented copies in 0-100"),
 ]
 
 

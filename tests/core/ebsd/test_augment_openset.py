@@ -109,3 +109,47 @@ def test_missing_pretrained_file_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(P, "PRETRAINED_FILE", tmp_path / "absent.pt")
     with pytest.raises(ModelFileError, match="not installed"):
         EBSDClassifier.from_pretrained()
+
+
+# ------------------------------------------------------- band-profile augmentation
+def _band_profiles(half_width_bins, n=4):
+    """Profiles of a band of the given half width (bins) in every family."""
+    from napari_microstructure.core.ebsd.bands import N_FAMILIES, PROFILE_BINS
+
+    centres = np.arange(PROFILE_BINS) + 0.5
+    band = np.where(centres < half_width_bins, 1.0, -0.3)
+    return np.tile(band, (n, N_FAMILIES)).astype(np.float32)
+
+
+def _edges(features):
+    """Half width (bins) of each family's band: where its profile first drops below half the contrast."""
+    from napari_microstructure.core.ebsd.bands import N_FAMILIES, PROFILE_BINS
+
+    p = features.reshape(len(features), N_FAMILIES, PROFILE_BINS)
+    mid = 0.5 * (p.max(2, keepdims=True) + p.min(2, keepdims=True))
+    return (p > mid).argmin(2)
+
+
+def test_profile_augmentation_stretches_bands_and_keeps_the_layout():
+    from napari_microstructure.core.ebsd.augment import augment_profiles
+    from napari_microstructure.core.ebsd.bands import N_FEATURES
+
+    x = _band_profiles(6)
+    rng = np.random.default_rng(3)
+    off = augment_profiles(x, rng, 2, stretch=1.0, falloff=0.0, contrast=0.0)
+    np.testing.assert_allclose(off, np.concatenate([x, x]), atol=1e-6)     # nothing drawn: copies
+    a = augment_profiles(x, np.random.default_rng(3), 50, stretch=1.5, falloff=0.0, contrast=0.0)
+    assert a.shape == (200, N_FEATURES) and a.dtype == np.float32
+    edges = _edges(a)
+    assert (edges == edges[:, :1]).all()              # one stretch per pattern, the same for every family
+    assert edges.min() >= 3 and edges.max() <= 9      # 6 bins stretched by 1/1.5-1.5
+    assert len(np.unique(edges)) >= 4                 # and the widths vary
+    # fall-off weakens (or strengthens) the high-order families more than {100}
+    f = augment_profiles(x, np.random.default_rng(4), 20, stretch=1.0, falloff=0.8, contrast=0.0)
+    c = f.reshape(len(f), 12, -1).max(2) - f.reshape(len(f), 12, -1).min(2)
+    spread = np.log(c / c[:, :1]).std(0)
+    assert spread[0] == 0 and spread[-1] > 0.1
+    with pytest.raises(MicrostructureError, match="stretch >= 1"):
+        augment_profiles(x, rng, 2, stretch=0.5)
+    with pytest.raises(MicrostructureError, match="band profiles"):
+        augment_profiles(x[:, :10], rng, 2)

@@ -20,6 +20,10 @@ returns them) with, each drawn per pattern:
 then the per-pattern normalisation of the preprocessor (zero mean, unit
 standard deviation, clip at +-``clip_sigma``, map to [0, 1]) is repeated so
 the network sees the same value range as at prediction.
+
+:func:`augment_profiles` does the same for the band-profile classifier, on its
+features (:mod:`.bands`): the orientation is found once, and what varies
+between acquisitions is applied to the profiles it indexes.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import dataclasses
 import math
 from typing import Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -125,3 +130,60 @@ def _standardise(x: torch.Tensor) -> torch.Tensor:
     mu = x.mean(dim=(1, 2, 3), keepdim=True)
     sd = x.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
     return (x - mu) / sd
+
+
+def augment_profiles(features: np.ndarray, rng: np.random.Generator, copies: int, stretch: float = 1.35,
+                     falloff: float = 0.5, contrast: float = 0.3) -> np.ndarray:
+    """Augmented copies of band-profile features, as other acquisitions of the same patterns would give.
+
+    Each copy of each pattern gets, drawn per pattern:
+
+    - a band-width stretch by a factor in ``[1 / stretch, stretch]`` (log-uniform)
+      along the profile axis: band widths scale with the wavelength (the
+      accelerating voltage) and with the lattice parameter;
+    - a fall-off: family ``f`` scaled by ``exp(-b * q_f)`` with ``b`` in
+      ``[-falloff, falloff]`` and ``q_f`` its ``h^2 + k^2 + l^2`` over the largest
+      (the Debye-Waller factor weakens high-order bands);
+    - a contrast factor ``exp(c)``, ``c`` in ``[-contrast, contrast]``.
+
+    Parameters
+    ----------
+    features : ndarray (N, N_FEATURES)
+        Band profiles from :meth:`.bands.BandIndexer.describe`.
+    rng : numpy.random.Generator
+    copies : int
+        Augmented copies per pattern (0: none).
+
+    Returns
+    -------
+    ndarray (copies * N, N_FEATURES) float32
+        Copy after copy, each in the order of ``features``.
+    """
+    from .bands import FAMILIES, N_FAMILIES, N_FEATURES, PROFILE_BINS
+
+    x = np.asarray(features, np.float64)
+    if x.ndim != 2 or x.shape[1] != N_FEATURES:
+        raise MicrostructureError(f"features have shape {x.shape}; expected (N, {N_FEATURES}) band profiles")
+    if copies < 0 or stretch < 1 or falloff < 0 or contrast < 0:
+        raise MicrostructureError(
+            f"copies={copies}, stretch={stretch}, falloff={falloff}, contrast={contrast}: give copies >= 0, "
+            "stretch >= 1 and falloff, contrast >= 0")
+    n = len(x)
+    p = x.reshape(n, N_FAMILIES, PROFILE_BINS)
+    q = np.array([sum(v * v for v in f) for f in FAMILIES], np.float64)
+    q = q / q.max()
+    centres = np.arange(PROFILE_BINS) + 0.5
+    out = []
+    for _ in range(int(copies)):
+        s = np.exp(rng.uniform(-np.log(stretch), np.log(stretch), n))
+        src = centres[None, :] / s[:, None] - 0.5          # where each stretched bin reads the profile
+        lo = np.clip(np.floor(src).astype(np.int64), 0, PROFILE_BINS - 1)
+        hi = np.minimum(lo + 1, PROFILE_BINS - 1)
+        w = np.where(src < 0, 0.0, np.clip(src - np.floor(src), 0.0, 1.0))[:, None, :]
+        a = np.take_along_axis(p, np.broadcast_to(lo[:, None, :], p.shape), 2)
+        b = np.take_along_axis(p, np.broadcast_to(hi[:, None, :], p.shape), 2)
+        r = a * (1 - w) + b * w
+        r = r * np.exp(-rng.uniform(-falloff, falloff, (n, 1, 1)) * q[None, :, None])
+        r = r * np.exp(rng.uniform(-contrast, contrast, (n, 1, 1)))
+        out.append(r.reshape(n, N_FEATURES))
+    return (np.concatenate(out) if out else np.empty((0, N_FEATURES))).astype(np.float32)
