@@ -43,11 +43,12 @@ Usage::
 The shipped model (2026-11-29): ``features --chunks 32`` (defaults: 50 sessions
 per space group per chunk, 10 patterns each: 96,000 patterns, 40-68 s per
 chunk on two cores; the chunks' log is ``pretraining/band-profiles/log.jsonl``),
-then ``export`` (training and calibration 349 s; fit threshold 0.051 at 2 % of
-600 indexed simulated patterns). It was chosen over the 16-chunk model (48,000
+then ``export`` (training 349 s). It was chosen over the 16-chunk model (48,000
 patterns) on a development set of fresh training-split sessions (seeds from
-777,000; found orientations): 0.550 against 0.538. Figures:
-``benchmarks/bench_ebsd_bands.py`` and docs/ebsd.md.
+777,000; found orientations): 0.550 against 0.538. Its "no solution"
+thresholds were then set by ``calibrate`` (defaults; 611 s on two cores under
+load): fit 0.072, symmetry 0.478. Figures: ``benchmarks/bench_ebsd_bands.py``
+and docs/ebsd.md.
 """
 
 from __future__ import annotations
