@@ -173,7 +173,8 @@ def calibrate_model(clf, sessions: int, patterns: int, rate: float, workers: int
     good = cubic & (dev["error_deg"] <= MISINDEXED_DEG)
     bad = cubic & ~good
     basis = good if good.sum() >= 10 else cubic  # a tiny run may index too few
-    clf.fit_threshold_, clf.symmetry_threshold_ = no_solution_thresholds(dev["fit"][basis], dev["symmetry"][basis], rate)
+    clf.fit_threshold_, clf.symmetry_threshold_ = no_solution_thresholds(dev["fit"][basis], dev["symmetry"][basis],
+                                                                         rate)
     rejected = (dev["fit"] < clf.fit_threshold_) | (dev["symmetry"] < clf.symmetry_threshold_)
     figures = {"cubic_patterns": int(cubic.sum()), "misindexed": float(bad.sum() / max(cubic.sum(), 1)),
                "non_cubic_patterns": int((~cubic).sum()),
