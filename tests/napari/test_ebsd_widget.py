@@ -147,6 +147,9 @@ def test_band_profiles_shipped_and_fine_tuned(viewer_with_sample, tmp_path):
     assert "Ni-Ni3Al sample space groups" in viewer.layers
     truth = make_ebsd_sample()[2][0]
     assert np.mean(widget.result.labels == truth) >= 0.8
+    shown = [widget.fraction_table.item(i, 0).text() for i in range(widget.fraction_table.rowCount())]
+    found = {str(c) for c in np.unique(widget.result.labels) if c != 0}
+    assert set(shown) == found | {"no solution"}        # no 0 % rows for the space groups not on the map
     widget.save_model(tmp_path / "bands.pt")
     widget.classifier = None
     widget.pc_edit.clear()

@@ -110,3 +110,21 @@ def test_reader_claims_only_what_it_opens(tmp_path):
     readers = {r.command: r for r in manifest.contributions.readers}
     # one reader claims TIFFs (and hands EBSD pattern TIFFs on), so napari never asks which one
     assert not {"*.tif", "*.tiff"} & set(readers["napari-microstructure.read_ebsd"].filename_patterns)
+
+
+def test_result_map_without_step_size_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    from napari_microstructure.core.errors import MicrostructureError
+
+    path = tmp_path / "confidence.tif"
+    write_result_map(path, np.full((4, 5), 0.25), "ebsd-confidence")
+    before = path.read_bytes()
+    assert read_result_map_kind(path)["kind"] == "ebsd-confidence"
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tifffile, "imwrite", full_disk)
+    with pytest.raises(MicrostructureError, match="space"):
+        write_result_map(path, np.full((4, 5), 0.75), "ebsd-confidence")
+    assert path.read_bytes() == before                       # the old map is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["confidence.tif"]   # no temporary file left

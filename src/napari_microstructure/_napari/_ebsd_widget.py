@@ -616,7 +616,8 @@ class EBSDWidget(DockWidget):
                                    metadata={"ebsd": True, "role": "no solution"})
         # the space groups stay the active layer: a click anywhere on the map shows its pattern
         self.viewer.layers.selection.active = layer
-        rows = result.fractions_table()
+        # classes the map does not hold would fill the dock with 0 % rows (the shipped model knows six)
+        rows = [r for r in result.fractions_table() if r[1] > 0 or r[0] == "no solution"]
         self.fraction_table.setRowCount(len(rows))
         for i, (c, n, f) in enumerate(rows):
             for j, text in enumerate((c, str(n), f"{100 * f:.1f} %")):

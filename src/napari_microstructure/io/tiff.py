@@ -202,15 +202,11 @@ def write_result_map(path: PathLike, data: np.ndarray, kind: str, step_size_um: 
     meta = {"Info": json.dumps(dict(info or {}, kind=kind))}
     if step_size_um is not None:
         return write_micrograph(path, arr, step_size_um, meta)
-    path = Path(path)
-    tmp = path.with_name(f".tmp-{path.name}")
-    try:
+    from ..core._files import atomic_path
+
+    with atomic_path(path, f"{kind} map") as tmp:
         tifffile.imwrite(tmp, arr, imagej=True, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return Path(path)
 
 
 def read_result_map_kind(path: PathLike) -> Optional[dict[str, Any]]:
