@@ -28,10 +28,10 @@ def test_chunks_resume_and_export_loads(tmp_path):
     assert first.shape == (6 * 2, 240)
     target = tmp_path / "model.pt"
     script.main(["export", "--out", str(out), "--target", str(target), "--calibration-sessions", "1",
-                 "--workers", "1"])
+                 "--calibration-patterns", "2", "--workers", "1"])
     clf = BandProfileClassifier.load(target)
     assert clf.classes_.tolist() == list(S.SPACE_GROUPS)
-    assert clf.simulation_pretrained and np.isfinite(clf.fit_threshold_)
+    assert clf.simulation_pretrained and np.isfinite(clf.fit_threshold_) and np.isfinite(clf.symmetry_threshold_)
     assert clf.bank_features_.shape == (24, 240)  # all patterns of the tiny run (<= 600 per class)
     clf.set_params(pc=(0.5, 0.3, 0.6))
     assert clf.predict(np.random.default_rng(0).random((2, 40, 40))).shape == (2,)

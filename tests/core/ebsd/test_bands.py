@@ -11,6 +11,7 @@ import pytest
 from napari_microstructure import BandProfileClassifier, MicrostructureError
 from napari_microstructure.core.ebsd import bands as B
 from napari_microstructure.core.ebsd import simulate as S
+from napari_microstructure.core.ebsd.bandclassifier import FIT_SHARE, no_solution_thresholds
 
 
 def _session(name, n, seed):
@@ -64,6 +65,51 @@ def test_profiles_peak_on_the_band_centres():
     assert np.abs(wrong[:3, 0]).max() < 0.2
 
 
+def _non_cubic_session(n, seed):
+    rng = np.random.default_rng(seed)
+    session = S.sample_session(S.random_non_cubic_structure(rng), rng)
+    return S.simulate_session(session, n, rng, pc_scan=0.0), session.geometry.pc
+
+
+def test_symmetry_is_high_only_where_a_cubic_orientation_explains_the_bands():
+    """All traces of a bright cubic family lie on bands at the true orientation, not at a wrong one."""
+    pats, rot, pc = _session("Fe", 6, 12)
+    ix = B.BandIndexer(pats.shape[1:], pc)
+    hough = ix.hough(B.prepare_patterns(pats))
+    tilt = S.quaternions_to_matrices(np.array([[np.cos(0.17), np.sin(0.17), 0.0, 0.0]]))[0]  # 20 degrees
+    true = np.array([ix.symmetry(h, r) for h, r in zip(hough, rot)])
+    wrong = np.array([ix.symmetry(h, tilt @ r) for h, r in zip(hough, rot)])
+    assert true.min() > 0.3 and wrong.max() < 0.2, (true.round(2), wrong.round(2))
+    assert np.all((true >= -1) & (true <= 1)) and np.all((wrong >= -1) & (wrong <= 1))
+
+
+def test_no_solution_thresholds_reject_the_stated_share():
+    rng = np.random.default_rng(0)
+    fit, symmetry = rng.normal(0.2, 0.05, 2000), rng.uniform(0, 1, 2000)
+    fit_thr, sym_thr = no_solution_thresholds(fit, symmetry, 0.05)
+    rejected = (fit < fit_thr) | (symmetry < sym_thr)
+    assert abs(rejected.mean() - 0.05) <= 0.002
+    assert abs(np.mean(fit < fit_thr) - FIT_SHARE * 0.05) <= 0.002
+
+
+def test_non_cubic_phases_are_no_solution_far_more_often_than_cubic_ones(learning_seed):
+    """Random hexagonal, tetragonal and orthorhombic phases (never in training) against named cubic
+    materials, with the shipped thresholds (calibrated on other simulated sessions)."""
+    clf = BandProfileClassifier.from_pretrained()
+    non_cubic, cubic = [], []
+    for j in range(4):
+        pats, pc = _non_cubic_session(6, 6100 + 10 * learning_seed + j)
+        clf.set_params(pc=pc)
+        non_cubic += (clf.predict_uncertainty(pats)["agreement"] == 0).tolist()
+    for j, name in enumerate(("Ni", "Fe", "Si", "Cr3Si")):
+        pats, _, pc = _session(name, 6, 6200 + 10 * learning_seed + j)
+        clf.set_params(pc=pc)
+        cubic += (clf.predict_uncertainty(pats)["agreement"] == 0).tolist()
+    # seeds 0-4 gave 0.79-1.00 non-cubic against 0.04-0.29 cubic (a mis-indexed cubic session is rejected too)
+    assert np.mean(non_cubic) >= 0.6 and np.mean(cubic) <= 0.4, (np.mean(non_cubic), np.mean(cubic))
+    assert np.mean(non_cubic) - np.mean(cubic) >= 0.4
+
+
 def test_static_background_must_match_the_patterns():
     pats, _, pc = _session("Ni", 2, 3)
     with pytest.raises(MicrostructureError, match="background is 5 x 5 pixels"):
@@ -115,6 +161,10 @@ def test_fine_tuning_separates_ni_from_ni3al(learning_seed):
     res = clf.classify_map(pats)
     assert res.labels.shape == phase.shape
     assert np.mean(res.labels.ravel()[test] == lab[test]) >= 0.8
+    # "no solution" thresholds: recalibrated on the user's (cubic) patterns, never stricter than shipped
+    shipped = BandProfileClassifier.from_pretrained()
+    assert clf.fit_threshold_ <= shipped.fit_threshold_ and clf.symmetry_threshold_ <= shipped.symmetry_threshold_
+    assert np.mean(res.agreement.ravel()[train] == 0) <= clf.rejection_rate + 1 / len(train)
 
 
 def test_save_load_round_trip_and_bad_features(tmp_path):
@@ -124,11 +174,28 @@ def test_save_load_round_trip_and_bad_features(tmp_path):
     path = clf.save(tmp_path / "bands.pt")
     back = BandProfileClassifier.load(path)
     assert back.pc == tuple(pc) and back.fit_threshold_ == clf.fit_threshold_
+    assert back.symmetry_threshold_ == clf.symmetry_threshold_ > -1
     np.testing.assert_allclose(back.predict_proba(pats), clf.predict_proba(pats), atol=1e-6)
     with pytest.raises(MicrostructureError, match=r"expected \(N, 240\)"):
         BandProfileClassifier(simulation_pretrained=False).fit_features(np.zeros((4, 10)), [221, 221, 225, 225])
     with pytest.raises(MicrostructureError, match="has no training patterns|a classifier needs at least two"):
         BandProfileClassifier(pc=pc).fit(pats, [229, 229, 229])
+
+
+def test_version_1_model_files_load_without_a_symmetry_check(tmp_path):
+    """Files written before the symmetry score: the fit alone decides "no solution", as it did."""
+    from napari_microstructure.core.nn.modelio import save_model_file
+
+    clf = BandProfileClassifier.from_pretrained()
+    metadata, tensors = clf._get_state()
+    metadata = {"params": clf._params_to_json(), **metadata, "model_version": 1}
+    del metadata["symmetry_threshold"]
+    old = BandProfileClassifier.load(save_model_file(tmp_path / "v1.pt", clf.kind, metadata, tensors))
+    assert old.symmetry_threshold_ == float("-inf") and old.fit_threshold_ == clf.fit_threshold_
+    pats, _, pc = _session("Ni", 3, 31)
+    old.set_params(pc=pc)
+    u = old.predict_uncertainty(pats)
+    np.testing.assert_array_equal(u["agreement"], (u["fit"] >= old.fit_threshold_).astype(np.float32))
 
 
 def test_map_function_default_background_means_each_patterns_own():

@@ -19,14 +19,19 @@ session do not make it forget the space groups it was not shown. Labels
 other than the six space groups (e.g. phase names) train a new output layer
 on the user's patterns alone, from the shipped hidden layers.
 
-"No solution": a pattern whose best orientation explains its bands poorly
-(the fit, in standard deviations, below ``fit_threshold_``, the
-``rejection_rate`` quantile of the fits of simulated patterns or of the
-user's training patterns) is not a cubic crystal the classifier can judge
-(a hexagonal or tetragonal phase, a grain boundary, no pattern); a pattern
-whose top probability is below ``confidence_threshold`` is uncertain. In a
-map's result, the ``agreement`` layer is 1 where the pattern indexes as cubic
-and 0 where it does not.
+"No solution": a pattern is not a cubic crystal the classifier can judge (a
+hexagonal or tetragonal phase, a grain boundary, no pattern, a cubic pattern
+the search indexed wrongly) when its best orientation explains its bands
+poorly: its fit is below ``fit_threshold_`` or its symmetry (how equally the
+equivalent planes of its brightest families are lit, see
+:meth:`~.bands.BandIndexer.symmetry`) is below ``symmetry_threshold_``. The
+shipped thresholds reject 5 % of correctly indexed cubic patterns of a
+development set of simulated sessions (``scripts/train_band_profiles.py
+calibrate``; :func:`no_solution_thresholds`); fine-tuning lowers them where the
+user's own patterns need it (``rejection_rate``). A pattern whose top
+probability is below ``confidence_threshold`` is uncertain. In a map's
+result, the ``agreement`` layer is 1 where the pattern indexes as cubic and 0
+where it does not.
 
 Needed from the user: the projection centre ``pc`` (Bruker convention), as
 for any Hough indexing. Patterns are used at their native size.
@@ -53,9 +58,42 @@ from .metrics import ClassificationReport, classification_report
 NO_SOLUTION_TEXT = "no solution"
 #: Simulated profiles per space group kept in the shipped model for rehearsal while fine-tuning.
 BANK_PER_CLASS = 600
-MODEL_VERSION = 1
+#: 2: adds ``symmetry_threshold`` (files of version 1 load with no symmetry check).
+MODEL_VERSION = 2
+#: Share of a no-solution rejection budget spent on the fit (the rest on the symmetry).
+FIT_SHARE = 0.2
 #: Fewest optimiser steps of a fit, however few the patterns.
 MIN_STEPS = 300
+
+
+def no_solution_thresholds(fit: np.ndarray, symmetry: np.ndarray, rate: float) -> tuple[float, float]:
+    """Thresholds on the orientation fit and the symmetry that reject ``rate`` of known cubic patterns.
+
+    The fit threshold is the ``FIT_SHARE * rate`` quantile of ``fit`` (blank
+    or very noisy patterns); the symmetry threshold is then chosen so that
+    the patterns below either threshold make up ``rate`` of all (quantiles
+    are taken at data points, so no more than that).
+
+    Parameters
+    ----------
+    fit, symmetry : ndarray (N,)
+        :meth:`~.bands.BandIndexer.describe`'s ``fit`` (standard deviations)
+        and ``symmetry`` (dimensionless) of patterns that should be indexed.
+    rate : float
+        Share of them to reject, in [0, 0.5].
+
+    Returns
+    -------
+    (float, float)
+        ``(fit_threshold, symmetry_threshold)``.
+    """
+    fit, symmetry = np.asarray(fit, float), np.asarray(symmetry, float)
+    fit_threshold = float(np.quantile(fit, FIT_SHARE * rate, method="lower"))
+    passing = symmetry[fit >= fit_threshold]
+    budget = rate * len(fit) - np.sum(fit < fit_threshold)
+    share = float(np.clip(budget / max(len(passing), 1), 0.0, 1.0))
+    symmetry_threshold = float(np.quantile(passing, share, method="lower")) if len(passing) else float("-inf")
+    return fit_threshold, symmetry_threshold
 
 
 def _network(n_in: int, hidden: int, n_classes: int, dropout: float) -> nn.Sequential:
@@ -99,8 +137,9 @@ class BandProfileClassifier(Estimator):
     confidence_threshold : float
         Patterns whose top probability is below this are "no solution".
     rejection_rate : float
-        Share of cubic training patterns whose orientation fit may fall below
-        ``fit_threshold_`` ("no solution": not indexed as cubic).
+        Share of the user's training patterns (``fit``) that may fall below
+        the fit or symmetry thresholds ("no solution": not indexed as cubic);
+        the thresholds are never raised above the shipped model's.
     n_orientations : int
         Candidate orientations of the search (see :class:`~.bands.BandIndexer`).
     seed : int
@@ -112,7 +151,8 @@ class BandProfileClassifier(Estimator):
     ----------
     classes_ : ndarray
     net_ : torch.nn.Sequential
-    fit_threshold_ : float
+    fit_threshold_, symmetry_threshold_ : float
+        Patterns whose fit or symmetry is below these are "no solution".
     bank_features_, bank_labels_ : ndarray
         Simulated profiles used for rehearsal (empty for non-space-group classes).
     """
@@ -243,7 +283,7 @@ class BandProfileClassifier(Estimator):
         if self.augment:
             extra = augment_profiles(x, np.random.default_rng(int(self.seed)), int(self.augment))
             x, labels = np.concatenate([x, extra]), np.concatenate([labels] * (1 + int(self.augment)))
-        self._fit(x, labels, found, described["fit"], progress=progress, cancel=cancel)
+        self._fit(x, labels, found, described, progress=progress, cancel=cancel)
         return self
 
     def fit_features(self, features: np.ndarray, labels: Sequence, *,
@@ -260,7 +300,7 @@ class BandProfileClassifier(Estimator):
                   scratch=True)
         return self
 
-    def _fit(self, x: np.ndarray, y: np.ndarray, classes: np.ndarray, fits: Optional[np.ndarray], *,
+    def _fit(self, x: np.ndarray, y: np.ndarray, classes: np.ndarray, described: Optional[dict], *,
              progress=None, cancel=None, scratch: bool = False) -> None:
         source = None
         if self.simulation_pretrained and not scratch:
@@ -294,17 +334,19 @@ class BandProfileClassifier(Estimator):
             epochs = max(epochs, int(np.ceil(MIN_STEPS / np.ceil(len(train_y) / 256))))
             self._train(net, (train_x - mean) / std, np.searchsorted(classes, train_y), epochs, lr,
                         progress, cancel)
-        if fits is not None and len(fits):
-            fit_threshold = float(np.quantile(fits, float(self.rejection_rate)))
-            if source is not None:
-                fit_threshold = min(fit_threshold, source.fit_threshold_)
-        else:
-            fit_threshold = source.fit_threshold_ if source is not None else float("-inf")
+        thresholds = ((source.fit_threshold_, source.symmetry_threshold_) if source is not None
+                      else (float("-inf"), float("-inf")))
+        if described is not None and len(described["fit"]):
+            # the user's patterns are cubic: keep all but rejection_rate of them, never stricter than shipped
+            own = no_solution_thresholds(described["fit"], described["symmetry"], float(self.rejection_rate))
+            thresholds = tuple(min(a, b) for a, b in zip(own, thresholds)) if source is not None else own
+        fit_threshold, symmetry_threshold = thresholds
         # fitted state, all at once (a cancelled fit keeps the previous one)
         self.classes_ = np.asarray(classes)
         self.feature_mean_, self.feature_std_ = mean.astype(np.float32), std.astype(np.float32)
         self.net_ = net.eval()
         self.fit_threshold_ = float(fit_threshold)
+        self.symmetry_threshold_ = float(symmetry_threshold)
         self.bank_features_ = bank_x.astype(np.float16)
         self.bank_labels_ = bank_y
 
@@ -350,7 +392,7 @@ class BandProfileClassifier(Estimator):
     def predict_uncertainty(self, patterns: Any, background: Optional[np.ndarray] = None, *,
                             check: bool = True, progress: Optional[ProgressCallback] = None,
                             cancel: Optional[CancelToken] = None) -> dict:
-        """Probabilities, class index, confidence, cubic fit and the no-solution mask per pattern.
+        """Probabilities, class index, confidence, cubic fit and symmetry, and the no-solution mask per pattern.
 
         ``background``: the detector's static background (see :meth:`describe`).
 
@@ -358,17 +400,20 @@ class BandProfileClassifier(Estimator):
         -------
         dict
             ``probabilities`` (N, n_classes), ``index``, ``confidence``,
-            ``fit`` (orientation fit), ``rotations`` (N, 3, 3),
-            ``agreement`` (1.0 where the pattern indexes as cubic, else 0.0)
-            and ``no_solution`` (N,) bool.
+            ``fit`` (orientation fit), ``symmetry`` (see
+            :meth:`~.bands.BandIndexer.symmetry`), ``rotations`` (N, 3, 3),
+            ``agreement`` (1.0 where the pattern indexes as cubic: fit and
+            symmetry at or above their thresholds, else 0.0) and
+            ``no_solution`` (N,) bool.
         """
         check_is_fitted(self)
         d = self.describe(patterns, background, check=check, progress=progress, cancel=cancel)
         proba = self._probabilities(d["features"])
         confidence = proba.max(1).astype(np.float32)
-        indexed = d["fit"] >= self.fit_threshold_
+        indexed = (d["fit"] >= self.fit_threshold_) & (d["symmetry"] >= self.symmetry_threshold_)
         return {"probabilities": proba, "index": proba.argmax(1), "confidence": confidence,
-                "fit": d["fit"], "rotations": d["rotations"], "agreement": indexed.astype(np.float32),
+                "fit": d["fit"], "symmetry": d["symmetry"], "rotations": d["rotations"],
+                "agreement": indexed.astype(np.float32),
                 "no_solution": (confidence < float(self.confidence_threshold)) | ~indexed}
 
     def predict_proba(self, patterns: Any, background: Optional[np.ndarray] = None) -> np.ndarray:
@@ -412,6 +457,7 @@ class BandProfileClassifier(Estimator):
         metadata = {"model_version": MODEL_VERSION,
                     "classes": [int(c) if kind == "int" else str(c) for c in self.classes_],
                     "classes_type": kind, "fit_threshold": self.fit_threshold_,
+                    "symmetry_threshold": self.symmetry_threshold_,
                     "bank_labels": [int(c) if kind == "int" else str(c) for c in self.bank_labels_]}
         tensors = with_prefix(self.net_.state_dict(), "net")
         tensors.update({"feature_mean": torch.from_numpy(self.feature_mean_),
@@ -430,6 +476,8 @@ class BandProfileClassifier(Estimator):
         self.feature_std_ = tensors["feature_std"].numpy().astype(np.float32)
         self.net_ = net.eval()
         self.fit_threshold_ = float(metadata["fit_threshold"])
+        # version 1 files have no symmetry check
+        self.symmetry_threshold_ = float(metadata.get("symmetry_threshold", float("-inf")))
         self.bank_features_ = tensors["bank_features"].numpy()
         self.bank_labels_ = np.asarray(metadata["bank_labels"], dtype=dtype)
 

@@ -28,10 +28,20 @@ uses exactly that, after finding the orientation:
    width, its nested higher orders and its contrast, 240 numbers per pattern
    that a classifier (:mod:`.bandclassifier`) maps to a space group.
 
-The fit of the orientation (the mean Hough value on the search families'
-traces, in standard deviations of the pattern) says how well the pattern is
-explained by a cubic crystal at all: a pattern of a hexagonal phase fits
-worse, which the classifier uses to answer "no solution".
+Two numbers say whether a cubic crystal explains the pattern at all (the
+classifier's "no solution"):
+
+- the *fit* of the orientation: the mean Hough value on the search families'
+  traces, in standard deviations of the pattern (a blank or very noisy
+  pattern fits badly); a hexagonal or tetragonal phase often fits almost as
+  well as a cubic one, since its bands line up with some cubic traces;
+- the *symmetry* (:meth:`BandIndexer.symmetry`): in a cubic crystal all
+  planes of a family ``{hkl}`` are equivalent, so at the right orientation
+  every trace of a bright family lies on an equally bright band. For the three
+  brightest families, the dimmest of their (well covered) traces over the
+  family's mean Hough value, averaged: near 1 for a cubic pattern, low when
+  only some of a family's traces meet a band (a non-cubic phase, or a cubic
+  pattern indexed at a wrong orientation).
 """
 
 from __future__ import annotations
@@ -64,6 +74,11 @@ HOUGH_SHRINK = 8.0
 REFINE_STEPS_DEG = (2.5, 1.2, 0.6)
 REFINE_PERTURBATIONS = 40
 REFINE_KEEP = 3
+#: Symmetry score: traces crossing the detector over fewer pixels than this share of the
+#: longest trace are left out; the families averaged; the score's range.
+SYMMETRY_MIN_COVERAGE = 0.3
+SYMMETRY_FAMILIES = 3
+SYMMETRY_RANGE = (-1.0, 1.0)
 
 
 def plane_families(n: int = N_FAMILIES) -> list[tuple[int, int, int]]:
@@ -244,6 +259,7 @@ class BandIndexer:
         self.n_orientations = int(n_orientations)
         self.directions = pixel_directions(self.shape, self.pc)
         self._hough: Optional[sparse.csr_matrix] = None  # built on first use (profiles do not need it)
+        self._trace_pixels: Optional[np.ndarray] = None  # pixels on each grid normal's trace
 
     def _hough_matrix(self) -> sparse.csr_matrix:
         """Rows: hemisphere normals; the mean of the pixels within the trace's half-width."""
@@ -255,6 +271,7 @@ class BandIndexer:
             cols.append(c)
         rows, cols = np.concatenate(rows), np.concatenate(cols)
         counts = np.bincount(rows, minlength=len(normals)).astype(np.float32)
+        self._trace_pixels = counts
         data = (1.0 / (counts[rows] + HOUGH_SHRINK)).astype(np.float32)
         return sparse.csr_matrix((data, (rows, cols)), shape=(len(normals), len(self.directions)))
 
@@ -286,6 +303,35 @@ class BandIndexer:
             cands, best = allc[order], float(score[order[0]])
         return cands[0], best
 
+    def symmetry(self, hough_values: np.ndarray, rotation: np.ndarray) -> float:
+        """How equally the symmetry-equivalent traces of the brightest plane families are lit.
+
+        At ``rotation``, the traces of the twelve lowest families that cross the
+        detector over at least ``SYMMETRY_MIN_COVERAGE`` of the longest trace's
+        pixels are kept; for the ``SYMMETRY_FAMILIES`` families with the highest
+        mean Hough value (among those with two or more kept traces), the lowest
+        Hough value of a trace over the family's mean, averaged, clipped to
+        ``SYMMETRY_RANGE``. About 1 when every plane of a bright family lies on
+        a band (a cubic crystal at its orientation); low when some of them
+        fall between bands. ``SYMMETRY_RANGE[0]`` when no family qualifies.
+        """
+        if self._trace_pixels is None:
+            self._hough = self._hough_matrix()
+        cells = _grid_index(ALL_NORMALS @ np.asarray(rotation, np.float32).T)
+        pixels = self._trace_pixels[cells]
+        values = np.asarray(hough_values, np.float32)[cells]
+        kept = pixels >= SYMMETRY_MIN_COVERAGE * max(float(pixels.max()), 1.0)
+        families = []
+        for f in range(N_FAMILIES):
+            v = values[kept & (FAMILY_INDEX == f)]
+            if len(v) >= 2:
+                families.append((float(v.mean()), float(v.min())))
+        families.sort(key=lambda t: -t[0])
+        top = families[:SYMMETRY_FAMILIES]
+        if not top or top[-1][0] <= 0:
+            return SYMMETRY_RANGE[0]
+        return float(np.clip(np.mean([lo / mean for mean, lo in top]), *SYMMETRY_RANGE))
+
     def profiles(self, prepared: np.ndarray, rotation: np.ndarray) -> np.ndarray:
         """Band profiles of one prepared pattern at an orientation, (N_FAMILIES, PROFILE_BINS).
 
@@ -305,13 +351,16 @@ class BandIndexer:
     def describe(self, patterns: np.ndarray, background: Optional[np.ndarray] = None, *,
                  progress: Optional[ProgressCallback] = None,
                  cancel: Optional[CancelToken] = None, stage: str = "index") -> dict[str, np.ndarray]:
-        """Orientation, fit and band-profile features of every pattern (``background``: see :func:`prepare_patterns`).
+        """Orientation, fit, symmetry and band-profile features of every pattern.
+
+        ``background``: see :func:`prepare_patterns`.
 
         Returns
         -------
         dict
             ``features`` (N, N_FEATURES) float32, ``rotations`` (N, 3, 3)
-            crystal-to-detector, ``fit`` (N,) float32.
+            crystal-to-detector, ``fit`` (N,) float32 (standard deviations),
+            ``symmetry`` (N,) float32 (see :meth:`symmetry`, dimensionless).
         """
         patterns = np.asarray(patterns)
         if patterns.shape[1:] != self.shape:
@@ -322,6 +371,7 @@ class BandIndexer:
         feats = np.empty((n, N_FEATURES), np.float32)
         rots = np.empty((n, 3, 3), np.float32)
         fit = np.empty(n, np.float32)
+        symmetry = np.empty(n, np.float32)
         for s in range(0, n, 64):
             check_cancel(cancel)
             prepared = prepare_patterns(patterns[s:s + 64], background)
@@ -330,8 +380,9 @@ class BandIndexer:
             for i in range(len(prepared)):
                 rots[s + i], fit[s + i] = self.orient(hough[i], coarse[i])
                 feats[s + i] = self.profiles(prepared[i], rots[s + i]).ravel()
+                symmetry[s + i] = self.symmetry(hough[i], rots[s + i])
             report(progress, stage=stage, step=min(s + 64, n), total=n)
-        return {"features": feats, "rotations": rots, "fit": fit}
+        return {"features": feats, "rotations": rots, "fit": fit, "symmetry": symmetry}
 
 
 def misorientation_deg(a: np.ndarray, b: np.ndarray) -> float:

@@ -24,5 +24,6 @@ from .kinematics import (Reflectors, consistent_space_groups, electron_wavelengt
                          reflectors, structure_factors)
 from .noise import NOISE_RANGES, Acquisition, acquire, sample_acquisition  # noqa: F401
 from .structures import (ALL_MATERIALS, EXTRA_MATERIALS, HELD_OUT_PROTOTYPES, MATERIALS, NON_CUBIC,  # noqa: F401
-                         PROTOTYPES, CrystalStructure, CubicStructure, hexagonal_lattice, draw_prototype, random_structure)
+                         PROTOTYPES, CrystalStructure, CubicStructure, hexagonal_lattice, draw_prototype,
+                         random_non_cubic_structure, random_structure)
 from .symmetry import SPACE_GROUPS, SYMBOLS, allowed_reflections, operations, orbit  # noqa: F401

@@ -324,3 +324,55 @@ def random_structure(space_group: int, rng: np.random.Generator, max_atoms: int 
         a = float(np.clip((len(atoms) * rng.uniform(8.0, 22.0)) ** (1 / 3), 2.7, 13.0))
         return CubicStructure(f"random-{space_group}", space_group, a, tuple(atoms))
     raise RuntimeError("could not draw a random structure")  # pragma: no cover
+
+
+# --------------------------------------------------------------------------
+# Random non-cubic structures (open-set development sets and tests)
+
+#: Axial ratios a non-cubic cell keeps away from (by 8 %): 1 (cubic), sqrt(2) and
+#: 1/sqrt(2) (a body-centred tetragonal cell with c/a = sqrt(2) is face-centred cubic).
+_PSEUDO_CUBIC_RATIOS = (1.0, np.sqrt(2.0), 1.0 / np.sqrt(2.0))
+
+
+def _non_cubic_ratio(rng: np.random.Generator, low: float, high: float) -> float:
+    while True:
+        r = float(rng.uniform(low, high))
+        if all(abs(r / q - 1.0) > 0.08 for q in _PSEUDO_CUBIC_RATIOS):
+            return r
+
+
+def random_non_cubic_structure(rng: np.random.Generator) -> CrystalStructure:
+    """A random hexagonal, tetragonal or orthorhombic structure (a phase a cubic model was not taught).
+
+    With equal chance: an hcp metal (c/a 1.45-1.95); a hexagonal, a
+    (primitive or body-centred) tetragonal or an orthorhombic cell holding
+    1-4 atoms at random positions (each coordinate a multiple of 1/4 or
+    random), random species, 10-25 cubic Angstrom per atom. Axial ratios stay
+    8 % away from those of a cubic cell (see ``_PSEUDO_CUBIC_RATIOS``).
+    Distinct from :data:`NON_CUBIC` (the named phases of the benchmark).
+    """
+    kind = ("hcp", "hexagonal", "tetragonal", "orthorhombic")[int(rng.integers(0, 4))]
+    z = lambda: float(rng.choice(METALS if rng.random() < 0.7 else LIGHT))  # noqa: E731
+    if kind == "hcp":
+        a = float(rng.uniform(2.5, 3.7))
+        return CrystalStructure("random-hcp", 194, hexagonal_lattice(a, a * float(rng.uniform(1.45, 1.95))),
+                                ((zz := z(), 1 / 3, 2 / 3, 0.25), (zz, 2 / 3, 1 / 3, 0.75)))
+    atoms = [(z(), 0.0, 0.0, 0.0)]
+    for _ in range(int(rng.integers(0, 4))):
+        atoms.append((z(), *(float(rng.choice((0.0, 0.25, 0.5, 0.75))) if rng.random() < 0.5
+                            else float(rng.uniform(0, 1)) for _ in range(3))))
+    centred = kind == "tetragonal" and rng.random() < 0.5
+    if centred:
+        atoms += [(zz, (x + 0.5) % 1, (y + 0.5) % 1, (w + 0.5) % 1) for zz, x, y, w in atoms]
+    volume = len(atoms) * float(rng.uniform(10.0, 25.0))
+    if kind == "hexagonal":
+        c_a = _non_cubic_ratio(rng, 0.6, 2.0)
+        a = (volume / (np.sqrt(3) / 2 * c_a)) ** (1 / 3)
+        return CrystalStructure("random-hexagonal", 191, hexagonal_lattice(a, a * c_a), tuple(atoms))
+    b_a = 1.0 if kind == "tetragonal" else _non_cubic_ratio(rng, 0.6, 1.8)
+    c_a = _non_cubic_ratio(rng, 0.55, 2.0)
+    while kind == "orthorhombic" and abs(c_a / b_a - 1) < 0.08:
+        c_a = _non_cubic_ratio(rng, 0.55, 2.0)
+    a = (volume / (b_a * c_a)) ** (1 / 3)
+    name, sg = ("random-tetragonal", 139 if centred else 123) if kind == "tetragonal" else ("random-orthorhombic", 47)
+    return CrystalStructure(name, sg, ((a, 0.0, 0.0), (0.0, a * b_a, 0.0), (0.0, 0.0, a * c_a)), tuple(atoms))
