@@ -166,6 +166,7 @@ def bands_shot() -> None:
     widget = dock(viewer, "EBSD space-group map")
     widget.backbone_combo.setCurrentText(BAND_PROFILES)
     widget.pc_edit.setText("0.5, 0.3, 0.6")
+    widget.pc_edit.editingFinished.emit()
     widget.source_combo.setCurrentText(SOURCE_LAYER)
     train_classify_click_shoot(viewer, widget, "ebsd-bands.png")
     truth = viewer.layers["Ni-Ni3Al true space groups"].data

@@ -151,6 +151,9 @@ class EBSDWidget(DockWidget):
         self.pc_edit.setPlaceholderText("PCx, PCy, PCz (Bruker), e.g. 0.5, 0.3, 0.6")
         self.pc_edit.setToolTip("projection centre, needed by band profiles: fractions of the pattern width "
                                 "and height from the top-left corner, detector distance in pattern heights")
+        # at dock width the field is narrow: show the start of the three numbers, not their end
+        self.pc_edit.editingFinished.connect(lambda: self.pc_edit.setCursorPosition(0))
+        self.pc_edit.setMinimumWidth(self.pc_edit.fontMetrics().horizontalAdvance("0.50, 0.30, 0.60") + 14)
         self.shipped_button = QPushButton("Shipped model")
         self.shipped_button.setToolTip("band profiles: use the shipped simulation-trained model, no training")
         self.shipped_button.clicked.connect(self._on_shipped_clicked)
@@ -490,6 +493,7 @@ class EBSDWidget(DockWidget):
             self.backbone_combo.setCurrentText(BAND_PROFILES)
             if classifier.pc is not None:
                 self.pc_edit.setText(", ".join(f"{v:.4g}" for v in classifier.pc))
+                self.pc_edit.setCursorPosition(0)
             self.model_label.setText(f"model: band profiles (indexed patterns), classes {classes}")
             self._update_legend()
             self.refresh_actions()
