@@ -339,11 +339,11 @@ class BandIndexer:
         bins no pixel falls in (a family with no trace on the detector) are 0,
         the mean of a prepared pattern.
         """
-        t = np.abs(self.directions @ (ALL_NORMALS @ np.asarray(rotation, np.float32).T).T)
-        b = (t / PROFILE_BIN).astype(np.int64)
-        ok = b < PROFILE_BINS
-        idx = (FAMILY_INDEX[None, :] * PROFILE_BINS + b)[ok]
-        vals = np.broadcast_to(np.asarray(prepared, np.float32).reshape(-1, 1), t.shape)[ok]
+        # bin position of every (pixel, plane) pair; only the few pairs near a trace are gathered
+        q = np.abs(self.directions @ (ALL_NORMALS @ np.asarray(rotation, np.float32).T).T) / PROFILE_BIN
+        rows, cols = np.nonzero(q < PROFILE_BINS)
+        idx = FAMILY_INDEX[cols] * PROFILE_BINS + q[rows, cols].astype(np.int64)
+        vals = np.asarray(prepared, np.float32).reshape(-1)[rows]
         total = np.bincount(idx, weights=vals, minlength=N_FEATURES)
         count = np.bincount(idx, minlength=N_FEATURES)
         return (total / np.maximum(count, 1)).reshape(N_FAMILIES, PROFILE_BINS).astype(np.float32)
