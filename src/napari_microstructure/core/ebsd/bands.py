@@ -296,9 +296,10 @@ class BandIndexer:
         top = np.argpartition(-coarse, REFINE_KEEP)[:REFINE_KEEP]
         cands = fundamental_zone_orientations(self.n_orientations)[top]
         for step in REFINE_STEPS_DEG:
-            moved = np.einsum("pij,cjk->cpik", _perturbations(step), cands).reshape(-1, 3, 3)
+            moved = np.matmul(_perturbations(step)[None], cands[:, None]).reshape(-1, 3, 3)
             allc = np.concatenate([cands, moved])
-            score = hough_values[_grid_index(np.einsum("oij,nj->oni", allc, SEARCH_NORMALS))].mean(1)
+            normals = np.matmul(allc, SEARCH_NORMALS.T).transpose(0, 2, 1)   # (orientation, plane, xyz)
+            score = hough_values[_grid_index(normals)].mean(1)
             order = np.argsort(-score)[:REFINE_KEEP]
             cands, best = allc[order], float(score[order[0]])
         return cands[0], best
@@ -341,8 +342,9 @@ class BandIndexer:
         """
         # bin position of every (pixel, plane) pair; only the few pairs near a trace are gathered
         q = np.abs(self.directions @ (ALL_NORMALS @ np.asarray(rotation, np.float32).T).T) / PROFILE_BIN
-        rows, cols = np.nonzero(q < PROFILE_BINS)
-        idx = FAMILY_INDEX[cols] * PROFILE_BINS + q[rows, cols].astype(np.int64)
+        flat = np.flatnonzero(q < PROFILE_BINS)
+        rows, cols = np.divmod(flat, q.shape[1])
+        idx = FAMILY_INDEX[cols] * PROFILE_BINS + q.ravel()[flat].astype(np.int64)
         vals = np.asarray(prepared, np.float32).reshape(-1)[rows]
         total = np.bincount(idx, weights=vals, minlength=N_FEATURES)
         count = np.bincount(idx, minlength=N_FEATURES)
