@@ -379,6 +379,10 @@ PARAM_CASES = [
     ("steps", {"steps_per_epoch": 0}, r"steps_per_epoch must be at least 1", r"at least 1"),
     ("fov-reversed", {"fov_um": (5.0, 1.0)}, r"fov_um must be", r"positive micrometres"),
     ("fov-negative", {"fov_um": (-1.0, 5.0)}, r"fov_um must be", r"positive micrometres"),
+    ("scale-weight-negative", {"novelty_scale_weight": -1.0}, r"novelty_scale_weight=-1.0",
+     r"finite number >= 0 \(0: no scale\)"),
+    ("scale-weight-nan", {"novelty_scale_weight": float("nan")}, r"novelty_scale_weight=nan", r"finite number >= 0"),
+    ("scale-weight-text", {"novelty_scale_weight": "strong"}, r"novelty_scale_weight='strong'", r"finite number >= 0"),
 ]
 
 

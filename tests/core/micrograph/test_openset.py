@@ -100,6 +100,29 @@ def test_knn_distance_is_to_the_kth_neighbour():
     assert s.novelty(np.array([[2.0, 0.0]]))[0] == pytest.approx(np.sqrt(2.0))
 
 
+def test_knn_scale_column_keeps_look_alikes_at_other_magnifications_apart():
+    """Columns: 1 descriptor, 2 features, then the scale (log10 px/um). The same look at a tenfold
+    other scale is novel only when the scale counts; the scale is never normalised with the features."""
+    rng = np.random.default_rng(0)
+    feats = np.c_[np.ones(60), rng.normal(0, 0.02, 60)]           # one look (a direction)
+    scale = rng.uniform(0.9, 1.1, 60)                              # all seen near 10 px/um
+    ref = np.c_[np.zeros(60), feats, scale]
+    y = np.repeat([0, 1], 30)
+    query = np.array([[0.0, 5.0, 0.0, 1.0],                      # same look, same scale (norm ignored)
+                      [0.0, 5.0, 0.0, 0.0]])                     # same look, 10x coarser
+    plain = KNNScorer(k=5, split=1, scale_weight=None).fit(ref[:, :3], y, 2)
+    off = KNNScorer(k=5, split=1, scale_weight=0.0).fit(ref, y, 2)
+    on = KNNScorer(k=5, split=1, scale_weight=1.0).fit(ref, y, 2)
+    np.testing.assert_allclose(off.novelty(query), plain.novelty(query[:, :3]), atol=1e-9)
+    near, far = on.novelty(query)
+    assert near < 0.2 and far > 0.8                                # a decade of scale counts as 1
+    arrays, meta = on.state()
+    back = scorer_from_state("knn", arrays, meta)
+    np.testing.assert_allclose(back.novelty(query), on.novelty(query), atol=1e-5)
+    with pytest.raises(MicrostructureError, match="scale_weight"):
+        KNNScorer(scale_weight=-1.0)
+
+
 def test_cross_validation_never_scores_an_image_against_itself():
     # each "image" is a tight cluster of its own: scored against the others it looks far away,
     # scored against itself it would look at home (distance ~0)

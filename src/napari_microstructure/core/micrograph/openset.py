@@ -275,13 +275,21 @@ class KNNScorer(OpenSetScorer):
         A linear classifier on the descriptors ``(n_classes, D)``, ``(n_classes,)``;
         its softmax gives the class posteriors. Without it, the posteriors are a
         softmax of minus the nearest distance to each class over ``temperature``.
+    scale_weight : float, optional
+        The last column is each crop's scale (log10 pixels per micrometre), not
+        a feature: it is kept out of the normalisation and joins the distance
+        times this weight (0: ignored). None: there is no such column.
     """
 
     name = "knn"
 
     def __init__(self, k: int = 10, rejection_quantile: float = 0.1, head_weight=None, head_bias=None,
-                 temperature: float = 0.05, normalise: bool = True, split: int = 0) -> None:
+                 temperature: float = 0.05, normalise: bool = True, split: int = 0,
+                 scale_weight: Optional[float] = None) -> None:
         super().__init__(rejection_quantile)
+        if scale_weight is not None and not (np.isfinite(scale_weight) and scale_weight >= 0):
+            raise MicrostructureError(f"scale_weight must be a finite number >= 0, got {scale_weight}")
+        self.scale_weight = None if scale_weight is None else float(scale_weight)
         self.normalise = bool(normalise)
         self.split = int(split)
         if int(k) < 1:
@@ -299,6 +307,12 @@ class KNNScorer(OpenSetScorer):
             return x
         return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
+    def _novelty_space(self, x: np.ndarray) -> np.ndarray:
+        """The columns the novelty distance is measured on (features, then the weighted scale)."""
+        if self.scale_weight is None:
+            return self._normalise(x[:, self.split:])
+        return np.concatenate([self._normalise(x[:, self.split:-1]), self.scale_weight * x[:, -1:]], axis=1)
+
     def fit(self, descriptors, labels, n_classes) -> "KNNScorer":
         from scipy.spatial import cKDTree
 
@@ -312,7 +326,7 @@ class KNNScorer(OpenSetScorer):
         self.n_classes_ = int(n_classes)
         self.reference_ = x
         self.reference_labels_ = y
-        self._tree = cKDTree(self._normalise(x[:, self.split:]))
+        self._tree = cKDTree(self._novelty_space(x))
         post = self._normalise(x[:, : self.split] if self.split else x)
         self._class_trees = [cKDTree(post[y == c]) for c in range(n_classes)]
         return self
@@ -323,7 +337,7 @@ class KNNScorer(OpenSetScorer):
 
     def novelty(self, descriptors) -> np.ndarray:
         self._check()
-        d, _ = self._tree.query(self._normalise(_check_descriptors(descriptors)[:, self.split:]), k=self.k)
+        d, _ = self._tree.query(self._novelty_space(_check_descriptors(descriptors)), k=self.k)
         return d if d.ndim == 1 else d[:, -1]
 
     def class_posteriors(self, descriptors) -> np.ndarray:
@@ -340,14 +354,14 @@ class KNNScorer(OpenSetScorer):
         if self.head_weight is not None:
             arrays.update(head_weight=self.head_weight, head_bias=self.head_bias)
         return arrays, {"k": self.k, "threshold": self.novelty_threshold_, "n_classes": self.n_classes_,
-                        "normalise": self.normalise, "split": self.split,
+                        "normalise": self.normalise, "split": self.split, "scale_weight": self.scale_weight,
                         "temperature": self.temperature, "rejection_quantile": self.rejection_quantile}
 
     @classmethod
     def from_state(cls, arrays, meta) -> "KNNScorer":
         s = cls(int(meta["k"]), float(meta["rejection_quantile"]), arrays.get("head_weight"),
                 arrays.get("head_bias"), float(meta["temperature"]), bool(meta.get("normalise", True)),
-                int(meta.get("split", 0)))
+                int(meta.get("split", 0)), meta.get("scale_weight"))
         ref = np.asarray(arrays["reference"], np.float64)
         s.fit(ref, np.asarray(arrays["reference_labels"]), int(meta["n_classes"]))
         s.novelty_threshold_ = float(meta["threshold"])
@@ -535,11 +549,12 @@ SCORERS = {"ensemble": EnsembleScorer, "gmm": OpenSetMixture, "knn": KNNScorer, 
 
 
 def make_scorer(name: str, rejection_quantile: float = 0.1, head=None, k: int = 10,
-                normalise: bool = True, split: int = 0) -> OpenSetScorer:
+                normalise: bool = True, split: int = 0, scale_weight: Optional[float] = None) -> OpenSetScorer:
     """A new, unfitted scorer by name; ``head`` is ``(weight, bias)`` of a linear classifier or None.
 
-    ``k``, ``normalise`` and ``split`` are the k-NN scorer's (see :class:`KNNScorer`);
-    the Mahalanobis scorer also reads the columns from ``split`` on.
+    ``k``, ``normalise``, ``split`` and ``scale_weight`` are the k-NN scorer's (see
+    :class:`KNNScorer`); the Mahalanobis scorer also reads the columns from ``split`` on
+    (a scale column among them).
     """
     if name not in SCORERS or name == "ensemble":
         raise MicrostructureError(f"unknown scorer {name!r}; choose one of {', '.join(n for n in SCORERS if n != 'ensemble')}"
@@ -548,7 +563,7 @@ def make_scorer(name: str, rejection_quantile: float = 0.1, head=None, k: int = 
     if name == "gmm":
         return OpenSetMixture(rejection_quantile=rejection_quantile)
     if name == "knn":
-        return KNNScorer(k, rejection_quantile, w, b, normalise=normalise, split=split)
+        return KNNScorer(k, rejection_quantile, w, b, normalise=normalise, split=split, scale_weight=scale_weight)
     if name == "mahalanobis":
         return MahalanobisScorer(rejection_quantile, split=split)
     return EnergyScorer(w, b, rejection_quantile)

@@ -812,10 +812,10 @@ def _tile_task(worker: TileWorker, payload: tuple[np.ndarray, np.ndarray]) -> tu
     return worker(payload)
 
 
-def _as_input(to_input, pooled, desc, crops=None, imagenet=None) -> np.ndarray:
+def _as_input(to_input, pooled, desc, log_ppum, crops=None, imagenet=None) -> np.ndarray:
     if to_input is None:
         return desc.float().cpu().numpy()
-    return to_input(pooled, desc, crops, imagenet=imagenet)
+    return to_input(pooled, desc, crops, imagenet=imagenet, log_ppum=log_ppum)
 
 
 def _wants_imagenet(to_input) -> bool:
@@ -856,7 +856,7 @@ def _shared_descriptors(model, x, local, crop, turns, mirror, mag, opts, timings
                 cache[s] = crop_features(torch.stack([x[0, :, a:a + crop, b:b + crop]
                                                       for a, b in local[s:s + opts["batch"]]]))
             imagenet = cache[s]
-        out.append(_as_input(to_input, pooled, model.head_from_pooled(pooled, logp), imagenet=imagenet))
+        out.append(_as_input(to_input, pooled, model.head_from_pooled(pooled, logp), logp, imagenet=imagenet))
     timings["network"] += time.perf_counter() - t0
     return np.concatenate(out)
 
@@ -895,6 +895,6 @@ def _exact_descriptors(model, x, local, crop, turns, mirror, mag, opts, timings,
         logp = torch.full((len(o),), mag, dtype=torch.float32, device=x.device)
         turned = _dihedral(crops, turns, mirror)
         pooled = model.pooled(turned)
-        out.append(_as_input(to_input, pooled, model.head_from_pooled(pooled, logp), turned))
+        out.append(_as_input(to_input, pooled, model.head_from_pooled(pooled, logp), logp, turned))
         timings["network"] += time.perf_counter() - t0
     return np.concatenate(out)
