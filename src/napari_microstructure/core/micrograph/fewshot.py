@@ -559,7 +559,7 @@ class FewShotClassifier(Estimator):
                        crops: Optional[torch.Tensor] = None, for_scorer: bool = True,
                        imagenet: Optional[torch.Tensor] = None, model: Optional[DescriptorNet] = None,
                        log_ppum: Optional[torch.Tensor] = None, scale: Optional[bool] = None) -> np.ndarray:
-        """What the open-set scorer reads for each crop, ``(n, D)`` or ``(n, D + C)``.
+        """What the open-set scorer reads for each crop, ``(n, D)``, ``(n, D + C)`` or ``(n, D + C + 1)``.
 
         The descriptors, followed by the features novelty is measured on:
         ``scorer_features="imagenet"``: frozen ImageNet features of the crops
