@@ -547,7 +547,8 @@ BAND_CASES = [
     ("augment-negative", dict(augment=-2), lambda c, p: c.fit(p, [221, 221, 225, 225]), r"augment=-2",
      r"number of augmented copies in 0-100"),
     ("augment-float", dict(augment=0.5), lambda c, p: c.fit(p, [221, 221, 225, 225]), r"augment=0.5",
-     r"number of augmented copies in 0-100"),
+     r"number of augmented copies in 0-100"),    ("max-height-zero", dict(max_height=0), lambda c, p: c.predict(p), r"max_height=0",
+     r"pattern height in pixels of at least 16"),
 ]
 
 
