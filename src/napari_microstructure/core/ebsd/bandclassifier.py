@@ -34,7 +34,10 @@ result, the ``agreement`` layer is 1 where the pattern indexes as cubic and 0
 where it does not.
 
 Needed from the user: the projection centre ``pc`` (Bruker convention), as
-for any Hough indexing. Patterns are used at their native size.
+for any Hough indexing. Patterns are used at their native size up to
+``max_height`` pixels high (100: the shipped network was trained on 40-100); taller ones
+are binned by an integer factor (:func:`~.bands.bin_patterns`), the projection centre moved
+with them.
 """
 
 from __future__ import annotations
