@@ -171,6 +171,7 @@ class BandProfileClassifier(Estimator):
     _fitted_attribute = "net_"
     _fit_call = "fit(patterns, labels) or BandProfileClassifier.from_pretrained(pc=...)"
     agreement_threshold = 0.5  # the map's agreement layer is 1 (indexed as cubic) or 0
+    finds_orientations = True  # maps keep each pattern's orientation (MapResult.detector_euler)
 
     def __init__(self, pc: Optional[Sequence[float]] = None, simulation_pretrained: bool = True,
                  hidden: int = 256, dropout: float = 0.3, learning_rate: float = 2e-3,
