@@ -214,6 +214,14 @@ class EBSDWidget(DockWidget):
         self.fraction_table.verticalHeader().setVisible(False)
         self.fraction_table.setMaximumHeight(130)
         rv.addWidget(self.fraction_table)
+        self.export_button = QPushButton("Export .ang / .ctf…")
+        self.export_button.setToolTip(
+            "write the map for orix, MTEX and vendor software: phase per point, the step size, the "
+            "confidence and, from the band-profile classifier, each point's orientation (sample tilt 70, "
+            "detector tilt 0 degrees; other tilts: write_map in the console)")
+        self.export_button.setEnabled(False)
+        self.export_button.clicked.connect(self._on_export_clicked)
+        rv.addWidget(self.export_button)
         self._build_pattern_view(rv)
         self.finish_layout()
         self.actions(self.train_button, self.classify_button, *self.model_files.buttons())
@@ -561,6 +569,36 @@ class EBSDWidget(DockWidget):
         except MicrostructureError as exc:
             self.error(exc)
 
+    def export_map(self, path: str | os.PathLike) -> None:
+        """Write the last map as ``.ang`` / ``.ctf`` (:func:`~napari_microstructure.io.ebsd.export.write_map`)."""
+        from ..io.ebsd.export import write_map
+
+        if self.result is None:
+            raise MicrostructureError("no map to export yet; classify a map first")
+        step = self.result.step_size_um
+        if step is None:  # the reader puts the file's step size in the pattern layer's metadata
+            try:
+                step = self.pattern_layer().metadata.get("step_size_um")
+            except MicrostructureError:
+                step = None
+        if step is None:
+            raise MicrostructureError(
+                "the map's step size is unknown (its file does not give one); in napari's console: "
+                "from napari_microstructure.io.ebsd.export import write_map; "
+                "write_map(path, widget.result, step_size_um=0.5)  # micrometres")
+        written = write_map(path, self.result, step_size_um=step)
+        what = "phases and orientations" if self.result.detector_euler is not None else "phases"
+        self.set_status(f"wrote {what} to {written}")
+
+    def _on_export_clicked(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export map", f"{self._result_base()}.ang",
+                                              "EBSD maps (*.ang *.ctf)")
+        if path:
+            try:
+                self.export_map(path)
+            except MicrostructureError as exc:
+                self.error(exc)
+
     def _browse_training(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Labelled patterns", "",
                                               "Patterns (*.npz *.npy *.tif *.tiff *.h5 *.hdf5)")
@@ -583,6 +621,7 @@ class EBSDWidget(DockWidget):
         from napari.utils.colormaps import DirectLabelColormap
 
         self.result = result
+        self.export_button.setEnabled(True)
         base = self._result_map_name or "EBSD"
         base = base[: -len(" patterns")] if base.endswith(" patterns") else base
         classes = list(result.classes)
