@@ -245,7 +245,10 @@ def test_large_patterns_are_binned_to_the_trained_height(learning_seed):
     err = np.array([B.misorientation_deg(a, b) for a, b in zip(out["rotations"], rot)])
     assert np.mean(err < 3.0) >= 0.75, err.round(1)
     assert np.mean(clf.classes_[out["index"]] == 225) >= 0.75
-    with pytest.raises(MicrostructureError, match="background is"):
+    # a static background of the unbinned detector is binned with the patterns (a flat one changes nothing)
+    flat = clf.predict_uncertainty(pats, background=np.full((161, 203), 7.0))
+    np.testing.assert_allclose(flat["probabilities"], out["probabilities"], atol=1e-4)
+    with pytest.raises(MicrostructureError, match="background is 80 x 101 pixels but the patterns are 161 x 203"):
         clf.predict(pats, background=np.ones((80, 101)))
 
 
