@@ -34,6 +34,7 @@ def test_train_from_sample_and_classify(viewer_with_sample, tmp_path):
     assert sg.data.shape == (30, 40)
     assert list(sg.features["class"]) == ["no solution", "221", "225"]
     assert "Ni-Ni3Al sample confidence" in viewer.layers and "Ni-Ni3Al sample no solution" in viewer.layers
+    assert "Ni-Ni3Al sample orientation IPF-Z" not in viewer.layers  # the CNN finds no orientations
     assert widget.fraction_table.rowCount() == 3
     assert "221" in widget.legend.text()
     proba = widget.show_pattern(3, 4)
@@ -161,6 +162,11 @@ def test_band_profiles_shipped_and_fine_tuned(viewer_with_sample, tmp_path):
     shown = [widget.fraction_table.item(i, 0).text() for i in range(widget.fraction_table.rowCount())]
     found = {str(c) for c in np.unique(widget.result.labels) if c != 0}
     assert set(shown) == found | {"no solution"}        # no 0 % rows for the space groups not on the map
+    # the orientations as an IPF-Z layer (hidden until asked for), clear where there is no solution
+    ipf = viewer.layers["Ni-Ni3Al sample orientation IPF-Z"]
+    assert ipf.rgb and not ipf.visible and ipf.data.shape == (*widget.result.labels.shape, 4)
+    np.testing.assert_array_equal(ipf.data[..., 3] == 0, widget.result.no_solution)
+    assert np.allclose(ipf.data[..., :3].max(-1)[~widget.result.no_solution], 1)
     # export: phases and the band classifier's orientations, where EBSD software reads them
     assert widget.export_button.isEnabled()
     widget.export_map(tmp_path / "map.ctf")

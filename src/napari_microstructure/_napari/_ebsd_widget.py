@@ -47,7 +47,7 @@ SOURCE_PAINTED = "Labels painted on the navigator"
 SOURCE_FILE = "File or folder of labelled patterns"
 SOURCE_LAYER = "Labelled patterns of the layer (sample)"
 
-RESULT_SUFFIXES = ("space groups", "confidence", "no solution")
+RESULT_SUFFIXES = ("space groups", "confidence", "no solution", "orientation IPF-Z")
 #: the Backbone choice that trains a :class:`~napari_microstructure.core.ebsd.bandclassifier.BandProfileClassifier`
 BAND_PROFILES = "band profiles"
 #: what a painted label value's class cell says until the user types a space group
@@ -631,7 +631,7 @@ class EBSDWidget(DockWidget):
         data = (result.index.astype(np.int32) + 1)
         features = {"index": list(range(len(classes) + 1)),
                     "class": ["no solution"] + [str(c) for c in classes]}
-        sg_name, conf_name, ns_name = (f"{base} {s}" for s in RESULT_SUFFIXES)
+        sg_name, conf_name, ns_name, ipf_name = (f"{base} {s}" for s in RESULT_SUFFIXES)
         meta = {"ebsd": True, "role": "space groups", "classes": [str(c) for c in classes]}
         place = self._map_place()
         if sg_name in self.viewer.layers:
@@ -657,6 +657,15 @@ class EBSDWidget(DockWidget):
                                    colormap=DirectLabelColormap(color_dict={0: "transparent", None: "transparent",
                                                                             1: NO_SOLUTION_COLOUR}),
                                    metadata={"ebsd": True, "role": "no solution"})
+        if result.detector_euler is not None:  # band profiles: each point's orientation, coloured IPF-Z
+            ipf = self._ipf_image(result)
+            if ipf_name in self.viewer.layers:
+                self.viewer.layers[ipf_name].data = ipf
+            else:
+                self.viewer.add_image(ipf, name=ipf_name, rgb=True, visible=False, **place,
+                                      metadata={"ebsd": True, "role": "orientation"})
+        elif ipf_name in self.viewer.layers:  # a CNN map finds no orientations: drop a stale one
+            self.viewer.layers.remove(ipf_name)
         # the space groups stay the active layer: a click anywhere on the map shows its pattern
         self.viewer.layers.selection.active = layer
         # classes the map does not hold would fill the dock with 0 % rows (the shipped model knows six)
@@ -670,6 +679,15 @@ class EBSDWidget(DockWidget):
         self.set_status(f"{data.size} patterns classified; {n_ns} without a solution (magenta). "
                         "Click the map to see a pattern.")
         self.show_scale_bar()
+
+    @staticmethod
+    def _ipf_image(result: Any) -> np.ndarray:
+        """RGBA (rows, cols, 4) float32: IPF-Z colours (sample tilt 70, detector tilt 0), clear where not indexed."""
+        from ..core.ebsd.orientations import euler_matrices, ipf_colours
+
+        rgb = ipf_colours(euler_matrices(result.sample_euler()))
+        alpha = (~np.asarray(result.no_solution)).astype(np.float32)[..., None]
+        return np.concatenate([rgb.astype(np.float32), alpha], -1)
 
     # ------------------------------------------------------- pattern view
     def _build_pattern_view(self, layout: QVBoxLayout) -> None:

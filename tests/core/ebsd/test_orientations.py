@@ -87,3 +87,23 @@ def test_implausible_tilts_are_named(kwargs, match):
 def test_bad_rotations_are_named():
     with pytest.raises(MicrostructureError, match=r"rotations have shape \(3,\)"):
         O.sample_euler(np.ones(3))
+
+
+def test_ipf_colours_of_the_triangle_corners():
+    """Z along [001] red, [101] green, [111] blue, whatever the equivalent variant."""
+    def with_z_along(v):  # an orientation whose sample Z is the crystal direction v
+        z = np.asarray(v, float) / np.linalg.norm(v)
+        x = np.cross(z, [0.3, 0.5, 0.8])
+        x /= np.linalg.norm(x)
+        return np.stack([x, np.cross(z, x), z], 1)  # columns: sample x, y, z in crystal coordinates
+
+    corners = {(0, 0, 1): [1, 0, 0], (0, -1, 0): [1, 0, 0], (1, 0, 1): [0, 1, 0], (0, -1, 1): [0, 1, 0],
+               (1, 1, 1): [0, 0, 1], (-1, 1, -1): [0, 0, 1]}
+    for v, rgb in corners.items():
+        g = with_z_along(v)
+        np.testing.assert_allclose(g @ [0, 0, 1], np.asarray(v) / np.linalg.norm(v), atol=1e-12)
+        np.testing.assert_allclose(O.ipf_colours(g), rgb, atol=1e-9)
+    mid = O.ipf_colours(with_z_along((1, 2, 5)))
+    assert mid.max() == pytest.approx(1) and np.all(mid > 0.1)  # inside the triangle: a mixture
+    with pytest.raises(MicrostructureError, match="direction="):
+        O.ipf_colours(np.eye(3), direction=(0, 0, 0))

@@ -122,3 +122,30 @@ def sample_euler(rotations: np.ndarray, sample_tilt_deg: float = 70.0,
     orientations).
     """
     return bunge_euler(orientation_matrices(rotations, sample_tilt_deg, detector_tilt_deg))
+
+
+def ipf_colours(matrices: np.ndarray, direction=(0.0, 0.0, 1.0)) -> np.ndarray:
+    """Inverse-pole-figure colours (..., 3) in [0, 1] of cubic orientations for a sample direction.
+
+    The sample ``direction`` (default the surface normal, Z: an "IPF-Z" map)
+    in crystal coordinates, ``g @ direction``, is brought into the standard
+    triangle of the cubic Laue class m-3m (absolute values, sorted: ``a <= b <=
+    c``), then coloured by its position in the triangle: [001] red, [101]
+    green, [111] blue (``(c - b, b - a, a)`` scaled to a largest channel of 1,
+    the usual cubic key up to its saturation curve).
+
+    Parameters
+    ----------
+    matrices : ndarray (..., 3, 3)
+        Orientation matrices ``g`` (sample to crystal), e.g.
+        ``euler_matrices(result.sample_euler())``.
+    direction : (float, float, float)
+        Sample direction, need not be unit length.
+    """
+    d = np.asarray(direction, np.float64)
+    if d.shape != (3,) or not np.all(np.isfinite(d)) or not np.linalg.norm(d) > 0:
+        raise MicrostructureError(f"direction={direction!r}; give a sample direction such as (0, 0, 1)")
+    v = np.sort(np.abs(np.asarray(matrices, np.float64) @ (d / np.linalg.norm(d))), axis=-1)
+    a, b, c = v[..., 0], v[..., 1], v[..., 2]
+    rgb = np.stack([c - b, b - a, a], -1)
+    return rgb / np.maximum(rgb.max(-1, keepdims=True), 1e-12)
