@@ -11,10 +11,11 @@ training split; never on a named material):
    against the simulated orientation;
 2. **zero-shot, held-out structures**: structures of the held-out prototypes
    and random structures (``StructureSampler("heldout")``);
-3. **few-shot fine-tuning**: 10 / 20 / 50 labelled patterns per space group
-   of one material per group (set A, one session each), tested on new
-   sessions of set A (seen materials) and on set B (other materials of the
-   same groups, held out of pretraining and fine-tuning);
+3. **few-shot fine-tuning**: 10 / 20 / 50 / 100 / 400 labelled patterns per
+   space group of one material per group (set A, one session each), tested
+   on 40 other patterns of the same sessions (the rest of the user's own
+   map), on new sessions of set A (seen materials) and on set B (other
+   materials of the same groups, held out of pretraining and fine-tuning);
 4. **dual-phase map** (Ni matrix, Ni3Al precipitates, cube-on-cube): Ni3Al
    fraction against the truth, zero-shot and after fine-tuning on 20
    labelled patterns per phase of the map;
@@ -106,6 +107,9 @@ def zero_shot_heldout(clf, sessions, per_session):
           "per group: " + ", ".join(f"{sg} {np.mean(ps[ys == sg] == sg):.2f}" for sg in SPACE_GROUPS))
 
 
+SAME_SESSION_TEST = 40
+
+
 def few_shot(shots, test_sessions, per_session):
     from napari_microstructure.core.ebsd.bandclassifier import BandProfileClassifier
     from napari_microstructure.core.ebsd.simulate import ALL_MATERIALS, sample_geometry
@@ -134,14 +138,23 @@ def few_shot(shots, test_sessions, per_session):
         pred = zero.classes_[zero._probabilities(desc[part]["features"]).argmax(1)]
         per_group[part] = [" ".join(f"{np.mean(pred[y == sg] == sg):.2f}" for sg in SET_A)]
     for n in shots:
-        pats, ys = [], []
+        # each labelled session also records SAME_SESSION_TEST patterns more: the rest of the user's map
+        pats, ys, same, same_y = [], [], [], []
         for sg, name in SET_A.items():
-            p, _, _ = session_of(ALL_MATERIALS[name], n, 50000 + sg * 10 + n, geometry)
-            pats.append(p)
+            p, _, _ = session_of(ALL_MATERIALS[name], n + SAME_SESSION_TEST, 50000 + sg * 10 + n, geometry)
+            pats.append(p[:n])
+            same.append(p[n:])
             ys += [sg] * n
+            same_y += [sg] * SAME_SESSION_TEST
         t = time.perf_counter()
         clf = BandProfileClassifier(pc=pc).fit(np.concatenate(pats), ys)
         fit_s = time.perf_counter() - t
+        same_f, same_y = zero.describe(np.concatenate(same))["features"], np.array(same_y)
+        same_zero = np.mean(zero.classes_[zero._probabilities(same_f).argmax(1)] == same_y)
+        same_pred = clf.classes_[clf._probabilities(same_f).argmax(1)]
+        same_pr = weighted_pr(same_y, same_pred)
+        print(f"{n:3d} per class, the labelled sessions' other patterns (the user's own map): "
+              f"{np.mean(same_pred == same_y):.3f} (P/R {same_pr[0]:.2f}/{same_pr[1]:.2f}; zero-shot {same_zero:.3f})")
         acc = {}
         for part, (_, y) in test.items():
             pred = clf.classes_[clf._probabilities(desc[part]["features"]).argmax(1)]
@@ -220,6 +233,36 @@ def speed(clf):
           f"(detector set-up once: {setup:.1f} s)")
 
 
+def large(clf, n=48, size=240):
+    """Patterns of a modern detector (240 x 240): binned to ``max_height`` (default) against native."""
+    import dataclasses
+
+    from napari_microstructure.core.ebsd.bands import misorientation_deg
+    from napari_microstructure.core.ebsd.simulate import (ALL_MATERIALS, random_rotations, sample_session,
+                                                           simulate_session)
+
+    header(f"large patterns, {size} x {size} (Ni, one session, {n} patterns)")
+    rng = np.random.default_rng(2)
+    s = sample_session(ALL_MATERIALS["Ni"], rng)
+    s = dataclasses.replace(s, geometry=dataclasses.replace(s.geometry, shape=(size, size), binning=1))
+    rot = random_rotations(n, rng)
+    pats = simulate_session(s, n, rng, rotations=rot, pc_scan=0.0, render_height=None)
+    default = clf.max_height
+    for max_height in (default, size):
+        clf.set_params(pc=s.geometry.pc, max_height=max_height)
+        t = time.perf_counter()
+        clf.predict(pats[:2])
+        setup = time.perf_counter() - t
+        t = time.perf_counter()
+        u = clf.predict_uncertainty(pats)
+        rate = n / (time.perf_counter() - t)
+        err = np.array([misorientation_deg(a, b) for a, b in zip(u["rotations"], rot)])
+        print(f"max_height {max_height}: {rate:.1f} patterns/s (set-up {setup:.1f} s); called 225 "
+              f"{np.mean(clf.classes_[u['index']] == 225):.2f}; orientation median {np.median(err):.2f} deg, "
+              f"within 3 deg {np.mean(err < 3):.2f}")
+    clf.set_params(max_height=default)
+
+
 def real_ni(clf, path):
     header("real Ni patterns (kikuchipy.data.nickel_ebsd_small), space group 225")
     with np.load(path) as z:
@@ -239,7 +282,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer sessions (a smoke run)")
     ap.add_argument("--ni", default=None, help="dump of bench_ebsd_real_ni.py --dump (with 'pc')")
-    ap.add_argument("--only", default=None, help="comma-separated sections: named,heldout,fewshot,dual,open,speed")
+    ap.add_argument("--only", default=None, help="comma-separated sections: named,heldout,fewshot,dual,open,speed,large")
     args = ap.parse_args()
     from napari_microstructure.core.ebsd.bandclassifier import BandProfileClassifier
 
@@ -252,13 +295,15 @@ def main() -> None:
     if run("heldout"):
         zero_shot_heldout(clf, 3 if q else 15, 5 if q else 10)
     if run("fewshot"):
-        few_shot((10,) if q else (10, 20, 50), 1 if q else 2, 10 if q else 20)
+        few_shot((10,) if q else (10, 20, 50, 100, 400), 1 if q else 2, 10 if q else 20)
     if run("dual"):
         dual_phase((20, 25) if q else (40, 50))
     if run("open"):
         open_set(clf, 6 if q else 20)
     if run("speed"):
         speed(clf)
+    if run("large"):
+        large(clf)
     if args.ni:
         real_ni(clf, args.ni)
 

@@ -171,6 +171,11 @@ def bands_shot() -> None:
     train_classify_click_shoot(viewer, widget, "ebsd-bands.png")
     truth = viewer.layers["Ni-Ni3Al true space groups"].data
     print(f"  pixel accuracy {np.mean(widget.result.labels == truth):.3f}")
+    # the orientations the band classifier found, as an IPF-Z map (cube-on-cube precipitates vanish in it)
+    viewer.layers["Ni-Ni3Al sample space groups"].visible = False
+    viewer.layers["Ni-Ni3Al sample orientation IPF-Z"].visible = True
+    viewer.layers.selection.active = viewer.layers["Ni-Ni3Al sample orientation IPF-Z"]
+    shoot(viewer, "ebsd-orientations.png")
     viewer.close()
 
 

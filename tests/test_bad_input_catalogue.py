@@ -548,6 +548,10 @@ BAND_CASES = [
      r"number of augmented copies in 0-100"),
     ("augment-float", dict(augment=0.5), lambda c, p: c.fit(p, [221, 221, 225, 225]), r"augment=0.5",
      r"number of augmented copies in 0-100"),
+    ("one-space-group", dict(), lambda c, p: c.fit(p, [225] * len(p)), r"have the label 225;",
+     r"from_pretrained\(pc=\.\.\.\) classifies"),
+    ("max-height-zero", dict(max_height=0), lambda c, p: c.predict(p), r"max_height=0",
+     r"pattern height in pixels of at least 16"),
 ]
 
 

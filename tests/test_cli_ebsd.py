@@ -88,3 +88,26 @@ def test_band_profiles_train_then_map_with_another_projection_centre(files, caps
     assert set(np.unique(labels)) <= {0, 221, 223, 225, 227, 229, 230}
     rc = cli.main(["ebsd-map", str(model), str(files / "map.npy"), "-o", str(out), "--background", "map"])
     assert rc == 2 and "each pattern's own background" in capsys.readouterr().err
+
+
+def test_band_profiles_map_exports_ang_and_ctf_with_orientations(files, capsys):
+    model = files / "bands-export.pt"
+    assert cli.main(["ebsd-train", str(files / "train.npy"), str(files / "labels.csv"), "-o", str(model),
+                     "--backbone", "band-profiles", "--pc", "0.5", "0.3", "0.6"]) == 0
+    out = files / "out-export"
+    rc = cli.main(["ebsd-map", str(model), str(files / "map.npy"), "-o", str(out), "--export", "ang"])
+    assert rc == 2 and "needs the map's step size" in capsys.readouterr().err and not out.exists()
+    rc = cli.main(["ebsd-map", str(model), str(files / "map.npy"), "-o", str(out), "--export", "ang",
+                   "--step-size", "0.5", "--sample-tilt", "700"])
+    assert rc == 2 and "sample_tilt_deg=700" in capsys.readouterr().err
+    rc = cli.main(["ebsd-map", str(model), str(files / "map.npy"), "-o", str(out), "--export", "ang", "ctf",
+                   "--step-size", "0.5", "--detector-tilt", "4"])
+    assert rc == 0 and (out / "map.ang").is_file() and (out / "map.ctf").is_file()
+    text = (out / "map.ang").read_text().splitlines()
+    assert "# XSTEP: 0.500000" in text and "# NROWS: 5" in text
+    ang = np.loadtxt([line for line in text if not line.startswith("#")])
+    indexed = ang[:, 7] > 0
+    assert indexed.any() and np.all(np.abs(ang[indexed, :3]).sum(1) > 0) and np.all(ang[~indexed, :3] == 0)
+    # a later run without --export leaves no stale map files behind
+    assert cli.main(["ebsd-map", str(model), str(files / "map.npy"), "-o", str(out)]) == 0
+    assert not (out / "map.ang").exists() and not (out / "map.ctf").exists()

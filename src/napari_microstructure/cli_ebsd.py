@@ -15,7 +15,10 @@ with a class outside 1-65535 is refused before any work); for text classes the c
 in the order of ``legend.csv``; 0 = no solution in both cases),
 ``legend.csv`` (value, class), ``confidence.tif`` (float32),
 ``no_solution.tif`` (uint8 mask) and ``fractions.csv``; with
-``--probabilities`` also ``probabilities.tif``. Outputs are first written to a
+``--probabilities`` also ``probabilities.tif``; with ``--export ang ctf`` also
+``map.ang`` / ``map.ctf`` (phases, the step size from the file or
+``--step-size``, and from a band-profile model each point's orientation for
+``--sample-tilt`` / ``--detector-tilt``). Outputs are first written to a
 temporary folder and moved into place only when the whole map is done, so an
 interrupted run (Ctrl-C) leaves no half-written files; outputs of an earlier
 run that this run does not write (e.g. an old ``probabilities.tif``) are then
@@ -40,7 +43,7 @@ from .core.errors import MicrostructureError
 
 OUTPUT_FILES = ("space_groups.tif", "legend.csv", "confidence.tif", "no_solution.tif", "fractions.csv")
 #: every file name ebsd-map may write (optional ones included)
-ALL_OUTPUT_FILES = OUTPUT_FILES + ("probabilities.tif",)
+ALL_OUTPUT_FILES = OUTPUT_FILES + ("probabilities.tif", "map.ang", "map.ctf")
 
 
 def register(subparsers: "argparse._SubParsersAction") -> None:
@@ -89,6 +92,15 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     m.add_argument("--device", default="auto")
     m.add_argument("--pc", type=float, nargs=3, default=None, metavar=("PCX", "PCY", "PCZ"),
                    help="projection centre of this map, Bruker convention (band-profile models; default: the model's)")
+    m.add_argument("--export", nargs="+", choices=("ang", "ctf"), default=(),
+                   help="also write map.ang / map.ctf for orix, MTEX and vendor software: phases, the step "
+                        "size (from the map file or --step-size) and, from band-profile models, orientations")
+    m.add_argument("--step-size", type=float, default=None, metavar="UM",
+                   help="map step in micrometres when the file does not give it")
+    m.add_argument("--sample-tilt", type=float, default=70.0, metavar="DEG",
+                   help="sample tilt for the exported orientations (default 70)")
+    m.add_argument("--detector-tilt", type=float, default=0.0, metavar="DEG",
+                   help="detector tilt for the exported orientations (default 0)")
     m.add_argument("--probabilities", action="store_true",
                    help="also write probabilities.tif (rows, cols, n_classes) float32")
     m.add_argument("--scheduler", default=None, metavar="ADDRESS",
@@ -230,8 +242,19 @@ def run_map(args: argparse.Namespace) -> int:
         )
     if args.confidence_threshold is not None:
         clf.confidence_threshold = args.confidence_threshold
+    if args.step_size is not None and not (np.isfinite(args.step_size) and args.step_size > 0):
+        raise MicrostructureError(f"--step-size {args.step_size}; give the map step in micrometres (> 0)")
+    if args.export:  # checked before the map is classified
+        from .core.ebsd.orientations import sample_to_detector
+
+        sample_to_detector(args.sample_tilt, args.detector_tilt)
     data = load_patterns(args.map, lazy=True)
-    step_um = float(data.step_size_um[0]) if data.step_size_um else None
+    step_um = float(data.step_size_um[0]) if data.step_size_um else args.step_size
+    if args.export and step_um is None:
+        data.close()
+        raise MicrostructureError(
+            f"--export {' '.join(args.export)} needs the map's step size, which {Path(args.map).name!r} "
+            "does not give; add --step-size UM (micrometres)")
     try:
         pattern_map = data.as_map()
         if args.map_shape is not None:
@@ -275,6 +298,13 @@ def run_map(args: argparse.Namespace) -> int:
             for c, n, f in result.fractions_table():
                 w.writerow([c, n, f"{f:.6f}"])
         names = list(OUTPUT_FILES)
+        if args.export:
+            from .io.ebsd.export import write_map
+
+            for suffix in args.export:
+                write_map(tmp / f"map.{suffix}", result, step_size_um=step_um,
+                          sample_tilt_deg=args.sample_tilt, detector_tilt_deg=args.detector_tilt)
+                names.append(f"map.{suffix}")
         if args.probabilities:
             tifffile.imwrite(tmp / "probabilities.tif", np.asarray(result.probabilities))
             names.append("probabilities.tif")

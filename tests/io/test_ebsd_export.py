@@ -89,3 +89,34 @@ def test_orix_reads_the_files_back(tmp_path):
         assert xmap.shape == (2, 3) and xmap.dx == 0.25 and xmap.dy == 0.5
         np.testing.assert_array_equal(xmap.get_map_data("phase_id"), [[2, 2, 1], [-1, 1, 2]])
         assert xmap.phases[1].name == "Ni3Al" and xmap.phases[2].name == "Ni"
+
+
+def test_orientations_are_written_where_indexed(tmp_path):
+    from napari_microstructure.core.ebsd.orientations import bunge_euler, euler_matrices
+
+    res = _result(step=1.0)
+    rng = np.random.default_rng(1)
+    euler = np.stack([rng.uniform(0, 2 * np.pi, (2, 3)), rng.uniform(0.1, 3.0, (2, 3)),
+                      rng.uniform(0, 2 * np.pi, (2, 3))], -1)
+    # the map stores detector-frame angles; with tilts 70 / 0 these are the sample-frame ones
+    from napari_microstructure.core.ebsd.orientations import sample_to_detector
+
+    s = sample_to_detector(70, 0)
+    detector = bunge_euler(np.swapaxes(s @ np.swapaxes(euler_matrices(euler), -1, -2), -1, -2))
+    res.detector_euler = detector.astype(np.float32)
+    indexed = (res.index >= 0).ravel()
+    _, ctf = _ctf_table(write_map(tmp_path / "o.ctf", res))
+    np.testing.assert_allclose(ctf[indexed, 5:8], np.degrees(euler.reshape(-1, 3)[indexed]), atol=2e-3)
+    assert np.all(ctf[~indexed, 5:8] == 0)
+    text = write_map(tmp_path / "o.ang", res).read_text().splitlines()
+    ang = np.loadtxt([l for l in text if not l.startswith("#")])
+    np.testing.assert_allclose(ang[indexed, :3], euler.reshape(-1, 3)[indexed], atol=2e-5)
+    assert np.all(ang[~indexed, :3] == 0)
+    with pytest.raises(MicrostructureError, match=r"euler has shape \(2, 3\)"):
+        write_ang(tmp_path / "bad.ang", res.labels, 1.0, euler=np.zeros((2, 3)))
+    with pytest.raises(MicrostructureError, match="not finite at 1 indexed points"):
+        write_ang(tmp_path / "bad.ang", res.labels, 1.0, euler=np.where(np.arange(6).reshape(2, 3, 1) == 0,
+                                                                         np.nan, euler))
+    with pytest.raises(MicrostructureError, match="no orientations"):
+        _result().sample_euler()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.ang", "o.ctf"]

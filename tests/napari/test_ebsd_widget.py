@@ -34,6 +34,7 @@ def test_train_from_sample_and_classify(viewer_with_sample, tmp_path):
     assert sg.data.shape == (30, 40)
     assert list(sg.features["class"]) == ["no solution", "221", "225"]
     assert "Ni-Ni3Al sample confidence" in viewer.layers and "Ni-Ni3Al sample no solution" in viewer.layers
+    assert "Ni-Ni3Al sample orientation IPF-Z" not in viewer.layers  # the CNN finds no orientations
     assert widget.fraction_table.rowCount() == 3
     assert "221" in widget.legend.text()
     proba = widget.show_pattern(3, 4)
@@ -47,6 +48,17 @@ def test_train_from_sample_and_classify(viewer_with_sample, tmp_path):
     widget._on_click(viewer, SimpleNamespace(position=(0.0, 0.0, *sg.data_to_world((3.2, 4.4)))))
     np.testing.assert_allclose(widget.last_probabilities, proba)
     assert viewer.dims.current_step[:2] == (3, 4)
+    # export: the CNN finds phases, not orientations; the step comes from the pattern file (0.5 um)
+    widget.export_map(tmp_path / "map.ang")
+    assert "wrote phases to" in widget.status.text()
+    text = (tmp_path / "map.ang").read_text().splitlines()
+    assert "# XSTEP: 0.500000" in text
+    assert np.all(np.loadtxt([l for l in text if not l.startswith("#")])[:, :3] == 0)
+    widget.pattern_layer().metadata["step_size_um"] = None
+    widget.result.step_size_um = None
+    with pytest.raises(MicrostructureError, match="step size is unknown .* step_size_um="):
+        widget.export_map(tmp_path / "other.ang")
+    assert not (tmp_path / "other.ang").exists()
     # save and load
     widget.save_model(tmp_path / "m.pt")
     widget.classifier = None
@@ -150,6 +162,20 @@ def test_band_profiles_shipped_and_fine_tuned(viewer_with_sample, tmp_path):
     shown = [widget.fraction_table.item(i, 0).text() for i in range(widget.fraction_table.rowCount())]
     found = {str(c) for c in np.unique(widget.result.labels) if c != 0}
     assert set(shown) == found | {"no solution"}        # no 0 % rows for the space groups not on the map
+    # the orientations as an IPF-Z layer (hidden until asked for), clear where there is no solution
+    ipf = viewer.layers["Ni-Ni3Al sample orientation IPF-Z"]
+    assert ipf.rgb and not ipf.visible and ipf.data.shape == (*widget.result.labels.shape, 4)
+    np.testing.assert_array_equal(ipf.data[..., 3] == 0, widget.result.no_solution)
+    assert np.allclose(ipf.data[..., :3].max(-1)[~widget.result.no_solution], 1)
+    # export: phases and the band classifier's orientations, where EBSD software reads them
+    assert widget.export_button.isEnabled()
+    widget.export_map(tmp_path / "map.ctf")
+    lines = (tmp_path / "map.ctf").read_text().splitlines()
+    table = np.loadtxt(lines[next(i for i, l in enumerate(lines) if l.startswith("Phase\tX")) + 1:])
+    indexed = table[:, 0] > 0
+    assert len(table) == widget.result.labels.size and indexed.mean() >= 0.8
+    assert np.all(np.abs(table[indexed, 5:8]).sum(1) > 0) and np.all(table[~indexed, 5:8] == 0)
+    assert "orientations" in widget.status.text()
     widget.save_model(tmp_path / "bands.pt")
     widget.classifier = None
     widget.pc_edit.clear()

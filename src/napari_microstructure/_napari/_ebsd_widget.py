@@ -47,7 +47,7 @@ SOURCE_PAINTED = "Labels painted on the navigator"
 SOURCE_FILE = "File or folder of labelled patterns"
 SOURCE_LAYER = "Labelled patterns of the layer (sample)"
 
-RESULT_SUFFIXES = ("space groups", "confidence", "no solution")
+RESULT_SUFFIXES = ("space groups", "confidence", "no solution", "orientation IPF-Z")
 #: the Backbone choice that trains a :class:`~napari_microstructure.core.ebsd.bandclassifier.BandProfileClassifier`
 BAND_PROFILES = "band profiles"
 #: what a painted label value's class cell says until the user types a space group
@@ -214,6 +214,14 @@ class EBSDWidget(DockWidget):
         self.fraction_table.verticalHeader().setVisible(False)
         self.fraction_table.setMaximumHeight(130)
         rv.addWidget(self.fraction_table)
+        self.export_button = QPushButton("Export .ang / .ctf…")
+        self.export_button.setToolTip(
+            "write the map for orix, MTEX and vendor software: phase per point, the step size, the "
+            "confidence and, from the band-profile classifier, each point's orientation (sample tilt 70, "
+            "detector tilt 0 degrees; other tilts: write_map in the console)")
+        self.export_button.setEnabled(False)
+        self.export_button.clicked.connect(self._on_export_clicked)
+        rv.addWidget(self.export_button)
         self._build_pattern_view(rv)
         self.finish_layout()
         self.actions(self.train_button, self.classify_button, *self.model_files.buttons())
@@ -561,6 +569,36 @@ class EBSDWidget(DockWidget):
         except MicrostructureError as exc:
             self.error(exc)
 
+    def export_map(self, path: str | os.PathLike) -> None:
+        """Write the last map as ``.ang`` / ``.ctf`` (:func:`~napari_microstructure.io.ebsd.export.write_map`)."""
+        from ..io.ebsd.export import write_map
+
+        if self.result is None:
+            raise MicrostructureError("no map to export yet; classify a map first")
+        step = self.result.step_size_um
+        if step is None:  # the reader puts the file's step size in the pattern layer's metadata
+            try:
+                step = self.pattern_layer().metadata.get("step_size_um")
+            except MicrostructureError:
+                step = None
+        if step is None:
+            raise MicrostructureError(
+                "the map's step size is unknown (its file does not give one); in napari's console: "
+                "from napari_microstructure.io.ebsd.export import write_map; "
+                "write_map(path, widget.result, step_size_um=0.5)  # micrometres")
+        written = write_map(path, self.result, step_size_um=step)
+        what = "phases and orientations" if self.result.detector_euler is not None else "phases"
+        self.set_status(f"wrote {what} to {written}")
+
+    def _on_export_clicked(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export map", f"{self._result_base()}.ang",
+                                              "EBSD maps (*.ang *.ctf)")
+        if path:
+            try:
+                self.export_map(path)
+            except MicrostructureError as exc:
+                self.error(exc)
+
     def _browse_training(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Labelled patterns", "",
                                               "Patterns (*.npz *.npy *.tif *.tiff *.h5 *.hdf5)")
@@ -583,6 +621,7 @@ class EBSDWidget(DockWidget):
         from napari.utils.colormaps import DirectLabelColormap
 
         self.result = result
+        self.export_button.setEnabled(True)
         base = self._result_map_name or "EBSD"
         base = base[: -len(" patterns")] if base.endswith(" patterns") else base
         classes = list(result.classes)
@@ -592,7 +631,7 @@ class EBSDWidget(DockWidget):
         data = (result.index.astype(np.int32) + 1)
         features = {"index": list(range(len(classes) + 1)),
                     "class": ["no solution"] + [str(c) for c in classes]}
-        sg_name, conf_name, ns_name = (f"{base} {s}" for s in RESULT_SUFFIXES)
+        sg_name, conf_name, ns_name, ipf_name = (f"{base} {s}" for s in RESULT_SUFFIXES)
         meta = {"ebsd": True, "role": "space groups", "classes": [str(c) for c in classes]}
         place = self._map_place()
         if sg_name in self.viewer.layers:
@@ -618,6 +657,15 @@ class EBSDWidget(DockWidget):
                                    colormap=DirectLabelColormap(color_dict={0: "transparent", None: "transparent",
                                                                             1: NO_SOLUTION_COLOUR}),
                                    metadata={"ebsd": True, "role": "no solution"})
+        if result.detector_euler is not None:  # band profiles: each point's orientation, coloured IPF-Z
+            ipf = self._ipf_image(result)
+            if ipf_name in self.viewer.layers:
+                self.viewer.layers[ipf_name].data = ipf
+            else:
+                self.viewer.add_image(ipf, name=ipf_name, rgb=True, visible=False, **place,
+                                      metadata={"ebsd": True, "role": "orientation"})
+        elif ipf_name in self.viewer.layers:  # a CNN map finds no orientations: drop a stale one
+            self.viewer.layers.remove(ipf_name)
         # the space groups stay the active layer: a click anywhere on the map shows its pattern
         self.viewer.layers.selection.active = layer
         # classes the map does not hold would fill the dock with 0 % rows (the shipped model knows six)
@@ -631,6 +679,15 @@ class EBSDWidget(DockWidget):
         self.set_status(f"{data.size} patterns classified; {n_ns} without a solution (magenta). "
                         "Click the map to see a pattern.")
         self.show_scale_bar()
+
+    @staticmethod
+    def _ipf_image(result: Any) -> np.ndarray:
+        """RGBA (rows, cols, 4) float32: IPF-Z colours (sample tilt 70, detector tilt 0), clear where not indexed."""
+        from ..core.ebsd.orientations import euler_matrices, ipf_colours
+
+        rgb = ipf_colours(euler_matrices(result.sample_euler()))
+        alpha = (~np.asarray(result.no_solution)).astype(np.float32)[..., None]
+        return np.concatenate([rgb.astype(np.float32), alpha], -1)
 
     # ------------------------------------------------------- pattern view
     def _build_pattern_view(self, layout: QVBoxLayout) -> None:

@@ -207,3 +207,52 @@ def test_map_function_default_background_means_each_patterns_own():
     np.testing.assert_array_equal(classify_map(clf, pats[None]).labels, clf.classify_map(pats[None]).labels)
     with pytest.raises(MicrostructureError, match="background='map'.*as an array"):
         classify_map(clf, pats[None], background="map")
+
+
+@pytest.mark.parametrize("shape, factor", [((60, 80), 2), ((61, 79), 3)])
+def test_binned_pixels_keep_the_directions_of_their_blocks(shape, factor):
+    """Binning (also with rows and columns left over) moves the projection centre so that
+    each binned pixel looks where the centre of its block looked."""
+    pc = (0.47, 0.32, 0.61)
+    pats = np.random.default_rng(0).random((2, *shape)).astype(np.float32)
+    binned, new_pc, _ = B.bin_patterns(pats, pc, factor)
+    hb, wb = shape[0] // factor, shape[1] // factor
+    assert binned.shape == (2, hb, wb)
+    np.testing.assert_allclose(binned[0, 1, 2], pats[0, factor:2 * factor, 2 * factor:3 * factor].mean(), rtol=1e-5)
+    fine = B.pixel_directions(shape, pc).reshape(*shape, 3)[:hb * factor, :wb * factor]
+    centres = fine.reshape(hb, factor, wb, factor, 3).mean((1, 3))
+    centres /= np.linalg.norm(centres, axis=-1, keepdims=True)
+    coarse = B.pixel_directions((hb, wb), new_pc).reshape(hb, wb, 3)
+    assert np.linalg.norm(coarse - centres, axis=-1).max() < 2e-4  # radians; a binned pixel spans ~0.04
+    if shape[0] % factor:  # the unscaled centre would look elsewhere
+        wrong = B.pixel_directions((hb, wb), pc).reshape(hb, wb, 3)
+        assert np.linalg.norm(wrong - centres, axis=-1).max() > 5e-3
+    assert B.bin_patterns(pats, pc, 1)[0] is pats
+    assert [B.binning_factor(h, 100) for h in (60, 100, 101, 240, 480)] == [1, 1, 2, 3, 5]
+
+
+def test_large_patterns_are_binned_to_the_trained_height(learning_seed):
+    """Patterns twice the shipped model's height are binned: same detector frame, right orientation."""
+    rng = np.random.default_rng(6000 + learning_seed)
+    session = S.sample_session(S.ALL_MATERIALS["Ni"], rng)
+    geometry = S.DetectorGeometry((161, 203), 1, session.geometry.pc, session.geometry.sample_tilt_deg,
+                                  session.geometry.detector_tilt_deg)
+    session = S.Session(session.structure, geometry, session.acquisition, session.kv, session.debye_waller)
+    rot = S.random_rotations(8, rng)
+    pats = S.simulate_session(session, 8, rng, rotations=rot, pc_scan=0.0, render_height=None)
+    clf = BandProfileClassifier.from_pretrained(pc=geometry.pc).set_params(max_height=80)
+    out = clf.predict_uncertainty(pats)
+    err = np.array([B.misorientation_deg(a, b) for a, b in zip(out["rotations"], rot)])
+    assert np.mean(err < 3.0) >= 0.75, err.round(1)
+    assert np.mean(clf.classes_[out["index"]] == 225) >= 0.75
+    # a static background of the unbinned detector is binned with the patterns (a flat one changes nothing)
+    flat = clf.predict_uncertainty(pats, background=np.full((161, 203), 7.0))
+    np.testing.assert_allclose(flat["probabilities"], out["probabilities"], atol=1e-4)
+    with pytest.raises(MicrostructureError, match="background is 80 x 101 pixels but the patterns are 161 x 203"):
+        clf.predict(pats, background=np.ones((80, 101)))
+
+
+def test_bad_max_height_is_named():
+    pats, _, pc = _session("Ni", 2, 5)
+    with pytest.raises(MicrostructureError, match="max_height=0"):
+        BandProfileClassifier.from_pretrained(pc=pc).set_params(max_height=0).predict(pats)

@@ -235,7 +235,8 @@ def resolve_classes(labels: np.ndarray, classes: Optional[Sequence] = None,
         found = np.sort(classes)
     if len(found) < 2:
         raise MicrostructureError(
-            f"all training patterns have the label {found[0]!r}; a classifier needs at least two "
+            f"all training patterns have the label {found[0].item() if hasattr(found[0], 'item') else found[0]!r}; "
+            "a classifier needs at least two "
             "classes (space groups): add patterns of another class. Without labelled patterns, "
             f"{zero_shot} classifies the space groups 221-230 as it is"
         )

@@ -147,6 +147,52 @@ def prepare_patterns(patterns: np.ndarray, background: Optional[np.ndarray] = No
     return out
 
 
+def binning_factor(height: int, max_height: int) -> int:
+    """Smallest integer binning that brings a pattern ``height`` to at most ``max_height`` pixels."""
+    return max(1, -(-int(height) // int(max_height)))
+
+
+def bin_patterns(patterns: np.ndarray, pc: Sequence[float], factor: int,
+                 background: Optional[np.ndarray] = None) -> tuple[np.ndarray, tuple[float, float, float],
+                                                                  Optional[np.ndarray]]:
+    """Bin patterns ``factor`` x ``factor`` (block mean) and move the projection centre with them.
+
+    Rows and columns beyond the last whole block are dropped; the projection
+    centre (Bruker convention, :func:`pixel_directions`) is rescaled so that
+    every binned pixel keeps the direction of its block's centre.
+
+    Parameters
+    ----------
+    patterns : ndarray (N, h, w)
+    pc : (float, float, float)
+    factor : int
+        Binning factor, at least 1 (1 returns the input unchanged).
+    background : ndarray (h, w), optional
+        A static background of the same detector, binned the same way.
+
+    Returns
+    -------
+    (ndarray (N, h // factor, w // factor) float32, pc, background or None)
+    """
+    k = int(factor)
+    if k <= 1:
+        return patterns, tuple(float(v) for v in pc), background
+    n, h, w = patterns.shape
+    hb, wb = h // k, w // k
+    if min(hb, wb) < 1:
+        raise MicrostructureError(f"cannot bin {h} x {w} patterns by {k}: give a smaller factor")
+
+    def block_mean(a: np.ndarray) -> np.ndarray:
+        a = np.asarray(a, np.float32)[..., :hb * k, :wb * k]
+        return a.reshape(*a.shape[:-2], hb, k, wb, k).mean((-3, -1), dtype=np.float32)
+
+    pcx, pcy, pcz = (float(v) for v in pc)
+    # block j's centre lies at (j + 0.5) k original pixels; directions only need the ratios
+    scale = h / (k * hb)
+    new_pc = (pcx * w / (k * wb), pcy * scale, pcz * scale)
+    return block_mean(patterns), new_pc, (None if background is None else block_mean(background))
+
+
 def check_projection_centre(pc: Sequence[float]) -> tuple[float, float, float]:
     """``(PCx, PCy, PCz)`` as floats; a clear error when it is not a plausible projection centre."""
     try:

@@ -55,6 +55,12 @@ class MapResult:
     counts : ndarray (n_classes + 1,), optional
         Patterns per class, then "no solution"; set for results written to a
         store, whose arrays are lazy dask arrays (``np.asarray`` loads one).
+    detector_euler : ndarray (rows, cols, 3) float32, optional
+        Orientation of each pattern in the detector frame, when the classifier
+        finds one (:class:`~.bandclassifier.BandProfileClassifier`): Bunge
+        angles in radians of the detector-to-crystal rotation (the transpose
+        of the indexer's crystal-to-detector matrix). :meth:`sample_euler`
+        turns them into sample-frame orientations.
     """
 
     labels: np.ndarray
@@ -67,6 +73,21 @@ class MapResult:
     no_solution_label: Any
     step_size_um: Optional[tuple] = None
     counts: Optional[np.ndarray] = dataclasses.field(default=None, repr=False)
+    detector_euler: Optional[np.ndarray] = dataclasses.field(default=None, repr=False)
+
+    def sample_euler(self, sample_tilt_deg: float = 70.0, detector_tilt_deg: float = 0.0) -> np.ndarray:
+        """Bunge Euler angles (rows, cols, 3) in radians of each point's orientation, sample frame.
+
+        See :mod:`~.orientations` for the conventions (orix's and kikuchipy's).
+        """
+        from .orientations import euler_matrices, sample_euler
+
+        if self.detector_euler is None:
+            raise MicrostructureError(
+                "this map has no orientations: only BandProfileClassifier finds them (the CNN "
+                "classifier tells space groups only); classify the map with nm.BandProfileClassifier")
+        rotations = np.swapaxes(euler_matrices(np.asarray(self.detector_euler, np.float64)), -1, -2)
+        return sample_euler(rotations, sample_tilt_deg, detector_tilt_deg)
 
     def _counts(self) -> np.ndarray:
         """Patterns of each class, then of "no solution" (kept with a stored result)."""
@@ -221,8 +242,16 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
         sink.close()
 
 
+def _n_outputs(clf) -> int:
+    """Per-pattern outputs of a map: probabilities, agreement, then 3 orientation angles if found."""
+    return len(clf.classes_) + 1 + (3 if getattr(clf, "finds_orientations", False) else 0)
+
+
 class BlockClassifier:
-    """``(r, c, h, w)`` patterns -> ``(r, c, n_classes + 1)``: probabilities, then agreement.
+    """``(r, c, h, w)`` patterns -> ``(r, c, n_outputs)``: probabilities, agreement, orientation.
+
+    The orientation (for classifiers with ``finds_orientations``) is the
+    detector-frame Bunge angles of :attr:`MapResult.detector_euler`.
 
     What a cluster worker receives once per map (the fitted classifier, the
     background and the chunk size); picklable (the traced networks are
@@ -244,13 +273,18 @@ class BlockClassifier:
         r, c, h, w = block.shape
         check_finite_block(block, origin, self.cols)  # names a bad pattern by its map index
         flat = block.reshape(r * c, h, w)
-        out = np.empty((r * c, n_classes + 1), np.float32)
+        n_out = _n_outputs(clf)
+        out = np.empty((r * c, n_out), np.float32)
         for s in range(0, r * c, chunk_size):
             part = flat[s:s + chunk_size]
             summ = clf.predict_uncertainty(part, background=self.background, check=False)
             out[s:s + len(part), :n_classes] = summ["probabilities"]
             out[s:s + len(part), n_classes] = summ["agreement"]
-        return out.reshape(r, c, n_classes + 1)
+            if n_out > n_classes + 1:
+                from .orientations import bunge_euler
+
+                out[s:s + len(part), n_classes + 1:] = bunge_euler(np.swapaxes(summ["rotations"], -1, -2))
+        return out.reshape(r, c, n_out)
 
 
 def _classify_block(classify: BlockClassifier, payload: tuple) -> np.ndarray:
@@ -308,12 +342,12 @@ def _dask_blocks(pattern_map: Any, chunk_size: int) -> tuple[list, Iterator[Any]
 
 
 class _MemorySink:
-    """Collects per-pattern outputs in memory: ``(rows, cols, n_classes + 1)`` float32."""
+    """Collects per-pattern outputs in memory: ``(rows, cols, n_outputs)`` float32."""
 
     def __init__(self, clf, rows: int, cols: int) -> None:
         self.clf = clf
         self.n_classes = len(clf.classes_)
-        self.result = np.empty((rows, cols, self.n_classes + 1), np.float32)
+        self.result = np.empty((rows, cols, _n_outputs(clf)), np.float32)
 
     def write(self, r0: int, r1: int, c0: int, c1: int, block: np.ndarray) -> None:
         self.result[r0:r1, c0:c1] = block
@@ -346,6 +380,8 @@ class _StoreSink:
         }
         if self.int_labels:
             self.arrays["labels"] = wr.create("labels", (rows, cols), np.int32, ch)
+        if _n_outputs(clf) > n_classes + 1:
+            self.arrays["detector_euler"] = wr.create("detector_euler", (rows, cols, 3), np.float32, ch + (3,))
         self.counts = np.zeros(n_classes + 1, np.int64)
 
     def write(self, r0: int, r1: int, c0: int, c1: int, block: np.ndarray) -> None:
@@ -388,7 +424,8 @@ def map_result_from_store(arrays: dict, meta: dict) -> MapResult:
     counts = meta.get("counts")
     return MapResult(labels, arrays["index"], arrays["confidence"], arrays["agreement"], arrays["no_solution"],
                      arrays["probabilities"], classes, nsl,
-                     counts=None if counts is None else np.asarray(counts, np.int64))
+                     counts=None if counts is None else np.asarray(counts, np.int64),
+                     detector_euler=arrays.get("detector_euler"))
 
 
 def _release_pages(view: Any) -> None:
@@ -443,5 +480,7 @@ def _assemble(clf, result: np.ndarray, n_classes: int) -> MapResult:
     else:
         lut = np.concatenate([classes.astype(object), [nsl]]).astype(str)
     labels = lut[np.where(index < 0, n_classes, index)]
+    euler = np.ascontiguousarray(result[..., n_classes + 1:n_classes + 4]) if result.shape[-1] > n_classes + 1 \
+        else None
     return MapResult(labels, index, confidence, agreement.astype(np.float32), no_solution,
-                     np.ascontiguousarray(proba), classes, nsl)
+                     np.ascontiguousarray(proba), classes, nsl, detector_euler=euler)

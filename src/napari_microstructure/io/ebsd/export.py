@@ -12,9 +12,13 @@ each point, not its orientation, so the files carry:
 - the classifier's confidence as the quality columns (``.ang``: CI in
   [0, 1] and IQ = 255 * confidence; ``.ctf``: band contrast = 255 *
   confidence, MAD 0);
-- Euler angles of zero (orientation not determined) and, per phase, a name,
-  the cubic Laue class m-3m, the space group and the lattice parameters
-  (1 Angstrom when not given).
+- the orientation of each point as Bunge Euler angles in the sample frame
+  when given (``euler``: :func:`~napari_microstructure.core.ebsd.orientations.sample_euler`
+  of the band classifier's rotations; orix reads them back as the same
+  orientations), else zero (orientation not determined); not-indexed
+  points always get zero;
+- per phase, a name, the cubic Laue class m-3m, the space group and the
+  lattice parameters (1 Angstrom when not given).
 
 ``.ang`` columns: phi1 PHI phi2 (radians) x y IQ CI phase SEM-signal fit.
 ``.ctf`` columns: Phase X Y Bands Error Euler1 Euler2 Euler3 (degrees) MAD BC BS.
@@ -61,6 +65,24 @@ def _check(labels, step_size_um, confidence) -> tuple[np.ndarray, tuple[float, f
     return labels, (float(step[0]), float(step[1])), np.clip(np.nan_to_num(confidence), 0, 1)
 
 
+def _euler(euler: Any, shape: tuple, ids: np.ndarray) -> np.ndarray:
+    """Bunge Euler angles (rows * cols, 3) in radians; zero where not given or not indexed."""
+    if euler is None:
+        return np.zeros((int(np.prod(shape)), 3))
+    e = np.asarray(euler, float)
+    if e.shape != (*shape, 3):
+        raise MicrostructureError(
+            f"euler has shape {e.shape} but the map needs {(*shape, 3)}: Bunge Euler angles in radians per "
+            "point, e.g. sample_euler(rotations).reshape(rows, cols, 3)")
+    e = e.reshape(-1, 3)
+    bad = ~np.all(np.isfinite(e), axis=1) & (ids.ravel() > 0)
+    if bad.any():
+        raise MicrostructureError(
+            f"euler is not finite at {int(bad.sum())} indexed points (the first at flat index "
+            f"{int(np.flatnonzero(bad)[0])}); give angles for every indexed point")
+    return np.where(ids.ravel()[:, None] > 0, np.nan_to_num(e), 0.0)
+
+
 def _phase_ids(labels: np.ndarray, classes: Optional[Sequence], no_solution_label: Any):
     if classes is None:
         classes = [c for c in np.unique(labels) if c != no_solution_label]
@@ -105,7 +127,7 @@ def _atomic_write(path: Path, text: str) -> Path:
 def write_ctf(path: PathLike, labels: Any, step_size_um: Any, classes: Optional[Sequence] = None,
               confidence: Any = None, no_solution_label: Any = 0,
               phase_names: Optional[Mapping] = None, lattice_angstrom: Optional[Mapping] = None,
-              kv: float = 20.0, tilt_deg: float = 70.0) -> Path:
+              kv: float = 20.0, tilt_deg: float = 70.0, euler: Any = None) -> Path:
     """Write a phase map as an Oxford HKL Channel Text File.
 
     Parameters
@@ -128,6 +150,9 @@ def write_ctf(path: PathLike, labels: Any, step_size_um: Any, classes: Optional[
         Class -> cubic lattice parameter in Angstrom, default 1.
     kv, tilt_deg : float
         Header values.
+    euler : array-like (rows, cols, 3), optional
+        Bunge Euler angles in radians, sample frame (written in degrees);
+        default zero.
     """
     labels, (dy, dx), conf = _check(labels, step_size_um, confidence)
     ids, classes = _phase_ids(labels, classes, no_solution_label)
@@ -145,14 +170,16 @@ def write_ctf(path: PathLike, labels: Any, step_size_um: Any, classes: Optional[
     flat = ids.ravel()
     bc = np.rint(255 * conf.ravel()).astype(int)
     err = np.where(flat == 0, 3, 0)
-    lines = [f"{p}\t{x:.4f}\t{y:.4f}\t0\t{e}\t0.0000\t0.0000\t0.0000\t0.0000\t{b}\t{b}"
-             for p, x, y, e, b in zip(flat, cc_.ravel() * dx, rr.ravel() * dy, err, bc)]
+    deg = np.degrees(_euler(euler, labels.shape, ids))
+    lines = [f"{p}\t{x:.4f}\t{y:.4f}\t0\t{e}\t{a:.4f}\t{b_:.4f}\t{c:.4f}\t0.0000\t{b}\t{b}"
+             for p, x, y, e, (a, b_, c), b in zip(flat, cc_.ravel() * dx, rr.ravel() * dy, err, deg, bc)]
     return _atomic_write(Path(path), "\n".join(head + lines) + "\n")
 
 
 def write_ang(path: PathLike, labels: Any, step_size_um: Any, classes: Optional[Sequence] = None,
               confidence: Any = None, no_solution_label: Any = 0,
-              phase_names: Optional[Mapping] = None, lattice_angstrom: Optional[Mapping] = None) -> Path:
+              phase_names: Optional[Mapping] = None, lattice_angstrom: Optional[Mapping] = None,
+              euler: Any = None) -> Path:
     """Write a phase map as an EDAX TSL ``.ang`` file (see :func:`write_ctf` for the parameters)."""
     labels, (dy, dx), conf = _check(labels, step_size_um, confidence)
     ids, classes = _phase_ids(labels, classes, no_solution_label)
@@ -173,21 +200,31 @@ def write_ang(path: PathLike, labels: Any, step_size_um: Any, classes: Optional[
     flat = ids.ravel()
     ci = np.where(flat == 0, -1.0, conf.ravel())
     iq = 255 * conf.ravel()
-    lines = [f"  0.00000   0.00000   0.00000 {x:12.5f} {y:12.5f} {q:8.1f} {c:6.3f} {p:2d} 0 0.000"
-             for x, y, q, c, p in zip(cc_.ravel() * dx, rr.ravel() * dy, iq, ci, flat)]
+    e = _euler(euler, labels.shape, ids)
+    lines = [f"{a:9.5f} {b:9.5f} {g:9.5f} {x:12.5f} {y:12.5f} {q:8.1f} {c:6.3f} {p:2d} 0 0.000"
+             for (a, b, g), x, y, q, c, p in zip(e, cc_.ravel() * dx, rr.ravel() * dy, iq, ci, flat)]
     return _atomic_write(Path(path), "\n".join(head + lines) + "\n")
 
 
-def write_map(path: PathLike, result: Any, step_size_um: Any = None, **kwargs) -> Path:
+def write_map(path: PathLike, result: Any, step_size_um: Any = None, *, sample_tilt_deg: float = 70.0,
+              detector_tilt_deg: float = 0.0, **kwargs) -> Path:
     """Write a :class:`~napari_microstructure.core.ebsd.mapping.MapResult` as ``.ang`` or ``.ctf``.
 
-    The step size defaults to the result's ``step_size_um``.
+    The step size defaults to the result's ``step_size_um``. A map classified
+    by :class:`~napari_microstructure.core.ebsd.bandclassifier.BandProfileClassifier`
+    carries each point's orientation: it is written as Bunge Euler angles in
+    the sample frame for the given tilts (degrees; see
+    :mod:`~napari_microstructure.core.ebsd.orientations`), unless ``euler=`` is given.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise MicrostructureError(f"cannot write {path.name!r}: choose a name ending in .ang or .ctf")
     step = step_size_um if step_size_um is not None else getattr(result, "step_size_um", None)
+    if kwargs.get("euler") is None and getattr(result, "detector_euler", None) is not None:
+        kwargs["euler"] = result.sample_euler(sample_tilt_deg, detector_tilt_deg)
+    if suffix == ".ctf":
+        kwargs.setdefault("tilt_deg", sample_tilt_deg)
     writer = write_ang if suffix == ".ang" else write_ctf
     return writer(path, result.labels, step, classes=list(result.classes), confidence=result.confidence,
                   no_solution_label=result.no_solution_label, **kwargs)
