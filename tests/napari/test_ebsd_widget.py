@@ -35,6 +35,7 @@ def test_train_from_sample_and_classify(viewer_with_sample, tmp_path):
     assert list(sg.features["class"]) == ["no solution", "221", "225"]
     assert "Ni-Ni3Al sample confidence" in viewer.layers and "Ni-Ni3Al sample no solution" in viewer.layers
     assert "Ni-Ni3Al sample orientation IPF-Z" not in viewer.layers  # the CNN finds no orientations
+    assert "IPF-Z" not in widget.legend.text()
     assert widget.fraction_table.rowCount() == 3
     assert "221" in widget.legend.text()
     proba = widget.show_pattern(3, 4)
@@ -167,6 +168,7 @@ def test_band_profiles_shipped_and_fine_tuned(viewer_with_sample, tmp_path):
     assert ipf.rgb and not ipf.visible and ipf.data.shape == (*widget.result.labels.shape, 4)
     np.testing.assert_array_equal(ipf.data[..., 3] == 0, widget.result.no_solution)
     assert np.allclose(ipf.data[..., :3].max(-1)[~widget.result.no_solution], 1)
+    assert "IPF-Z" in widget.legend.text() and "[111]" in widget.legend.text()
     # export: phases and the band classifier's orientations, where EBSD software reads them
     assert widget.export_button.isEnabled()
     widget.export_map(tmp_path / "map.ctf")

@@ -614,7 +614,13 @@ class EBSDWidget(DockWidget):
         items = [f'<span style="color:{class_colour(c, k)}">&#9632;</span> {c}'
                  for k, c in enumerate(self.classifier.classes_)]
         items.append(f'<span style="color:{NO_SOLUTION_COLOUR}">&#9632;</span> no solution')
-        self.legend.setText("&nbsp;&nbsp;".join(items))
+        text = "&nbsp;&nbsp;".join(items)
+        if self.result is not None and getattr(self.result, "detector_euler", None) is not None:
+            # the key of the IPF-Z layer: the crystal direction along the sample normal
+            key = "&nbsp;&nbsp;".join(f'<span style="color:{c}">&#9632;</span> {d}' for c, d in
+                                      (("#ff0000", "[001]"), ("#00ff00", "[101]"), ("#0000ff", "[111]")))
+            text += f"<br>orientation IPF-Z: {key}"
+        self.legend.setText(text)
 
     def show_result(self, result: Any) -> None:
         """Add or update the space-group, confidence and no-solution layers and the table."""
