@@ -689,9 +689,7 @@ class EBSDWidget(DockWidget):
     @staticmethod
     def _ipf_image(result: Any) -> np.ndarray:
         """RGBA (rows, cols, 4) float32: IPF-Z colours (sample tilt 70, detector tilt 0), clear where not indexed."""
-        from ..core.ebsd.orientations import euler_matrices, ipf_colours
-
-        rgb = ipf_colours(euler_matrices(result.sample_euler()))
+        rgb = result.ipf_colours()
         alpha = (~np.asarray(result.no_solution)).astype(np.float32)[..., None]
         return np.concatenate([rgb.astype(np.float32), alpha], -1)
 

@@ -73,6 +73,7 @@ def test_maps_keep_the_orientations_in_memory_and_in_a_store(tmp_path):
     np.testing.assert_allclose(O.euler_matrices(res.sample_euler(70, 5)).reshape(8, 3, 3), g_found, atol=1e-5)
     stored = clf.classify_map(pats.reshape(2, 4, *pats.shape[1:]), background=None, store=tmp_path / "m.zarr")
     np.testing.assert_allclose(stored.sample_euler(70, 5), res.sample_euler(70, 5), atol=1e-6)
+    np.testing.assert_allclose(res.ipf_colours(70, 5), O.ipf_colours(g_found).reshape(2, 4, 3), atol=1e-5)
 
 
 @pytest.mark.parametrize("kwargs, match", [

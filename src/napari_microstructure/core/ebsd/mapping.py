@@ -89,6 +89,18 @@ class MapResult:
         rotations = np.swapaxes(euler_matrices(np.asarray(self.detector_euler, np.float64)), -1, -2)
         return sample_euler(rotations, sample_tilt_deg, detector_tilt_deg)
 
+    def ipf_colours(self, sample_tilt_deg: float = 70.0, detector_tilt_deg: float = 0.0,
+                    direction=(0.0, 0.0, 1.0)) -> np.ndarray:
+        """Inverse-pole-figure colours (rows, cols, 3) in [0, 1] of each point for a sample direction.
+
+        Default the sample normal (IPF-Z): [001] red, [101] green, [111] blue
+        (:func:`~.orientations.ipf_colours`); points without a solution get
+        colours too (mask them with :attr:`no_solution`).
+        """
+        from .orientations import euler_matrices, ipf_colours
+
+        return ipf_colours(euler_matrices(self.sample_euler(sample_tilt_deg, detector_tilt_deg)), direction)
+
     def _counts(self) -> np.ndarray:
         """Patterns of each class, then of "no solution" (kept with a stored result)."""
         if self.counts is not None:
