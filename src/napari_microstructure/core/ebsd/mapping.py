@@ -11,8 +11,9 @@ cluster, the classifier sent to each worker once
 work between blocks, and results arrive here block by block.
 
 Only per-pattern outputs are kept: class probabilities (rows, cols, n_classes)
-float32, confidence, agreement, labels: about ``4 (n_classes + 3)`` bytes per
-pattern, 36 MB for a million patterns and six classes. With ``store=`` they
+float32, confidence, agreement, labels (and, from the band-profile classifier,
+three orientation angles): about ``4 (n_classes + 3)`` bytes per pattern (12 more
+with orientations), 36 MB for a million patterns and six classes. With ``store=`` they
 are written to a zarr store as they arrive instead (:mod:`..io.store`), and
 the result reads them back lazily: memory no longer grows with the map.
 """

@@ -1,8 +1,8 @@
 """Export a classified space-group map as ``.ang`` (EDAX TSL) or ``.ctf`` (Oxford HKL) text.
 
-orix (``orix.io.load``), MTEX and the vendors' software open these files. A
-classifier that tells space groups from single patterns knows the *phase* of
-each point, not its orientation, so the files carry:
+orix (``orix.io.load``), MTEX and the vendors' software open these files. The
+CNN classifier knows the *phase* of each point only; the band-profile
+classifier also finds its orientation. The files carry:
 
 - the phase of each point: phases numbered from 1 in the order of the
   classes; "no solution" points are not indexed (``.ctf``: phase 0;
