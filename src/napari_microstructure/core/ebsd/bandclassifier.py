@@ -245,10 +245,6 @@ class BandProfileClassifier(Estimator):
         self._check_params()
         patterns = check_stack(patterns) if check else np.asarray(patterns)
         pc = self._projection_centre()
-        if background is not None and np.shape(background) != patterns.shape[1:]:
-            raise MicrostructureError(
-                f"the background is {' x '.join(map(str, np.shape(background)))} pixels but the patterns are "
-                f"{patterns.shape[1]} x {patterns.shape[2]}; give the static background of the same detector")
         factor = binning_factor(patterns.shape[1], int(self.max_height))
         patterns, pc, background = bin_patterns(patterns, pc, factor, background)
         return self._indexer(patterns.shape[1:], pc).describe(patterns, background, progress=progress,

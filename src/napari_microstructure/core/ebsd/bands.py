@@ -111,6 +111,16 @@ N_FEATURES = N_FAMILIES * PROFILE_BINS
 
 
 # --------------------------------------------------------------------- helpers
+def check_background(background: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """A static background as float32, refused by name unless it has the patterns' ``(h, w)``."""
+    bg = np.asarray(background, np.float32)
+    if bg.shape != tuple(shape):
+        raise MicrostructureError(
+            f"the background is {' x '.join(map(str, bg.shape))} pixels but the patterns are "
+            f"{shape[0]} x {shape[1]}; give the static background of the same detector")
+    return bg
+
+
 def prepare_patterns(patterns: np.ndarray, background: Optional[np.ndarray] = None) -> np.ndarray:
     """Background-free, normalised patterns (N, h, w) float32.
 
@@ -127,11 +137,7 @@ def prepare_patterns(patterns: np.ndarray, background: Optional[np.ndarray] = No
     p = np.asarray(patterns, np.float32)
     h = p.shape[1]
     if background is not None:
-        bg = np.asarray(background, np.float32)
-        if bg.shape != p.shape[1:]:
-            raise MicrostructureError(
-                f"the background is {bg.shape[0]} x {bg.shape[1]} pixels but the patterns are "
-                f"{p.shape[1]} x {p.shape[2]}; give the static background of the same detector")
+        bg = check_background(background, p.shape[1:])
         floor = max(float(bg.mean()), 1e-6) * 1e-3
         p = p / np.maximum(bg, floor)[None] * float(bg.mean())
     out = np.empty_like(p)
@@ -168,12 +174,14 @@ def bin_patterns(patterns: np.ndarray, pc: Sequence[float], factor: int,
     factor : int
         Binning factor, at least 1 (1 returns the input unchanged).
     background : ndarray (h, w), optional
-        A static background of the same detector, binned the same way.
+        A static background of the same detector (refused unless it is h x w), binned the same way.
 
     Returns
     -------
     (ndarray (N, h // factor, w // factor) float32, pc, background or None)
     """
+    if background is not None:
+        background = check_background(background, patterns.shape[1:])
     k = int(factor)
     if k <= 1:
         return patterns, tuple(float(v) for v in pc), background
