@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional
+import warnings
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -30,7 +31,15 @@ class PatternData:
     source : str
         File or folder name.
     metadata : dict
-        Header values worth keeping (projection centre, voltage, ...).
+        Header values worth keeping (voltage, the vendor's own projection centre fields, ...).
+    projection_centre : (float, float, float) or None
+        The detector's projection centre ``(PCx, PCy, PCz)`` in the Bruker
+        convention (fractions of the pattern width and height from the
+        top-left corner, detector distance in pattern heights) when the file
+        gives a plausible one: the mean over the map when it is stored per
+        pattern. ``None`` when the format stores none (NumPy, plain TIFF,
+        folders, EDAX/Oxford/NORDIF binaries) or the stored one is implausible
+        (then a warning names the file).
     """
 
     patterns: Any
@@ -38,6 +47,7 @@ class PatternData:
     format: str = ""
     source: str = ""
     metadata: dict = dataclasses.field(default_factory=dict)
+    projection_centre: Optional[tuple[float, float, float]] = None
     _close: Optional[Callable[[], None]] = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -113,3 +123,66 @@ def check_pattern_array(patterns: Any, source: str, format: str = "") -> None:
         raise MicrostructureError(f"{where} holds no patterns (shape {shape}); choose a file with patterns")
     if not (np.issubdtype(dtype, np.number) or dtype == bool):
         raise MicrostructureError(f"{where} holds {dtype} data; EBSD patterns must be numeric intensities")
+
+
+def projection_centre_from_tsl(pc_tsl: Sequence[float], pattern_shape: Sequence[int]) -> tuple[float, float, float]:
+    """An EDAX/TSL projection centre ``(x*, y*, z*)`` in the Bruker convention.
+
+    EDAX/TSL measure ``x*`` in pattern widths from the left edge, ``y*`` in
+    pattern heights from the *bottom* edge and ``z*`` in units of the shorter
+    pattern side; Bruker measures ``PCy`` from the top edge and ``PCz`` in
+    pattern heights (the conventions of kikuchipy's ``EBSDDetector``)::
+
+        PCx = x*,   PCy = 1 - y*,   PCz = z* min(h, w) / h
+
+    Parameters
+    ----------
+    pc_tsl : (float, float, float)
+        ``(x*, y*, z*)`` as stored under ``Pattern Center Calibration``.
+    pattern_shape : (int, int)
+        Pattern height and width in pixels (``h``, ``w``).
+    """
+    x, y, z = (float(v) for v in pc_tsl)
+    h, w = (int(s) for s in pattern_shape)
+    return (x, 1.0 - y, z * min(h, w) / h)
+
+
+def projection_centre_to_tsl(pc_bruker: Sequence[float], pattern_shape: Sequence[int]) -> tuple[float, float, float]:
+    """A Bruker projection centre in the EDAX/TSL convention (inverse of :func:`projection_centre_from_tsl`)."""
+    x, y, z = (float(v) for v in pc_bruker)
+    h, w = (int(s) for s in pattern_shape)
+    return (x, 1.0 - y, z * h / min(h, w))
+
+
+def plausible_projection_centre(pc: Any, source: str, where: str = "") -> Optional[tuple[float, float, float]]:
+    """``pc`` as three floats when it is a plausible Bruker projection centre, else ``None``.
+
+    A file's projection centre that is not finite or outside the ranges of
+    :func:`~napari_microstructure.core.ebsd.bands.check_projection_centre`
+    (an uncalibrated EDAX header stores zeros, for instance) is ignored with a
+    ``UserWarning`` that names the file: the patterns are still read, and the
+    user gives the projection centre by hand.
+
+    Parameters
+    ----------
+    pc : sequence of 3 numbers or None
+        Bruker convention.
+    source : str
+        File name, for the warning.
+    where : str
+        Where in the file it was found, for the warning (e.g. ``"EBSD/Header/pcx"``).
+    """
+    from ...core.ebsd.bands import check_projection_centre
+
+    if pc is None:
+        return None
+    try:
+        return check_projection_centre(pc)
+    except MicrostructureError:
+        at = f" ({where})" if where else ""
+        shown = ", ".join(f"{float(v):.4g}" for v in np.ravel(np.asarray(pc, dtype=float)))
+        warnings.warn(
+            f"{str(source)!r}: the projection centre in the file{at}, ({shown}) in the Bruker convention, "
+            "is implausible (not finite, PCz <= 0 or far off the detector) and is ignored; give the "
+            "projection centre by hand (PCx, PCy, PCz)", UserWarning, stacklevel=3)
+        return None

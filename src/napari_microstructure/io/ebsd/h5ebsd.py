@@ -13,7 +13,22 @@ Bruker Nano   ``RawPatterns``     ``NROWS``, ``NCOLS``        ``PatternHeight``/
 
 Patterns are stored as (N, h, w) in row-major scan order; Bruker files with a
 rectangular region of interest list the beam positions in ``EBSD/SEM/IY`` and
-``IX``. Reading is lazy (a dask array over the h5py dataset, chunked as in the
+``IX``.
+
+The projection centre, when the file gives one, becomes
+:attr:`PatternData.projection_centre` in the Bruker convention:
+
+============  ==============================================  ==================================
+layout        where                                           convention
+============  ==============================================  ==================================
+kikuchipy     ``EBSD/Header/pcx``, ``pcy``, ``pcz``           Bruker (one value or one per pattern)
+EDAX          ``EBSD/Header/Pattern Center Calibration/``     EDAX/TSL, converted with
+              ``x-star``, ``y-star``, ``z-star``              :func:`._common.projection_centre_from_tsl`
+Bruker Nano   ``EBSD/Data/PCX``, ``PCY``, ``DD``              Bruker, one value per pattern
+============  ==============================================  ==================================
+
+Per-pattern values are averaged over the map. An implausible one (an
+uncalibrated EDAX header stores zeros) is ignored with a warning. Reading is lazy (a dask array over the h5py dataset, chunked as in the
 file); the file stays open until :meth:`PatternData.close`.
 """
 
@@ -26,7 +41,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from ...core.errors import MicrostructureError
-from ._common import PatternData
+from ._common import PatternData, plausible_projection_centre, projection_centre_from_tsl, projection_centre_to_tsl
 
 LAYOUTS = {
     "kikuchipy": dict(manufacturer="kikuchipy", patterns="patterns", rows="n_rows", cols="n_columns",
@@ -76,7 +91,7 @@ def _header(group) -> dict:
 
 def _manufacturer(f) -> Optional[str]:
     for key in f.keys():
-        if key.lower() == "manufacturer":
+        if key.strip().lower() == "manufacturer":  # EDAX writes " Manufacturer"
             value = _scalar(f[key])
             return str(value).strip().lower() if value is not None else None
     return None
@@ -196,17 +211,57 @@ def _read(f, filename, lazy, scan_group):
     for key in ("KV", "Pattern Center Calibration", "PCX", "PCY", "DD", "beam_energy"):
         if key in hd:
             meta[key] = hd[key]
-    return PatternData(data, step, f"h5ebsd-{man.split()[0]}", filename, meta, close)
+    pc = _projection_centre(group, hd, man, (h, w), filename)
+    return PatternData(data, step, f"h5ebsd-{man.split()[0]}", filename, meta, projection_centre=pc, _close=close)
+
+
+def _mean(node) -> float:
+    """Mean of a dataset holding one value or one per pattern (NaN when it holds no number)."""
+    try:
+        values = np.asarray(node[()] if hasattr(node, "shape") else node, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        return float("nan")
+    return float(values.mean()) if values.size else float("nan")
+
+
+def _projection_centre(group, hd: dict, man: str, shape: tuple[int, int], filename: str):
+    """The scan's projection centre in the Bruker convention, or None (see the module's table)."""
+    if man == "kikuchipy":
+        header = group["EBSD/Header"]
+        if all(k in header for k in ("pcx", "pcy", "pcz")):
+            pc = tuple(_mean(header[k]) for k in ("pcx", "pcy", "pcz"))
+            return plausible_projection_centre(pc, filename, "EBSD/Header/pcx, pcy, pcz")
+    elif man == "edax":
+        cal = hd.get("Pattern Center Calibration")
+        if isinstance(cal, dict) and all(k in cal for k in ("x-star", "y-star", "z-star")):
+            tsl = [_mean(cal[k]) for k in ("x-star", "y-star", "z-star")]
+            return plausible_projection_centre(projection_centre_from_tsl(tsl, shape), filename,
+                                               "EBSD/Header/Pattern Center Calibration, converted from EDAX/TSL")
+    elif man == "bruker nano":
+        for where in ("EBSD/Data", "EBSD/Header", "EBSD/SEM"):
+            node = group.get(where)
+            if node is not None and all(k in node for k in ("PCX", "PCY", "DD")):
+                pc = tuple(_mean(node[k]) for k in ("PCX", "PCY", "DD"))
+                return plausible_projection_centre(pc, filename, f"{where}/PCX, PCY, DD")
+    return None
 
 
 def file_writer(filename: Union[str, os.PathLike], patterns: np.ndarray, layout: str = "kikuchipy",
                 step_size_um: Sequence[float] = (1.0, 1.0), scan_group: str = "Scan 1",
-                chunk_patterns: int = 256) -> Path:
+                chunk_patterns: int = 256,
+                projection_centre: Optional[Sequence[float]] = None) -> Path:
     """Write a map (rows, cols, h, w) as an h5ebsd file in one of the layouts.
 
     Meant for export and for tests; it writes the datasets this module reads
     (and that kikuchipy reads), not every header field of the vendors.
     ``patterns`` may be a memory map or dask array; it is written in blocks.
+
+    Parameters
+    ----------
+    projection_centre : (float, float, float), optional
+        ``(PCx, PCy, PCz)`` in the Bruker convention, written where the layout
+        keeps it (module table): as is for kikuchipy, converted to EDAX/TSL
+        for EDAX, once per pattern for Bruker.
     """
     import h5py
 
@@ -215,6 +270,10 @@ def file_writer(filename: Union[str, os.PathLike], patterns: np.ndarray, layout:
         key = "bruker nano"
     if key not in LAYOUTS:
         raise MicrostructureError(f"unknown h5ebsd layout {layout!r}; choose kikuchipy, edax or bruker")
+    if projection_centre is not None:
+        from ...core.ebsd.bands import check_projection_centre
+
+        projection_centre = check_projection_centre(projection_centre)
     lay = LAYOUTS[key]
     shape = tuple(patterns.shape)
     if len(shape) == 3:
@@ -234,7 +293,9 @@ def file_writer(filename: Union[str, os.PathLike], patterns: np.ndarray, layout:
         hdr.create_dataset(lay["width"], data=np.int32(w))
         hdr.create_dataset(lay["step_y"], data=np.float32(step_size_um[0]))
         hdr.create_dataset(lay["step_x"], data=np.float32(step_size_um[1]))
-        if key == "edax":
+        if key == "kikuchipy":
+            g.create_group("SEM/Header")  # kikuchipy's reader needs the group, even empty
+        elif key == "edax":
             hdr.create_dataset("Grid Type", data=np.bytes_("SqrGrid"))
         elif key == "bruker nano":
             hdr.create_dataset("Grid Type", data=np.bytes_("isometric"))
@@ -247,4 +308,16 @@ def file_writer(filename: Union[str, os.PathLike], patterns: np.ndarray, layout:
             sem = g.create_group("EBSD/SEM")
             sem.create_dataset("IY", data=rr.astype(np.int32))
             sem.create_dataset("IX", data=cc.astype(np.int32))
+        if projection_centre is not None:
+            if key == "kikuchipy":
+                for name, value in zip(("pcx", "pcy", "pcz"), projection_centre):
+                    hdr.create_dataset(name, data=np.float64(value))
+            elif key == "edax":
+                cal = hdr.create_group("Pattern Center Calibration")
+                for name, value in zip(("x-star", "y-star", "z-star"),
+                                       projection_centre_to_tsl(projection_centre, (h, w))):
+                    cal.create_dataset(name, data=np.float32(value))
+            else:
+                for name, value in zip(("PCX", "PCY", "DD"), projection_centre):
+                    data.create_dataset(name, data=np.full(n, value, np.float32))
     return Path(filename)

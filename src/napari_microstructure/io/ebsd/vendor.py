@@ -1,18 +1,42 @@
 """Vendor binary formats (EDAX .up1/.up2, Oxford .ebsp, NORDIF .dat) through kikuchipy.
 
 kikuchipy is an optional dependency: ``pip install "napari-microstructure[ebsd]"``.
+
+The projection centre is taken from kikuchipy's ``EBSDDetector`` (Bruker
+convention, averaged over the map) when kikuchipy found one in the file. In
+kikuchipy 0.13.1 none of these binary formats carries one: the detector then
+holds kikuchipy's placeholder (0.5, 0.5, 0.5), which is not a measurement and
+is not passed on.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Union
+from typing import Any, Optional, Union
+
+import numpy as np
 
 from ...core.errors import MicrostructureError
-from ._common import PatternData
+from ._common import PatternData, plausible_projection_centre
 
 VENDOR_SUFFIXES = {".up1": "EDAX binary", ".up2": "EDAX binary", ".ebsp": "Oxford binary",
                    ".dat": "NORDIF"}
+#: what kikuchipy's EBSDDetector holds when the file gave no projection centre
+KIKUCHIPY_PLACEHOLDER_PC = (0.5, 0.5, 0.5)
+
+
+def detector_projection_centre(signal: Any, filename: str) -> Optional[tuple[float, float, float]]:
+    """The mean Bruker projection centre of a kikuchipy signal's detector, or None (placeholder or none)."""
+    detector = getattr(signal, "detector", None)
+    if detector is None:
+        return None
+    try:
+        pc = np.asarray(detector.pc, dtype=float).reshape(-1, 3).mean(0)
+    except Exception:  # an unexpected detector object: no projection centre rather than no patterns
+        return None
+    if np.allclose(pc, KIKUCHIPY_PLACEHOLDER_PC):
+        return None
+    return plausible_projection_centre(pc, filename, "kikuchipy's EBSDDetector")
 
 
 def file_reader(filename: Union[str, os.PathLike], lazy: bool = True) -> PatternData:
@@ -41,4 +65,5 @@ def file_reader(filename: Union[str, os.PathLike], lazy: bool = True) -> Pattern
     step = None
     if len(nav) == 2:
         step = (float(nav[1].scale), float(nav[0].scale))
-    return PatternData(data, step, f"kikuchipy-{suffix.lstrip('.')}", filename, {})
+    return PatternData(data, step, f"kikuchipy-{suffix.lstrip('.')}", filename, {},
+                       projection_centre=detector_projection_centre(signal, filename))

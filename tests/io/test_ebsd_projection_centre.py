@@ -1,0 +1,144 @@
+"""The detector's projection centre (Bruker convention) read from pattern files."""
+
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import h5py
+import numpy as np
+import pytest
+
+from napari_microstructure.io import ebsd as eio
+from napari_microstructure.io.ebsd import h5ebsd, numpy_file, tiff, vendor
+from napari_microstructure.io.ebsd._common import projection_centre_from_tsl, projection_centre_to_tsl
+
+DATA = Path(__file__).parent / "data"
+
+
+def _map(shape=(2, 3, 12, 16), seed=0):
+    return np.random.default_rng(seed).integers(0, 255, shape, dtype=np.uint8)
+
+
+def _read(path):
+    data = eio.load_patterns(path)
+    data.close()
+    return data
+
+
+@pytest.mark.parametrize("layout", ["kikuchipy", "edax", "bruker"])
+@pytest.mark.parametrize("pattern_shape", [(12, 16), (16, 12)])
+def test_h5ebsd_round_trip_of_the_projection_centre(tmp_path, layout, pattern_shape):
+    """Each layout stores the PC in its own place and convention; it comes back in Bruker's."""
+    path = tmp_path / f"{layout}.h5"
+    h5ebsd.file_writer(path, _map((2, 3, *pattern_shape)), layout=layout, projection_centre=(0.52, 0.29, 0.63))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a plausible PC reads without a warning
+        data = _read(path)
+    assert data.projection_centre == pytest.approx((0.52, 0.29, 0.63), abs=1e-6)
+    with h5py.File(path, "r") as f:  # stored where the vendor keeps it
+        header, stored = f["Scan 1/EBSD/Header"], f["Scan 1/EBSD/Data"]
+        if layout == "kikuchipy":
+            assert float(header["pcy"][()]) == pytest.approx(0.29)
+        elif layout == "edax":  # TSL: y* from the bottom edge, z* in units of the shorter side
+            cal = header["Pattern Center Calibration"]
+            h, w = pattern_shape
+            assert float(cal["y-star"][()]) == pytest.approx(0.71, abs=1e-6)
+            assert float(cal["z-star"][()]) == pytest.approx(0.63 * h / min(h, w), abs=1e-6)
+        else:
+            assert stored["DD"].shape == (6,)
+
+
+def test_files_without_a_projection_centre(tmp_path):
+    m = _map()
+    h5ebsd.file_writer(tmp_path / "k.h5", m)
+    numpy_file.file_writer(tmp_path / "m.npy", m)
+    tiff.file_writer(tmp_path / "m.tif", m)
+    for name in ("k.h5", "m.npy", "m.tif"):
+        assert _read(tmp_path / name).projection_centre is None, name
+
+
+def test_tsl_conversion_matches_kikuchipy():
+    """Numbers from kikuchipy 0.13.1 (/work/venv-bench, 2026-11-29):
+    ``EBSDDetector(shape=(h, w), pc=(0.52, 0.71, 0.63), convention="tsl").pc_bruker()`` gave
+    [0.52, 0.29, 0.63] for shape (60, 80) and [0.52, 0.29, 0.4725] for shape (80, 60);
+    ``EBSDDetector(shape=(80, 60), pc=(0.52, 0.29, 0.63)).pc_tsl()`` gave [0.52, 0.71, 0.84]."""
+    assert projection_centre_from_tsl((0.52, 0.71, 0.63), (60, 80)) == pytest.approx((0.52, 0.29, 0.63))
+    assert projection_centre_from_tsl((0.52, 0.71, 0.63), (80, 60)) == pytest.approx((0.52, 0.29, 0.4725))
+    assert projection_centre_to_tsl((0.52, 0.29, 0.63), (80, 60)) == pytest.approx((0.52, 0.71, 0.84))
+    assert projection_centre_to_tsl(projection_centre_from_tsl((0.4, 0.6, 0.7), (80, 60)), (80, 60)) == \
+        pytest.approx((0.4, 0.6, 0.7))
+
+
+def test_file_written_by_kikuchipy():
+    """A 2 x 3 map of 12 x 16 patterns written by kikuchipy 0.13.1 (``EBSD.save``) with one PC
+    per pattern (PCx 0.40-0.44 along the columns, PCy 0.20-0.22 along the rows, PCz 0.55);
+    kikuchipy's own ``EBSDDetector.pc_average`` of the file is [0.42, 0.21, 0.55]."""
+    data = _read(DATA / "kikuchipy_0.13.1_map_2x3_12x16.h5")
+    assert data.patterns.shape == (2, 3, 12, 16) and data.step_size_um == pytest.approx((1.5, 1.5))
+    assert data.projection_centre == pytest.approx((0.42, 0.21, 0.55), abs=1e-9)
+
+
+def test_per_pattern_bruker_values_are_averaged(tmp_path):
+    path = tmp_path / "b.h5"
+    h5ebsd.file_writer(path, _map(), layout="bruker", projection_centre=(0.5, 0.3, 0.6))
+    with h5py.File(path, "r+") as f:
+        d = f["Scan 1/EBSD/Data"]
+        d["PCX"][...] = np.linspace(0.45, 0.55, 6)
+        d["DD"][...] = np.linspace(0.58, 0.64, 6)
+    assert _read(path).projection_centre == pytest.approx((0.5, 0.3, 0.61), abs=1e-6)
+
+
+@pytest.mark.parametrize("layout, key, value", [
+    ("kikuchipy", "pcz", 0.0),        # PCz <= 0
+    ("kikuchipy", "pcx", np.nan),     # not finite
+    ("kikuchipy", "pcy", 7.0),        # far off the detector
+    ("edax", "z-star", -0.5),
+    ("bruker", "PCX", np.inf),
+])
+def test_implausible_projection_centre_is_ignored_with_a_warning(tmp_path, layout, key, value):
+    path = tmp_path / f"bad-{layout}.h5"
+    m = _map()
+    h5ebsd.file_writer(path, m, layout=layout, projection_centre=(0.5, 0.3, 0.6))
+    with h5py.File(path, "r+") as f:
+        group = {"kikuchipy": "Scan 1/EBSD/Header", "edax": "Scan 1/EBSD/Header/Pattern Center Calibration",
+                 "bruker": "Scan 1/EBSD/Data"}[layout]
+        f[group][key][...] = value
+    with pytest.warns(UserWarning, match=r"bad-.*\.h5.*projection centre.*implausible.*ignored"):
+        data = eio.load_patterns(path)
+    try:
+        assert data.projection_centre is None
+        np.testing.assert_array_equal(np.asarray(data.patterns), m)  # the patterns are still read
+    finally:
+        data.close()
+
+
+def test_edax_manufacturer_with_leading_space(tmp_path):
+    """EDAX OIM writes the root dataset as " Manufacturer" (as kikuchipy's EDAX example file)."""
+    path = tmp_path / "oim.h5"
+    h5ebsd.file_writer(path, _map(), layout="edax", projection_centre=(0.5, 0.3, 0.6))
+    with h5py.File(path, "r+") as f:
+        f.move("Manufacturer", " Manufacturer")
+    data = _read(path)
+    assert data.format == "h5ebsd-edax" and data.projection_centre == pytest.approx((0.5, 0.3, 0.6), abs=1e-6)
+
+
+def test_writer_refuses_an_implausible_projection_centre(tmp_path):
+    from napari_microstructure.core.errors import MicrostructureError
+
+    with pytest.raises(MicrostructureError, match="implausible"):
+        h5ebsd.file_writer(tmp_path / "x.h5", _map(), projection_centre=(0.5, 0.3, 60))
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_vendor_projection_centre_from_kikuchipy_detector():
+    """kikuchipy's detector PC is passed on when the file gave one; its placeholder (0.5, 0.5, 0.5),
+    what kikuchipy 0.13.1 holds for every EDAX/Oxford/NORDIF binary, is not."""
+    per_pattern = np.array([[[0.40, 0.20, 0.60], [0.44, 0.22, 0.62]]])
+    signal = SimpleNamespace(detector=SimpleNamespace(pc=per_pattern))
+    assert vendor.detector_projection_centre(signal, "x.up2") == pytest.approx((0.42, 0.21, 0.61))
+    placeholder = SimpleNamespace(detector=SimpleNamespace(pc=np.array([[0.5, 0.5, 0.5]])))
+    assert vendor.detector_projection_centre(placeholder, "x.up2") is None
+    assert vendor.detector_projection_centre(SimpleNamespace(), "x.up2") is None
+    with pytest.warns(UserWarning, match="x.up2"):
+        bad = SimpleNamespace(detector=SimpleNamespace(pc=np.array([0.5, 0.3, -1.0])))
+        assert vendor.detector_projection_centre(bad, "x.up2") is None
