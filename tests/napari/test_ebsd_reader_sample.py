@@ -1,6 +1,7 @@
 """npe2 EBSD reader and sample data, without a viewer."""
 
 import numpy as np
+import pytest
 
 from napari_microstructure._napari._ebsd_reader import get_reader, navigator_image
 from napari_microstructure._napari._ebsd_sample import make_ebsd_sample
@@ -51,3 +52,23 @@ def test_sample_data():
     tp, tl = nmeta["metadata"]["train_patterns"], nmeta["metadata"]["train_labels"]
     assert tp.shape[1:] == pats.shape[2:] and len(tp) == len(tl)
     assert set(np.unique(tl)) == {221, 225}
+
+
+def test_reader_puts_the_projection_centre_in_the_layer_metadata(tmp_path):
+    m = np.random.default_rng(0).integers(0, 200, (2, 3, 16, 20), dtype=np.uint8)
+    h5ebsd.file_writer(tmp_path / "k.h5", m, projection_centre=(0.42, 0.21, 0.55))
+    h5ebsd.file_writer(tmp_path / "e.h5", m, layout="edax", projection_centre=(0.42, 0.21, 0.55))
+    np.save(tmp_path / "m.npy", m)
+    for name in ("k.h5", "e.h5"):
+        (_, pmeta, _), (_, nmeta, _) = get_reader(str(tmp_path / name))(str(tmp_path / name))
+        assert pmeta["metadata"]["projection_centre"] == pytest.approx([0.42, 0.21, 0.55], abs=1e-6)
+        assert nmeta["metadata"]["projection_centre"] == pmeta["metadata"]["projection_centre"]
+    (_, pmeta, _), _ = get_reader(str(tmp_path / "m.npy"))(str(tmp_path / "m.npy"))
+    assert pmeta["metadata"]["projection_centre"] is None
+
+
+def test_sample_layer_has_the_simulated_projection_centre():
+    from napari_microstructure.core.ebsd.simulate import SAMPLE_SETTINGS
+
+    (_, pmeta, _), _, _ = make_ebsd_sample()
+    assert pmeta["metadata"]["projection_centre"] == [0.5, 0.3, 0.6] == list(SAMPLE_SETTINGS["pc"])

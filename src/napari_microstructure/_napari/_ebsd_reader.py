@@ -6,6 +6,11 @@ extent as the map, hidden at first; the sliders of the first two axes pick
 the pattern) and its navigator, the mean intensity of every pattern as a
 (rows, cols) image (computed in one streaming pass), on which training
 labels are painted and where the space-group map appears.
+
+Both layers' metadata hold ``projection_centre``: the detector's projection
+centre ``[PCx, PCy, PCz]`` (Bruker convention) when the file gives one
+(:attr:`~napari_microstructure.io.ebsd.PatternData.projection_centre`), else
+``None``; the EBSD widget fills its Projection centre field from it.
 """
 
 from __future__ import annotations
@@ -84,7 +89,9 @@ def layer_data_for(data, name: str) -> list:
     first = np.asarray(patterns[0, 0], dtype=np.float32)
     lo, hi = float(first.min()), float(first.max())
     meta = {"ebsd": True, "source": data.source, "format": data.format, "map_shape": (rows, cols),
-            "pattern_shape": (h, w), "step_size_um": tuple(data.step_size_um) if data.step_size_um else None}
+            "pattern_shape": (h, w), "step_size_um": tuple(data.step_size_um) if data.step_size_um else None,
+            "projection_centre": ([float(v) for v in data.projection_centre]
+                                  if data.projection_centre is not None else None)}
     # the map in micrometres when the file gives its step size (napari's scale bar then reads um)
     if data.step_size_um:
         sy, sx = (float(s) for s in data.step_size_um)

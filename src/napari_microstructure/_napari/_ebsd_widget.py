@@ -9,6 +9,13 @@ space group, names in the layer's features, a legend), a confidence image
 and a "no solution" mask, see the phase fractions, click the map to see a
 pattern and its class probabilities, save and load models.
 
+The method is the band-profile classifier by default (the shipped model
+classifies the space groups of materials it never saw, with no labels, and
+fine-tunes on a few labelled patterns); the CNN backbones are offered beside
+it. Band profiles need the detector's projection centre: the field is filled
+from the chosen pattern layer's metadata (the file's header, or the sample's
+simulated detector) unless the user typed one.
+
 All computation is in :mod:`napari_microstructure.core.ebsd`; this module
 only collects inputs and shows results. Result layers are created only when
 a job has finished, so a cancelled job leaves no half-made layers.
@@ -69,6 +76,11 @@ def _is_training_labels(layer: Any) -> bool:
             and not layer.metadata.get("ebsd"))
 
 
+def _pc_text(pc: Any) -> str:
+    """A projection centre as the field shows it, e.g. ``"0.5, 0.3, 0.6"``."""
+    return ", ".join(f"{float(v):.4g}" for v in pc)
+
+
 def _parse_class(text: str) -> Any:
     text = text.strip()
     try:
@@ -98,6 +110,9 @@ class EBSDWidget(DockWidget):
         self.result: Any = None
         self.last_probabilities: Optional[np.ndarray] = None
         self._result_map_name: Optional[str] = None
+        # where the Projection centre field's text came from when the widget wrote it:
+        # (id of the pattern layer or "model", the text); text the user typed differs from it
+        self._pc_filled: Optional[tuple[Any, str]] = None
         self.progress_panel = self.panel
 
         # --- inputs
@@ -141,16 +156,18 @@ class EBSDWidget(DockWidget):
         opts = QFormLayout(self.section("Classifier"))
         opts.setContentsMargins(2, 0, 2, 0)
         self.backbone_combo = QComboBox()
-        self.backbone_combo.addItems([*BACKBONES, BAND_PROFILES])
-        self.backbone_combo.setCurrentText(str(defaults.get("backbone", BACKBONES[0])))
+        self.backbone_combo.addItems([BAND_PROFILES, *BACKBONES])
+        self.backbone_combo.setCurrentText(BAND_PROFILES)  # the method that classifies unseen materials
         self.backbone_combo.setToolTip(
-            "CNN backbones learn from your labelled patterns; band profiles index each pattern (needs the "
-            "projection centre) and classify space groups of materials never seen, even with no labels")
+            "band profiles (default) index each pattern (needs the projection centre) and classify space "
+            "groups of materials never seen, even with no labels; CNN backbones learn only from your "
+            "labelled patterns and need no projection centre")
         opts.addRow("Backbone", self.backbone_combo)
         self.pc_edit = QLineEdit()
         self.pc_edit.setPlaceholderText("PCx, PCy, PCz (Bruker), e.g. 0.5, 0.3, 0.6")
         self.pc_edit.setToolTip("projection centre, needed by band profiles: fractions of the pattern width "
-                                "and height from the top-left corner, detector distance in pattern heights")
+                                "and height from the top-left corner, detector distance in pattern heights; "
+                                "filled from the pattern file when it gives one (a value you type is kept)")
         # at dock width the field is narrow: show the start of the three numbers, not their end
         self.pc_edit.editingFinished.connect(lambda: self.pc_edit.setCursorPosition(0))
         self.pc_edit.setMinimumWidth(self.pc_edit.fontMetrics().horizontalAdvance("0.50, 0.30, 0.60") + 14)
@@ -229,6 +246,7 @@ class EBSDWidget(DockWidget):
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
         self.labels_combo.currentIndexChanged.connect(self._refresh_class_table)
+        self.map_combo.currentIndexChanged.connect(self._fill_projection_centre)
         self.viewer.mouse_drag_callbacks.append(self._on_click)
         self._watched: set[int] = set()
         self._refresh_layers()
@@ -262,6 +280,38 @@ class EBSDWidget(DockWidget):
             if not self._labels_layers():
                 self.source_combo.setCurrentText(SOURCE_LAYER)
         self._refresh_class_table()
+        self._fill_projection_centre()
+
+    def _pc_typed(self) -> bool:
+        """True when the Projection centre field holds text the user typed (the widget never overwrites it)."""
+        text = self.pc_edit.text().strip()
+        return bool(text) and (self._pc_filled is None or text != self._pc_filled[1])
+
+    def _set_pc_field(self, pc: Any, source: Any) -> None:
+        text = _pc_text(pc)
+        self.pc_edit.setText(text)
+        self.pc_edit.setCursorPosition(0)
+        self._pc_filled = (source, text)
+
+    def _fill_projection_centre(self, *_: Any) -> None:
+        """Fill the Projection centre field from the chosen pattern layer's metadata (its file's header).
+
+        Only when the field is empty or was filled by the widget (from another
+        layer or a model): a typed value is kept. A field filled from another
+        layer is cleared when this layer's file gives none: that projection
+        centre belongs to the other acquisition.
+        """
+        if not self._alive() or self._pc_typed():
+            return
+        layer = self.map_combo.layer()
+        pc = layer.metadata.get("projection_centre") if layer is not None else None
+        if pc is not None:
+            if self._pc_filled is None or self._pc_filled[0] != id(layer) or \
+                    self.pc_edit.text().strip() != _pc_text(pc):
+                self._set_pc_field(pc, id(layer))
+        elif self._pc_filled is not None and self._pc_filled[0] != "model":
+            self.pc_edit.clear()
+            self._pc_filled = None
 
     def pattern_layer(self):
         """The chosen (rows, cols, h, w) pattern layer."""
@@ -434,8 +484,9 @@ class EBSDWidget(DockWidget):
         text = self.pc_edit.text().strip()
         if not text:
             raise MicrostructureError(
-                "band profiles need the projection centre: type PCx, PCy, PCz (Bruker convention) in the "
-                "Projection centre field, e.g. 0.5, 0.3, 0.6")
+                "band profiles need the projection centre and the pattern layer's file gives none: type PCx, "
+                "PCy, PCz (Bruker convention) in the Projection centre field, e.g. 0.5, 0.3, 0.6, or choose a "
+                "CNN backbone (it needs none)")
         return check_projection_centre(text.replace(";", ",").split(","))
 
     def new_classifier(self) -> Any:
@@ -499,10 +550,21 @@ class EBSDWidget(DockWidget):
         classes = ", ".join(str(c) for c in classifier.classes_)
         if not hasattr(classifier, "models_"):  # band profiles
             self.backbone_combo.setCurrentText(BAND_PROFILES)
+            note = ""
             if classifier.pc is not None:
-                self.pc_edit.setText(", ".join(f"{v:.4g}" for v in classifier.pc))
-                self.pc_edit.setCursorPosition(0)
-            self.model_label.setText(f"model: band profiles (indexed patterns), classes {classes}")
+                own = self.pc_edit.text().strip()
+                if not own or (self._pc_filled is not None and self._pc_filled[0] == "model"):
+                    self._set_pc_field(classifier.pc, "model")
+                else:
+                    try:
+                        field_pc = self.projection_centre()
+                    except MicrostructureError:  # classify() says what is wrong with it
+                        field_pc = None
+                    if field_pc is not None and not np.allclose(field_pc, classifier.pc, atol=5e-5):
+                        # the projection centre belongs to the acquisition: the map's (typed or from its file) wins
+                        note = (f"; maps use the projection centre of the field ({own}), not the model's "
+                                f"({_pc_text(classifier.pc)})")
+            self.model_label.setText(f"model: band profiles (indexed patterns), classes {classes}{note}")
             self._update_legend()
             self.refresh_actions()
             return

@@ -303,7 +303,7 @@ def simulate_dual_phase_map(
 
 SAMPLE_SETTINGS = dict(map_shape=(30, 40), pattern_shape=(40, 40), matrix="Ni", precipitate="Ni3Al",
                        n_grains=5, n_precipitates=7, seed=7, n_train_per_phase=150, kv=20.0,
-                       counts=400.0)
+                       counts=400.0, pc=(0.5, 0.3, 0.6))
 
 
 def make_sample_data(settings: Optional[dict] = None) -> dict[str, np.ndarray]:
@@ -311,20 +311,23 @@ def make_sample_data(settings: Optional[dict] = None) -> dict[str, np.ndarray]:
 
     Returns a dict with ``patterns`` (rows, cols, h, w) uint8, ``phase_map``
     (rows, cols) with the true space group, ``train_patterns`` (n, h, w)
-    uint8 and ``train_labels`` (n,) space groups. The training patterns are
+    uint8, ``train_labels`` (n,) space groups and ``projection_centre`` (3,)
+    float64, the detector's projection centre in the Bruker convention
+    (``settings["pc"]``; the map's drifts by +-0.01 in PCx and PCy about it,
+    the training patterns' by +-0.02). The training patterns are
     new patterns of each phase in the orientations of the map's grains (3
     degree spread), as if recorded on reference areas of the same sample.
     """
     cfg = dict(SAMPLE_SETTINGS)
     cfg.update(settings or {})
     n_train = cfg.pop("n_train_per_phase")
-    kv, counts = cfg.pop("kv"), cfg.pop("counts")
-    pats, phase, rots = simulate_dual_phase_map(**cfg, return_orientations=True, kv=kv, counts=counts)
+    kv, counts, pc = cfg.pop("kv"), cfg.pop("counts"), tuple(float(v) for v in cfg.pop("pc"))
+    pats, phase, rots = simulate_dual_phase_map(**cfg, return_orientations=True, kv=kv, counts=counts, pc=pc)
     sg = np.array([MATERIALS[cfg["matrix"]].space_group, MATERIALS[cfg["precipitate"]].space_group])
     tp, tl, _ = simulate_training_set([cfg["matrix"], cfg["precipitate"]], n_train, cfg["pattern_shape"],
-                                      seed=cfg["seed"] + 100, base_rotations=rots, kv=kv, counts=counts)
+                                      seed=cfg["seed"] + 100, base_rotations=rots, kv=kv, counts=counts, pc=pc)
     return {"patterns": pats, "phase_map": sg[phase].astype(np.int16), "train_patterns": tp,
-            "train_labels": tl.astype(np.int16)}
+            "train_labels": tl.astype(np.int16), "projection_centre": np.asarray(pc, np.float64)}
 
 
 def write_sample_data(path: Union[str, Path], settings: Optional[dict] = None) -> Path:
