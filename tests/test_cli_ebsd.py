@@ -61,7 +61,10 @@ def test_interrupted_map_writes_nothing(files, monkeypatch):
 
 
 def test_clear_errors(files, capsys):
-    rc = cli.main(["ebsd-train", str(files / "train.npy"), "-o", str(files / "m.pt")])
+    rc = cli.main(["ebsd-train", str(files / "train.npy"), "-o", str(files / "m.pt"), "--backbone", "compact"])
+    assert rc == 2
+    assert "without labels" in capsys.readouterr().err
+    rc = cli.main(["ebsd-train", str(files / "train.npy"), "-o", str(files / "m.pt"), "--pc", "0.5", "0.3", "0.6"])
     assert rc == 2
     assert "without labels" in capsys.readouterr().err
     write_labelled_patterns(files / "one.npz", np.load(files / "train.npy"), np.full(20, 225))
@@ -111,3 +114,65 @@ def test_band_profiles_map_exports_ang_and_ctf_with_orientations(files, capsys):
     # a later run without --export leaves no stale map files behind
     assert cli.main(["ebsd-map", str(model), str(files / "map.npy"), "-o", str(out)]) == 0
     assert not (out / "map.ang").exists() and not (out / "map.ctf").exists()
+
+
+def test_default_method_needs_a_projection_centre_from_pc_or_the_file(files, capsys):
+    """ebsd-train defaults to band profiles; a .npy gives no projection centre: the error says how to give one."""
+    model = files / "default.pt"
+    rc = cli.main(["ebsd-train", str(files / "train.npy"), str(files / "labels.csv"), "-o", str(model)])
+    err = capsys.readouterr().err
+    assert rc == 2 and not model.exists()
+    assert "band-profiles (the default) needs the projection centre: --pc" in err
+    assert "'train.npy' does not give one" in err and "--backbone efficientnet-lite0" in err
+    # CNN options with the band-profile default: refused, not silently ignored
+    rc = cli.main(["ebsd-train", str(files / "train.npy"), str(files / "labels.csv"), "-o", str(model),
+                   "--pc", "0.5", "0.3", "0.6", "--epochs", "2", "--input-size", "32"])
+    err = capsys.readouterr().err
+    assert rc == 2 and not model.exists()
+    assert "--input-size, --epochs are for CNN backbones" in err and "--backbone efficientnet-lite0" in err
+
+
+def test_default_method_takes_the_projection_centre_of_the_pattern_file(files, capsys, monkeypatch):
+    from napari_microstructure.core.ebsd.bandclassifier import BandProfileClassifier, load_ebsd_model
+    from napari_microstructure.io.ebsd import h5ebsd
+
+    train = np.load(files / "train.npy")
+    h5ebsd.file_writer(files / "train.h5", train[None], projection_centre=(0.5, 0.3, 0.6))
+    model = files / "from-file.pt"
+    rc = cli.main(["ebsd-train", str(files / "train.h5"), str(files / "labels.csv"), "-o", str(model)])
+    assert rc == 0, capsys.readouterr().err
+    assert "projection centre (Bruker) 0.5, 0.3, 0.6 from the header of 'train.h5'" in capsys.readouterr().err
+    clf = load_ebsd_model(model)
+    assert isinstance(clf, BandProfileClassifier) and clf.pc == pytest.approx((0.5, 0.3, 0.6))
+    assert clf.classes_.tolist() == [221, 223, 225, 227, 229, 230]
+    # ebsd-map: the map file's projection centre, when it differs from the model's, is used and said
+    used = []
+    original = BandProfileClassifier.classify_map
+
+    def spy(self, *args, **kwargs):
+        used.append(tuple(self.pc))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(BandProfileClassifier, "classify_map", spy)
+    pattern_map = np.load(files / "map.npy")
+    h5ebsd.file_writer(files / "map-other.h5", pattern_map, layout="bruker", projection_centre=(0.52, 0.31, 0.6))
+    h5ebsd.file_writer(files / "map-same.h5", pattern_map, layout="edax", projection_centre=(0.5, 0.3, 0.6))
+    out = files / "out-file-pc"
+    assert cli.main(["ebsd-map", str(model), str(files / "map-other.h5"), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "using the projection centre of 'map-other.h5' (0.52, 0.31, 0.6, Bruker), not the model's " \
+           "(0.5, 0.3, 0.6)" in err
+    assert used[-1] == pytest.approx((0.52, 0.31, 0.6), abs=1e-6)
+    assert cli.main(["ebsd-map", str(model), str(files / "map-other.h5"), "-o", str(out),
+                     "--pc", "0.49", "0.29", "0.61"]) == 0  # --pc overrides the file
+    assert "using the projection centre" not in capsys.readouterr().err
+    assert used[-1] == pytest.approx((0.49, 0.29, 0.61))
+    assert cli.main(["ebsd-map", str(model), str(files / "map-same.h5"), "-o", str(out)]) == 0
+    assert "using the projection centre" not in capsys.readouterr().err
+    assert used[-1] == pytest.approx((0.5, 0.3, 0.6), abs=1e-6)
+    # a model without a projection centre and a map file without one: a clear error
+    BandProfileClassifier.from_pretrained().save(files / "no-pc.pt")
+    rc = cli.main(["ebsd-map", str(files / "no-pc.pt"), str(files / "map.npy"), "-o", str(files / "out-no-pc")])
+    assert rc == 2 and "gives none; add --pc PCX PCY PCZ" in capsys.readouterr().err
+    assert cli.main(["ebsd-map", str(files / "no-pc.pt"), str(files / "map-other.h5"), "-o", str(out)]) == 0
+    assert used[-1] == pytest.approx((0.52, 0.31, 0.6), abs=1e-6)

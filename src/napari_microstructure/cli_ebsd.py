@@ -7,7 +7,11 @@
 
 ``ebsd-train`` reads labelled patterns (a pattern file plus a labels file, a
 ``.npz`` with ``patterns`` and ``labels``, or a folder of class folders) and
-writes a model file. ``ebsd-map`` classifies a pattern map (``.npy``,
+writes a model file. By default it fine-tunes the shipped band-profile
+classifier (``--backbone band-profiles``), which needs the detector's
+projection centre: ``--pc``, or else the one the pattern file's header gives
+(h5ebsd); ``--backbone efficientnet-lite0`` or ``compact`` trains a CNN, which
+needs none. ``ebsd-map`` classifies a pattern map (``.npy``,
 TIFF, h5ebsd, folder of images, or a vendor file with kikuchipy) in chunks
 and writes into the folder OUT: ``space_groups.tif`` (the class label of each
 pattern for integer classes such as space-group numbers, stored as uint16 (a model
@@ -15,7 +19,10 @@ with a class outside 1-65535 is refused before any work); for text classes the c
 in the order of ``legend.csv``; 0 = no solution in both cases),
 ``legend.csv`` (value, class), ``confidence.tif`` (float32),
 ``no_solution.tif`` (uint8 mask) and ``fractions.csv``; with
-``--probabilities`` also ``probabilities.tif``; with ``--export ang ctf`` also
+``--probabilities`` also ``probabilities.tif``. A band-profile model maps with
+``--pc`` when given, else with the map file's projection centre when it gives
+one (the projection centre belongs to the acquisition; a change from the
+model's is printed), else with the model's; with ``--export ang ctf`` also
 ``map.ang`` / ``map.ctf`` (phases, the step size from the file or
 ``--step-size``, and from a band-profile model each point's orientation for
 ``--sample-tilt`` / ``--detector-tilt``). Outputs are first written to a
@@ -41,6 +48,9 @@ from pathlib import Path
 from .core.choices import BACKBONES, BAND_PROFILES_METHOD, EBSD_BACKGROUNDS
 from .core.errors import MicrostructureError
 
+#: ebsd-train options of the CNN backbones only, with their defaults
+CNN_OPTIONS = {"no_pretrained": False, "input_size": 60, "ensemble": 1, "epochs": 100, "patience": 15,
+               "batch_size": 32, "validation_fraction": 0.2, "agreement_threshold": 0.5}
 OUTPUT_FILES = ("space_groups.tif", "legend.csv", "confidence.tif", "no_solution.tif", "fractions.csv")
 #: every file name ebsd-map may write (optional ones included)
 ALL_OUTPUT_FILES = OUTPUT_FILES + ("probabilities.tif", "map.ang", "map.ctf")
@@ -57,20 +67,29 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     t.add_argument("labels", nargs="?", default=None,
                    help="labels file: .npy, or text/CSV with one label (space group) per pattern")
     t.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
-    t.add_argument("--backbone", default="efficientnet-lite0", choices=(*BACKBONES, BAND_PROFILES_METHOD),
-                   help=f"CNN backbone, or {BAND_PROFILES_METHOD}: index each pattern and classify its band "
-                        "profiles (needs --pc; fine-tunes the shipped model for space-group labels)")
+    t.add_argument("--backbone", default=BAND_PROFILES_METHOD, choices=(BAND_PROFILES_METHOD, *BACKBONES),
+                   help=f"{BAND_PROFILES_METHOD} (default): index each pattern and classify its band profiles, "
+                        "fine-tuning the shipped model (needs the projection centre: --pc, or the pattern "
+                        "file's); or a CNN backbone, trained on your patterns only (needs no projection centre)")
     t.add_argument("--pc", type=float, nargs=3, default=None, metavar=("PCX", "PCY", "PCZ"),
-                   help="projection centre, Bruker convention (band-profiles only)")
-    t.add_argument("--no-pretrained", action="store_true", help="EfficientNet from scratch (no ImageNet weights)")
-    t.add_argument("--input-size", type=int, default=60, help="network input side in pixels (default 60)")
-    t.add_argument("--ensemble", type=int, default=1, help="number of independently trained models (default 1)")
-    t.add_argument("--epochs", type=int, default=100, help="maximum number of epochs (default 100)")
-    t.add_argument("--patience", type=int, default=15, help="early-stopping patience in epochs (default 15)")
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--validation-fraction", type=float, default=0.2)
-    t.add_argument("--confidence-threshold", type=float, default=0.5)
-    t.add_argument("--agreement-threshold", type=float, default=0.5)
+                   help="projection centre, Bruker convention (band-profiles only; default: the pattern file's)")
+    cnn = "CNN backbones only"
+    t.add_argument("--no-pretrained", action="store_true",
+                   help=f"EfficientNet from scratch (no ImageNet weights; {cnn})")
+    t.add_argument("--input-size", type=int, default=CNN_OPTIONS["input_size"],
+                   help=f"network input side in pixels (default 60; {cnn})")
+    t.add_argument("--ensemble", type=int, default=CNN_OPTIONS["ensemble"],
+                   help=f"number of independently trained models (default 1; {cnn})")
+    t.add_argument("--epochs", type=int, default=CNN_OPTIONS["epochs"],
+                   help=f"maximum number of epochs (default 100; {cnn})")
+    t.add_argument("--patience", type=int, default=CNN_OPTIONS["patience"],
+                   help=f"early-stopping patience in epochs (default 15; {cnn})")
+    t.add_argument("--batch-size", type=int, default=CNN_OPTIONS["batch_size"], help=cnn)
+    t.add_argument("--validation-fraction", type=float, default=CNN_OPTIONS["validation_fraction"], help=cnn)
+    t.add_argument("--confidence-threshold", type=float, default=None,
+                   help="'no solution' below this top probability (default: the method's, 0.4 for "
+                        "band-profiles, 0.5 for CNNs)")
+    t.add_argument("--agreement-threshold", type=float, default=CNN_OPTIONS["agreement_threshold"], help=cnn)
     t.add_argument("--device", default="auto")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=run_train)
@@ -91,7 +110,8 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
                    help="reshape a pattern stack into a map")
     m.add_argument("--device", default="auto")
     m.add_argument("--pc", type=float, nargs=3, default=None, metavar=("PCX", "PCY", "PCZ"),
-                   help="projection centre of this map, Bruker convention (band-profile models; default: the model's)")
+                   help="projection centre of this map, Bruker convention (band-profile models; default: the "
+                        "map file's when it gives one, else the model's)")
     m.add_argument("--export", nargs="+", choices=("ang", "ctf"), default=(),
                    help="also write map.ang / map.ctf for orix, MTEX and vendor software: phases, the step "
                         "size (from the map file or --step-size) and, from band-profile models, orientations")
@@ -125,12 +145,12 @@ def run_train(args: argparse.Namespace) -> int:
     if args.pc is not None:
         raise MicrostructureError(f"--pc is for --backbone {BAND_PROFILES_METHOD}; drop it for a CNN backbone")
     patterns, labels = read_labelled_patterns(args.patterns, args.labels)
+    threshold = {} if args.confidence_threshold is None else {"confidence_threshold": args.confidence_threshold}
     clf = EBSDClassifier(
         backbone=args.backbone, pretrained=not args.no_pretrained, input_size=args.input_size,
         n_models=args.ensemble, max_epochs=args.epochs, patience=args.patience,
         batch_size=args.batch_size, validation_fraction=args.validation_fraction,
-        confidence_threshold=args.confidence_threshold, agreement_threshold=args.agreement_threshold,
-        device=args.device, seed=args.seed,
+        agreement_threshold=args.agreement_threshold, device=args.device, seed=args.seed, **threshold,
     )
     classes, counts = _counts(labels)
     print(f"{len(patterns)} patterns of {patterns.shape[1]} x {patterns.shape[2]} pixels; classes: "
@@ -150,16 +170,28 @@ def run_train(args: argparse.Namespace) -> int:
 def _train_band_profiles(args: argparse.Namespace, out: Path) -> int:
     from .cli import TerminalProgress
     from .core.ebsd.bandclassifier import BandProfileClassifier
-    from .io.ebsd import read_labelled_patterns
+    from .io.ebsd import read_labelled_patterns, read_projection_centre
 
-    if args.pc is None:
+    cnn_only = [f"--{k.replace('_', '-')}" for k, v in CNN_OPTIONS.items() if getattr(args, k) != v]
+    if cnn_only:
         raise MicrostructureError(
-            f"--backbone {BAND_PROFILES_METHOD} needs the projection centre: --pc PCX PCY PCZ (Bruker convention), "
-            "e.g. --pc 0.5 0.3 0.6")
+            f"{', '.join(cnn_only)} {'is' if len(cnn_only) == 1 else 'are'} for CNN backbones, but the method is "
+            f"--backbone {BAND_PROFILES_METHOD} (the default); add --backbone efficientnet-lite0 (or compact) "
+            "to train a CNN, or drop the option")
+    pc, where = args.pc, "--pc"
+    if pc is None:  # the acquisition's, from the pattern file's header (cheap: no patterns are read)
+        pc, where = read_projection_centre(args.patterns), f"the header of {Path(args.patterns).name!r}"
+    if pc is None:
+        raise MicrostructureError(
+            f"--backbone {BAND_PROFILES_METHOD} (the default) needs the projection centre: --pc PCX PCY PCZ "
+            f"(Bruker convention), e.g. --pc 0.5 0.3 0.6; {Path(args.patterns).name!r} does not give one. "
+            "A CNN needs none: --backbone efficientnet-lite0")
     from .core.ebsd.bands import check_projection_centre
 
-    clf = BandProfileClassifier(pc=check_projection_centre(args.pc),  # before reading the patterns
-                                confidence_threshold=args.confidence_threshold, seed=args.seed)
+    pc = check_projection_centre(pc)  # before reading the patterns
+    print(f"projection centre (Bruker) {', '.join(f'{v:.4g}' for v in pc)} from {where}", file=sys.stderr)
+    threshold = {} if args.confidence_threshold is None else {"confidence_threshold": args.confidence_threshold}
+    clf = BandProfileClassifier(pc=pc, seed=args.seed, **threshold)
     patterns, labels = read_labelled_patterns(args.patterns, args.labels)
     classes, counts = _counts(labels)
     print(f"{len(patterns)} patterns of {patterns.shape[1]} x {patterns.shape[2]} pixels; classes: "
@@ -168,6 +200,25 @@ def _train_band_profiles(args: argparse.Namespace, out: Path) -> int:
     clf.save(out)
     print(f"wrote {out}")
     return 0
+
+
+def _projection_centre_of_map(clf, data, name: str) -> None:
+    """Give a band-profile model the map file's projection centre when it differs from the model's (printed)."""
+    import numpy as np
+
+    file_pc = data.projection_centre
+    if file_pc is None:
+        if clf.pc is None:
+            data.close()
+            raise MicrostructureError(
+                f"the model has no projection centre and {name!r} gives none; add --pc PCX PCY PCZ "
+                "(Bruker convention), e.g. --pc 0.5 0.3 0.6")
+        return
+    if clf.pc is None or not np.allclose(file_pc, clf.pc, atol=5e-5):
+        model = "none" if clf.pc is None else ", ".join(f"{v:.4g}" for v in clf.pc)
+        print(f"using the projection centre of {name!r} ({', '.join(f'{v:.4g}' for v in file_pc)}, Bruker), "
+              f"not the model's ({model}): it belongs to the acquisition; --pc overrides both", file=sys.stderr)
+        clf.set_params(pc=tuple(file_pc))
 
 
 def map_label_values(result) -> tuple["np.ndarray", list[tuple[int, str]]]:
@@ -249,6 +300,8 @@ def run_map(args: argparse.Namespace) -> int:
 
         sample_to_detector(args.sample_tilt, args.detector_tilt)
     data = load_patterns(args.map, lazy=True)
+    if band_model and args.pc is None:
+        _projection_centre_of_map(clf, data, Path(args.map).name)
     step_um = float(data.step_size_um[0]) if data.step_size_um else args.step_size
     if args.export and step_um is None:
         data.close()

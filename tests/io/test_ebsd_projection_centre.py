@@ -35,6 +35,8 @@ def test_h5ebsd_round_trip_of_the_projection_centre(tmp_path, layout, pattern_sh
         warnings.simplefilter("error")  # a plausible PC reads without a warning
         data = _read(path)
     assert data.projection_centre == pytest.approx((0.52, 0.29, 0.63), abs=1e-6)
+    eager = h5ebsd.file_reader(path, lazy=False)  # read before the file is closed
+    assert eager.projection_centre == data.projection_centre
     with h5py.File(path, "r") as f:  # stored where the vendor keeps it
         header, stored = f["Scan 1/EBSD/Header"], f["Scan 1/EBSD/Data"]
         if layout == "kikuchipy":

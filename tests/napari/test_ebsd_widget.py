@@ -216,6 +216,12 @@ def test_default_is_band_profiles_with_the_sample_projection_centre(make_napari_
     assert {"compact", "efficientnet-lite0"} <= {widget.backbone_combo.itemText(i)
                                                  for i in range(widget.backbone_combo.count())}
     assert not widget.epochs_spin.isEnabled()  # CNN settings only
+    # each method's own "no solution" threshold (BandProfileClassifier 0.4, EBSDClassifier 0.5)
+    assert widget.threshold_spin.value() == pytest.approx(0.4)
+    widget.backbone_combo.setCurrentText("efficientnet-lite0")
+    assert widget.threshold_spin.value() == pytest.approx(0.5) and widget.epochs_spin.isEnabled()
+    widget.backbone_combo.setCurrentText(BAND_PROFILES)
+    assert widget.threshold_spin.value() == pytest.approx(0.4)
     assert widget.pc_edit.text() == "0.5, 0.3, 0.6"
     widget.use_shipped_model()
     widget.classify()

@@ -103,9 +103,13 @@ class EBSDWidget(DockWidget):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__(napari_viewer)
+        from ..core.ebsd.bandclassifier import BandProfileClassifier
         from ..core.ebsd.classifier import EBSDClassifier
 
         defaults = estimator_defaults(EBSDClassifier)
+        # each method's own "no solution" threshold; the spin box follows the method until the user sets it
+        self._thresholds = {True: float(estimator_defaults(BandProfileClassifier)["confidence_threshold"]),
+                            False: float(defaults.get("confidence_threshold", 0.5))}
         self.classifier: Any = None
         self.result: Any = None
         self.last_probabilities: Optional[np.ndarray] = None
@@ -193,7 +197,7 @@ class EBSDWidget(DockWidget):
         self.threshold_spin = QDoubleSpinBox()
         self.threshold_spin.setRange(0.0, 1.0)
         self.threshold_spin.setSingleStep(0.05)
-        self.threshold_spin.setValue(float(defaults.get("confidence_threshold", 0.5)))
+        self.threshold_spin.setValue(self._thresholds[True])
         self.threshold_spin.setToolTip("patterns whose top probability is below this are 'no solution'")
         opts.addRow("Confidence threshold", self.threshold_spin)
         self.scheduler_edit = SchedulerEdit()
@@ -472,6 +476,8 @@ class EBSDWidget(DockWidget):
         band = self.band_profiles()
         for w in (self.ensemble_spin, self.epochs_spin, self.size_spin):
             w.setEnabled(not band)
+        if self.threshold_spin.value() == self._thresholds[not band]:  # the other method's default
+            self.threshold_spin.setValue(self._thresholds[band])
 
     def band_profiles(self) -> bool:
         """True when the Backbone choice is the band-profile classifier."""

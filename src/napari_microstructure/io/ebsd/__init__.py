@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 from ...core.errors import MicrostructureError
 from . import h5ebsd, image_directory, labelled, numpy_file, tiff, vendor
@@ -29,6 +29,7 @@ from .labelled import read_labelled_patterns, read_labels, write_labelled_patter
 __all__ = [
     "PatternData",
     "load_patterns",
+    "read_projection_centre",
     "read_labelled_patterns",
     "read_labels",
     "write_labelled_patterns",
@@ -83,3 +84,20 @@ def load_patterns(path: Union[str, os.PathLike], lazy: bool = True, **kwargs) ->
         ".npy, h5ebsd (.h5, .hdf5, .h5ebsd: kikuchipy, EDAX, Bruker), a folder of images, and "
         "with kikuchipy EDAX .up1/.up2, Oxford .ebsp, NORDIF .dat"
     )
+
+
+def read_projection_centre(path: Union[str, os.PathLike]) -> Optional[tuple[float, float, float]]:
+    """The projection centre a pattern file gives, Bruker convention, or None.
+
+    Opens the file lazily (no patterns are read) and returns
+    :attr:`PatternData.projection_centre`. Labelled ``.npz`` sets and folders
+    of images give none.
+    """
+    path = Path(path)
+    if path.is_dir() or path.suffix.lower() == ".npz":
+        return None
+    data = load_patterns(path, lazy=True)
+    try:
+        return data.projection_centre
+    finally:
+        data.close()

@@ -187,6 +187,7 @@ def _read(f, filename, lazy, scan_group):
             f"{filename!r}: the header says {rows} x {cols} = {rows * cols} patterns but the file "
             f"holds {n}; the scan was interrupted or the file is truncated"
         )
+    pc = _projection_centre(group, hd, man, (h, w), filename)  # while the file is open
     if lazy:
         import dask.array as da
 
@@ -211,7 +212,6 @@ def _read(f, filename, lazy, scan_group):
     for key in ("KV", "Pattern Center Calibration", "PCX", "PCY", "DD", "beam_energy"):
         if key in hd:
             meta[key] = hd[key]
-    pc = _projection_centre(group, hd, man, (h, w), filename)
     return PatternData(data, step, f"h5ebsd-{man.split()[0]}", filename, meta, projection_centre=pc, _close=close)
 
 
