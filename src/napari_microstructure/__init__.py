@@ -11,9 +11,17 @@ line::
     clf.probability_map(image, pixel_size)      # (n_classes + 1, H, W)
     clf.predict_images(images, pixel_sizes)     # one class name per image
 
-    ebsd = nm.EBSDClassifier()
+    data = nm.load_patterns("map.h5")           # lazy; .projection_centre from the header (Bruker) or None
+    bands = nm.BandProfileClassifier.from_pretrained(pc=data.projection_centre)
+    bands.classify_map(data.as_map())           # space groups of unseen cubic materials, no labels
+    bands.fit(patterns, space_groups)           # fine-tunes on a few labelled patterns
+
+    ebsd = nm.EBSDClassifier()                  # the CNN: learns only from labels, needs no PC
     ebsd.fit(patterns, space_groups)            # (N, h, w), N labels
     ebsd.classify_map(pattern_map)              # labels, confidence, fractions
+
+The band-profile classifier is the default method of the EBSD widget and of
+``ebsd-train``.
 
 Heavy modules (torch) are imported on first use, so ``import
 napari_microstructure`` stays fast for napari's plugin discovery.

@@ -23,13 +23,15 @@ from typing import Optional, Union
 
 from ...core.errors import MicrostructureError
 from . import h5ebsd, image_directory, labelled, numpy_file, tiff, vendor
-from ._common import PatternData
+from ._common import PatternData, projection_centre_from_tsl, projection_centre_to_tsl
 from .labelled import read_labelled_patterns, read_labels, write_labelled_patterns
 
 __all__ = [
     "PatternData",
     "load_patterns",
     "read_projection_centre",
+    "projection_centre_from_tsl",
+    "projection_centre_to_tsl",
     "read_labelled_patterns",
     "read_labels",
     "write_labelled_patterns",
