@@ -178,21 +178,22 @@ def _train_band_profiles(args: argparse.Namespace, out: Path) -> int:
             f"{', '.join(cnn_only)} {'is' if len(cnn_only) == 1 else 'are'} for CNN backbones, but the method is "
             f"--backbone {BAND_PROFILES_METHOD} (the default); add --backbone efficientnet-lite0 (or compact) "
             "to train a CNN, or drop the option")
+    from .core.ebsd.bands import check_projection_centre
+
     pc, where = args.pc, "--pc"
-    if pc is None:  # the acquisition's, from the pattern file's header (cheap: no patterns are read)
+    if pc is not None:
+        pc = check_projection_centre(pc)  # a typing error shows before the patterns are read
+    patterns, labels = read_labelled_patterns(args.patterns, args.labels)  # a small set; its errors first
+    if pc is None:  # the acquisition's, from the pattern file's header (no patterns are read again)
         pc, where = read_projection_centre(args.patterns), f"the header of {Path(args.patterns).name!r}"
     if pc is None:
         raise MicrostructureError(
             f"--backbone {BAND_PROFILES_METHOD} (the default) needs the projection centre: --pc PCX PCY PCZ "
             f"(Bruker convention), e.g. --pc 0.5 0.3 0.6; {Path(args.patterns).name!r} does not give one. "
             "A CNN needs none: --backbone efficientnet-lite0")
-    from .core.ebsd.bands import check_projection_centre
-
-    pc = check_projection_centre(pc)  # before reading the patterns
     print(f"projection centre (Bruker) {', '.join(f'{v:.4g}' for v in pc)} from {where}", file=sys.stderr)
     threshold = {} if args.confidence_threshold is None else {"confidence_threshold": args.confidence_threshold}
     clf = BandProfileClassifier(pc=pc, seed=args.seed, **threshold)
-    patterns, labels = read_labelled_patterns(args.patterns, args.labels)
     classes, counts = _counts(labels)
     print(f"{len(patterns)} patterns of {patterns.shape[1]} x {patterns.shape[2]} pixels; classes: "
           + ", ".join(f"{c} ({n})" for c, n in zip(classes, counts)), file=sys.stderr)
