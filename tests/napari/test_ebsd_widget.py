@@ -280,5 +280,16 @@ def test_projection_centre_field_follows_the_layer_and_keeps_a_typed_value(make_
     assert widget.pc_edit.text() == ""
     widget.load_model(tmp_path / "bands.pt")
     assert widget.pc_edit.text() == "0.5, 0.3, 0.6" and "not the model's" not in widget.model_label.text()
+    widget.pc_edit.setText("0.47, 0.27, 0.62")  # typed over the model's: a model loaded again keeps it
+    widget.load_model(tmp_path / "bands.pt")
+    assert widget.pc_edit.text() == "0.47, 0.27, 0.62" and "not the model's" in widget.model_label.text()
+    widget.pc_edit.clear()
+    widget.load_model(tmp_path / "bands.pt")
     widget.map_combo.set_layer(a)  # a layer's projection centre replaces a model's
     assert widget.pc_edit.text() == "0.42, 0.21, 0.55"
+    # a model's threshold survives the switch of method that loading it makes
+    widget.backbone_combo.setCurrentText("compact")
+    clf = BandProfileClassifier.from_pretrained(pc=(0.5, 0.3, 0.6))
+    clf.confidence_threshold = 0.5  # the CNN's default value
+    widget.set_classifier(clf)
+    assert widget.backbone_combo.currentText() == "band profiles" and widget.threshold_spin.value() == 0.5

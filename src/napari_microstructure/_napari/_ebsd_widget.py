@@ -552,14 +552,17 @@ class EBSDWidget(DockWidget):
 
     def set_classifier(self, classifier: Any) -> None:
         self.classifier = classifier
+        band = not hasattr(classifier, "models_")
+        # the method first: choosing it moves the threshold to the method's default, the model's then wins
+        self.backbone_combo.setCurrentText(BAND_PROFILES if band else str(classifier.backbone))
         self.threshold_spin.setValue(float(classifier.confidence_threshold))
         classes = ", ".join(str(c) for c in classifier.classes_)
-        if not hasattr(classifier, "models_"):  # band profiles
-            self.backbone_combo.setCurrentText(BAND_PROFILES)
+        if band:
             note = ""
             if classifier.pc is not None:
                 own = self.pc_edit.text().strip()
-                if not own or (self._pc_filled is not None and self._pc_filled[0] == "model"):
+                from_model = self._pc_filled is not None and self._pc_filled[0] == "model" and not self._pc_typed()
+                if not own or from_model:
                     self._set_pc_field(classifier.pc, "model")
                 else:
                     try:
@@ -574,7 +577,6 @@ class EBSDWidget(DockWidget):
             self._update_legend()
             self.refresh_actions()
             return
-        self.backbone_combo.setCurrentText(str(classifier.backbone))
         self.ensemble_spin.setValue(len(classifier.models_))
         self.size_spin.setValue(int(classifier.input_size))
         epochs = classifier.history_.epochs
