@@ -131,12 +131,12 @@ def few_shot(shots, test_sessions, per_session):
     pc = geometry.pc
     zero = BandProfileClassifier.from_pretrained(pc=pc)
     desc = {part: zero.describe(x) for part, (x, _) in test.items()}
-    line = {part: np.mean(zero.classes_[zero._probabilities(desc[part]["features"]).argmax(1)] == y)
+    line = {part: np.mean(zero.classes_[zero.predict_proba_features(desc[part]["features"]).argmax(1)] == y)
             for part, (_, y) in test.items()}
     print(f"  0 per class (zero-shot): seen materials {line['A']:.3f}, held-out materials {line['B']:.3f}")
     per_group = {}
     for part, (_, y) in test.items():
-        pred = zero.classes_[zero._probabilities(desc[part]["features"]).argmax(1)]
+        pred = zero.classes_[zero.predict_proba_features(desc[part]["features"]).argmax(1)]
         per_group[part] = [" ".join(f"{np.mean(pred[y == sg] == sg):.2f}" for sg in SET_A)]
     for n in shots:
         # each labelled session also records SAME_SESSION_TEST patterns more: the rest of the user's map
@@ -151,14 +151,14 @@ def few_shot(shots, test_sessions, per_session):
         clf = BandProfileClassifier(pc=pc).fit(np.concatenate(pats), ys)
         fit_s = time.perf_counter() - t
         same_f, same_y = zero.describe(np.concatenate(same))["features"], np.array(same_y)
-        same_zero = np.mean(zero.classes_[zero._probabilities(same_f).argmax(1)] == same_y)
-        same_pred = clf.classes_[clf._probabilities(same_f).argmax(1)]
+        same_zero = np.mean(zero.classes_[zero.predict_proba_features(same_f).argmax(1)] == same_y)
+        same_pred = clf.classes_[clf.predict_proba_features(same_f).argmax(1)]
         same_pr = weighted_pr(same_y, same_pred)
         print(f"{n:3d} per class, the labelled sessions' other patterns (the user's own map): "
               f"{np.mean(same_pred == same_y):.3f} (P/R {same_pr[0]:.2f}/{same_pr[1]:.2f}; zero-shot {same_zero:.3f})")
         acc = {}
         for part, (_, y) in test.items():
-            pred = clf.classes_[clf._probabilities(desc[part]["features"]).argmax(1)]
+            pred = clf.classes_[clf.predict_proba_features(desc[part]["features"]).argmax(1)]
             acc[part] = (np.mean(pred == y),) + weighted_pr(y, pred)
             per_group[part].append(" ".join(f"{np.mean(pred[y == sg] == sg):.2f}" for sg in SET_A))
         print(f"{n:3d} per class: seen materials {acc['A'][0]:.3f} (P/R {acc['A'][1]:.2f}/{acc['A'][2]:.2f}), "

@@ -176,6 +176,11 @@ def test_save_load_round_trip_and_bad_features(tmp_path):
     assert back.pc == tuple(pc) and back.fit_threshold_ == clf.fit_threshold_
     assert back.symmetry_threshold_ == clf.symmetry_threshold_ > -1
     np.testing.assert_allclose(back.predict_proba(pats), clf.predict_proba(pats), atol=1e-6)
+    # described once, classified from the features: the same probabilities
+    np.testing.assert_allclose(back.predict_proba_features(clf.describe(pats)["features"]),
+                               clf.predict_proba(pats), atol=1e-6)
+    with pytest.raises(MicrostructureError, match=r"features have shape \(3, 10\)"):
+        back.predict_proba_features(np.zeros((3, 10)))
     with pytest.raises(MicrostructureError, match=r"expected \(N, 240\)"):
         BandProfileClassifier(simulation_pretrained=False).fit_features(np.zeros((4, 10)), [221, 221, 225, 225])
     with pytest.raises(MicrostructureError, match="has no training patterns|a classifier needs at least two"):

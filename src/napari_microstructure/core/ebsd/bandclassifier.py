@@ -99,6 +99,15 @@ def no_solution_thresholds(fit: np.ndarray, symmetry: np.ndarray, rate: float) -
     return fit_threshold, symmetry_threshold
 
 
+def _check_features(features: Any) -> np.ndarray:
+    """Band-profile features as float32 (N, N_FEATURES); a clear error for any other shape."""
+    features = np.asarray(features, np.float32)
+    if features.ndim != 2 or features.shape[1] != N_FEATURES:
+        raise MicrostructureError(
+            f"features have shape {features.shape}; expected (N, {N_FEATURES}) band profiles from describe()")
+    return features
+
+
 def _network(n_in: int, hidden: int, n_classes: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Dropout(dropout),
                          nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
@@ -316,10 +325,7 @@ class BandProfileClassifier(Estimator):
                      cancel: Optional[CancelToken] = None) -> "BandProfileClassifier":
         """Train from scratch on band-profile features (the training script's path: simulated profiles)."""
         self._check_params()
-        features = np.asarray(features, np.float32)
-        if features.ndim != 2 or features.shape[1] != N_FEATURES:
-            raise MicrostructureError(
-                f"features have shape {features.shape}; expected (N, {N_FEATURES}) band profiles from describe()")
+        features = _check_features(features)
         labels = check_labels(labels, len(features))
         self._fit(features, labels, resolve_classes(labels), None, progress=progress, cancel=cancel,
                   scratch=True)
@@ -408,6 +414,14 @@ class BandProfileClassifier(Estimator):
         """Label used for "no solution": 0 for integer classes, else ``"no solution"``."""
         check_is_fitted(self)
         return 0 if self.classes_.dtype.kind in "iu" else NO_SOLUTION_TEXT
+
+    def predict_proba_features(self, features: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, n_classes) of band-profile features (``describe(patterns)["features"]``).
+
+        For studies that describe patterns once and classify them with several models.
+        """
+        check_is_fitted(self)
+        return self._probabilities(_check_features(features))
 
     def _probabilities(self, features: np.ndarray) -> np.ndarray:
         x = (np.asarray(features, np.float32) - self.feature_mean_) / self.feature_std_
