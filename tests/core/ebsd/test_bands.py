@@ -261,3 +261,16 @@ def test_bad_max_height_is_named():
     pats, _, pc = _session("Ni", 2, 5)
     with pytest.raises(MicrostructureError, match="max_height=0"):
         BandProfileClassifier.from_pretrained(pc=pc).set_params(max_height=0).predict(pats)
+
+
+def test_patterns_smaller_than_the_training_ones_are_warned_about():
+    """Under 40 pixels high the shipped network sees less than it was trained on: say so (60 x 60: silent)."""
+    import warnings
+
+    clf = BandProfileClassifier.from_pretrained(pc=(0.5, 0.3, 0.6))
+    rng = np.random.default_rng(3)
+    with pytest.warns(UserWarning, match=r"patterns are 32 x 32 pixels, smaller than the 40-100 pixels"):
+        clf.predict(rng.random((2, 32, 32)).astype(np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf.predict(rng.random((2, 60, 60)).astype(np.float32))
