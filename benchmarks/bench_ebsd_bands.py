@@ -31,6 +31,7 @@ Usage: ``python benchmarks/bench_ebsd_bands.py [--quick] [--ni ni9.npz]``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -130,12 +131,12 @@ def few_shot(shots, test_sessions, per_session):
     pc = geometry.pc
     zero = BandProfileClassifier.from_pretrained(pc=pc)
     desc = {part: zero.describe(x) for part, (x, _) in test.items()}
-    line = {part: np.mean(zero.classes_[zero._probabilities(desc[part]["features"]).argmax(1)] == y)
+    line = {part: np.mean(zero.classes_[zero.predict_proba_features(desc[part]["features"]).argmax(1)] == y)
             for part, (_, y) in test.items()}
     print(f"  0 per class (zero-shot): seen materials {line['A']:.3f}, held-out materials {line['B']:.3f}")
     per_group = {}
     for part, (_, y) in test.items():
-        pred = zero.classes_[zero._probabilities(desc[part]["features"]).argmax(1)]
+        pred = zero.classes_[zero.predict_proba_features(desc[part]["features"]).argmax(1)]
         per_group[part] = [" ".join(f"{np.mean(pred[y == sg] == sg):.2f}" for sg in SET_A)]
     for n in shots:
         # each labelled session also records SAME_SESSION_TEST patterns more: the rest of the user's map
@@ -150,14 +151,14 @@ def few_shot(shots, test_sessions, per_session):
         clf = BandProfileClassifier(pc=pc).fit(np.concatenate(pats), ys)
         fit_s = time.perf_counter() - t
         same_f, same_y = zero.describe(np.concatenate(same))["features"], np.array(same_y)
-        same_zero = np.mean(zero.classes_[zero._probabilities(same_f).argmax(1)] == same_y)
-        same_pred = clf.classes_[clf._probabilities(same_f).argmax(1)]
+        same_zero = np.mean(zero.classes_[zero.predict_proba_features(same_f).argmax(1)] == same_y)
+        same_pred = clf.classes_[clf.predict_proba_features(same_f).argmax(1)]
         same_pr = weighted_pr(same_y, same_pred)
         print(f"{n:3d} per class, the labelled sessions' other patterns (the user's own map): "
               f"{np.mean(same_pred == same_y):.3f} (P/R {same_pr[0]:.2f}/{same_pr[1]:.2f}; zero-shot {same_zero:.3f})")
         acc = {}
         for part, (_, y) in test.items():
-            pred = clf.classes_[clf._probabilities(desc[part]["features"]).argmax(1)]
+            pred = clf.classes_[clf.predict_proba_features(desc[part]["features"]).argmax(1)]
             acc[part] = (np.mean(pred == y),) + weighted_pr(y, pred)
             per_group[part].append(" ".join(f"{np.mean(pred[y == sg] == sg):.2f}" for sg in SET_A))
         print(f"{n:3d} per class: seen materials {acc['A'][0]:.3f} (P/R {acc['A'][1]:.2f}/{acc['A'][2]:.2f}), "
@@ -233,6 +234,44 @@ def speed(clf):
           f"(detector set-up once: {setup:.1f} s)")
 
 
+def cluster_speed(clf, rows=64, cols=64, workers=(2,)):
+    """Map throughput in this process against a ``LocalCluster`` of worker processes (one thread each).
+
+    The map repeats 400 simulated Ni patterns (60 x 60) to ``rows x cols``: every pattern costs the
+    indexer the same work whatever it shows. Cluster start-up is printed apart from the map's time.
+    """
+    from distributed import Client, LocalCluster
+
+    from napari_microstructure.core.ebsd.simulate import ALL_MATERIALS
+
+    header(f"map speed, {rows} x {cols} patterns of 60 x 60: this process against worker processes")
+    print(f"load average at start: {os.getloadavg()[0]:.1f}", flush=True)
+    pats, _, pc = session_of(ALL_MATERIALS["Ni"], 400, 1, None)
+    pats = np.ascontiguousarray(pats[:, :60, :60])
+    pattern_map = pats[np.arange(rows * cols) % len(pats)].reshape(rows, cols, 60, 60)
+    clf.set_params(pc=pc)
+    clf.classify_map(pattern_map[:1, :8])  # detector set-up, once
+    t = time.perf_counter()
+    ref = clf.classify_map(pattern_map, chunk_size=1024)
+    dt = time.perf_counter() - t
+    print(f"this process: {rows * cols / dt:.1f} patterns/s ({dt:.1f} s)", flush=True)
+    for n in workers:
+        t = time.perf_counter()
+        with LocalCluster(n_workers=n, processes=True, threads_per_worker=1, dashboard_address=None,
+                          silence_logs=40) as lc, Client(lc, set_as_default=False) as client:
+            start = time.perf_counter() - t
+            t = time.perf_counter()
+            clf.classify_map(pattern_map[:n, :8], client=client)  # each worker sets up its detector once
+            setup = time.perf_counter() - t
+            t = time.perf_counter()
+            res = clf.classify_map(pattern_map, chunk_size=256, client=client)
+            dt = time.perf_counter() - t
+        print(f"{n} worker process(es) x 1 thread: {rows * cols / dt:.1f} patterns/s ({dt:.1f} s; cluster start "
+              f"{start:.1f} s, detector set-up {setup:.1f} s; labels equal to this process: "
+              f"{np.array_equal(res.labels, ref.labels)})", flush=True)
+    print(f"load average at end: {os.getloadavg()[0]:.1f}")
+
+
 def large(clf, n=48, size=240):
     """Patterns of a modern detector (240 x 240): binned to ``max_height`` (default) against native."""
     import dataclasses
@@ -282,7 +321,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer sessions (a smoke run)")
     ap.add_argument("--ni", default=None, help="dump of bench_ebsd_real_ni.py --dump (with 'pc')")
-    ap.add_argument("--only", default=None, help="comma-separated sections: named,heldout,fewshot,dual,open,speed,large")
+    ap.add_argument("--only", default=None, help="comma-separated sections: named,heldout,fewshot,dual,open,speed,large; "
+                                                   "also cluster (not run by default)")
     args = ap.parse_args()
     from napari_microstructure.core.ebsd.bandclassifier import BandProfileClassifier
 
@@ -304,6 +344,8 @@ def main() -> None:
         speed(clf)
     if run("large"):
         large(clf)
+    if only is not None and "cluster" in only:  # not in the default run: it starts worker processes
+        cluster_speed(clf)
     if args.ni:
         real_ni(clf, args.ni)
 

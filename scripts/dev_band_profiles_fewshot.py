@@ -56,7 +56,7 @@ def main() -> None:
         features = {k: zero.describe(p)["features"] for k, (p, _) in test.items()}
 
         def accuracy(clf):
-            return [float(np.mean(clf.classes_[clf._probabilities(features[k]).argmax(1)] == test[k][1]))
+            return [float(np.mean(clf.classes_[clf.predict_proba_features(features[k]).argmax(1)] == test[k][1]))
                     for k in ("seen", "held-out")]
 
         rows = {"zero-shot": accuracy(zero)}

@@ -34,7 +34,7 @@ def main(paths: list[str]) -> None:
                 model.set_params(pc=session.geometry.pc)
                 if features is None:  # the search does not depend on the model
                     features = model.describe(patterns)["features"]
-                predictions[i] += model.classes_[model._probabilities(features).argmax(1)].tolist()
+                predictions[i] += model.classes_[model.predict_proba_features(features).argmax(1)].tolist()
             truth += [sg] * len(patterns)
     truth = np.array(truth)
     for path, pred in zip(paths, predictions):

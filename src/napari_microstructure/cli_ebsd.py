@@ -124,7 +124,8 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     m.add_argument("--probabilities", action="store_true",
                    help="also write probabilities.tif (rows, cols, n_classes) float32")
     m.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="dask scheduler address (e.g. tcp://host:8786): classify on that cluster "
+                   help="dask scheduler address (e.g. tcp://host:8786): classify on that cluster; 'local' or "
+                        "'local:N': worker processes on this machine, one per core or N "
                         "(default: $NAPARI_MICROSTRUCTURE_SCHEDULER, else this process)")
     m.add_argument("--store", default=None, metavar="PATH.zarr",
                    help="also write the whole result to a zarr store as it is computed "

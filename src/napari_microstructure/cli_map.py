@@ -38,7 +38,8 @@ def register(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParse
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="dask scheduler address (e.g. tcp://host:8786): compute the tiles on that cluster "
+                   help="dask scheduler address (e.g. tcp://host:8786): compute the tiles on that cluster; "
+                        "'local' or 'local:N': worker processes on this machine "
                         "(default: $NAPARI_MICROSTRUCTURE_SCHEDULER, else this process)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing .zarr output")
     p.set_defaults(func=run_map)

@@ -143,6 +143,44 @@ def test_connect_refuses_bad_clients_clearly(monkeypatch):
         assert none is None
 
 
+def test_local_worker_processes_map_band_profiles_like_this_process():
+    """``client="local:2"``: worker processes started for one map, the same map as in process, then closed."""
+    from napari_microstructure.core.ebsd.bandclassifier import BandProfileClassifier
+
+    rng = np.random.default_rng(4)
+    session = S.sample_session(S.ALL_MATERIALS["Ni"], rng)
+    pats = S.simulate_session(session, 12, rng, pc_scan=0.0).reshape(3, 4, *session.geometry.shape)
+    clf = BandProfileClassifier.from_pretrained(pc=session.geometry.pc)
+    ref = clf.classify_map(pats)
+    opened = []
+    real_connect = C._local_client
+
+    def spy(distributed_module, spec):
+        cm = real_connect(distributed_module, spec)
+        opened.append(cm)
+        return cm
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(C, "_local_client", spy):
+        res = clf.classify_map(pats, chunk_size=5, client="local:2")
+    assert len(opened) == 1
+    np.testing.assert_array_equal(res.labels, ref.labels)
+    np.testing.assert_allclose(res.probabilities, ref.probabilities, atol=1e-6)
+    np.testing.assert_allclose(res.detector_euler, ref.detector_euler, atol=1e-5)
+    with C.connect("LOCAL:1") as c:
+        assert len(c.scheduler_info()["workers"]) == 1
+    assert c.status == "closed"  # the call's cluster is gone with it
+
+
+@pytest.mark.parametrize("spec", ["local:0", "local:two", "local:-1"])
+def test_local_worker_count_refused_by_name(spec):
+    with pytest.raises(C.ClusterError, match="'local:N' with N >= 1"):
+        with C.connect(spec):
+            pass
+    assert C.local_workers("local") == max(1, os.cpu_count() or 1) and C.local_workers("local:3") == 3
+
+
 def test_command_line_on_a_scheduler_with_stores(client, small_ebsd_map, small_micrograph_model, tmp_path, capsys):
     import tifffile
 

@@ -180,6 +180,19 @@ def test_band_profiles_shipped_and_fine_tuned(viewer_with_sample, tmp_path):
     assert len(table) == widget.result.labels.size and indexed.mean() >= 0.8
     assert np.all(np.abs(table[indexed, 5:8]).sum(1) > 0) and np.all(table[~indexed, 5:8] == 0)
     assert "orientations" in widget.status.text()
+    # the acquisition's tilts turn the orientations into the sample frame: the IPF layer and the export follow
+    from napari_microstructure.io.ebsd.export import write_map
+
+    assert widget.tilts() == {"sample_tilt_deg": 70.0, "detector_tilt_deg": 0.0}  # the sample file gives none
+    before = ipf.data.copy()
+    widget.detector_tilt_spin.setValue(8.0)
+    assert not np.allclose(ipf.data[..., :3], before[..., :3])
+    np.testing.assert_array_equal(ipf.data[..., 3], before[..., 3])  # the same points have a solution
+    widget.export_map(tmp_path / "tilted.ctf")
+    write_map(tmp_path / "api.ctf", widget.result, step_size_um=0.5, sample_tilt_deg=70, detector_tilt_deg=8)
+    assert (tmp_path / "tilted.ctf").read_text() == (tmp_path / "api.ctf").read_text()
+    tilted = (tmp_path / "tilted.ctf").read_text().splitlines()
+    assert tilted[-1] != lines[-1] or tilted[-2] != lines[-2]
     widget.save_model(tmp_path / "bands.pt")
     widget.classifier = None
     widget.pc_edit.clear()
@@ -273,7 +286,8 @@ def test_projection_centre_field_follows_the_layer_and_keeps_a_typed_value(make_
     widget.load_model(tmp_path / "bands.pt")
     assert widget.pc_edit.text() == "0.42, 0.21, 0.55"
     assert "not the model's (0.5, 0.3, 0.6)" in widget.model_label.text()
-    widget.classify()
+    with pytest.warns(UserWarning, match="16 x 16 pixels"):  # tiny noise patterns: only the PC is checked
+        widget.classify()
     assert widget.classifier.pc == pytest.approx((0.42, 0.21, 0.55))
     # with no layer projection centre, the model's fills the empty field
     widget.map_combo.set_layer(c)
@@ -293,3 +307,15 @@ def test_projection_centre_field_follows_the_layer_and_keeps_a_typed_value(make_
     clf.confidence_threshold = 0.5  # the CNN's default value
     widget.set_classifier(clf)
     assert widget.backbone_combo.currentText() == "band profiles" and widget.threshold_spin.value() == 0.5
+
+
+def test_tilts_come_from_the_chosen_pattern_layer(viewer_with_sample):
+    """A pattern layer whose reader found the acquisition's tilts sets the Tilts fields; one without keeps them."""
+    viewer, widget = viewer_with_sample
+    assert widget.tilts() == {"sample_tilt_deg": 70.0, "detector_tilt_deg": 0.0}
+    viewer.add_image(np.zeros((2, 3, 8, 8), np.float32), name="tilted patterns",
+                     metadata={"sample_tilt_deg": 65.0, "detector_tilt_deg": 9.5})
+    widget.map_combo.setCurrentText("tilted patterns")
+    assert widget.tilts() == {"sample_tilt_deg": 65.0, "detector_tilt_deg": 9.5}
+    widget.map_combo.setCurrentText("Ni-Ni3Al sample patterns")  # no tilts in its metadata: the fields stay
+    assert widget.tilts() == {"sample_tilt_deg": 65.0, "detector_tilt_deg": 9.5}

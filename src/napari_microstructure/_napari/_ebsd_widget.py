@@ -57,6 +57,8 @@ SOURCE_LAYER = "Labelled patterns of the layer (sample)"
 RESULT_SUFFIXES = ("space groups", "confidence", "no solution", "orientation IPF-Z")
 #: the Backbone choice that trains a :class:`~napari_microstructure.core.ebsd.bandclassifier.BandProfileClassifier`
 BAND_PROFILES = "band profiles"
+#: tilts (degrees) when the pattern file does not give them: the usual EBSD geometry
+DEFAULT_SAMPLE_TILT, DEFAULT_DETECTOR_TILT = 70.0, 0.0
 #: what a painted label value's class cell says until the user types a space group
 ASK_SPACE_GROUP = "type a space group, e.g. 225"
 
@@ -235,11 +237,33 @@ class EBSDWidget(DockWidget):
         self.fraction_table.verticalHeader().setVisible(False)
         self.fraction_table.setMaximumHeight(130)
         rv.addWidget(self.fraction_table)
+        self.sample_tilt_spin = QDoubleSpinBox()
+        self.sample_tilt_spin.setRange(0.0, 90.0)
+        self.sample_tilt_spin.setDecimals(1)
+        self.sample_tilt_spin.setValue(DEFAULT_SAMPLE_TILT)
+        self.sample_tilt_spin.setSuffix(" °")
+        self.detector_tilt_spin = QDoubleSpinBox()
+        self.detector_tilt_spin.setRange(-90.0, 90.0)
+        self.detector_tilt_spin.setDecimals(1)
+        self.detector_tilt_spin.setValue(DEFAULT_DETECTOR_TILT)
+        self.detector_tilt_spin.setSuffix(" °")
+        tilt_tip = ("the acquisition's tilts: the sample's from the horizontal, the detector's from the vertical "
+                    "(degrees). They turn each pattern's orientation into the sample frame: the IPF-Z layer "
+                    "and the exported Euler angles. Filled from the pattern file when it gives them.")
+        row = QHBoxLayout()
+        for text, spin in (("Tilts: sample", self.sample_tilt_spin), ("detector", self.detector_tilt_spin)):
+            label = QLabel(text)
+            label.setToolTip(tilt_tip)
+            spin.setToolTip(tilt_tip)
+            spin.valueChanged.connect(self._tilts_changed)
+            row.addWidget(label)
+            row.addWidget(spin, 1)
+        rv.addLayout(row)
         self.export_button = QPushButton("Export .ang / .ctf…")
         self.export_button.setToolTip(
             "write the map for orix, MTEX and vendor software: phase per point, the step size, the "
-            "confidence and, from the band-profile classifier, each point's orientation (sample tilt 70, "
-            "detector tilt 0 degrees; other tilts: write_map in the console)")
+            "confidence and, from the band-profile classifier, each point's orientation in the sample frame "
+            "(for the tilts above)")
         self.export_button.setEnabled(False)
         self.export_button.clicked.connect(self._on_export_clicked)
         rv.addWidget(self.export_button)
@@ -251,6 +275,8 @@ class EBSDWidget(DockWidget):
         self.viewer.layers.events.removed.connect(self._refresh_layers)
         self.labels_combo.currentIndexChanged.connect(self._refresh_class_table)
         self.map_combo.currentIndexChanged.connect(self._fill_projection_centre)
+        self.map_combo.currentIndexChanged.connect(lambda *_: self._tilts_from_layer(self.map_combo.currentData()))
+        self._tilts_from_layer(self.map_combo.currentData())
         self.viewer.mouse_drag_callbacks.append(self._on_click)
         self._watched: set[int] = set()
         self._refresh_layers()
@@ -656,7 +682,7 @@ class EBSDWidget(DockWidget):
                 "the map's step size is unknown (its file does not give one); in napari's console: "
                 "from napari_microstructure.io.ebsd.export import write_map; "
                 "write_map(path, widget.result, step_size_um=0.5)  # micrometres")
-        written = write_map(path, self.result, step_size_um=step)
+        written = write_map(path, self.result, step_size_um=step, **self.tilts())
         what = "phases and orientations" if self.result.detector_euler is not None else "phases"
         self.set_status(f"wrote {what} to {written}")
 
@@ -756,10 +782,30 @@ class EBSDWidget(DockWidget):
                         "Click the map to see a pattern.")
         self.show_scale_bar()
 
-    @staticmethod
-    def _ipf_image(result: Any) -> np.ndarray:
-        """RGBA (rows, cols, 4) float32: IPF-Z colours (sample tilt 70, detector tilt 0), clear where not indexed."""
-        rgb = result.ipf_colours()
+    def tilts(self) -> dict[str, float]:
+        """The Tilts fields: ``sample_tilt_deg`` and ``detector_tilt_deg`` (as ``write_map`` takes them)."""
+        return {"sample_tilt_deg": float(self.sample_tilt_spin.value()),
+                "detector_tilt_deg": float(self.detector_tilt_spin.value())}
+
+    def _tilts_changed(self, *_: Any) -> None:
+        """New tilts: the IPF-Z layer of the current map follows (the export reads them when it runs)."""
+        if self.result is None or getattr(self.result, "detector_euler", None) is None:
+            return
+        name = f"{self._result_base()} {RESULT_SUFFIXES[3]}"
+        if name in self.viewer.layers:
+            self.viewer.layers[name].data = self._ipf_image(self.result)
+
+    def _tilts_from_layer(self, layer: Any) -> None:
+        """Take the acquisition's tilts from a pattern layer's metadata (put there by the reader), if it has them."""
+        meta = getattr(layer, "metadata", {}) or {}
+        for key, spin in (("sample_tilt_deg", self.sample_tilt_spin), ("detector_tilt_deg", self.detector_tilt_spin)):
+            value = meta.get(key)
+            if value is not None and np.isfinite(float(value)):
+                spin.setValue(float(value))
+
+    def _ipf_image(self, result: Any) -> np.ndarray:
+        """RGBA (rows, cols, 4) float32: IPF-Z colours for the Tilts fields, clear where not indexed."""
+        rgb = result.ipf_colours(**self.tilts())
         alpha = (~np.asarray(result.no_solution)).astype(np.float32)[..., None]
         return np.concatenate([rgb.astype(np.float32), alpha], -1)
 

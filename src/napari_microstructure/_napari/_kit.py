@@ -261,7 +261,7 @@ class ModelFileRow(QWidget):
 
 
 class SchedulerEdit(QLineEdit):
-    """Where maps run: a dask scheduler address, or empty for this process (docs/scaling.md).
+    """Where maps run: a dask scheduler address, ``local[:N]``, or empty for this process (docs/scaling.md).
 
     Empty means what the API's ``client=None`` means: the client created in this
     process if any, else ``$NAPARI_MICROSTRUCTURE_SCHEDULER``, else threads here.
@@ -269,8 +269,9 @@ class SchedulerEdit(QLineEdit):
 
     def __init__(self, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
-        self.setPlaceholderText("this process (or tcp://host:8786)")
-        self.setToolTip("dask.distributed scheduler to run maps on, e.g. tcp://10.0.0.5:8786; "
+        self.setPlaceholderText("this process (or local, tcp://host:8786)")
+        self.setToolTip("dask.distributed scheduler to run maps on, e.g. tcp://10.0.0.5:8786; 'local' or "
+                        "'local:N': worker processes on this machine, started for the map (one per core, or N); "
                         "empty: this process (or $NAPARI_MICROSTRUCTURE_SCHEDULER)")
 
     def client(self) -> Optional[str]:

@@ -5,8 +5,9 @@ both "one model, many independent pieces of work". This module is the one
 place that sends such work to a cluster:
 
 - :func:`connect` turns what the user gave (a ``distributed.Client``, a
-  scheduler address such as ``"tcp://10.0.0.5:8786"``, or nothing) into a
-  client, and closes a client it opened itself.
+  scheduler address such as ``"tcp://10.0.0.5:8786"``, ``"local"`` or
+  ``"local:N"`` for worker processes on this machine, or nothing) into a
+  client, and closes a client (and a local cluster) it opened itself.
 - :func:`run_tasks` ships the shared object (the fitted classifier and its
   settings) to every worker **once**, as a worker plugin
   (:class:`._worker_cache.SharedObjectPlugin`) that installs it in each
@@ -44,6 +45,8 @@ from .nn.progress import CancelToken, check_cancel
 
 #: Environment variable naming a scheduler address used when no client is given.
 SCHEDULER_ENV = "NAPARI_MICROSTRUCTURE_SCHEDULER"
+#: The "address" of worker processes on this machine: ``"local"`` (one per core) or ``"local:N"``.
+LOCAL = "local"
 
 ClientLike = Union[None, str, Any]
 
@@ -73,7 +76,11 @@ def connect(client: ClientLike = None, timeout_s: float = 10.0) -> Iterator[Opti
     client : distributed.Client, str or None
         A client (used as it is, not closed); a scheduler address such as
         ``"tcp://host:8786"`` (a client is opened for the call and closed
-        after it); or None: the default client if one was created in this
+        after it); ``"local"`` or ``"local:N"``: a cluster of worker
+        processes on this machine (one per core, or N; one thread each),
+        started for the call (a few seconds) and closed after it, which pays
+        off for work that keeps a core busy per task (band-profile EBSD maps);
+        or None: the default client if one was created in this
         process (``distributed.Client(...)``), else the scheduler named by the
         environment variable ``NAPARI_MICROSTRUCTURE_SCHEDULER``, else None.
     timeout_s : float
@@ -106,6 +113,10 @@ def connect(client: ClientLike = None, timeout_s: float = 10.0) -> Iterator[Opti
         yield None
         return
     distributed = _import_distributed()
+    if address.split(":")[0].lower() == LOCAL:
+        with _local_client(distributed, address) as own:
+            yield own
+        return
     try:
         own = distributed.Client(address, timeout=timeout_s, set_as_default=False)
     except (OSError, TimeoutError) as exc:
@@ -117,6 +128,39 @@ def connect(client: ClientLike = None, timeout_s: float = 10.0) -> Iterator[Opti
         yield own
     finally:
         own.close()
+
+
+def local_workers(spec: str) -> int:
+    """Worker processes named by ``"local"`` (one per core) or ``"local:N"``; a clear error otherwise."""
+    _, _, count = spec.strip().partition(":")
+    if not count:
+        return max(1, os.cpu_count() or 1)
+    try:
+        n = int(count)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ClusterError(f"{spec!r}: give 'local' (one worker process per core) or 'local:N' with N >= 1 "
+                           "worker processes")
+    return n
+
+
+@contextlib.contextmanager
+def _local_client(distributed: Any, spec: str) -> Iterator[Any]:
+    """A client of a new cluster of worker processes on this machine (one thread each), closed after use."""
+    import logging
+
+    n = local_workers(spec)
+    cluster = distributed.LocalCluster(n_workers=n, processes=True, threads_per_worker=1,
+                                       dashboard_address=None, silence_logs=logging.ERROR)
+    try:
+        own = distributed.Client(cluster, set_as_default=False)
+        try:
+            yield own
+        finally:
+            own.close()
+    finally:
+        cluster.close()
 
 
 def _default_client() -> Optional[Any]:

@@ -176,6 +176,11 @@ def test_save_load_round_trip_and_bad_features(tmp_path):
     assert back.pc == tuple(pc) and back.fit_threshold_ == clf.fit_threshold_
     assert back.symmetry_threshold_ == clf.symmetry_threshold_ > -1
     np.testing.assert_allclose(back.predict_proba(pats), clf.predict_proba(pats), atol=1e-6)
+    # described once, classified from the features: the same probabilities
+    np.testing.assert_allclose(back.predict_proba_features(clf.describe(pats)["features"]),
+                               clf.predict_proba(pats), atol=1e-6)
+    with pytest.raises(MicrostructureError, match=r"features have shape \(3, 10\)"):
+        back.predict_proba_features(np.zeros((3, 10)))
     with pytest.raises(MicrostructureError, match=r"expected \(N, 240\)"):
         BandProfileClassifier(simulation_pretrained=False).fit_features(np.zeros((4, 10)), [221, 221, 225, 225])
     with pytest.raises(MicrostructureError, match="has no training patterns|a classifier needs at least two"):
@@ -256,3 +261,16 @@ def test_bad_max_height_is_named():
     pats, _, pc = _session("Ni", 2, 5)
     with pytest.raises(MicrostructureError, match="max_height=0"):
         BandProfileClassifier.from_pretrained(pc=pc).set_params(max_height=0).predict(pats)
+
+
+def test_patterns_smaller_than_the_training_ones_are_warned_about():
+    """Under 40 pixels high the shipped network sees less than it was trained on: say so (60 x 60: silent)."""
+    import warnings
+
+    clf = BandProfileClassifier.from_pretrained(pc=(0.5, 0.3, 0.6))
+    rng = np.random.default_rng(3)
+    with pytest.warns(UserWarning, match=r"patterns are 32 x 32 pixels, smaller than the 40-100 pixels"):
+        clf.predict(rng.random((2, 32, 32)).astype(np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf.predict(rng.random((2, 60, 60)).astype(np.float32))
