@@ -67,12 +67,12 @@ def test_demo_quick_run(tmp_path):
     for name in ("report.md", "report.json", "model.pt", "loss_curve.png", "predictions.png"):
         assert (tmp_path / "out" / name).is_file(), name
     assert len(report["held_out"]) == 4
-    # EBSD: the bundled dual-phase map, with no labels and fine-tuned on 20 labelled patterns per phase
+    # EBSD: the bundled dual-phase map, with no labels and fine-tuned on its 150 labelled patterns per phase
     assert (tmp_path / "out" / "ebsd_map.png").is_file()
     runs = list(report["ebsd"]["runs"].values())
     assert len(runs) == 2 and all(0 <= r["pixel_accuracy"] <= 1 for r in runs)
     true_fraction = report["ebsd"]["true_ni3al_fraction"]
-    assert runs[1]["pixel_accuracy"] >= 0.9 and abs(runs[1]["ni3al_fraction"] - true_fraction) <= 0.05
+    assert runs[1]["pixel_accuracy"] >= 0.95 and abs(runs[1]["ni3al_fraction"] - true_fraction) <= 0.03
     assert "EBSD" in (tmp_path / "out" / "report.md").read_text()
     for row in report["held_out"]:
         assert sum(row["probabilities"]) == pytest.approx(1.0)
