@@ -144,3 +144,37 @@ def test_vendor_projection_centre_from_kikuchipy_detector():
     with pytest.warns(UserWarning, match="x.up2"):
         bad = SimpleNamespace(detector=SimpleNamespace(pc=np.array([0.5, 0.3, -1.0])))
         assert vendor.detector_projection_centre(bad, "x.up2") is None
+
+
+@pytest.mark.parametrize("layout", ["kikuchipy", "edax", "bruker"])
+def test_h5ebsd_tilts_reach_the_layer_metadata(tmp_path, layout):
+    """The acquisition's tilts, where each layout's header keeps them (kikuchipy 0.13.1 reads the kikuchipy and
+    EDAX files written here as sample tilt 65, detector tilt 8; for Bruker it looks for 'Sample Tilt', while
+    Bruker's header, as orix lists it, names it 'SampleTilt', which is what is written and read here)."""
+    from napari_microstructure._napari._ebsd_reader import layer_data_for
+
+    path = tmp_path / f"{layout}.h5"
+    h5ebsd.file_writer(path, _map(), layout=layout, tilts_deg=(65.0, 8.0))
+    data = eio.load_patterns(path)
+    try:
+        assert data.metadata["sample_tilt_deg"] == pytest.approx(65.0)
+        assert data.metadata["detector_tilt_deg"] == pytest.approx(8.0)
+        for _, kwargs, _ in layer_data_for(data, "m"):
+            assert kwargs["metadata"]["sample_tilt_deg"] == pytest.approx(65.0)
+            assert kwargs["metadata"]["detector_tilt_deg"] == pytest.approx(8.0)
+    finally:
+        data.close()
+    plain = tmp_path / f"{layout}-plain.h5"
+    h5ebsd.file_writer(plain, _map(), layout=layout)
+    assert "sample_tilt_deg" not in _read(plain).metadata  # no header field: nothing is made up
+
+
+def test_implausible_tilt_is_ignored_with_a_warning(tmp_path):
+    path = tmp_path / "k.h5"
+    h5ebsd.file_writer(path, _map(), layout="kikuchipy", tilts_deg=(170.0, 5.0))
+    with pytest.warns(UserWarning, match=r"'sample_tilt' \(170.0\) is not a tilt in 0-90 degrees"):
+        data = _read(path)
+    assert "sample_tilt_deg" not in data.metadata and data.metadata["detector_tilt_deg"] == pytest.approx(5.0)
+    # the file kikuchipy wrote holds its detector's tilts (its defaults, 70 and 0)
+    kp = _read(DATA / "kikuchipy_0.13.1_map_2x3_12x16.h5").metadata
+    assert (kp["sample_tilt_deg"], kp["detector_tilt_deg"]) == (pytest.approx(70.0), pytest.approx(0.0))

@@ -92,6 +92,9 @@ def layer_data_for(data, name: str) -> list:
             "pattern_shape": (h, w), "step_size_um": tuple(data.step_size_um) if data.step_size_um else None,
             "projection_centre": ([float(v) for v in data.projection_centre]
                                   if data.projection_centre is not None else None)}
+    for key in ("sample_tilt_deg", "detector_tilt_deg"):  # the acquisition's tilts, where the file gives them
+        if data.metadata.get(key) is not None:
+            meta[key] = float(data.metadata[key])
     # the map in micrometres when the file gives its step size (napari's scale bar then reads um)
     if data.step_size_um:
         sy, sx = (float(s) for s in data.step_size_um)

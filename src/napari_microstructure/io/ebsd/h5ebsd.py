@@ -27,6 +27,12 @@ EDAX          ``EBSD/Header/Pattern Center Calibration/``     EDAX/TSL, converte
 Bruker Nano   ``EBSD/Data/PCX``, ``PCY``, ``DD``              Bruker, one value per pattern
 ============  ==============================================  ==================================
 
+The acquisition's tilts go into :attr:`PatternData.metadata` as
+``sample_tilt_deg`` and ``detector_tilt_deg`` where the header holds them
+(:data:`TILT_KEYS`: kikuchipy ``sample_tilt`` / ``elevation_angle``, EDAX
+``Sample Tilt`` / ``Camera Elevation Angle``, Bruker ``SampleTilt`` / ``CameraTilt``);
+values outside :data:`TILT_RANGES` are left out with a warning.
+
 Per-pattern values are averaged over the map. An implausible one (an
 uncalibrated EDAX header stores zeros) is ignored with a warning. Reading is lazy (a dask array over the h5py dataset, chunked as in the
 file); the file stays open until :meth:`PatternData.close`.
@@ -212,6 +218,7 @@ def _read(f, filename, lazy, scan_group):
     for key in ("KV", "Pattern Center Calibration", "PCX", "PCY", "DD", "beam_energy"):
         if key in hd:
             meta[key] = hd[key]
+    meta.update(_tilts(hd, man, filename))
     return PatternData(data, step, f"h5ebsd-{man.split()[0]}", filename, meta, projection_centre=pc, _close=close)
 
 
@@ -246,10 +253,43 @@ def _projection_centre(group, hd: dict, man: str, shape: tuple[int, int], filena
     return None
 
 
+#: Header fields of the acquisition's tilts (degrees), per layout: sample tilt, detector (camera) tilt.
+TILT_KEYS = {"kikuchipy": (("sample_tilt",), ("elevation_angle",)),
+             "edax": (("Sample Tilt",), ("Camera Elevation Angle",)),
+             "bruker nano": (("SampleTilt", "Sample Tilt"), ("CameraTilt",))}
+#: Plausible tilts (degrees): the sample's from the horizontal, the detector's from the vertical.
+TILT_RANGES = {"sample_tilt_deg": (0.0, 90.0), "detector_tilt_deg": (-90.0, 90.0)}
+
+
+def _tilts(hd: dict, man: str, filename: str) -> dict[str, float]:
+    """``sample_tilt_deg`` / ``detector_tilt_deg`` from the header where the layout keeps them.
+
+    A value outside :data:`TILT_RANGES` (or not a number) is left out with a warning naming the
+    file: the orientations then use the defaults the user can see and change.
+    """
+    import warnings
+
+    out: dict[str, float] = {}
+    for name, keys in zip(("sample_tilt_deg", "detector_tilt_deg"), TILT_KEYS.get(man, ((), ()))):
+        key = next((k for k in keys if k in hd), None)
+        if key is None:
+            continue
+        value = _mean(hd[key])
+        lo, hi = TILT_RANGES[name]
+        if np.isfinite(value) and lo <= value <= hi:
+            out[name] = value
+        else:
+            warnings.warn(f"{filename}: the header's {key!r} ({value}) is not a tilt in {lo:g}-{hi:g} degrees; "
+                          "it is ignored (type the acquisition's tilt in the EBSD widget's Tilts fields)",
+                          UserWarning, stacklevel=4)
+    return out
+
+
 def file_writer(filename: Union[str, os.PathLike], patterns: np.ndarray, layout: str = "kikuchipy",
                 step_size_um: Sequence[float] = (1.0, 1.0), scan_group: str = "Scan 1",
                 chunk_patterns: int = 256,
-                projection_centre: Optional[Sequence[float]] = None) -> Path:
+                projection_centre: Optional[Sequence[float]] = None,
+                tilts_deg: Optional[Sequence[float]] = None) -> Path:
     """Write a map (rows, cols, h, w) as an h5ebsd file in one of the layouts.
 
     Meant for export and for tests; it writes the datasets this module reads
@@ -262,6 +302,9 @@ def file_writer(filename: Union[str, os.PathLike], patterns: np.ndarray, layout:
         ``(PCx, PCy, PCz)`` in the Bruker convention, written where the layout
         keeps it (module table): as is for kikuchipy, converted to EDAX/TSL
         for EDAX, once per pattern for Bruker.
+    tilts_deg : (float, float), optional
+        ``(sample tilt, detector tilt)`` in degrees, in the layout's header fields
+        (:data:`TILT_KEYS`).
     """
     import h5py
 
@@ -308,6 +351,9 @@ def file_writer(filename: Union[str, os.PathLike], patterns: np.ndarray, layout:
             sem = g.create_group("EBSD/SEM")
             sem.create_dataset("IY", data=rr.astype(np.int32))
             sem.create_dataset("IX", data=cc.astype(np.int32))
+        if tilts_deg is not None:
+            for keys, value in zip(TILT_KEYS[key], tilts_deg):
+                hdr.create_dataset(keys[0], data=np.float32(value))
         if projection_centre is not None:
             if key == "kikuchipy":
                 for name, value in zip(("pcx", "pcy", "pcz"), projection_centre):
