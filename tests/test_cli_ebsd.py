@@ -114,6 +114,22 @@ def test_band_profiles_map_exports_ang_and_ctf_with_orientations(files, capsys):
     # a later run without --export leaves no stale map files behind
     assert cli.main(["ebsd-map", str(model), str(files / "map.npy"), "-o", str(out)]) == 0
     assert not (out / "map.ang").exists() and not (out / "map.ctf").exists()
+    # without the flags the tilts come from the map file's header (here 65 and 4 degrees), as if typed
+    from napari_microstructure.io.ebsd import h5ebsd
+
+    h5 = files / "tilted-map.h5"
+    h5ebsd.file_writer(h5, np.load(files / "map.npy"), step_size_um=(0.5, 0.5), tilts_deg=(65.0, 4.0),
+                       projection_centre=(0.5, 0.3, 0.6))
+    assert cli.main(["ebsd-map", str(model), str(h5), "-o", str(files / "out-h5"), "--export", "ang"]) == 0
+    assert cli.main(["ebsd-map", str(model), str(files / "map.npy"), "-o", str(files / "out-typed"), "--export",
+                     "ang", "--step-size", "0.5", "--sample-tilt", "65", "--detector-tilt", "4"]) == 0
+
+    def euler(folder):
+        return np.loadtxt([line for line in (folder / "map.ang").read_text().splitlines()
+                           if not line.startswith("#")])[:, :3]
+
+    np.testing.assert_allclose(euler(files / "out-h5"), euler(files / "out-typed"), atol=1e-5)
+    assert not np.allclose(euler(files / "out-h5"), ang[:, :3], atol=1e-3)  # and not the 70 / 4 of the run above
 
 
 def test_default_method_needs_a_projection_centre_from_pc_or_the_file(files, capsys):

@@ -25,7 +25,7 @@ one (the projection centre belongs to the acquisition; a change from the
 model's is printed), else with the model's; with ``--export ang ctf`` also
 ``map.ang`` / ``map.ctf`` (phases, the step size from the file or
 ``--step-size``, and from a band-profile model each point's orientation for
-``--sample-tilt`` / ``--detector-tilt``). Outputs are first written to a
+``--sample-tilt`` / ``--detector-tilt``, by default the map file's, else 70 / 0). Outputs are first written to a
 temporary folder and moved into place only when the whole map is done, so an
 interrupted run (Ctrl-C) leaves no half-written files; outputs of an earlier
 run that this run does not write (e.g. an old ``probabilities.tif``) are then
@@ -117,10 +117,10 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
                         "size (from the map file or --step-size) and, from band-profile models, orientations")
     m.add_argument("--step-size", type=float, default=None, metavar="UM",
                    help="map step in micrometres when the file does not give it")
-    m.add_argument("--sample-tilt", type=float, default=70.0, metavar="DEG",
-                   help="sample tilt for the exported orientations (default 70)")
-    m.add_argument("--detector-tilt", type=float, default=0.0, metavar="DEG",
-                   help="detector tilt for the exported orientations (default 0)")
+    m.add_argument("--sample-tilt", type=float, default=None, metavar="DEG",
+                   help="sample tilt for the exported orientations (default: the map file's, else 70)")
+    m.add_argument("--detector-tilt", type=float, default=None, metavar="DEG",
+                   help="detector tilt for the exported orientations (default: the map file's, else 0)")
     m.add_argument("--probabilities", action="store_true",
                    help="also write probabilities.tif (rows, cols, n_classes) float32")
     m.add_argument("--scheduler", default=None, metavar="ADDRESS",
@@ -297,11 +297,20 @@ def run_map(args: argparse.Namespace) -> int:
         clf.confidence_threshold = args.confidence_threshold
     if args.step_size is not None and not (np.isfinite(args.step_size) and args.step_size > 0):
         raise MicrostructureError(f"--step-size {args.step_size}; give the map step in micrometres (> 0)")
+    data = load_patterns(args.map, lazy=True)
+    # the tilts: as given, else the map file's (h5ebsd headers), else the usual 70 / 0 degrees
+    tilts = {}
+    for name, given, default in (("sample_tilt_deg", args.sample_tilt, 70.0),
+                                 ("detector_tilt_deg", args.detector_tilt, 0.0)):
+        tilts[name] = given if given is not None else float(data.metadata.get(name, default))
     if args.export:  # checked before the map is classified
         from .core.ebsd.orientations import sample_to_detector
 
-        sample_to_detector(args.sample_tilt, args.detector_tilt)
-    data = load_patterns(args.map, lazy=True)
+        try:
+            sample_to_detector(tilts["sample_tilt_deg"], tilts["detector_tilt_deg"])
+        except MicrostructureError:
+            data.close()
+            raise
     if band_model and args.pc is None:
         _projection_centre_of_map(clf, data, Path(args.map).name)
     step_um = float(data.step_size_um[0]) if data.step_size_um else args.step_size
@@ -357,8 +366,7 @@ def run_map(args: argparse.Namespace) -> int:
             from .io.ebsd.export import write_map
 
             for suffix in args.export:
-                write_map(tmp / f"map.{suffix}", result, step_size_um=step_um,
-                          sample_tilt_deg=args.sample_tilt, detector_tilt_deg=args.detector_tilt)
+                write_map(tmp / f"map.{suffix}", result, step_size_um=step_um, **tilts)
                 names.append(f"map.{suffix}")
         if args.probabilities:
             tifffile.imwrite(tmp / "probabilities.tif", np.asarray(result.probabilities))
