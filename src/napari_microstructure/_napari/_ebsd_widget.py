@@ -715,7 +715,7 @@ class EBSDWidget(DockWidget):
             # the key of the IPF-Z layer: the crystal direction along the sample normal
             key = "&nbsp;&nbsp;".join(f'<span style="color:{c}">&#9632;</span> {d}' for c, d in
                                       (("#ff0000", "[001]"), ("#00ff00", "[101]"), ("#0000ff", "[111]")))
-            text += f"<br>orientation IPF-Z: {key}"
+            text += f"<br>orientation IPF-Z: {key}; black: no solution"  # a black square vanishes on the dock
         self.legend.setText(text)
 
     def show_result(self, result: Any) -> None:
@@ -804,10 +804,14 @@ class EBSDWidget(DockWidget):
                 spin.setValue(float(value))
 
     def _ipf_image(self, result: Any) -> np.ndarray:
-        """RGBA (rows, cols, 4) float32: IPF-Z colours for the Tilts fields, clear where not indexed."""
-        rgb = result.ipf_colours(**self.tilts())
-        alpha = (~np.asarray(result.no_solution)).astype(np.float32)[..., None]
-        return np.concatenate([rgb.astype(np.float32), alpha], -1)
+        """RGBA (rows, cols, 4) float32: IPF-Z colours for the Tilts fields, opaque black where not indexed.
+
+        Black is outside the IPF key (its colours have a full channel), whereas the no-solution layer's
+        magenta is the colour of grains between [001] and [111]: showing it through would read as a grain.
+        """
+        rgb = result.ipf_colours(**self.tilts()).astype(np.float32)
+        rgb[np.asarray(result.no_solution)] = 0.0
+        return np.concatenate([rgb, np.ones((*rgb.shape[:2], 1), np.float32)], -1)
 
     # ------------------------------------------------------- pattern view
     def _build_pattern_view(self, layout: QVBoxLayout) -> None:
