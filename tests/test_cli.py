@@ -76,3 +76,29 @@ def test_demo_quick_run(tmp_path):
     assert "EBSD" in (tmp_path / "out" / "report.md").read_text()
     for row in report["held_out"]:
         assert sum(row["probabilities"]) == pytest.approx(1.0)
+
+
+def test_help_and_other_commands_start_without_torch():
+    """Only ``train`` reads the estimator's defaults (a torch import, seconds); ``--help`` starts at once."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom napari_microstructure.cli import main\n"
+            "for argv in ({}):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "    print(argv[0], 'torch' in sys.modules, file=sys.stderr)\n")
+    quick = subprocess.run([sys.executable, "-c", code.format("['--help'], ['ebsd-map', '--help'], ['map', '--help']")],
+                           capture_output=True, text=True, timeout=120)
+    assert quick.stderr.split()[-6:] == ["--help", "False", "ebsd-map", "False", "map", "False"], quick.stderr
+    train = subprocess.run([sys.executable, "-c", code.format("['train', '--help'],")], capture_output=True, text=True,
+                           timeout=120)
+    assert train.stderr.split()[-2:] == ["train", "True"], train.stderr
+    assert "--embedding-dim" in train.stdout
+    # and train's options still default to the estimator's own values
+    from napari_microstructure.cli import build_parser
+    from napari_microstructure.core.micrograph.fewshot import FewShotClassifier
+
+    args = build_parser().parse_args(["train", "images", "-o", "model.pt"])
+    d = FewShotClassifier.default_params()
+    assert (args.backbone, args.loss, args.embedding_dim, args.input_size, args.epochs) == \
+        (d["backbone"], d["loss"], d["embedding_dim"], d["input_size"], d["max_epochs"])

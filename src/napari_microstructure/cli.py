@@ -160,7 +160,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
+    """The command line's parser.
+
+    ``train_defaults``: read the ``train`` options' defaults from
+    :class:`~.core.micrograph.fewshot.FewShotClassifier` (which imports torch,
+    seconds); :func:`main` does so only when the command is ``train``, so that
+    ``--help`` and the other commands start at once.
+    """
     parser = argparse.ArgumentParser(
         prog="napari-microstructure",
         description="Few-shot deep learning for materials microscopy (headless).",
@@ -173,9 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pixel-size", type=float, default=None,
                    help="micrometres per pixel for images without resolution tags")
     # defaults: the estimator's own, so the command line trains what the API trains
-    from .core.micrograph.fewshot import FewShotClassifier
+    if train_defaults:
+        from .core.micrograph.fewshot import FewShotClassifier
 
-    d = FewShotClassifier.default_params()
+        d = FewShotClassifier.default_params()
+    else:  # another command runs: its parse needs no torch import for options it will not read
+        d = dict.fromkeys(("backbone", "loss", "embedding_dim", "input_size", "max_epochs"))
     p.add_argument("--backbone", default=d["backbone"], choices=MICROGRAPH_BACKBONES)
     p.add_argument("--loss", default=d["loss"], choices=LOSSES)
     p.add_argument("--embedding-dim", type=int, default=d["embedding_dim"])
@@ -216,7 +226,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .core._files import os_error_message
     from .core.errors import MicrostructureError, TrainingCancelled
 
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(train_defaults=command == "train").parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except MicrostructureError as exc:
