@@ -252,7 +252,8 @@ def run_demo(output: str = "demo-output", quick: bool = False, show: Optional[bo
               "Figures: " + ", ".join(figures)]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[4:4 + len(rows) + 2]))
-    print("\n".join(line for line in lines if line.startswith("| no labels") or line.startswith("| fine-tuned")))
+    start = next(i for i, line in enumerate(lines) if line.startswith("EBSD:"))
+    print("\n" + "\n".join(lines[start:start + 4 + len(ebsd["runs"])]))
     print(f"\nwrote {out.resolve()}/: report.md, report.json, model.pt, {', '.join(figures)}")
 
     if show is None:
