@@ -178,3 +178,74 @@ def test_implausible_tilt_is_ignored_with_a_warning(tmp_path):
     # the file kikuchipy wrote holds its detector's tilts (its defaults, 70 and 0)
     kp = _read(DATA / "kikuchipy_0.13.1_map_2x3_12x16.h5").metadata
     assert (kp["sample_tilt_deg"], kp["detector_tilt_deg"]) == (pytest.approx(70.0), pytest.approx(0.0))
+
+
+_PC_FIELDS = {"kikuchipy": ("EBSD/Header/pcx", "EBSD/Header/pcy", "EBSD/Header/pcz"),
+              "edax": tuple(f"EBSD/Header/Pattern Center Calibration/{k}" for k in ("x-star", "y-star", "z-star")),
+              "bruker": ("EBSD/Data/PCX", "EBSD/Data/PCY", "EBSD/Data/DD")}
+_TILT_FIELDS = {"kikuchipy": ("EBSD/Header/sample_tilt", "EBSD/Header/elevation_angle"),
+                "edax": ("EBSD/Header/Sample Tilt", "EBSD/Header/Camera Elevation Angle"),
+                "bruker": ("EBSD/Header/SampleTilt", "EBSD/Header/CameraTilt")}
+_BAD_VALUES = {"text": "abc", "nan": np.nan, "empty": np.zeros(0), "null": h5py.Empty("f"), "huge": 1e30,
+               "negative": -5.0}
+
+
+def _edited(tmp_path, layout, field, value):
+    path = tmp_path / f"{layout}.h5"
+    h5ebsd.file_writer(path, _map(), layout=layout, projection_centre=(0.5, 0.3, 0.6), tilts_deg=(70.0, 10.0))
+    with h5py.File(path, "r+") as f:
+        del f["Scan 1"][field]
+        if value is not None:
+            f["Scan 1"][field] = value
+    return path
+
+
+@pytest.mark.parametrize("layout", ["kikuchipy", "edax", "bruker"])
+@pytest.mark.parametrize("which", [0, 2])
+@pytest.mark.parametrize("bad", list(_BAD_VALUES) + ["missing"])
+def test_bad_projection_centre_field_is_ignored_and_named(tmp_path, layout, which, bad):
+    """A PC field that is text, NaN, empty, a null dataset, far off or missing: the read succeeds, the PC is
+    left out and the warning names the file and the field; the tilts and patterns are still read."""
+    field = _PC_FIELDS[layout][which]
+    path = _edited(tmp_path, layout, field, _BAD_VALUES.get(bad))
+    with pytest.warns(UserWarning) as record:
+        data = h5ebsd.file_reader(path, lazy=False)
+    text = " ".join(str(w.message) for w in record)
+    assert path.name in text and Path(field).parent.name in text
+    assert "by hand" in text
+    assert data.projection_centre is None
+    assert data.metadata["sample_tilt_deg"] == pytest.approx(70.0)
+    assert data.metadata["detector_tilt_deg"] == pytest.approx(10.0)
+    assert np.asarray(data.patterns).shape == _map().shape
+
+
+@pytest.mark.parametrize("layout", ["kikuchipy", "edax", "bruker"])
+@pytest.mark.parametrize("which", [0, 1])
+@pytest.mark.parametrize("bad", ["text", "nan", "empty", "null", "huge", "two-values"])
+def test_bad_tilt_field_is_ignored_and_named(tmp_path, layout, which, bad):
+    """A tilt that is text, NaN, empty, a null dataset, out of range or a list of differing values: left out
+    with a warning naming the file and the field; the other tilt and the projection centre are kept."""
+    field = _TILT_FIELDS[layout][which]
+    value = np.array([60.0, 70.0]) if bad == "two-values" else _BAD_VALUES[bad]
+    path = _edited(tmp_path, layout, field, value)
+    with pytest.warns(UserWarning, match=rf"{path.name}: the header's '{Path(field).name}' .* is ignored"):
+        data = h5ebsd.file_reader(path, lazy=False)
+    name, other = ("sample_tilt_deg", "detector_tilt_deg")[::1 if which == 0 else -1]
+    assert name not in data.metadata and other in data.metadata
+    assert data.projection_centre == pytest.approx((0.5, 0.3, 0.6), abs=1e-6)
+
+
+def test_per_pattern_tilt_of_one_value_and_long_per_pattern_tsl_are_read(tmp_path):
+    """A tilt stored once per pattern (all equal) is that tilt; an EDAX PC stored per pattern (over 16 values,
+    which the header summary leaves out) is still averaged, not silently dropped."""
+    path = _edited(tmp_path, "edax", _TILT_FIELDS["edax"][0], np.full(100, 68.0))
+    with h5py.File(path, "r+") as f:
+        cal = f["Scan 1/EBSD/Header/Pattern Center Calibration"]
+        x = float(cal["x-star"][()])
+        del cal["x-star"]
+        cal["x-star"] = np.full(100, x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = h5ebsd.file_reader(path, lazy=False)
+    assert data.metadata["sample_tilt_deg"] == pytest.approx(68.0)
+    assert data.projection_centre == pytest.approx((0.5, 0.3, 0.6), abs=1e-6)

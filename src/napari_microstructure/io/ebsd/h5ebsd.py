@@ -85,7 +85,7 @@ def _header(group) -> dict:
 
     out = {}
     for key, val in group.items():
-        if isinstance(val, h5py.Dataset) and val.size <= 16:
+        if isinstance(val, h5py.Dataset) and (val.size or 0) <= 16:  # size None: an empty (null) dataset
             try:
                 out[key.strip()] = _scalar(val)
             except Exception:  # pragma: no cover - exotic dtypes
@@ -194,6 +194,7 @@ def _read(f, filename, lazy, scan_group):
             f"holds {n}; the scan was interrupted or the file is truncated"
         )
     pc = _projection_centre(group, hd, man, (h, w), filename)  # while the file is open
+    tilts = _tilts(group["EBSD/Header"], man, filename)
     if lazy:
         import dask.array as da
 
@@ -218,7 +219,7 @@ def _read(f, filename, lazy, scan_group):
     for key in ("KV", "Pattern Center Calibration", "PCX", "PCY", "DD", "beam_energy"):
         if key in hd:
             meta[key] = hd[key]
-    meta.update(_tilts(hd, man, filename))
+    meta.update(tilts)
     return PatternData(data, step, f"h5ebsd-{man.split()[0]}", filename, meta, projection_centre=pc, _close=close)
 
 
@@ -231,24 +232,46 @@ def _mean(node) -> float:
     return float(values.mean()) if values.size else float("nan")
 
 
+def _fields(node, keys: tuple[str, ...], where: str, filename: str) -> Optional[tuple[float, ...]]:
+    """The means of ``node[k]`` for each key; None (with a warning naming the missing ones) if not all there.
+
+    No warning when none of the keys is there (the file simply has no calibration).
+    """
+    import warnings
+
+    import h5py
+
+    if not isinstance(node, h5py.Group):
+        return None
+    missing = [k for k in keys if k not in node]
+    if len(missing) == len(keys):
+        return None
+    if missing:
+        warnings.warn(f"{str(filename)!r}: the projection centre in the file ({where}) lacks {', '.join(missing)}; "
+                      "it is ignored: give the projection centre by hand (PCx, PCy, PCz)", UserWarning, stacklevel=4)
+        return None
+    return tuple(_mean(node[k]) for k in keys)
+
+
 def _projection_centre(group, hd: dict, man: str, shape: tuple[int, int], filename: str):
     """The scan's projection centre in the Bruker convention, or None (see the module's table)."""
     if man == "kikuchipy":
-        header = group["EBSD/Header"]
-        if all(k in header for k in ("pcx", "pcy", "pcz")):
-            pc = tuple(_mean(header[k]) for k in ("pcx", "pcy", "pcz"))
-            return plausible_projection_centre(pc, filename, "EBSD/Header/pcx, pcy, pcz")
+        where = "EBSD/Header"
+        pc = _fields(group.get(where), ("pcx", "pcy", "pcz"), f"{where}/pcx, pcy, pcz", filename)
+        return plausible_projection_centre(pc, filename, f"{where}/pcx, pcy, pcz")
     elif man == "edax":
-        cal = hd.get("Pattern Center Calibration")
-        if isinstance(cal, dict) and all(k in cal for k in ("x-star", "y-star", "z-star")):
-            tsl = [_mean(cal[k]) for k in ("x-star", "y-star", "z-star")]
-            return plausible_projection_centre(projection_centre_from_tsl(tsl, shape), filename,
-                                               "EBSD/Header/Pattern Center Calibration, converted from EDAX/TSL")
+        where = "EBSD/Header/Pattern Center Calibration"
+        tsl = _fields(group.get(where), ("x-star", "y-star", "z-star"), where, filename)
+        if tsl is not None:
+            return plausible_projection_centre(projection_centre_from_tsl(list(tsl), shape), filename,
+                                               f"{where}, converted from EDAX/TSL")
     elif man == "bruker nano":
+        import h5py
+
         for where in ("EBSD/Data", "EBSD/Header", "EBSD/SEM"):
             node = group.get(where)
-            if node is not None and all(k in node for k in ("PCX", "PCY", "DD")):
-                pc = tuple(_mean(node[k]) for k in ("PCX", "PCY", "DD"))
+            if isinstance(node, h5py.Group) and any(k in node for k in ("PCX", "PCY", "DD")):
+                pc = _fields(node, ("PCX", "PCY", "DD"), f"{where}/PCX, PCY, DD", filename)
                 return plausible_projection_centre(pc, filename, f"{where}/PCX, PCY, DD")
     return None
 
@@ -261,27 +284,38 @@ TILT_KEYS = {"kikuchipy": (("sample_tilt",), ("elevation_angle",)),
 TILT_RANGES = {"sample_tilt_deg": (0.0, 90.0), "detector_tilt_deg": (-90.0, 90.0)}
 
 
-def _tilts(hd: dict, man: str, filename: str) -> dict[str, float]:
-    """``sample_tilt_deg`` / ``detector_tilt_deg`` from the header where the layout keeps them.
+def _tilts(header, man: str, filename: str) -> dict[str, float]:
+    """``sample_tilt_deg`` / ``detector_tilt_deg`` from the header group where the layout keeps them.
 
-    A value outside :data:`TILT_RANGES` (or not a number) is left out with a warning naming the
-    file: the orientations then use the defaults the user can see and change.
+    A value outside :data:`TILT_RANGES`, not a number, empty, or a list of
+    differing values is left out with a warning naming the file and the field:
+    the orientations then use the defaults the user can see and change.
     """
     import warnings
 
     out: dict[str, float] = {}
+    names = {k.strip(): k for k in header.keys()}  # EDAX pads some names with spaces
     for name, keys in zip(("sample_tilt_deg", "detector_tilt_deg"), TILT_KEYS.get(man, ((), ()))):
-        key = next((k for k in keys if k in hd), None)
+        key = next((k for k in keys if k in names), None)
         if key is None:
             continue
-        value = _mean(hd[key])
+        node = header[names[key]]
+        try:
+            values = np.asarray(node[()] if hasattr(node, "shape") else np.nan, dtype=float).reshape(-1)
+        except (TypeError, ValueError):
+            values = np.full(1, np.nan)
+        value = float(values[0]) if values.size else float("nan")
         lo, hi = TILT_RANGES[name]
-        if np.isfinite(value) and lo <= value <= hi:
+        if values.size > 1 and np.ptp(values) > 0:
+            shown = f"{values.size} different values"
+        elif np.isfinite(value) and lo <= value <= hi:
             out[name] = value
+            continue
         else:
-            warnings.warn(f"{filename}: the header's {key!r} ({value}) is not a tilt in {lo:g}-{hi:g} degrees; "
-                          "it is ignored (type the acquisition's tilt in the EBSD widget's Tilts fields)",
-                          UserWarning, stacklevel=4)
+            shown = f"{value}"
+        warnings.warn(f"{filename}: the header's {key!r} ({shown}) is not a tilt in {lo:g}-{hi:g} degrees; "
+                      "it is ignored (type the acquisition's tilt in the EBSD widget's Tilts fields)",
+                      UserWarning, stacklevel=4)
     return out
 
 
