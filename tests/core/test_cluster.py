@@ -181,6 +181,36 @@ def test_local_worker_count_refused_by_name(spec):
     assert C.local_workers("local") == max(1, os.cpu_count() or 1) and C.local_workers("local:3") == 3
 
 
+@pytest.mark.parametrize("spec, n", [("local:", None), ("local: 2", 2), ("Local:2", 2), (" local :3 ", 3)])
+def test_local_worker_count_spellings(spec, n):
+    """Spaces and case do not matter; ``local:`` with no count is one worker per core."""
+    assert C.local_workers(spec) == (n or max(1, os.cpu_count() or 1))
+
+
+@pytest.mark.parametrize("spec", ["local:1.5", "local:1e3"])
+def test_local_worker_count_must_be_whole(spec):
+    with pytest.raises(C.ClusterError, match="'local:N' with N >= 1"):
+        C.local_workers(spec)
+
+
+def test_local_worker_count_capped_clearly(monkeypatch):
+    """``local:999`` on a small machine: a clear error naming the cores and the largest N, not 999 processes."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert C.local_workers("local:8") == 8
+    with pytest.raises(C.ClusterError, match=r"'local:999' asks for 999 worker processes .* 2 cores.*N <= 8"):
+        with C.connect("local:999"):
+            pass
+
+
+def test_localhost_is_a_scheduler_address_not_a_local_cluster():
+    """``localhost:8786`` goes to a scheduler (unreachable here), never to worker processes of this machine."""
+    with pytest.raises(C.ClusterError, match="is not a local cluster"):
+        C.local_workers("localhost:8786")
+    with pytest.raises(C.ClusterError, match="could not reach a dask scheduler at 'localhost:1'"):
+        with C.connect("localhost:1", timeout_s=1):
+            pass
+
+
 def test_command_line_on_a_scheduler_with_stores(client, small_ebsd_map, small_micrograph_model, tmp_path, capsys):
     import tifffile
 

@@ -113,7 +113,7 @@ def connect(client: ClientLike = None, timeout_s: float = 10.0) -> Iterator[Opti
         yield None
         return
     distributed = _import_distributed()
-    if address.split(":")[0].lower() == LOCAL:
+    if address.split(":")[0].strip().lower() == LOCAL:
         with _local_client(distributed, address) as own:
             yield own
         return
@@ -130,11 +130,23 @@ def connect(client: ClientLike = None, timeout_s: float = 10.0) -> Iterator[Opti
         own.close()
 
 
+#: At most this many local worker processes per core (each is a Python process with its own memory).
+MAX_LOCAL_WORKERS_PER_CORE = 4
+
+
 def local_workers(spec: str) -> int:
-    """Worker processes named by ``"local"`` (one per core) or ``"local:N"``; a clear error otherwise."""
-    _, _, count = spec.strip().partition(":")
-    if not count:
-        return max(1, os.cpu_count() or 1)
+    """Worker processes named by ``"local"`` (one per core) or ``"local:N"``; a clear error otherwise.
+
+    ``N`` is a whole number from 1 to :data:`MAX_LOCAL_WORKERS_PER_CORE` times the cores; any
+    other address (``"localhost:8786"`` is a scheduler, not a local cluster) is refused.
+    """
+    head, _, count = spec.strip().partition(":")
+    if head.strip().lower() != LOCAL:
+        raise ClusterError(f"{spec!r} is not a local cluster; give 'local' (one worker process per core) or "
+                           "'local:N', or pass a scheduler address such as tcp://host:8786 as the client")
+    cores = max(1, os.cpu_count() or 1)
+    if not count.strip():
+        return cores
     try:
         n = int(count)
     except ValueError:
@@ -142,6 +154,10 @@ def local_workers(spec: str) -> int:
     if n < 1:
         raise ClusterError(f"{spec!r}: give 'local' (one worker process per core) or 'local:N' with N >= 1 "
                            "worker processes")
+    limit = MAX_LOCAL_WORKERS_PER_CORE * cores
+    if n > limit:
+        raise ClusterError(f"{spec!r} asks for {n} worker processes but this machine has {cores} cores; give "
+                           f"'local' (one worker process per core) or 'local:N' with N <= {limit}")
     return n
 
 
