@@ -1003,6 +1003,20 @@ def _cli_cases():
          r"nan_to_num|remove"),
         ("ebsd-map-model-truncated", lambda t, m, e, i, c: ["ebsd-map", _truncated(e, t / "e.pt"), _map_npy(t),
                                                             "-o", t / "out"], r"not a readable|corrupt", r"choose a file"),
+        # tilts: refused before the map is classified, with --export or without (they were ignored silently)
+        ("ebsd-map-sample-tilt-95", lambda t, m, e, i, c: ["ebsd-map", e, _map_npy(t), "-o", t / "out",
+                                                           "--sample-tilt", "95"],
+         r"--sample-tilt 95 is not a tilt in 0 to 90 degrees", r"give --sample-tilt DEG"),
+        ("ebsd-map-detector-tilt-nan", lambda t, m, e, i, c: ["ebsd-map", e, _map_npy(t), "-o", t / "out",
+                                                              "--detector-tilt", "nan", "--export", "ang",
+                                                              "--step-size", "1"],
+         r"--detector-tilt nan is not a tilt in -45 to 45 degrees", r"give --detector-tilt DEG"),
+        ("ebsd-map-scheduler-local-0", lambda t, m, e, i, c: ["ebsd-map", e, _map_npy(t), "-o", t / "out",
+                                                              "--scheduler", "local:0"],
+         r"'local:0'", r"'local:N' with N >= 1"),
+        ("ebsd-map-scheduler-local-huge", lambda t, m, e, i, c: ["ebsd-map", e, _map_npy(t), "-o", t / "out",
+                                                                 "--scheduler", "local:100000"],
+         r"asks for 100000 worker processes", r"'local:N' with N <= \d+"),
     ]
 
 

@@ -303,14 +303,18 @@ def run_map(args: argparse.Namespace) -> int:
     for name, given, default in (("sample_tilt_deg", args.sample_tilt, 70.0),
                                  ("detector_tilt_deg", args.detector_tilt, 0.0)):
         tilts[name] = given if given is not None else float(data.metadata.get(name, default))
-    if args.export:  # checked before the map is classified
-        from .core.ebsd.orientations import sample_to_detector
+    if args.export or args.sample_tilt is not None or args.detector_tilt is not None:  # before the map is classified
+        from .core.ebsd.orientations import TILT_RANGES
 
-        try:
-            sample_to_detector(tilts["sample_tilt_deg"], tilts["detector_tilt_deg"])
-        except MicrostructureError:
-            data.close()
-            raise
+        for name, flag in (("sample_tilt_deg", "--sample-tilt"), ("detector_tilt_deg", "--detector-tilt")):
+            lo, hi = TILT_RANGES[name]
+            if not (np.isfinite(tilts[name]) and lo <= tilts[name] <= hi):
+                data.close()
+                given = getattr(args, flag[2:].replace("-", "_")) is not None
+                raise MicrostructureError(
+                    f"{flag} {tilts[name]:g} is not a tilt in {lo:g} to {hi:g} degrees"
+                    + ("" if given else f" (from {Path(args.map).name!r})")
+                    + f"; give {flag} DEG from the acquisition's metadata (sample tilt usually 70, detector tilt 0-10)")
     if band_model and args.pc is None:
         _projection_centre_of_map(clf, data, Path(args.map).name)
     step_um = float(data.step_size_um[0]) if data.step_size_um else args.step_size

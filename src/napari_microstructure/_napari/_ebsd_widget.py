@@ -237,13 +237,15 @@ class EBSDWidget(DockWidget):
         self.fraction_table.verticalHeader().setVisible(False)
         self.fraction_table.setMaximumHeight(130)
         rv.addWidget(self.fraction_table)
+        from ..core.ebsd.orientations import TILT_RANGES
+
         self.sample_tilt_spin = QDoubleSpinBox()
-        self.sample_tilt_spin.setRange(0.0, 90.0)
+        self.sample_tilt_spin.setRange(*TILT_RANGES["sample_tilt_deg"])
         self.sample_tilt_spin.setDecimals(1)
         self.sample_tilt_spin.setValue(DEFAULT_SAMPLE_TILT)
         self.sample_tilt_spin.setSuffix(" °")
         self.detector_tilt_spin = QDoubleSpinBox()
-        self.detector_tilt_spin.setRange(-90.0, 90.0)
+        self.detector_tilt_spin.setRange(*TILT_RANGES["detector_tilt_deg"])  # as the orientations accept
         self.detector_tilt_spin.setDecimals(1)
         self.detector_tilt_spin.setValue(DEFAULT_DETECTOR_TILT)
         self.detector_tilt_spin.setSuffix(" °")

@@ -38,6 +38,11 @@ import numpy as np
 from ..errors import MicrostructureError
 
 
+#: Plausible tilts (degrees): the sample's from the horizontal, the detector's from the vertical. The one
+#: range of the readers (a file's tilt outside it is ignored), the widget's Tilts fields and the command line.
+TILT_RANGES = {"sample_tilt_deg": (0.0, 90.0), "detector_tilt_deg": (-45.0, 45.0)}
+
+
 def sample_to_detector(sample_tilt_deg: float = 70.0, detector_tilt_deg: float = 0.0) -> np.ndarray:
     """Rotation (3, 3) from the sample frame to the detector frame (see the module docstring).
 
@@ -48,8 +53,8 @@ def sample_to_detector(sample_tilt_deg: float = 70.0, detector_tilt_deg: float =
     detector_tilt_deg : float
         Tilt of the screen from the vertical in degrees (usually 0-10).
     """
-    for name, value, lo, hi in (("sample_tilt_deg", sample_tilt_deg, 0.0, 90.0),
-                                ("detector_tilt_deg", detector_tilt_deg, -45.0, 45.0)):
+    for name, value in (("sample_tilt_deg", sample_tilt_deg), ("detector_tilt_deg", detector_tilt_deg)):
+        lo, hi = TILT_RANGES[name]
         if not (np.isfinite(float(value)) and lo <= float(value) <= hi):
             raise MicrostructureError(
                 f"{name}={value!r} degrees is implausible; give a value in [{lo:g}, {hi:g}] "

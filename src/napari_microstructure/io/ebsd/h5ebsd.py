@@ -31,7 +31,7 @@ The acquisition's tilts go into :attr:`PatternData.metadata` as
 ``sample_tilt_deg`` and ``detector_tilt_deg`` where the header holds them
 (:data:`TILT_KEYS`: kikuchipy ``sample_tilt`` / ``elevation_angle``, EDAX
 ``Sample Tilt`` / ``Camera Elevation Angle``, Bruker ``SampleTilt`` / ``CameraTilt``);
-values outside :data:`TILT_RANGES` are left out with a warning.
+values outside :data:`~napari_microstructure.core.ebsd.orientations.TILT_RANGES` are left out with a warning.
 
 Per-pattern values are averaged over the map. An implausible one (an
 uncalibrated EDAX header stores zeros) is ignored with a warning. Reading is lazy (a dask array over the h5py dataset, chunked as in the
@@ -280,18 +280,18 @@ def _projection_centre(group, hd: dict, man: str, shape: tuple[int, int], filena
 TILT_KEYS = {"kikuchipy": (("sample_tilt",), ("elevation_angle",)),
              "edax": (("Sample Tilt",), ("Camera Elevation Angle",)),
              "bruker nano": (("SampleTilt", "Sample Tilt"), ("CameraTilt",))}
-#: Plausible tilts (degrees): the sample's from the horizontal, the detector's from the vertical.
-TILT_RANGES = {"sample_tilt_deg": (0.0, 90.0), "detector_tilt_deg": (-90.0, 90.0)}
 
 
 def _tilts(header, man: str, filename: str) -> dict[str, float]:
     """``sample_tilt_deg`` / ``detector_tilt_deg`` from the header group where the layout keeps them.
 
-    A value outside :data:`TILT_RANGES`, not a number, empty, or a list of
+    A value outside :data:`~napari_microstructure.core.ebsd.orientations.TILT_RANGES`, not a number, empty, or a list of
     differing values is left out with a warning naming the file and the field:
     the orientations then use the defaults the user can see and change.
     """
     import warnings
+
+    from ...core.ebsd.orientations import TILT_RANGES
 
     out: dict[str, float] = {}
     names = {k.strip(): k for k in header.keys()}  # EDAX pads some names with spaces
