@@ -320,3 +320,39 @@ def test_tilts_come_from_the_chosen_pattern_layer(viewer_with_sample):
     assert widget.tilts() == {"sample_tilt_deg": 65.0, "detector_tilt_deg": 9.5}
     widget.map_combo.setCurrentText("Ni-Ni3Al sample patterns")  # no tilts in its metadata: the fields stay
     assert widget.tilts() == {"sample_tilt_deg": 65.0, "detector_tilt_deg": 9.5}
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("0.5 0.3 0.6", None), ("0.5; 0.3; 0.6", None), ("  0.5,0.3 , 0.6 ", None),
+    ("0.5,0.3", "not three numbers"), ("a,b,c", "not three numbers"), ("0.5, 0.3, 0.6, 1", "not three numbers"),
+    ("0.5, 0.3, nan", "finite"), ("0.5, 0.3, 60", "implausible")])
+def test_projection_centre_field_spellings(viewer_with_sample, text, problem):
+    """Spaces as --pc takes them are read; anything but three numbers names the field and how to type it."""
+    _, widget = viewer_with_sample
+    widget.pc_edit.setText(text)
+    if problem is None:
+        assert widget.projection_centre() == (0.5, 0.3, 0.6)
+        return
+    with pytest.raises(MicrostructureError, match=problem) as info:
+        widget.projection_centre()
+    if problem == "not three numbers":
+        assert "Projection centre field" in str(info.value) and "e.g. 0.5, 0.3, 0.6" in str(info.value)
+    assert widget.pc_edit.text() == text  # what the user typed stays for them to correct
+
+
+def test_tilts_outside_the_fields_range_are_not_clamped(viewer_with_sample, tmp_path):
+    """A layer's tilt the orientations refuse (detector 60 degrees) is not clamped into the field, but named;
+    the detector field cannot go where the orientations fail; export with no map says to classify first."""
+    viewer, widget = viewer_with_sample
+    with pytest.raises(MicrostructureError, match="no map to export yet; classify a map first"):
+        widget.export_map(tmp_path / "none.ang")
+    assert not (tmp_path / "none.ang").exists()
+    viewer.add_image(np.zeros((2, 3, 8, 8), np.float32), name="odd tilts",
+                     metadata={"sample_tilt_deg": 65.0, "detector_tilt_deg": 60.0})
+    widget.map_combo.setCurrentText("odd tilts")
+    assert widget.tilts() == {"sample_tilt_deg": 65.0, "detector_tilt_deg": 0.0}
+    assert "detector_tilt_deg (60) is not a tilt in -45 to 45 degrees" in widget.status.text()
+    widget.detector_tilt_spin.setValue(80.0)
+    from napari_microstructure.core.ebsd.orientations import sample_to_detector
+
+    assert sample_to_detector(**widget.tilts()).shape == (3, 3)  # the field's end is a tilt they accept

@@ -521,7 +521,18 @@ class EBSDWidget(DockWidget):
                 "band profiles need the projection centre and the pattern layer's file gives none: type PCx, "
                 "PCy, PCz (Bruker convention) in the Projection centre field, e.g. 0.5, 0.3, 0.6, or choose a "
                 "CNN backbone (it needs none)")
-        return check_projection_centre(text.replace(";", ",").split(","))
+        import re
+
+        parts = [p for p in re.split(r"[\s,;]+", text) if p]  # "0.5, 0.3, 0.6" or "0.5 0.3 0.6" (as --pc takes it)
+        try:
+            values = [float(p) for p in parts]
+        except ValueError:
+            values = []
+        if len(values) != 3:
+            raise MicrostructureError(
+                f"the Projection centre field reads {text!r}, not three numbers; type PCx, PCy, PCz (Bruker "
+                "convention), e.g. 0.5, 0.3, 0.6")
+        return check_projection_centre(values)
 
     def new_classifier(self) -> Any:
         """An untrained classifier of the chosen kind with the widget's options."""
@@ -801,9 +812,16 @@ class EBSDWidget(DockWidget):
         """Take the acquisition's tilts from a pattern layer's metadata (put there by the reader), if it has them."""
         meta = getattr(layer, "metadata", {}) or {}
         for key, spin in (("sample_tilt_deg", self.sample_tilt_spin), ("detector_tilt_deg", self.detector_tilt_spin)):
-            value = meta.get(key)
-            if value is not None and np.isfinite(float(value)):
-                spin.setValue(float(value))
+            try:
+                value = float(meta.get(key))
+            except (TypeError, ValueError):
+                continue
+            if spin.minimum() <= value <= spin.maximum():  # NaN too is left out
+                spin.setValue(value)
+            else:  # the field would clamp it to its end: a tilt the user never gave
+                self.set_status(f"the layer's {key} ({value:g}) is not a tilt in {spin.minimum():g} to "
+                                f"{spin.maximum():g} degrees and is ignored; type the acquisition's tilt in the "
+                                "Tilts fields")
 
     def _ipf_image(self, result: Any) -> np.ndarray:
         """RGBA (rows, cols, 4) float32: IPF-Z colours for the Tilts fields, opaque black where not indexed.
