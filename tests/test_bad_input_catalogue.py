@@ -1003,6 +1003,12 @@ def _cli_cases():
          r"nan_to_num|remove"),
         ("ebsd-map-model-truncated", lambda t, m, e, i, c: ["ebsd-map", _truncated(e, t / "e.pt"), _map_npy(t),
                                                             "-o", t / "out"], r"not a readable|corrupt", r"choose a file"),
+        ("ebsd-train-patterns-12px", lambda t, m, e, i, c: ["ebsd-train", _patterns_npy(t, side=12), _labels_csv(t),
+                                                            "-o", t / "e.pt", "--pc", "0.5", "0.3", "0.6"],
+         r"patterns are 12 x 12 pixels, too small for band profiles", r"less binning|CNN backbone"),
+        ("ebsd-train-pc-implausible", lambda t, m, e, i, c: ["ebsd-train", _patterns_npy(t), _labels_csv(t),
+                                                             "-o", t / "e.pt", "--pc", "0.5", "0.3", "60"],
+         r"implausible", r"Bruker convention"),
         # tilts: refused before the map is classified, with --export or without (they were ignored silently)
         ("ebsd-map-sample-tilt-95", lambda t, m, e, i, c: ["ebsd-map", e, _map_npy(t), "-o", t / "out",
                                                            "--sample-tilt", "95"],
@@ -1063,10 +1069,10 @@ def _constant_tiff(p):
     return p
 
 
-def _patterns_npy(t):
+def _patterns_npy(t, side=32):
     from napari_microstructure.core.ebsd import simulate as S
 
-    p, _, _ = S.simulate_training_set(["Ni", "Ni3Al"], 3, (32, 32), seed=2)
+    p, _, _ = S.simulate_training_set(["Ni", "Ni3Al"], 3, (side, side), seed=2)
     assert np.isfinite(p).all()
     np.save(t / "p.npy", p.astype(np.float32))
     return t / "p.npy"
