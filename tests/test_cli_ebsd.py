@@ -192,3 +192,19 @@ def test_default_method_takes_the_projection_centre_of_the_pattern_file(files, c
     assert rc == 2 and "gives none; add --pc PCX PCY PCZ" in capsys.readouterr().err
     assert cli.main(["ebsd-map", str(files / "no-pc.pt"), str(files / "map-other.h5"), "-o", str(out)]) == 0
     assert used[-1] == pytest.approx((0.52, 0.31, 0.6), abs=1e-6)
+
+
+def test_band_model_without_a_projection_centre_on_a_npy_map(files, capsys):
+    """A band model saved without a projection centre and a .npy map (which gives none): one line naming --pc,
+    exit 2, no output folder; with --pc the same map is classified."""
+    from napari_microstructure.core.ebsd.bandclassifier import BandProfileClassifier
+
+    model = BandProfileClassifier.from_pretrained().save(files / "no-pc.pt")
+    out = files / "out-no-pc"
+    rc = cli.main(["ebsd-map", str(model), str(files / "map.npy"), "-o", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and not out.exists()
+    assert err[-1] == ("error: the model has no projection centre and 'map.npy' gives none; add --pc PCX PCY PCZ "
+                       "(Bruker convention), e.g. --pc 0.5 0.3 0.6")
+    assert cli.main(["ebsd-map", str(model), str(files / "map.npy"), "-o", str(out), "--pc", "0.5", "0.3", "0.6"]) == 0
+    assert (out / "space_groups.tif").is_file()
