@@ -192,3 +192,39 @@ def test_tiff_description_is_json(tmp_path, pattern_map):
     desc = tiff.read_description(tmp_path / "m.tif")
     assert desc["map_shape"] == [3, 4]
     json.dumps(desc)
+
+
+@pytest.mark.parametrize("layout, field", [("kikuchipy", "step_x"), ("edax", "Step X"), ("bruker", "XSTEP")])
+@pytest.mark.parametrize("bad", ["text", "nan", "empty", "negative"])
+def test_h5ebsd_bad_step_size_is_ignored_with_a_warning(tmp_path, layout, field, bad):
+    """A header step that is text, NaN, empty or negative: the patterns are read, the step is left out
+    (no NaN or negative step reaches a scale bar or an .ang) and the warning names the file and the fix."""
+    import h5py
+
+    from napari_microstructure.io.ebsd import h5ebsd
+
+    pats = np.random.default_rng(0).integers(0, 255, (2, 3, 12, 16), dtype=np.uint8)
+    path = h5ebsd.file_writer(tmp_path / "m.h5", pats, layout=layout, step_size_um=(0.5, 0.5))
+    with h5py.File(path, "r+") as f:
+        del f["Scan 1/EBSD/Header"][field]
+        f["Scan 1/EBSD/Header"][field] = {"text": "abc", "nan": np.nan, "empty": h5py.Empty("f"), "negative": -0.5}[bad]
+    with pytest.warns(UserWarning, match=r"m\.h5: the header's step size .* is not a positive step .*--step-size"):
+        data = h5ebsd.file_reader(path, lazy=False)
+    assert data.step_size_um is None
+    np.testing.assert_array_equal(np.asarray(data.patterns), pats)
+
+
+@pytest.mark.parametrize("bad", ["abc", np.nan, -1.0, 2.5])
+def test_h5ebsd_bad_row_count_is_named(tmp_path, bad):
+    import h5py
+
+    from napari_microstructure.io.ebsd import h5ebsd
+
+    pats = np.random.default_rng(0).integers(0, 255, (2, 3, 12, 16), dtype=np.uint8)
+    path = h5ebsd.file_writer(tmp_path / "m.h5", pats, layout="edax")
+    with h5py.File(path, "r+") as f:
+        del f["Scan 1/EBSD/Header/nRows"]
+        f["Scan 1/EBSD/Header/nRows"] = bad
+    with pytest.raises(MicrostructureError, match=r"m\.h5.*the header's 'nRows' .* is not a number of map rows"
+                                                  r".*export the map again"):
+        h5ebsd.file_reader(path, lazy=False)

@@ -187,7 +187,13 @@ def _read(f, filename, lazy, scan_group):
         raise MicrostructureError(f"{filename!r} uses a {grid!r} grid; only square grids are supported")
     if rows is None or cols is None:
         rows, cols = 1, n
-    rows, cols = int(rows), int(cols)
+    for key, value in ((lay["rows"], rows), (lay["cols"], cols)):
+        count = _mean(value)
+        if not (np.isfinite(count) and count >= 1 and count == int(count)):
+            raise MicrostructureError(
+                f"{filename!r}: the header's {key!r} ({value!r}) is not a number of map rows or columns; the "
+                "file's header is damaged: export the map again from the acquisition software")
+    rows, cols = int(_mean(rows)), int(_mean(cols))
     if rows * cols != n:
         raise MicrostructureError(
             f"{filename!r}: the header says {rows} x {cols} = {rows * cols} patterns but the file "
@@ -214,7 +220,15 @@ def _read(f, filename, lazy, scan_group):
     data = data.reshape(rows, cols, h, w)
     step = None
     if lay["step_y"] in hd and lay["step_x"] in hd:
-        step = (float(hd[lay["step_y"]]), float(hd[lay["step_x"]]))
+        step = (_mean(hd[lay["step_y"]]), _mean(hd[lay["step_x"]]))
+        if not (np.all(np.isfinite(step)) and min(step) > 0):
+            import warnings
+
+            warnings.warn(f"{filename}: the header's step size ({lay['step_y']} {hd[lay['step_y']]!r}, "
+                          f"{lay['step_x']} {hd[lay['step_x']]!r}) is not a positive step in micrometres; it is "
+                          "ignored (give the step size by hand: --step-size, or step_size_um=)",
+                          UserWarning, stacklevel=4)
+            step = None
     meta = {"manufacturer": man, "scan": scan_group}
     for key in ("KV", "Pattern Center Calibration", "PCX", "PCY", "DD", "beam_energy"):
         if key in hd:
