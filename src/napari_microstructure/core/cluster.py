@@ -78,8 +78,10 @@ def connect(client: ClientLike = None, timeout_s: float = 10.0) -> Iterator[Opti
         ``"tcp://host:8786"`` (a client is opened for the call and closed
         after it); ``"local"`` or ``"local:N"``: a cluster of worker
         processes on this machine (one per core, or N; one thread each),
-        started for the call (a few seconds) and closed after it, which pays
-        off for work that keeps a core busy per task (band-profile EBSD maps);
+        started for the call (a few seconds) and closed after it; meant for
+        work that keeps a core busy per task (band-profile EBSD maps) on
+        machines whose cores each add compute (on the project's two-vCPU
+        machine it measured slower than one process, docs/scaling.md);
         or None: the default client if one was created in this
         process (``distributed.Client(...)``), else the scheduler named by the
         environment variable ``NAPARI_MICROSTRUCTURE_SCHEDULER``, else None.
