@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence, TextIO
 
@@ -214,6 +215,12 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` for the command line: one ``warning: ...`` line on stderr."""
+    text = " ".join(str(message).split())
+    print(f"warning: {text}", file=sys.stderr if file is None else file)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``napari-microstructure`` command.
 
@@ -230,7 +237,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(train_defaults=command == "train").parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            # a warning is a line for the user ("warning: ..."), not a source location and a line of code
+            warnings.showwarning = _show_warning
+            return int(args.func(args) or 0)
     except MicrostructureError as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
