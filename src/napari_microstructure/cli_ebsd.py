@@ -297,18 +297,17 @@ def run_map(args: argparse.Namespace) -> int:
         clf.confidence_threshold = args.confidence_threshold
     if args.step_size is not None and not (np.isfinite(args.step_size) and args.step_size > 0):
         raise MicrostructureError(f"--step-size {args.step_size}; give the map step in micrometres (> 0)")
+    from .core.ebsd.orientations import DEFAULT_TILTS, TILT_RANGES, plausible_tilt
+
     data = load_patterns(args.map, lazy=True)
     # the tilts: as given, else the map file's (h5ebsd headers), else the usual 70 / 0 degrees
     tilts = {}
-    for name, given, default in (("sample_tilt_deg", args.sample_tilt, 70.0),
-                                 ("detector_tilt_deg", args.detector_tilt, 0.0)):
-        tilts[name] = given if given is not None else float(data.metadata.get(name, default))
+    for name, given in (("sample_tilt_deg", args.sample_tilt), ("detector_tilt_deg", args.detector_tilt)):
+        tilts[name] = given if given is not None else float(data.metadata.get(name, DEFAULT_TILTS[name]))
     if args.export or args.sample_tilt is not None or args.detector_tilt is not None:  # before the map is classified
-        from .core.ebsd.orientations import TILT_RANGES
-
         for name, flag in (("sample_tilt_deg", "--sample-tilt"), ("detector_tilt_deg", "--detector-tilt")):
-            lo, hi = TILT_RANGES[name]
-            if not (np.isfinite(tilts[name]) and lo <= tilts[name] <= hi):
+            if not plausible_tilt(name, tilts[name]):
+                lo, hi = TILT_RANGES[name]
                 data.close()
                 given = getattr(args, flag[2:].replace("-", "_")) is not None
                 raise MicrostructureError(

@@ -57,8 +57,6 @@ SOURCE_LAYER = "Labelled patterns of the layer (sample)"
 RESULT_SUFFIXES = ("space groups", "confidence", "no solution", "orientation IPF-Z")
 #: the Backbone choice that trains a :class:`~napari_microstructure.core.ebsd.bandclassifier.BandProfileClassifier`
 BAND_PROFILES = "band profiles"
-#: tilts (degrees) when the pattern file does not give them: the usual EBSD geometry
-DEFAULT_SAMPLE_TILT, DEFAULT_DETECTOR_TILT = 70.0, 0.0
 #: what a painted label value's class cell says until the user types a space group
 ASK_SPACE_GROUP = "type a space group, e.g. 225"
 
@@ -237,17 +235,17 @@ class EBSDWidget(DockWidget):
         self.fraction_table.verticalHeader().setVisible(False)
         self.fraction_table.setMaximumHeight(130)
         rv.addWidget(self.fraction_table)
-        from ..core.ebsd.orientations import TILT_RANGES
+        from ..core.ebsd.orientations import DEFAULT_TILTS, TILT_RANGES
 
         self.sample_tilt_spin = QDoubleSpinBox()
         self.sample_tilt_spin.setRange(*TILT_RANGES["sample_tilt_deg"])
         self.sample_tilt_spin.setDecimals(1)
-        self.sample_tilt_spin.setValue(DEFAULT_SAMPLE_TILT)
+        self.sample_tilt_spin.setValue(DEFAULT_TILTS["sample_tilt_deg"])
         self.sample_tilt_spin.setSuffix(" °")
         self.detector_tilt_spin = QDoubleSpinBox()
         self.detector_tilt_spin.setRange(*TILT_RANGES["detector_tilt_deg"])  # as the orientations accept
         self.detector_tilt_spin.setDecimals(1)
-        self.detector_tilt_spin.setValue(DEFAULT_DETECTOR_TILT)
+        self.detector_tilt_spin.setValue(DEFAULT_TILTS["detector_tilt_deg"])
         self.detector_tilt_spin.setSuffix(" °")
         tilt_tip = ("the acquisition's tilts: the sample's from the horizontal, the detector's from the vertical "
                     "(degrees). They turn each pattern's orientation into the sample frame: the IPF-Z layer "

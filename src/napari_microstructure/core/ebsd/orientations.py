@@ -41,6 +41,14 @@ from ..errors import MicrostructureError
 #: Plausible tilts (degrees): the sample's from the horizontal, the detector's from the vertical. The one
 #: range of the readers (a file's tilt outside it is ignored), the widget's Tilts fields and the command line.
 TILT_RANGES = {"sample_tilt_deg": (0.0, 90.0), "detector_tilt_deg": (-45.0, 45.0)}
+#: Tilts (degrees) when the acquisition gives none: the usual EBSD geometry.
+DEFAULT_TILTS = {"sample_tilt_deg": 70.0, "detector_tilt_deg": 0.0}
+
+
+def plausible_tilt(name: str, value: float) -> bool:
+    """True when ``value`` (degrees) is a finite tilt inside ``TILT_RANGES[name]``."""
+    lo, hi = TILT_RANGES[name]
+    return bool(np.isfinite(float(value)) and lo <= float(value) <= hi)
 
 
 def sample_to_detector(sample_tilt_deg: float = 70.0, detector_tilt_deg: float = 0.0) -> np.ndarray:
@@ -54,8 +62,8 @@ def sample_to_detector(sample_tilt_deg: float = 70.0, detector_tilt_deg: float =
         Tilt of the screen from the vertical in degrees (usually 0-10).
     """
     for name, value in (("sample_tilt_deg", sample_tilt_deg), ("detector_tilt_deg", detector_tilt_deg)):
-        lo, hi = TILT_RANGES[name]
-        if not (np.isfinite(float(value)) and lo <= float(value) <= hi):
+        if not plausible_tilt(name, value):
+            lo, hi = TILT_RANGES[name]
             raise MicrostructureError(
                 f"{name}={value!r} degrees is implausible; give a value in [{lo:g}, {hi:g}] "
                 "(sample tilt usually 70, detector tilt 0-10: see the acquisition's metadata)")

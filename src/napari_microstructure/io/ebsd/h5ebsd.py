@@ -305,7 +305,7 @@ def _tilts(header, man: str, filename: str) -> dict[str, float]:
     """
     import warnings
 
-    from ...core.ebsd.orientations import TILT_RANGES
+    from ...core.ebsd.orientations import TILT_RANGES, plausible_tilt
 
     out: dict[str, float] = {}
     names = {k.strip(): k for k in header.keys()}  # EDAX pads some names with spaces
@@ -322,7 +322,7 @@ def _tilts(header, man: str, filename: str) -> dict[str, float]:
         lo, hi = TILT_RANGES[name]
         if values.size > 1 and np.ptp(values) > 0:
             shown = f"{values.size} different values"
-        elif np.isfinite(value) and lo <= value <= hi:
+        elif plausible_tilt(name, value):
             out[name] = value
             continue
         else:
