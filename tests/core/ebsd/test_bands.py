@@ -65,6 +65,57 @@ def test_profiles_peak_on_the_band_centres():
     assert np.abs(wrong[:3, 0]).max() < 0.2
 
 
+def _profiles_by_definition(ix, prepared, rotation):
+    """Band profiles from every (pixel, plane) pair: the definition the tiled gathering must equal."""
+    q = np.abs(ix.directions @ (B.ALL_NORMALS @ np.asarray(rotation, np.float32).T).T) / B.PROFILE_BIN
+    rows, cols = np.nonzero(q < B.PROFILE_BINS)
+    idx = B.FAMILY_INDEX[cols] * B.PROFILE_BINS + q[rows, cols].astype(np.int64)
+    total = np.bincount(idx, weights=prepared.reshape(-1)[rows], minlength=B.N_FEATURES)
+    count = np.bincount(idx, minlength=B.N_FEATURES)
+    return (total / np.maximum(count, 1)).reshape(B.N_FAMILIES, B.PROFILE_BINS)
+
+
+@pytest.mark.parametrize("shape, pc", [((60, 60), None), ((45, 62), (0.42, 0.25, 0.55)), ((41, 37), (0.6, 0.4, 0.9))])
+def test_tiled_profiles_equal_the_definition(shape, pc):
+    """Only tiles that can reach a band are gathered: no pixel may be lost, on odd detector shapes too
+    (a pixel exactly on a bin edge may fall on either side: the products are summed in another order)."""
+    pats, rot, sim_pc = _session("Ni", 3, 21)
+    pats = pats[:, :shape[0], :shape[1]] if pats.shape[1] >= shape[0] and pats.shape[2] >= shape[1] else pats
+    shape = pats.shape[1:]
+    ix = B.BandIndexer(shape, pc or sim_pc)
+    prepared = B.prepare_patterns(pats)
+    rots = np.concatenate([rot, B.fundamental_zone_orientations(50, seed=5)[:5]])
+    for i, r in enumerate(rots):
+        got, want = ix.profiles(prepared[i % 3], r), _profiles_by_definition(ix, prepared[i % 3], r)
+        assert np.mean(np.isclose(got, want, atol=1e-5)) >= 0.98
+        np.testing.assert_allclose(got, want, atol=0.1)
+
+
+def test_batched_search_and_symmetry_equal_one_pattern_at_a_time():
+    pats, rot, pc = _session("Fe", 6, 22)
+    ix = B.BandIndexer(pats.shape[1:], pc)
+    hough = ix.hough(B.prepare_patterns(pats))
+    rots, fit = ix.orient_many(hough)
+    for h, r, f in zip(hough, rots, fit):
+        r1, f1 = ix.orient(h)
+        np.testing.assert_allclose(r1, r, atol=1e-6)
+        assert abs(f1 - f) < 1e-6
+    tilt = S.quaternions_to_matrices(np.array([[np.cos(0.17), np.sin(0.17), 0.0, 0.0]]))[0]
+    for at in (rots, np.einsum("ij,njk->nik", tilt, rots).astype(np.float32)):
+        many = ix.symmetry_many(hough, at)
+        np.testing.assert_allclose(many, [ix.symmetry(h, r) for h, r in zip(hough, at)], atol=1e-6)
+
+
+def test_prepared_chunks_equal_prepared_patterns_one_by_one():
+    """Chunked preparation treats every pattern on its own: counts and zero-mean input mixed in one chunk."""
+    pats, _, _ = _session("Ni", 70, 23)
+    mixed = pats.astype(np.float32)
+    mixed[1::2] -= mixed[1::2].mean(axis=(1, 2), keepdims=True)  # background-subtracted input
+    whole = B.prepare_patterns(mixed)
+    for i in (0, 1, 64, 69):
+        np.testing.assert_allclose(whole[i], B.prepare_patterns(mixed[i:i + 1])[0], atol=1e-5)
+
+
 def _non_cubic_session(n, seed):
     rng = np.random.default_rng(seed)
     session = S.sample_session(S.random_non_cubic_structure(rng), rng)

@@ -53,6 +53,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 from scipy import ndimage, sparse
+from threadpoolctl import threadpool_limits
 
 from ..errors import MicrostructureError
 from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
@@ -79,6 +80,10 @@ REFINE_KEEP = 3
 SYMMETRY_MIN_COVERAGE = 0.3
 SYMMETRY_FAMILIES = 3
 SYMMETRY_RANGE = (-1.0, 1.0)
+#: Patterns prepared and indexed together (bounds the temporaries of a batch).
+PREPARE_CHUNK = 64
+#: Band profiles gather pixels by square tiles of this side that can reach a trace (speed only).
+PROFILE_TILE = 4
 
 
 def plane_families(n: int = N_FAMILIES) -> list[tuple[int, int, int]]:
@@ -141,15 +146,18 @@ def prepare_patterns(patterns: np.ndarray, background: Optional[np.ndarray] = No
         floor = max(float(bg.mean()), 1e-6) * 1e-3
         p = p / np.maximum(bg, floor)[None] * float(bg.mean())
     out = np.empty_like(p)
-    for i, img in enumerate(p):
-        bg = ndimage.gaussian_filter(img, h / 8.0, mode="nearest")
-        if img.min() >= 0:  # counts: the background multiplies the signal
-            q = img / (bg + 1e-3 * max(float(bg.max()), 1e-6) + 1e-6)
-        else:  # already background-subtracted (zero-mean) input
-            q = img - bg
-        q = q - ndimage.gaussian_filter(q, h / 16.0, mode="nearest")
-        sd = float(q.std())
-        out[i] = np.clip((q - q.mean()) / (sd if sd > 0 else 1.0), -4.0, 4.0)
+    for s in range(0, len(p), PREPARE_CHUNK):  # whole chunks at once; temporaries stay small
+        img = p[s:s + PREPARE_CHUNK]
+        bg = ndimage.gaussian_filter(img, h / 8.0, mode="nearest", axes=(1, 2))
+        counts = img.min(axis=(1, 2)) >= 0  # counts: the background multiplies the signal
+        floor = (1e-3 * np.maximum(bg.max(axis=(1, 2)), 1e-6) + 1e-6)[:, None, None]
+        # else already background-subtracted (zero-mean) input
+        q = np.where(counts[:, None, None], img / (bg + floor), img - bg)
+        q -= ndimage.gaussian_filter(q, h / 16.0, mode="nearest", axes=(1, 2))
+        sd = q.std(axis=(1, 2))
+        q -= q.mean(axis=(1, 2), keepdims=True)
+        q /= np.where(sd > 0, sd, 1.0)[:, None, None]
+        np.clip(q, -4.0, 4.0, out=out[s:s + PREPARE_CHUNK])
     return out
 
 
@@ -249,10 +257,24 @@ def _hemisphere_grid() -> np.ndarray:
 
 def _grid_index(v: np.ndarray) -> np.ndarray:
     """Index of the nearest hemisphere-grid normal (``n`` and ``-n`` are one trace)."""
-    v = np.where(v[..., 2:3] < 0, -v, v)
-    th = np.rint(np.degrees(np.arccos(np.clip(v[..., 2], -1.0, 1.0)))).astype(np.int64)
-    ph = np.rint(np.degrees(np.arctan2(v[..., 1], v[..., 0]))).astype(np.int64) % _N_AZIMUTH
-    return th * _N_AZIMUTH + ph
+    return _grid_index_xyz(v[..., 0], v[..., 1], v[..., 2])
+
+
+_DEGREES = np.float32(180.0 / np.pi)
+
+
+def _grid_index_xyz(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """:func:`_grid_index` of unit vectors given as components (any equal shapes).
+
+    ``-n`` (for ``z < 0``) has the polar angle of ``|z|`` and the azimuth turned by 180 degrees.
+    """
+    th = np.rint(np.arccos(np.minimum(np.abs(z), 1.0)) * _DEGREES).astype(np.int64)
+    ph = np.rint(np.arctan2(y, x) * _DEGREES).astype(np.int64)
+    ph += np.where(z < 0, _N_AZIMUTH // 2, 0)
+    ph %= _N_AZIMUTH
+    th *= _N_AZIMUTH
+    th += ph
+    return th
 
 
 @functools.lru_cache(maxsize=2)
@@ -314,6 +336,7 @@ class BandIndexer:
         self.directions = pixel_directions(self.shape, self.pc)
         self._hough: Optional[sparse.csr_matrix] = None  # built on first use (profiles do not need it)
         self._trace_pixels: Optional[np.ndarray] = None  # pixels on each grid normal's trace
+        self._tiles: Optional[tuple[np.ndarray, ...]] = None  # see _profile_tiles
 
     def _hough_matrix(self) -> sparse.csr_matrix:
         """Rows: hemisphere normals; the mean of the pixels within the trace's half-width."""
@@ -344,19 +367,58 @@ class BandIndexer:
         """Best cubic orientation of one pattern from its Hough transform: (matrix (3, 3), fit).
 
         ``coarse``: the pattern's :meth:`coarse_scores` when computed for a batch.
+        See :meth:`orient_many`.
         """
+        hough_values = np.asarray(hough_values, np.float32)[None]
+        rots, fit = self.orient_many(hough_values, None if coarse is None else np.asarray(coarse)[None])
+        return rots[0], float(fit[0])
+
+    def orient_many(self, hough_values: np.ndarray,
+                    coarse: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+        """Best cubic orientations of patterns from their Hough transforms.
+
+        The ``REFINE_KEEP`` best of the coarse search's candidates are refined:
+        at each step of ``REFINE_STEPS_DEG``, ``REFINE_PERTURBATIONS`` small
+        rotations of each are scored and the best ``REFINE_KEEP`` kept.
+
+        Parameters
+        ----------
+        hough_values : ndarray (N, n_grid)
+            :meth:`hough` of the patterns.
+        coarse : ndarray (N, n_orientations), optional
+            Their :meth:`coarse_scores`, when already computed.
+
+        Returns
+        -------
+        (ndarray (N, 3, 3) crystal-to-detector float32, ndarray (N,) float32)
+            The orientations and their fit (mean Hough value on the search
+            families' traces, in standard deviations of the pattern).
+        """
+        hough_values = np.asarray(hough_values, np.float32)
         if coarse is None:
-            coarse = self.coarse_scores(hough_values[None])[0]
-        top = np.argpartition(-coarse, REFINE_KEEP)[:REFINE_KEEP]
-        cands = fundamental_zone_orientations(self.n_orientations)[top]
+            coarse = self.coarse_scores(hough_values)
+        n, n_grid = hough_values.shape
+        # the REFINE_KEEP best candidates (repeated argmax: several times faster than argpartition)
+        scores = np.array(coarse, np.float32)
+        rows = np.arange(n)
+        top = np.empty((n, REFINE_KEEP), np.int64)
+        for j in range(REFINE_KEEP):
+            top[:, j] = scores.argmax(1)
+            scores[rows, top[:, j]] = -np.inf
+        cands = fundamental_zone_orientations(self.n_orientations)[top]          # (N, keep, 3, 3)
+        flat = hough_values.reshape(-1)
+        offset = (rows * n_grid)[:, None, None]
         for step in REFINE_STEPS_DEG:
-            moved = np.matmul(_perturbations(step)[None], cands[:, None]).reshape(-1, 3, 3)
-            allc = np.concatenate([cands, moved])
-            normals = np.matmul(allc, SEARCH_NORMALS.T).transpose(0, 2, 1)   # (orientation, plane, xyz)
-            score = hough_values[_grid_index(normals)].mean(1)
-            order = np.argsort(-score)[:REFINE_KEEP]
-            cands, best = allc[order], float(score[order[0]])
-        return cands[0], best
+            moved = np.matmul(_perturbations(step)[None, None], cands[:, :, None]).reshape(n, -1, 3, 3)
+            allc = np.concatenate([cands, moved], 1)                             # (N, c, 3, 3)
+            # component i of every rotated search normal j: (N, c, 3, n_search)
+            normals = (allc.reshape(-1, 3) @ SEARCH_NORMALS.T).reshape(n, allc.shape[1], 3, -1)
+            cells = _grid_index_xyz(normals[:, :, 0], normals[:, :, 1], normals[:, :, 2])
+            score = flat[cells + offset].mean(2)                                 # (N, c)
+            order = np.argsort(-score, axis=1)[:, :REFINE_KEEP]
+            cands = allc[rows[:, None], order]
+            best = score[rows, order[:, 0]]
+        return np.ascontiguousarray(cands[:, 0]), best.astype(np.float32)
 
     def symmetry(self, hough_values: np.ndarray, rotation: np.ndarray) -> float:
         """How equally the symmetry-equivalent traces of the brightest plane families are lit.
@@ -369,23 +431,64 @@ class BandIndexer:
         ``SYMMETRY_RANGE``. About 1 when every plane of a bright family lies on
         a band (a cubic crystal at its orientation); low when some of them
         fall between bands. ``SYMMETRY_RANGE[0]`` when no family qualifies.
+        See :meth:`symmetry_many`.
         """
+        return float(self.symmetry_many(np.asarray(hough_values, np.float32)[None],
+                                        np.asarray(rotation, np.float32)[None])[0])
+
+    def symmetry_many(self, hough_values: np.ndarray, rotations: np.ndarray) -> np.ndarray:
+        """:meth:`symmetry` of patterns (N, n_grid) at orientations (N, 3, 3): (N,) float32."""
         if self._trace_pixels is None:
             self._hough = self._hough_matrix()
-        cells = _grid_index(ALL_NORMALS @ np.asarray(rotation, np.float32).T)
-        pixels = self._trace_pixels[cells]
-        values = np.asarray(hough_values, np.float32)[cells]
-        kept = pixels >= SYMMETRY_MIN_COVERAGE * max(float(pixels.max()), 1.0)
-        families = []
-        for f in range(N_FAMILIES):
-            v = values[kept & (FAMILY_INDEX == f)]
-            if len(v) >= 2:
-                families.append((float(v.mean()), float(v.min())))
-        families.sort(key=lambda t: -t[0])
-        top = families[:SYMMETRY_FAMILIES]
-        if not top or top[-1][0] <= 0:
-            return SYMMETRY_RANGE[0]
-        return float(np.clip(np.mean([lo / mean for mean, lo in top]), *SYMMETRY_RANGE))
+        hough_values = np.asarray(hough_values, np.float32)
+        n = len(hough_values)
+        rows = np.arange(n)[:, None]
+        cells = _grid_index(np.matmul(ALL_NORMALS[None], np.asarray(rotations, np.float32).transpose(0, 2, 1)))
+        pixels = self._trace_pixels[cells]                                       # (N, planes)
+        values = hough_values[rows, cells].astype(np.float64)
+        # the threshold in float64, as for one pattern (a float32 0.3 x 90 is above 27)
+        kept = pixels >= SYMMETRY_MIN_COVERAGE * np.maximum(pixels.max(1), 1.0).astype(np.float64)[:, None]
+        in_family = kept[:, None, :] & (FAMILY_INDEX[None, None, :] == np.arange(N_FAMILIES)[None, :, None])
+        traces = in_family.sum(2)                                                # (N, families)
+        mean = np.where(in_family, values[:, None, :], 0.0).sum(2) / np.maximum(traces, 1)
+        low = np.where(in_family, values[:, None, :], np.inf).min(2)
+        qualifies = traces >= 2
+        # the brightest qualifying families, ties in family order (as a stable sort)
+        order = np.argsort(-np.where(qualifies, mean, -np.inf), axis=1, kind="stable")[:, :SYMMETRY_FAMILIES]
+        top_mean, top_low, top_ok = mean[rows, order], low[rows, order], qualifies[rows, order]
+        used = top_ok.sum(1)
+        dimmest_mean = top_mean[rows[:, 0], np.maximum(used - 1, 0)]
+        ratio = np.where(top_ok, top_low / np.where(top_ok, top_mean, 1.0), 0.0).sum(1) / np.maximum(used, 1)
+        out = np.clip(ratio, *SYMMETRY_RANGE)
+        return np.where((used == 0) | (dimmest_mean <= 0), SYMMETRY_RANGE[0], out).astype(np.float32)
+
+    def _profile_tiles(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Square tiles of ``PROFILE_TILE`` pixels a side, for :meth:`profiles`.
+
+        Returns the pixel index of every tile slot (T * t * t,), tile by tile
+        (0 where a tile at the edge has no pixel), the slots' directions
+        (3, T * t * t) float32, NaN where padded (never near a trace), each
+        tile's mean direction (T, 3) and the largest distance of its pixels'
+        directions from it (T,): a tile holds a pixel within ``d`` of a plane
+        only if its mean direction lies within ``d`` plus that radius.
+        """
+        if self._tiles is None:
+            h, w = self.shape
+            t = PROFILE_TILE
+            rr, cc = np.divmod(np.arange(h * w), w)
+            slot = ((rr // t) * -(-w // t) + cc // t) * t * t + (rr % t) * t + cc % t
+            n_slots = -(-h // t) * -(-w // t) * t * t
+            pixels = np.zeros(n_slots, np.int64)
+            pixels[slot] = np.arange(h * w)
+            dirs = np.full((n_slots, 3), np.nan, np.float32)
+            dirs[slot] = self.directions
+            by_tile = dirs.reshape(-1, t * t, 3)
+            centre = np.nanmean(by_tile, axis=1)
+            centre /= np.linalg.norm(centre, axis=1, keepdims=True)
+            radius = np.nanmax(np.linalg.norm(by_tile - centre[:, None], axis=2), axis=1)
+            self._tiles = (pixels, np.ascontiguousarray(dirs.T), centre.astype(np.float32),
+                           radius.astype(np.float32))
+        return self._tiles
 
     def profiles(self, prepared: np.ndarray, rotation: np.ndarray) -> np.ndarray:
         """Band profiles of one prepared pattern at an orientation, (N_FAMILIES, PROFILE_BINS).
@@ -394,12 +497,19 @@ class BandIndexer:
         bins no pixel falls in (a family with no trace on the detector) are 0,
         the mean of a prepared pattern.
         """
-        # bin position of every (pixel, plane) pair; only the few pairs near a trace are gathered
-        q = np.abs(self.directions @ (ALL_NORMALS @ np.asarray(rotation, np.float32).T).T) / PROFILE_BIN
-        flat = np.flatnonzero(q < PROFILE_BINS)
-        rows, cols = np.divmod(flat, q.shape[1])
-        idx = FAMILY_INDEX[cols] * PROFILE_BINS + q.ravel()[flat].astype(np.int64)
-        vals = np.asarray(prepared, np.float32).reshape(-1)[rows]
+        normals = ALL_NORMALS @ np.asarray(rotation, np.float32).T                 # (planes, 3)
+        pixels, dirs, centre, radius = self._profile_tiles()
+        per_tile = PROFILE_TILE * PROFILE_TILE
+        # |r . n| of every (slot, plane) pair is one cheap product; only the (tile, plane) pairs
+        # whose tile can reach within the profile's span of the trace are scanned
+        reach = PROFILE_BIN * PROFILE_BINS + radius[:, None] + 1e-5
+        tiles, planes = np.nonzero(np.abs(centre @ normals.T) < reach)
+        q = np.abs((normals @ dirs).reshape(len(normals), len(centre), per_tile)[planes, tiles])
+        q *= 1.0 / PROFILE_BIN
+        near = np.flatnonzero(q < PROFILE_BINS)                                    # NaN (padding) never is
+        pair = near // per_tile
+        idx = FAMILY_INDEX[planes[pair]] * PROFILE_BINS + q.reshape(-1)[near].astype(np.int64)
+        vals = np.asarray(prepared, np.float32).reshape(-1)[pixels[tiles[pair] * per_tile + near % per_tile]]
         total = np.bincount(idx, weights=vals, minlength=N_FEATURES)
         count = np.bincount(idx, minlength=N_FEATURES)
         return (total / np.maximum(count, 1)).reshape(N_FAMILIES, PROFILE_BINS).astype(np.float32)
@@ -428,16 +538,19 @@ class BandIndexer:
         rots = np.empty((n, 3, 3), np.float32)
         fit = np.empty(n, np.float32)
         symmetry = np.empty(n, np.float32)
-        for s in range(0, n, 64):
-            check_cancel(cancel)
-            prepared = prepare_patterns(patterns[s:s + 64], background)
-            hough = self.hough(prepared)
-            coarse = self.coarse_scores(hough)
-            for i in range(len(prepared)):
-                rots[s + i], fit[s + i] = self.orient(hough[i], coarse[i])
-                feats[s + i] = self.profiles(prepared[i], rots[s + i]).ravel()
-                symmetry[s + i] = self.symmetry(hough[i], rots[s + i])
-            report(progress, stage=stage, step=min(s + 64, n), total=n)
+        # the products here are small: BLAS threads only wait for each other (ten times slower
+        # on a busy machine), so one thread; the sparse products and NumPy are single-threaded anyway
+        with threadpool_limits(1, user_api="blas"):
+            for s in range(0, n, PREPARE_CHUNK):
+                check_cancel(cancel)
+                e = min(s + PREPARE_CHUNK, n)
+                prepared = prepare_patterns(patterns[s:e], background)
+                hough = self.hough(prepared)
+                rots[s:e], fit[s:e] = self.orient_many(hough)
+                symmetry[s:e] = self.symmetry_many(hough, rots[s:e])
+                for i in range(s, e):
+                    feats[i] = self.profiles(prepared[i - s], rots[i]).ravel()
+                report(progress, stage=stage, step=e, total=n)
         return {"features": feats, "rotations": rots, "fit": fit, "symmetry": symmetry}
 
 
