@@ -190,9 +190,9 @@ _BAD_VALUES = {"text": "abc", "nan": np.nan, "empty": np.zeros(0), "null": h5py.
                "negative": -5.0}
 
 
-def _edited(tmp_path, layout, field, value):
+def _edited(tmp_path, layout, field, value, shape=(2, 3, 12, 16)):
     path = tmp_path / f"{layout}.h5"
-    h5ebsd.file_writer(path, _map(), layout=layout, projection_centre=(0.5, 0.3, 0.6), tilts_deg=(70.0, 10.0))
+    h5ebsd.file_writer(path, _map(shape), layout=layout, projection_centre=(0.5, 0.3, 0.6), tilts_deg=(70.0, 10.0))
     with h5py.File(path, "r+") as f:
         del f["Scan 1"][field]
         if value is not None:
@@ -238,14 +238,74 @@ def test_bad_tilt_field_is_ignored_and_named(tmp_path, layout, which, bad):
 def test_per_pattern_tilt_of_one_value_and_long_per_pattern_tsl_are_read(tmp_path):
     """A tilt stored once per pattern (all equal) is that tilt; an EDAX PC stored per pattern (over 16 values,
     which the header summary leaves out) is still averaged, not silently dropped."""
-    path = _edited(tmp_path, "edax", _TILT_FIELDS["edax"][0], np.full(100, 68.0))
+    path = _edited(tmp_path, "edax", _TILT_FIELDS["edax"][0], np.full(20, 68.0), shape=(4, 5, 12, 16))
     with h5py.File(path, "r+") as f:
         cal = f["Scan 1/EBSD/Header/Pattern Center Calibration"]
         x = float(cal["x-star"][()])
         del cal["x-star"]
-        cal["x-star"] = np.full(100, x)
+        cal["x-star"] = np.full(20, x)  # one per pattern of the 4 x 5 map
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         data = h5ebsd.file_reader(path, lazy=False)
     assert data.metadata["sample_tilt_deg"] == pytest.approx(68.0)
     assert data.projection_centre == pytest.approx((0.5, 0.3, 0.6), abs=1e-6)
+
+
+@pytest.mark.parametrize("layout", ["kikuchipy", "edax", "bruker"])
+def test_per_pattern_projection_centre_of_the_wrong_length_is_averaged_with_a_warning(tmp_path, layout):
+    """A per-pattern PC field that does not hold one value per pattern (here 4 values for 6 patterns) is
+    averaged as before, but no longer silently: the warning names the file, the dataset, its length and
+    the pattern count. Values whose mean is implausible are then ignored, as any implausible PC."""
+    field = _PC_FIELDS[layout][0]
+    path = _edited(tmp_path, layout, field, np.array([0.40, 0.45, 0.55, 0.60]))
+    with pytest.warns(UserWarning) as record:
+        data = h5ebsd.file_reader(path, lazy=False)
+    assert len(record) == 1, [str(w.message) for w in record]
+    text = str(record[0].message)
+    assert path.name in text and Path(field).name in text
+    assert "4 values" in text and "6 patterns" in text and "mean is used" in text
+    expected = (0.5, 0.3, 0.6) if layout != "edax" else projection_centre_from_tsl(
+        (0.5, 0.7, 0.6), (12, 16))  # x-star is PCx
+    assert data.projection_centre == pytest.approx(expected, abs=1e-6)
+    # the right length reads without a warning
+    path = _edited(tmp_path, layout, field, np.linspace(0.45, 0.55, 6))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert h5ebsd.file_reader(path, lazy=False).projection_centre[0] == pytest.approx(0.5, abs=1e-6)
+    # a mean far off the detector: named as the wrong length, then ignored as implausible
+    path = _edited(tmp_path, layout, field, np.array([0.5, 9.0, 9.0, 9.0]))
+    with pytest.warns(UserWarning) as record:
+        data = h5ebsd.file_reader(path, lazy=False)
+    text = " ".join(str(w.message) for w in record)
+    assert "4 values" in text and "6 patterns" in text and "implausible" in text and "ignored" in text
+    assert data.projection_centre is None
+
+
+def test_reading_h5ebsd_does_not_import_torch(tmp_path):
+    """Reading an h5ebsd file with its projection centre and tilts (the napari reader's path too, and a .npy
+    memory map through it) imports no torch: ``core.ebsd`` imports its classifier only when it is asked for."""
+    import subprocess
+    import sys
+
+    path, npy = tmp_path / "m.h5", tmp_path / "m.npy"
+    code = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from napari_microstructure.io.ebsd import h5ebsd, load_patterns\n"
+        "from napari_microstructure._napari._ebsd_reader import get_reader\n"
+        f"h5ebsd.file_writer({str(path)!r}, np.zeros((2, 3, 12, 16), np.uint8), "
+        "projection_centre=(0.52, 0.29, 0.63), tilts_deg=(65.0, 8.0))\n"
+        f"data = load_patterns({str(path)!r}, lazy=False)\n"
+        f"layers = get_reader({str(path)!r})({str(path)!r})\n"
+        f"np.save({str(npy)!r}, np.zeros((2, 3, 12, 16), np.float32))\n"  # a memory map: the navigator's own pass
+        f"get_reader({str(npy)!r})({str(npy)!r})\n"
+        "print(data.projection_centre, data.metadata['sample_tilt_deg'], data.metadata['detector_tilt_deg'],\n"
+        "      layers[0][1]['metadata']['projection_centre'], 'torch' in sys.modules)\n"
+        "from napari_microstructure.core.ebsd import EBSDClassifier, MapResult\n"
+        "print(EBSDClassifier.__name__, MapResult.__name__, 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.strip().splitlines()[-2:]
+    assert first == "(0.52, 0.29, 0.63) 65.0 8.0 [0.52, 0.29, 0.63] False", out.stdout
+    assert second == "EBSDClassifier MapResult True"  # the lazy names still import on access

@@ -356,3 +356,51 @@ def test_tilts_outside_the_fields_range_are_not_clamped(viewer_with_sample, tmp_
     from napari_microstructure.core.ebsd.orientations import sample_to_detector
 
     assert sample_to_detector(**widget.tilts()).shape == (3, 3)  # the field's end is a tilt they accept
+
+
+def test_model_fine_tuned_on_another_acquisition_is_noted(viewer_with_sample, tmp_path):
+    """A band-profile model fine-tuned on labelled patterns of one acquisition, shown with a map of another
+    (another projection centre or pattern size): the model label says in one short line that its labels
+    may not carry and that labelling a few patterns of this map fixes it; the tooltip says what differs.
+    A note, not an error: the model is kept and can be used."""
+    from napari_microstructure._napari._ebsd_widget import BAND_PROFILES
+    from napari_microstructure.core.ebsd.bandclassifier import BandProfileClassifier
+    from napari_microstructure.io.ebsd import h5ebsd
+
+    viewer, widget = viewer_with_sample
+    widget.backbone_combo.setCurrentText(BAND_PROFILES)
+    sample = widget.map_combo.layer()
+    nav = viewer.layers["Ni-Ni3Al sample navigator"].metadata
+    pick = np.r_[np.flatnonzero(nav["train_labels"] == 221)[:4], np.flatnonzero(nav["train_labels"] == 225)[:4]]
+    clf = BandProfileClassifier(pc=widget.projection_centre(), max_epochs=3)
+    clf.fit(nav["train_patterns"][pick], nav["train_labels"][pick])
+    widget.set_classifier(clf)  # as Train does, on the map it was fine-tuned on: nothing to note
+    assert "may not carry" not in widget.model_label.text() and widget.model_label.toolTip() == ""
+    maps = np.asarray(sample.data[:2, :3])
+    h5ebsd.file_writer(tmp_path / "other-pc.h5", maps, projection_centre=(0.45, 0.25, 0.65))
+    h5ebsd.file_writer(tmp_path / "other-size.h5", maps[..., :32, :], projection_centre=(0.5, 0.3, 0.6))
+    other_pc, other_size = (_add_pattern_file(viewer, tmp_path / n) for n in ("other-pc.h5", "other-size.h5"))
+    widget.map_combo.set_layer(other_pc)
+    text, tip = widget.model_label.text(), widget.model_label.toolTip()
+    assert text.startswith("model: band profiles")
+    line = text.splitlines()[-1]
+    assert "fine-tuned labels may not carry" in line and "label a few" in line and len(line) <= 55  # fits a dock
+    assert "8 labelled patterns" in tip and "projection centre 0.45, 0.25, 0.65, not 0.5, 0.3, 0.6" in tip
+    assert "0.8" in tip and "0.99" in tip and "patterns, not" not in tip
+    widget.map_combo.set_layer(other_size)
+    assert "may not carry" in widget.model_label.text()
+    tip = widget.model_label.toolTip()
+    assert "32x40 patterns, not 40x40" in tip and "projection centre" not in tip
+    widget.map_combo.set_layer(sample)
+    assert "may not carry" not in widget.model_label.text() and widget.model_label.toolTip() == ""
+    # saved and loaded while another map is chosen; applying it there (pc of that map) keeps the note
+    widget.save_model(tmp_path / "tuned.pt")
+    widget.map_combo.set_layer(other_pc)
+    widget.load_model(tmp_path / "tuned.pt")
+    assert "may not carry" in widget.model_label.text() and widget.classifier is not None
+    widget.classifier.pc = widget.projection_centre()  # what classify() does for this map
+    widget._band_model_label()
+    text = widget.model_label.text()
+    assert "may not carry" in text and "not the model's" not in text
+    widget.use_shipped_model()  # no labelled patterns: nothing to note
+    assert "may not carry" not in widget.model_label.text()

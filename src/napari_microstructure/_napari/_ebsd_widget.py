@@ -81,6 +81,11 @@ def _pc_text(pc: Any) -> str:
     return ", ".join(f"{float(v):.4g}" for v in pc)
 
 
+def _same_pc(a: Any, b: Any) -> bool:
+    """Two projection centres the same to the field's precision."""
+    return bool(np.allclose(a, b, atol=5e-5))
+
+
 def _parse_class(text: str) -> Any:
     text = text.strip()
     try:
@@ -275,6 +280,7 @@ class EBSDWidget(DockWidget):
         self.viewer.layers.events.removed.connect(self._refresh_layers)
         self.labels_combo.currentIndexChanged.connect(self._refresh_class_table)
         self.map_combo.currentIndexChanged.connect(self._fill_projection_centre)
+        self.map_combo.currentIndexChanged.connect(self._band_model_label)  # after the field is filled
         self.map_combo.currentIndexChanged.connect(lambda *_: self._tilts_from_layer(self.map_combo.currentData()))
         self._tilts_from_layer(self.map_combo.currentData())
         self.viewer.mouse_drag_callbacks.append(self._on_click)
@@ -595,22 +601,12 @@ class EBSDWidget(DockWidget):
         self.threshold_spin.setValue(float(classifier.confidence_threshold))
         classes = ", ".join(str(c) for c in classifier.classes_)
         if band:
-            note = ""
             if classifier.pc is not None:
                 own = self.pc_edit.text().strip()
                 from_model = self._pc_filled is not None and self._pc_filled[0] == "model" and not self._pc_typed()
                 if not own or from_model:
                     self._set_pc_field(classifier.pc, "model")
-                else:
-                    try:
-                        field_pc = self.projection_centre()
-                    except MicrostructureError:  # classify() says what is wrong with it
-                        field_pc = None
-                    if field_pc is not None and not np.allclose(field_pc, classifier.pc, atol=5e-5):
-                        # the projection centre belongs to the acquisition: the map's (typed or from its file) wins
-                        note = (f"; maps use the projection centre of the field ({own}), not the model's "
-                                f"({_pc_text(classifier.pc)})")
-            self.model_label.setText(f"model: band profiles (indexed patterns), classes {classes}{note}")
+            self._band_model_label()
             self._update_legend()
             self.refresh_actions()
             return
@@ -622,6 +618,40 @@ class EBSDWidget(DockWidget):
             + (f"; {epochs} epochs" if epochs else ""))
         self._update_legend()
         self.refresh_actions()
+
+    def _band_model_label(self, *_: Any) -> None:
+        """The band-profile model's label, with notes where the chosen map's acquisition is not the model's."""
+        clf = self.classifier
+        if clf is None or hasattr(clf, "models_"):
+            return
+        try:
+            field_pc = self.projection_centre()
+        except MicrostructureError:  # classify() says what is wrong with it
+            field_pc = None
+        note = ""
+        if clf.pc is not None and field_pc is not None and not _same_pc(field_pc, clf.pc):
+            # the projection centre belongs to the acquisition: the map's (typed or from its file) wins
+            note = (f"; maps use the projection centre of the field ({self.pc_edit.text().strip()}), not the "
+                    f"model's ({_pc_text(clf.pc)})")
+        seen = getattr(clf, "labelled_acquisition_", None)
+        layer = self.map_combo.layer()
+        tip = ""
+        if seen is not None and layer is not None:
+            shape = tuple(layer.data.shape[-2:])
+            differs = [f"{'x'.join(map(str, shape))} patterns, not {'x'.join(map(str, seen['pattern_shape']))}"
+                       ] if shape != tuple(seen["pattern_shape"]) else []
+            if field_pc is not None and not _same_pc(field_pc, seen["pc"]):
+                differs.append(f"projection centre {_pc_text(field_pc)}, not {_pc_text(seen['pc'])}")
+            if differs:
+                # measured: labels of one session ~0.8 on other sessions, ~0.99 on their own
+                note += "\nfine-tuned labels may not carry: label a few here"
+                tip = (f"the model was fine-tuned on {seen['n_patterns']} labelled patterns of another acquisition "
+                       f"({'; '.join(differs)}). Labels of one acquisition classify about 0.8 of another's "
+                       "patterns right, against about 0.99 of their own: label a few patterns of this map and "
+                       "train again.")
+        self.model_label.setText(f"model: band profiles (indexed patterns), classes "
+                                 f"{', '.join(str(c) for c in clf.classes_)}{note}")
+        self.model_label.setToolTip(tip)
 
     def classify(self) -> Optional[Job]:
         """Classify the chosen map off the GUI thread; result layers appear when done."""

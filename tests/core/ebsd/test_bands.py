@@ -238,6 +238,27 @@ def test_save_load_round_trip_and_bad_features(tmp_path):
         BandProfileClassifier(pc=pc).fit(pats, [229, 229, 229])
 
 
+def test_fit_records_the_acquisition_of_its_labelled_patterns(tmp_path):
+    """fit() keeps the projection centre and pattern size of its labelled patterns (the widget warns when the
+    model is applied to another acquisition); they survive a save, and set_params(pc=...) for a new map does
+    not change them. The shipped model and version-2 files record none."""
+    from napari_microstructure.core.nn.modelio import save_model_file
+
+    assert BandProfileClassifier.from_pretrained().labelled_acquisition_ is None
+    pats, _, pc = _session("W", 4, 8)
+    clf = BandProfileClassifier(pc=pc, max_epochs=3).fit(pats, [229, 229, 221, 221])
+    h, w = pats.shape[1:]
+    assert clf.labelled_acquisition_ == {"pc": pytest.approx(tuple(pc)), "pattern_shape": (h, w), "n_patterns": 4}
+    clf.set_params(pc=(0.5, 0.3, 0.6))  # applied to another map
+    back = BandProfileClassifier.load(clf.save(tmp_path / "tuned.pt"))
+    assert back.pc == (0.5, 0.3, 0.6) and back.labelled_acquisition_ == clf.labelled_acquisition_
+    metadata, tensors = clf._get_state()
+    metadata = {"params": clf._params_to_json(), **metadata, "model_version": 2}
+    del metadata["labelled_acquisition"]
+    old = BandProfileClassifier.load(save_model_file(tmp_path / "v2.pt", clf.kind, metadata, tensors))
+    assert old.labelled_acquisition_ is None
+
+
 def test_version_1_model_files_load_without_a_symmetry_check(tmp_path):
     """Files written before the symmetry score: the fit alone decides "no solution", as it did."""
     from napari_microstructure.core.nn.modelio import save_model_file

@@ -62,8 +62,9 @@ from .metrics import ClassificationReport, classification_report
 NO_SOLUTION_TEXT = "no solution"
 #: Simulated profiles per space group kept in the shipped model for rehearsal while fine-tuning.
 BANK_PER_CLASS = 600
-#: 2: adds ``symmetry_threshold`` (files of version 1 load with no symmetry check).
-MODEL_VERSION = 2
+#: 2: adds ``symmetry_threshold`` (files of version 1 load with no symmetry check);
+#: 3: adds ``labelled_acquisition`` (older files load with none).
+MODEL_VERSION = 3
 #: Share of a no-solution rejection budget spent on the fit (the rest on the symmetry).
 FIT_SHARE = 0.2
 #: Fewest optimiser steps of a fit, however few the patterns.
@@ -206,6 +207,12 @@ class BandProfileClassifier(Estimator):
         Patterns whose fit or symmetry is below these are "no solution".
     bank_features_, bank_labels_ : ndarray
         Simulated profiles used for rehearsal (empty for non-space-group classes).
+    labelled_acquisition_ : dict or None
+        The acquisition of the labelled patterns :meth:`fit` learned from:
+        ``{"pc": (PCx, PCy, PCz), "pattern_shape": (h, w), "n_patterns": N}``
+        (``pc`` as given to ``fit``, ``pattern_shape`` before binning); ``None``
+        for the shipped model and :meth:`fit_features`. Labels of one
+        acquisition carry less well to another (``pc`` is set anew for each map).
     """
 
     kind = "ebsd-bands"
@@ -351,7 +358,9 @@ class BandProfileClassifier(Estimator):
         if self.augment:
             extra = augment_profiles(x, np.random.default_rng(int(self.seed)), int(self.augment))
             x, labels = np.concatenate([x, extra]), np.concatenate([labels] * (1 + int(self.augment)))
-        self._fit(x, labels, found, described, progress=progress, cancel=cancel)
+        acquisition = {"pc": self._projection_centre(), "pattern_shape": tuple(patterns.shape[1:]),
+                       "n_patterns": len(patterns)}
+        self._fit(x, labels, found, described, progress=progress, cancel=cancel, acquisition=acquisition)
         return self
 
     def fit_features(self, features: np.ndarray, labels: Sequence, *,
@@ -366,7 +375,7 @@ class BandProfileClassifier(Estimator):
         return self
 
     def _fit(self, x: np.ndarray, y: np.ndarray, classes: np.ndarray, described: Optional[dict], *,
-             progress=None, cancel=None, scratch: bool = False) -> None:
+             progress=None, cancel=None, scratch: bool = False, acquisition: Optional[dict] = None) -> None:
         source = None
         if self.simulation_pretrained and not scratch:
             from .pretrained import band_profiles_path
@@ -414,6 +423,7 @@ class BandProfileClassifier(Estimator):
         self.symmetry_threshold_ = float(symmetry_threshold)
         self.bank_features_ = bank_x.astype(np.float16)
         self.bank_labels_ = bank_y
+        self.labelled_acquisition_ = acquisition
 
     def _train(self, net: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, lr: float,
                progress, cancel) -> None:
@@ -534,7 +544,8 @@ class BandProfileClassifier(Estimator):
                     "classes": [int(c) if kind == "int" else str(c) for c in self.classes_],
                     "classes_type": kind, "fit_threshold": self.fit_threshold_,
                     "symmetry_threshold": self.symmetry_threshold_,
-                    "bank_labels": [int(c) if kind == "int" else str(c) for c in self.bank_labels_]}
+                    "bank_labels": [int(c) if kind == "int" else str(c) for c in self.bank_labels_],
+                    "labelled_acquisition": self.labelled_acquisition_}
         tensors = with_prefix(self.net_.state_dict(), "net")
         tensors.update({"feature_mean": torch.from_numpy(self.feature_mean_),
                         "feature_std": torch.from_numpy(self.feature_std_),
@@ -556,6 +567,11 @@ class BandProfileClassifier(Estimator):
         self.symmetry_threshold_ = float(metadata.get("symmetry_threshold", float("-inf")))
         self.bank_features_ = tensors["bank_features"].numpy()
         self.bank_labels_ = np.asarray(metadata["bank_labels"], dtype=dtype)
+        acquisition = metadata.get("labelled_acquisition")  # version 2 files have none
+        self.labelled_acquisition_ = None if acquisition is None else {
+            "pc": tuple(float(v) for v in acquisition["pc"]),
+            "pattern_shape": tuple(int(v) for v in acquisition["pattern_shape"]),
+            "n_patterns": int(acquisition["n_patterns"])}
 
 
 def load_ebsd_model(path: Union[str, os.PathLike], device: str = "auto") -> Any:

@@ -25,7 +25,6 @@ from typing import Any, Iterator, Optional, Union
 
 import numpy as np
 
-from ..base import check_is_fitted
 from ..errors import MicrostructureError
 from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
 from ._validation import as_lazy_map, check_finite_block, check_map, check_pattern_shape, is_dask
@@ -182,6 +181,8 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
     -------
     MapResult
     """
+    from ..base import check_is_fitted  # imports torch: not at module level (the pattern readers use this module)
+
     check_is_fitted(clf, "to classify a map")
     if not (isinstance(chunk_size, (int, np.integer)) and chunk_size >= 1):
         raise MicrostructureError(f"chunk_size={chunk_size!r}; give a positive number of patterns")

@@ -33,7 +33,8 @@ The acquisition's tilts go into :attr:`PatternData.metadata` as
 ``Sample Tilt`` / ``Camera Elevation Angle``, Bruker ``SampleTilt`` / ``CameraTilt``);
 values outside :data:`~napari_microstructure.core.ebsd.orientations.TILT_RANGES` are left out with a warning.
 
-Per-pattern values are averaged over the map. An implausible one (an
+Per-pattern values are averaged over the map (with a warning when a field holds
+several values but not one per pattern). An implausible one (an
 uncalibrated EDAX header stores zeros) is ignored with a warning. Reading is lazy (a dask array over the h5py dataset, chunked as in the
 file); the file stays open until :meth:`PatternData.close`.
 """
@@ -199,7 +200,7 @@ def _read(f, filename, lazy, scan_group):
             f"{filename!r}: the header says {rows} x {cols} = {rows * cols} patterns but the file "
             f"holds {n}; the scan was interrupted or the file is truncated"
         )
-    pc = _projection_centre(group, hd, man, (h, w), filename)  # while the file is open
+    pc = _projection_centre(group, hd, man, (h, w), filename, n)  # while the file is open
     tilts = _tilts(group["EBSD/Header"], man, filename)
     if lazy:
         import dask.array as da
@@ -246,10 +247,13 @@ def _mean(node) -> float:
     return float(values.mean()) if values.size else float("nan")
 
 
-def _fields(node, keys: tuple[str, ...], where: str, filename: str) -> Optional[tuple[float, ...]]:
+def _fields(node, keys: tuple[str, ...], where: str, filename: str,
+            n_patterns: int) -> Optional[tuple[float, ...]]:
     """The means of ``node[k]`` for each key; None (with a warning naming the missing ones) if not all there.
 
-    No warning when none of the keys is there (the file simply has no calibration).
+    No warning when none of the keys is there (the file simply has no calibration). A field holding
+    several values but not one per pattern (``n_patterns``) is averaged all the same, with a warning
+    naming the dataset, its length and the number of patterns.
     """
     import warnings
 
@@ -264,18 +268,25 @@ def _fields(node, keys: tuple[str, ...], where: str, filename: str) -> Optional[
         warnings.warn(f"{str(filename)!r}: the projection centre in the file ({where}) lacks {', '.join(missing)}; "
                       "it is ignored: give the projection centre by hand (PCx, PCy, PCz)", UserWarning, stacklevel=4)
         return None
+    for k in keys:
+        size = getattr(node[k], "size", None)  # None: an empty (null) dataset
+        if size is not None and size > 1 and size != n_patterns:
+            warnings.warn(f"{str(filename)!r}: the projection centre's {node[k].name} holds {size} values but the "
+                          f"scan has {n_patterns} patterns; their mean is used (check that the calibration belongs "
+                          "to this scan, or give the projection centre by hand: PCx, PCy, PCz)",
+                          UserWarning, stacklevel=4)
     return tuple(_mean(node[k]) for k in keys)
 
 
-def _projection_centre(group, hd: dict, man: str, shape: tuple[int, int], filename: str):
+def _projection_centre(group, hd: dict, man: str, shape: tuple[int, int], filename: str, n_patterns: int):
     """The scan's projection centre in the Bruker convention, or None (see the module's table)."""
     if man == "kikuchipy":
         where = "EBSD/Header"
-        pc = _fields(group.get(where), ("pcx", "pcy", "pcz"), f"{where}/pcx, pcy, pcz", filename)
+        pc = _fields(group.get(where), ("pcx", "pcy", "pcz"), f"{where}/pcx, pcy, pcz", filename, n_patterns)
         return plausible_projection_centre(pc, filename, f"{where}/pcx, pcy, pcz")
     elif man == "edax":
         where = "EBSD/Header/Pattern Center Calibration"
-        tsl = _fields(group.get(where), ("x-star", "y-star", "z-star"), where, filename)
+        tsl = _fields(group.get(where), ("x-star", "y-star", "z-star"), where, filename, n_patterns)
         if tsl is not None:
             return plausible_projection_centre(projection_centre_from_tsl(list(tsl), shape), filename,
                                                f"{where}, converted from EDAX/TSL")
@@ -285,7 +296,7 @@ def _projection_centre(group, hd: dict, man: str, shape: tuple[int, int], filena
         for where in ("EBSD/Data", "EBSD/Header", "EBSD/SEM"):
             node = group.get(where)
             if isinstance(node, h5py.Group) and any(k in node for k in ("PCX", "PCY", "DD")):
-                pc = _fields(node, ("PCX", "PCY", "DD"), f"{where}/PCX, PCY, DD", filename)
+                pc = _fields(node, ("PCX", "PCY", "DD"), f"{where}/PCX, PCY, DD", filename, n_patterns)
                 return plausible_projection_centre(pc, filename, f"{where}/PCX, PCY, DD")
     return None
 
