@@ -106,6 +106,16 @@ def test_batched_search_and_symmetry_equal_one_pattern_at_a_time():
         np.testing.assert_allclose(many, [ix.symmetry(h, r) for h, r in zip(hough, at)], atol=1e-6)
 
 
+def test_coarse_search_on_the_detector_cells_equals_the_whole_hemisphere():
+    """Normals whose trace misses the detector are left out of the coarse search: exactly the same scores."""
+    pats, _, pc = _session("Si", 4, 24)
+    ix = B.BandIndexer(pats.shape[1:], pc)
+    hough = ix.hough(B.prepare_patterns(pats))
+    assert 0.2 < np.mean(hough == 0) < 0.8  # a share of the hemisphere is off the detector
+    whole = (B._search_matrix(ix.n_orientations) @ hough.T).T
+    np.testing.assert_array_equal(ix.coarse_scores(hough), whole)
+
+
 def test_prepared_chunks_equal_prepared_patterns_one_by_one():
     """Chunked preparation treats every pattern on its own: counts and zero-mean input mixed in one chunk."""
     pats, _, _ = _session("Ni", 70, 23)

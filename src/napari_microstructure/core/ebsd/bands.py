@@ -337,6 +337,8 @@ class BandIndexer:
         self._hough: Optional[sparse.csr_matrix] = None  # built on first use (profiles do not need it)
         self._trace_pixels: Optional[np.ndarray] = None  # pixels on each grid normal's trace
         self._tiles: Optional[tuple[np.ndarray, ...]] = None  # see _profile_tiles
+        self._search: Optional[sparse.csr_matrix] = None  # the search matrix on the cells below
+        self._seen: Optional[np.ndarray] = None  # grid normals whose trace crosses the detector
 
     def _hough_matrix(self) -> sparse.csr_matrix:
         """Rows: hemisphere normals; the mean of the pixels within the trace's half-width."""
@@ -361,7 +363,14 @@ class BandIndexer:
 
     def coarse_scores(self, hough_values: np.ndarray) -> np.ndarray:
         """Mean Hough value on the search traces at every candidate orientation, (N, n_orientations)."""
-        return np.asarray((_search_matrix(self.n_orientations) @ np.asarray(hough_values, np.float32).T).T)
+        if self._search is None:
+            if self._trace_pixels is None:
+                self._hough = self._hough_matrix()
+            # normals whose trace misses the detector have Hough value 0: leaving them out is exact
+            self._seen = np.flatnonzero(self._trace_pixels > 0)
+            self._search = _search_matrix(self.n_orientations)[:, self._seen].tocsr()
+        seen = np.asarray(hough_values, np.float32)[:, self._seen]
+        return np.asarray((self._search @ seen.T).T)
 
     def orient(self, hough_values: np.ndarray, coarse: Optional[np.ndarray] = None) -> tuple[np.ndarray, float]:
         """Best cubic orientation of one pattern from its Hough transform: (matrix (3, 3), fit).
