@@ -113,6 +113,8 @@ ALL_NORMALS = np.concatenate(_NORMALS).astype(np.float32)
 FAMILY_INDEX = np.concatenate([np.full(len(n), i) for i, n in enumerate(_NORMALS)])
 SEARCH_NORMALS = np.concatenate([family_normals(f) for f in SEARCH_FAMILIES]).astype(np.float32)
 N_FEATURES = N_FAMILIES * PROFILE_BINS
+#: Each plane's first bin in :meth:`BandIndexer.profiles`' count (its family's bins and one beyond them).
+_FAMILY_OFFSET = (FAMILY_INDEX * (PROFILE_BINS + 1)).astype(np.int32)
 
 
 # --------------------------------------------------------------------- helpers
@@ -510,18 +512,19 @@ class BandIndexer:
         pixels, dirs, centre, radius = self._profile_tiles()
         per_tile = PROFILE_TILE * PROFILE_TILE
         # |r . n| of every (slot, plane) pair is one cheap product; only the (tile, plane) pairs
-        # whose tile can reach within the profile's span of the trace are scanned
+        # whose tile can reach within the profile's span of the trace are binned
         reach = PROFILE_BIN * PROFILE_BINS + radius[:, None] + 1e-5
         tiles, planes = np.nonzero(np.abs(centre @ normals.T) < reach)
         q = np.abs((normals @ dirs).reshape(len(normals), len(centre), per_tile)[planes, tiles])
         q *= 1.0 / PROFILE_BIN
-        near = np.flatnonzero(q < PROFILE_BINS)                                    # NaN (padding) never is
-        pair = near // per_tile
-        idx = FAMILY_INDEX[planes[pair]] * PROFILE_BINS + q.reshape(-1)[near].astype(np.int64)
-        vals = np.asarray(prepared, np.float32).reshape(-1)[pixels[tiles[pair] * per_tile + near % per_tile]]
-        total = np.bincount(idx, weights=vals, minlength=N_FEATURES)
-        count = np.bincount(idx, minlength=N_FEATURES)
-        return (total / np.maximum(count, 1)).reshape(N_FAMILIES, PROFILE_BINS).astype(np.float32)
+        np.fmin(q, PROFILE_BINS, out=q)  # beyond the profile, and padding (NaN): one extra bin, dropped
+        idx = q.astype(np.int32)
+        idx += _FAMILY_OFFSET[planes][:, None]
+        vals = np.asarray(prepared, np.float32).reshape(-1)[pixels].reshape(len(centre), per_tile)[tiles]
+        total = np.bincount(idx.ravel(), weights=vals.ravel(), minlength=N_FAMILIES * (PROFILE_BINS + 1))
+        count = np.bincount(idx.ravel(), minlength=N_FAMILIES * (PROFILE_BINS + 1))
+        means = (total / np.maximum(count, 1)).reshape(N_FAMILIES, PROFILE_BINS + 1)
+        return means[:, :PROFILE_BINS].astype(np.float32)
 
     def describe(self, patterns: np.ndarray, background: Optional[np.ndarray] = None, *,
                  progress: Optional[ProgressCallback] = None,
