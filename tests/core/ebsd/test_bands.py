@@ -5,6 +5,8 @@ training (``scripts/train_band_profiles.py``: training-split structures, never
 the named materials) nor its threshold calibration used.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -104,6 +106,13 @@ def test_batched_search_and_symmetry_equal_one_pattern_at_a_time():
     for at in (rots, np.einsum("ij,njk->nik", tilt, rots).astype(np.float32)):
         many = ix.symmetry_many(hough, at)
         np.testing.assert_allclose(many, [ix.symmetry(h, r) for h, r in zip(hough, at)], atol=1e-6)
+    # a blank pattern among them: the lowest score, no warning, the others unchanged
+    blank = np.concatenate([hough[:2], np.zeros_like(hough[:1])])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scores = ix.symmetry_many(blank, rots[:3])
+    assert scores[2] == B.SYMMETRY_RANGE[0]
+    np.testing.assert_allclose(scores[:2], ix.symmetry_many(hough[:2], rots[:2]))
 
 
 def test_coarse_search_on_the_detector_cells_equals_the_whole_hemisphere():

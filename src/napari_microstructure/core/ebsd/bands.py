@@ -469,7 +469,9 @@ class BandIndexer:
         top_mean, top_low, top_ok = mean[rows, order], low[rows, order], qualifies[rows, order]
         used = top_ok.sum(1)
         dimmest_mean = top_mean[rows[:, 0], np.maximum(used - 1, 0)]
-        ratio = np.where(top_ok, top_low / np.where(top_ok, top_mean, 1.0), 0.0).sum(1) / np.maximum(used, 1)
+        # a family mean <= 0 makes the dimmest one <= 0: that pattern's score is replaced below
+        ratio = np.where(top_ok, top_low / np.where(top_ok & (top_mean > 0), top_mean, 1.0), 0.0).sum(1)
+        ratio /= np.maximum(used, 1)
         out = np.clip(ratio, *SYMMETRY_RANGE)
         return np.where((used == 0) | (dimmest_mean <= 0), SYMMETRY_RANGE[0], out).astype(np.float32)
 
