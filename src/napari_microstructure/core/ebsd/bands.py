@@ -516,7 +516,7 @@ class BandIndexer:
         # |r . n| of every (slot, plane) pair is one cheap product; only the (tile, plane) pairs
         # whose tile can reach within the profile's span of the trace are binned
         reach = PROFILE_BIN * PROFILE_BINS + radius[:, None] + 1e-5
-        tiles, planes = np.nonzero(np.abs(centre @ normals.T) < reach)
+        tiles, planes = np.divmod(np.flatnonzero(np.abs(centre @ normals.T) < reach), len(normals))
         q = np.abs((normals @ dirs).reshape(len(normals), len(centre), per_tile)[planes, tiles])
         q *= 1.0 / PROFILE_BIN
         np.fmin(q, PROFILE_BINS, out=q)  # beyond the profile, and padding (NaN): one extra bin, dropped
