@@ -748,10 +748,12 @@ class EBSDWidget(DockWidget):
         if self.classifier is None:
             self.legend.setText("")
             return
-        items = [f'<span style="color:{class_colour(c, k)}">&#9632;</span> {c}'
+        # each item unbreakable, the line wraps only between items (at dock width "no" and
+        # "solution" landed on two lines)
+        items = [f'<span style="color:{class_colour(c, k)}">&#9632;</span>&nbsp;{c}'
                  for k, c in enumerate(self.classifier.classes_)]
-        items.append(f'<span style="color:{NO_SOLUTION_COLOUR}">&#9632;</span> no solution')
-        text = "&nbsp;&nbsp;".join(items)
+        items.append(f'<span style="color:{NO_SOLUTION_COLOUR}">&#9632;</span>&nbsp;no&nbsp;solution')
+        text = "&nbsp; ".join(items)
         if self.result is not None and getattr(self.result, "detector_euler", None) is not None:
             # the key of the IPF-Z layer: the crystal direction along the sample normal
             key = "&nbsp;&nbsp;".join(f'<span style="color:{c}">&#9632;</span> {d}' for c, d in
