@@ -257,6 +257,8 @@ def evaluate_model(clf, train_s, train, known, unknown, mixed, scorers, features
             pk = [clf.scorer_.crop_probabilities(cut(d)).mean(0) for d in desc_k]
             pu = [clf.scorer_.crop_probabilities(cut(d)).mean(0) for d in desc_u]
             res = summarise(f"{clf.loss} {D}-D, {name} on {features}", pk, known[1], pu, unknown[1], classes)
+            if name == "ensemble" and getattr(clf, "novelty_scale_", False):
+                results[("ensemble, field-of-view bins", features)] = fov_bin_rule(clf, desc_k, desc_u, known, unknown)
             if name in ("ensemble", "knn", "gmm"):
                 t = time.perf_counter()
                 res["mixed_pixels"] = mixed_accuracy(clf, mixed)
@@ -267,6 +269,55 @@ def evaluate_model(clf, train_s, train, known, unknown, mixed, scorers, features
         if features == "imagenet":
             results[("logistic", features)] = frozen_linear(clf, desc_k, desc_u, known, unknown)
     return results
+
+
+FOV_BINS, FOV_MIN_CROPS, FOV_NONE_ABOVE = 2, 8, 0.5
+
+
+def fov_bin_rule(clf, desc_k, desc_u, known, unknown):
+    """A candidate image-level "none", fixed on development data before this benchmark saw it
+    (docs/benchmarks.md, "field-of-view-bin statistic"); the package does not use it.
+
+    Crops are split into ``FOV_BINS`` bins equal in log field of view over the training range.
+    Each bin's known rejection rate ``q_b`` (and the overall ``q``) comes from the held-out
+    calibration crops, scored with their own image left out. An image's statistic is its rejected
+    share ``m`` plus the largest excess of a bin's share over ``q_b`` beyond ``m - q`` (bins with
+    at least ``FOV_MIN_CROPS`` crops), clipped to [0, 1]; the image is "none" above
+    ``FOV_NONE_ABOVE``. The printed P(none) is a monotone map of the statistic (so AUROC and
+    FPR@95 are the statistic's) whose argmax takes exactly that decision.
+    """
+    import copy
+
+    from napari_microstructure.core.micrograph.openset import cross_validated_novelty
+
+    x, y, groups, score, _, n_classes = clf.calibration_set_
+    rejected_cal = cross_validated_novelty(copy.deepcopy(clf.scorer_), x, y, groups, score, n_classes) > 0
+    size = float(clf.input_size)
+    edges = np.linspace(*np.log(clf.fov_range_um_), FOV_BINS + 1)[1:-1]
+
+    def bins(features):
+        return np.digitize(np.log(size / 10.0 ** features[:, -1]), edges)   # last column: log10 px/um
+
+    b_cal = bins(x[score])
+    q = np.array([rejected_cal[b_cal == k].mean() if (b_cal == k).any() else np.nan for k in range(FOV_BINS)])
+    q_all = float(rejected_cal.mean())
+    K = len(clf.classes_)
+
+    def image(d):
+        flags, b = clf.scorer_.rejected(d), bins(d)
+        m = float(flags.mean())
+        excess = [flags[b == k].mean() - q[k] for k in range(FOV_BINS)
+                  if (b == k).sum() >= FOV_MIN_CROPS and np.isfinite(q[k])]
+        stat = float(np.clip(m + max(0.0, max(excess) - (m - q_all)) if excess else m, 0.0, 1.0))
+        mean = clf.scorer_.crop_probabilities(d).mean(0)[:K]
+        share = mean / mean.sum() if mean.sum() > 0 else np.full(K, 1.0 / K)
+        p_none = stat if stat > FOV_NONE_ABOVE else stat * 0.999 / ((K + 1) * FOV_NONE_ABOVE)
+        return np.r_[share * (1.0 - p_none), p_none]
+
+    print(f"{'':>36}field-of-view bins: held-out known crops rejected {q_all:.3f}, per bin "
+          + " / ".join(f"{v:.3f}" for v in q))
+    return summarise("ensemble + field-of-view bins", [image(d) for d in desc_k], known[1],
+                     [image(d) for d in desc_u], unknown[1], clf.classes_)
 
 
 def frozen_linear(clf, desc_k, desc_u, known, unknown):
