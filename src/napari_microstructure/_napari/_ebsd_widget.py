@@ -633,22 +633,15 @@ class EBSDWidget(DockWidget):
             # the projection centre belongs to the acquisition: the map's (typed or from its file) wins
             note = (f"; maps use the projection centre of the field ({self.pc_edit.text().strip()}), not the "
                     f"model's ({_pc_text(clf.pc)})")
-        seen = getattr(clf, "labelled_acquisition_", None)
         layer = self.map_combo.layer()
+        differs = [] if layer is None else clf.acquisition_differences(layer.data.shape, field_pc)
         tip = ""
-        if seen is not None and layer is not None:
-            shape = tuple(layer.data.shape[-2:])
-            differs = [f"{'x'.join(map(str, shape))} patterns, not {'x'.join(map(str, seen['pattern_shape']))}"
-                       ] if shape != tuple(seen["pattern_shape"]) else []
-            if field_pc is not None and not _same_pc(field_pc, seen["pc"]):
-                differs.append(f"projection centre {_pc_text(field_pc)}, not {_pc_text(seen['pc'])}")
-            if differs:
-                # measured: labels of one session ~0.8 on other sessions, ~0.99 on their own
-                note += "\nfine-tuned labels may not carry: label a few here"
-                tip = (f"the model was fine-tuned on {seen['n_patterns']} labelled patterns of another acquisition "
-                       f"({'; '.join(differs)}). Labels of one acquisition classify about 0.8 of another's "
-                       "patterns right, against about 0.99 of their own: label a few patterns of this map and "
-                       "train again.")
+        if differs:
+            note += "\nfine-tuned labels may not carry: label a few here"
+            tip = (f"the model was fine-tuned on {clf.labelled_acquisition_['n_patterns']} labelled patterns of "
+                   f"another acquisition ({'; '.join(differs)}). Labels of one acquisition classify about 0.8 of "
+                   "another's patterns right, against about 0.99 of their own: label a few patterns of this map "
+                   "and train again.")
         self.model_label.setText(f"model: band profiles (indexed patterns), classes "
                                  f"{', '.join(str(c) for c in clf.classes_)}{note}")
         self.model_label.setToolTip(tip)

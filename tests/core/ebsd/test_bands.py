@@ -271,6 +271,13 @@ def test_fit_records_the_acquisition_of_its_labelled_patterns(tmp_path):
     clf.set_params(pc=(0.5, 0.3, 0.6))  # applied to another map
     back = BandProfileClassifier.load(clf.save(tmp_path / "tuned.pt"))
     assert back.pc == (0.5, 0.3, 0.6) and back.labelled_acquisition_ == clf.labelled_acquisition_
+    # the console user's check (the widget's note): what differs from the labelled acquisition
+    assert back.acquisition_differences((h, w), pc) == []
+    assert back.acquisition_differences((7, 7, h, w), None) == []  # a map's (rows, cols, h, w) shape
+    assert back.acquisition_differences((h // 2, w), pc) == [f"{h // 2}x{w} patterns, not {h}x{w}"]
+    other = back.acquisition_differences((h, w), (0.45, 0.25, 0.65))
+    assert len(other) == 1 and other[0].startswith("projection centre 0.45, 0.25, 0.65, not ")
+    assert BandProfileClassifier.from_pretrained().acquisition_differences((1, 1), (0.4, 0.4, 0.4)) == []
     metadata, tensors = clf._get_state()
     metadata = {"params": clf._params_to_json(), **metadata, "model_version": 2}
     del metadata["labelled_acquisition"]

@@ -425,6 +425,38 @@ class BandProfileClassifier(Estimator):
         self.bank_labels_ = bank_y
         self.labelled_acquisition_ = acquisition
 
+    def acquisition_differences(self, pattern_shape: Sequence[int],
+                                pc: Optional[Sequence[float]] = None) -> list[str]:
+        """How a map's acquisition differs from the one :meth:`fit` learned its labels on.
+
+        Labels of one acquisition carry less well to another (measured: about
+        0.8 of another session's patterns right, against 0.99 of their own),
+        so a non-empty answer means: label a few patterns of this map.
+
+        Parameters
+        ----------
+        pattern_shape : (int, int)
+            The map's pattern height and width in pixels (before binning).
+        pc : (float, float, float), optional
+            The map's projection centre (Bruker convention); not compared when None.
+
+        Returns
+        -------
+        list of str
+            One phrase per difference, e.g. ``"32x40 patterns, not 40x40"`` or
+            ``"projection centre 0.45, 0.25, 0.65, not 0.5, 0.3, 0.6"``; empty
+            when they match (to 5e-5) or the model was not fine-tuned on patterns.
+        """
+        seen = getattr(self, "labelled_acquisition_", None)  # unfitted: nothing learned
+        if seen is None:
+            return []
+        shape, own = tuple(int(v) for v in pattern_shape[-2:]), tuple(seen["pattern_shape"])
+        out = [f"{'x'.join(map(str, shape))} patterns, not {'x'.join(map(str, own))}"] if shape != own else []
+        if pc is not None and not np.allclose(pc, seen["pc"], atol=5e-5):
+            text = lambda v: ", ".join(f"{float(x):.4g}" for x in v)  # noqa: E731
+            out.append(f"projection centre {text(pc)}, not {text(seen['pc'])}")
+        return out
+
     def _train(self, net: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, lr: float,
                progress, cancel) -> None:
         xt = torch.from_numpy(np.ascontiguousarray(x, np.float32))
