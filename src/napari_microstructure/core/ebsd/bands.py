@@ -481,9 +481,10 @@ class BandIndexer:
         Returns the pixel index of every tile slot (T * t * t,), tile by tile
         (0 where a tile at the edge has no pixel), the slots' directions
         (3, T * t * t) float32, NaN where padded (never near a trace), each
-        tile's mean direction (T, 3) and the largest distance of its pixels'
-        directions from it (T,): a tile holds a pixel within ``d`` of a plane
-        only if its mean direction lies within ``d`` plus that radius.
+        tile's mean direction (T, 3) and its reach (T, 1): the profile's span
+        plus the largest distance of its pixels' directions from the mean (a
+        tile holds a pixel within the span of a plane only if its mean
+        direction lies within that reach).
         """
         if self._tiles is None:
             h, w = self.shape
@@ -499,8 +500,9 @@ class BandIndexer:
             centre = np.nanmean(by_tile, axis=1)
             centre /= np.linalg.norm(centre, axis=1, keepdims=True)
             radius = np.nanmax(np.linalg.norm(by_tile - centre[:, None], axis=2), axis=1)
+            reach = PROFILE_BIN * PROFILE_BINS + radius[:, None] + 1e-5
             self._tiles = (pixels, np.ascontiguousarray(dirs.T), centre.astype(np.float32),
-                           radius.astype(np.float32))
+                           reach.astype(np.float32))
         return self._tiles
 
     def profiles(self, prepared: np.ndarray, rotation: np.ndarray) -> np.ndarray:
@@ -511,11 +513,10 @@ class BandIndexer:
         the mean of a prepared pattern.
         """
         normals = ALL_NORMALS @ np.asarray(rotation, np.float32).T                 # (planes, 3)
-        pixels, dirs, centre, radius = self._profile_tiles()
+        pixels, dirs, centre, reach = self._profile_tiles()
         per_tile = PROFILE_TILE * PROFILE_TILE
         # |r . n| of every (slot, plane) pair is one cheap product; only the (tile, plane) pairs
         # whose tile can reach within the profile's span of the trace are binned
-        reach = PROFILE_BIN * PROFILE_BINS + radius[:, None] + 1e-5
         tiles, planes = np.divmod(np.flatnonzero(np.abs(centre @ normals.T) < reach), len(normals))
         q = np.abs((normals @ dirs).reshape(len(normals), len(centre), per_tile)[planes, tiles])
         q *= 1.0 / PROFILE_BIN
