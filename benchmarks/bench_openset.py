@@ -16,8 +16,12 @@ Generated data are cached under ``--cache`` (default /tmp/openset-bench).
 
 Printed: closed-set accuracy (known test images, argmax over the known
 classes), open-set accuracy (known and unknown images, "none" is the right
-answer for unknown ones), AUROC of P(none) known vs unknown, FPR at 95 % TPR
-(unknown = positive), per-class open-set accuracy, pixel accuracy of the
+answer for unknown ones; the package's answer, ``predict`` with the model's
+image verdict, :mod:`napari_microstructure.core.micrograph.verdict`), AUROC
+of the image's none score known vs unknown, FPR at 95 % TPR (unknown =
+positive), per-class open-set accuracy, the same figures for the most
+probable entry of the mean probabilities ranked by P(none) (the answer
+before the verdict), pixel accuracy of the
 probability map on half/half mixed images away from the seam (farther than
 one crop field of view), training time, and ``predict_proba`` time on a
 1024 x 1024 image; every scorer is evaluated on the same trained network and
@@ -39,6 +43,7 @@ from _common import header
 
 from napari_microstructure import FewShotClassifier
 from napari_microstructure.core.micrograph.openset import SCORERS, make_scorer
+from napari_microstructure.core.micrograph.verdict import image_prediction
 from napari_microstructure.core.micrograph.synthetic import (
     KNOWN_CLASSES, UNKNOWN_CLASSES, make_composite, make_micrograph,
 )
@@ -122,20 +127,30 @@ def fpr_at_95(neg: np.ndarray, pos: np.ndarray) -> float:
     return float(np.mean(np.asarray(neg, float) >= t))
 
 
-def summarise(name, p_known, y_known, p_unknown, y_unknown, classes, seconds=None) -> dict:
-    """Figures from image probabilities ``(n, K + 1)`` (last column: none)."""
+def summarise(name, p_known, y_known, p_unknown, y_unknown, classes, seconds=None, answers=None) -> dict:
+    """Figures from image probabilities ``(n, K + 1)`` (last column: none).
+
+    ``answers``: the package's :class:`~napari_microstructure.core.micrograph.verdict.ImagePrediction`
+    of the known and of the unknown images; their labels are the decisions and their none
+    scores rank for AUROC / FPR@95. Without: the most probable entry, ranked by P(none).
+    """
     p_known, p_unknown = np.asarray(p_known), np.asarray(p_unknown)
     K = len(classes)
     closed = np.mean([classes[int(np.argmax(p[:K]))] == y for p, y in zip(p_known, y_known)])
     labels = list(classes) + ["none"]
-    dec_k = [labels[int(np.argmax(p))] for p in p_known]
-    dec_u = [labels[int(np.argmax(p))] for p in p_unknown]
+    if answers is None:
+        dec_k = [labels[int(np.argmax(p))] for p in p_known]
+        dec_u = [labels[int(np.argmax(p))] for p in p_unknown]
+        s_k, s_u = p_known[:, -1], p_unknown[:, -1]
+    else:
+        dec_k, dec_u = [a.label for a in answers[0]], [a.label for a in answers[1]]
+        s_k, s_u = np.array([a.none_score for a in answers[0]]), np.array([a.none_score for a in answers[1]])
     open_acc = np.mean([d == y for d, y in zip(dec_k, y_known)] + [d == "none" for d in dec_u])
     per_class = {c: float(np.mean([d == c for d, y in zip(dec_k, y_known) if y == c])) for c in classes}
     per_class.update({c: float(np.mean([d == "none" for d, y in zip(dec_u, y_unknown) if y == c]))
                       for c in dict.fromkeys(y_unknown)})
     out = dict(name=name, closed=float(closed), open=float(open_acc),
-               auroc=auroc(p_known[:, -1], p_unknown[:, -1]), fpr95=fpr_at_95(p_known[:, -1], p_unknown[:, -1]),
+               auroc=auroc(s_k, s_u), fpr95=fpr_at_95(s_k, s_u),
                known_none=float(np.mean([d == "none" for d in dec_k])), per_class=per_class)
     print(f"{name:>34}: closed {out['closed']:.3f}  open {out['open']:.3f}  AUROC {out['auroc']:.3f}  "
           f"FPR@95 {out['fpr95']:.3f}  known->none {out['known_none']:.2f}"
@@ -232,6 +247,8 @@ def recalibrate(clf, train, features, seed):
         clf.model_, prep, len(clf.classes_), CropSampler(S, aug, np.random.default_rng(seed), gen, dev),
         CropSampler(S, aug, np.random.default_rng(seed + 1), gen, dev), None)
     clf.mixture_, clf.scorer_, clf.calibration_set_ = mixture, scorer, calib["set"]
+    clf.calibration_fov_um_ = calib["fov_um"]
+    clf.verdict_ = clf._fit_verdict(scorer, calib["set"], calib["fov_um"], clf.fov_range_um_)
 
 
 def evaluate_model(clf, train_s, train, known, unknown, mixed, scorers, features_list, n_crops, seed):
@@ -243,8 +260,10 @@ def evaluate_model(clf, train_s, train, known, unknown, mixed, scorers, features
         if features != clf.scorer_features or not hasattr(clf, "calibration_set_"):
             recalibrate(clf, train, features, seed)
         clf.scorer = "knn"
-        desc_k = [clf.crop_predictions(im, p, n_crops=n_crops)["features"] for im, p in zip(known[0], known[2])]
-        desc_u = [clf.crop_predictions(im, p, n_crops=n_crops)["features"] for im, p in zip(unknown[0], unknown[2])]
+        out_k = [clf.crop_predictions(im, p, n_crops=n_crops) for im, p in zip(known[0], known[2])]
+        out_u = [clf.crop_predictions(im, p, n_crops=n_crops) for im, p in zip(unknown[0], unknown[2])]
+        desc_k, desc_u = [o["features"] for o in out_k], [o["features"] for o in out_u]
+        fov_k, fov_u = [o["fov_um"] for o in out_k], [o["fov_um"] for o in out_u]
         print(f"  [{features}] calibrated and described {len(desc_k) + len(desc_u)} test images x {n_crops} "
               f"crops in {time.perf_counter() - t:.0f} s", flush=True)
         for name in scorers:
@@ -254,11 +273,16 @@ def evaluate_model(clf, train_s, train, known, unknown, mixed, scorers, features
                 continue
             clf.refit_scorer(name)
             cut = (lambda d: d[:, :D]) if name == "gmm" else (lambda d: d)
-            pk = [clf.scorer_.crop_probabilities(cut(d)).mean(0) for d in desc_k]
-            pu = [clf.scorer_.crop_probabilities(cut(d)).mean(0) for d in desc_u]
-            res = summarise(f"{clf.loss} {D}-D, {name} on {features}", pk, known[1], pu, unknown[1], classes)
-            if name == "ensemble" and getattr(clf, "novelty_scale_", False):
-                results[("ensemble, field-of-view bins", features)] = fov_bin_rule(clf, desc_k, desc_u, known, unknown)
+            ck = [clf.scorer_.crop_probabilities(cut(d)) for d in desc_k]
+            cu = [clf.scorer_.crop_probabilities(cut(d)) for d in desc_u]
+            pk, pu = [c.mean(0) for c in ck], [c.mean(0) for c in cu]
+            # the package's answers (predict / predict_image: the image verdict), then the most probable entry
+            answers = ([image_prediction(c, f, clf.labels_, clf.verdict_) for c, f in zip(ck, fov_k)],
+                       [image_prediction(c, f, clf.labels_, clf.verdict_) for c, f in zip(cu, fov_u)])
+            res = summarise(f"{clf.loss} {D}-D, {name} on {features}", pk, known[1], pu, unknown[1], classes,
+                            answers=answers)
+            results[(name + ", most probable", features)] = summarise(
+                f"{name}, most probable entry", pk, known[1], pu, unknown[1], classes)
             if name in ("ensemble", "knn", "gmm"):
                 t = time.perf_counter()
                 res["mixed_pixels"] = mixed_accuracy(clf, mixed)
@@ -269,55 +293,6 @@ def evaluate_model(clf, train_s, train, known, unknown, mixed, scorers, features
         if features == "imagenet":
             results[("logistic", features)] = frozen_linear(clf, desc_k, desc_u, known, unknown)
     return results
-
-
-FOV_BINS, FOV_MIN_CROPS, FOV_NONE_ABOVE = 2, 8, 0.5
-
-
-def fov_bin_rule(clf, desc_k, desc_u, known, unknown):
-    """A candidate image-level "none", fixed on development data before this benchmark saw it
-    (docs/benchmarks.md, "field-of-view-bin statistic"); the package does not use it.
-
-    Crops are split into ``FOV_BINS`` bins equal in log field of view over the training range.
-    Each bin's known rejection rate ``q_b`` (and the overall ``q``) comes from the held-out
-    calibration crops, scored with their own image left out. An image's statistic is its rejected
-    share ``m`` plus the largest excess of a bin's share over ``q_b`` beyond ``m - q`` (bins with
-    at least ``FOV_MIN_CROPS`` crops), clipped to [0, 1]; the image is "none" above
-    ``FOV_NONE_ABOVE``. The printed P(none) is a monotone map of the statistic (so AUROC and
-    FPR@95 are the statistic's) whose argmax takes exactly that decision.
-    """
-    import copy
-
-    from napari_microstructure.core.micrograph.openset import cross_validated_novelty
-
-    x, y, groups, score, _, n_classes = clf.calibration_set_
-    rejected_cal = cross_validated_novelty(copy.deepcopy(clf.scorer_), x, y, groups, score, n_classes) > 0
-    size = float(clf.input_size)
-    edges = np.linspace(*np.log(clf.fov_range_um_), FOV_BINS + 1)[1:-1]
-
-    def bins(features):
-        return np.digitize(np.log(size / 10.0 ** features[:, -1]), edges)   # last column: log10 px/um
-
-    b_cal = bins(x[score])
-    q = np.array([rejected_cal[b_cal == k].mean() if (b_cal == k).any() else np.nan for k in range(FOV_BINS)])
-    q_all = float(rejected_cal.mean())
-    K = len(clf.classes_)
-
-    def image(d):
-        flags, b = clf.scorer_.rejected(d), bins(d)
-        m = float(flags.mean())
-        excess = [flags[b == k].mean() - q[k] for k in range(FOV_BINS)
-                  if (b == k).sum() >= FOV_MIN_CROPS and np.isfinite(q[k])]
-        stat = float(np.clip(m + max(0.0, max(excess) - (m - q_all)) if excess else m, 0.0, 1.0))
-        mean = clf.scorer_.crop_probabilities(d).mean(0)[:K]
-        share = mean / mean.sum() if mean.sum() > 0 else np.full(K, 1.0 / K)
-        p_none = stat if stat > FOV_NONE_ABOVE else stat * 0.999 / ((K + 1) * FOV_NONE_ABOVE)
-        return np.r_[share * (1.0 - p_none), p_none]
-
-    print(f"{'':>36}field-of-view bins: held-out known crops rejected {q_all:.3f}, per bin "
-          + " / ".join(f"{v:.3f}" for v in q))
-    return summarise("ensemble + field-of-view bins", [image(d) for d in desc_k], known[1],
-                     [image(d) for d in desc_u], unknown[1], clf.classes_)
 
 
 def frozen_linear(clf, desc_k, desc_u, known, unknown):

@@ -31,10 +31,13 @@ def test_train_then_predict(class_dir, tmp_path, capsys):
     rc = main(["predict", str(model), str(image), "--csv", "--crops", "16", "--device", "cpu"])
     assert rc == 0
     rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
-    assert rows[0] == ["image", "prediction", "ferrite", "pearlite", "none"]
-    probs = np.array(rows[1][2:], dtype=float)
+    assert rows[0] == ["image", "prediction", "none score", "ferrite", "pearlite", "none"]
+    probs = np.array(rows[1][3:], dtype=float)
     assert probs.sum() == pytest.approx(1.0, abs=0.01)
-    assert rows[1][1] in ("ferrite", "pearlite", "none")
+    # the printed answer is the model's: the verdict on its none score, else the larger class
+    score = float(rows[1][2])
+    assert 0.0 <= score <= 1.0
+    assert rows[1][1] == ("none" if score > 0.5 else ["ferrite", "pearlite"][int(np.argmax(probs[:2]))])
 
 
 def test_errors_are_reported_not_raised(tmp_path, capsys, class_dir):

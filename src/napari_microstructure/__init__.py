@@ -7,9 +7,10 @@ line::
 
     clf = nm.FewShotClassifier()
     clf.fit(images, labels, pixel_sizes)        # micrometres per pixel
-    clf.predict_proba(image, pixel_size)        # classes, then "none"
+    clf.predict_proba(image, pixel_size)        # classes, then "none": means over random crops
+    clf.predict_image(image, pixel_size)        # .label (a class or "none"), .none_score, .probabilities
     clf.probability_map(image, pixel_size)      # (n_classes + 1, H, W)
-    clf.predict_images(images, pixel_sizes)     # one class name per image
+    clf.predict_images(images, pixel_sizes)     # one answer per image: a class name or "none"
 
     data = nm.load_patterns("map.h5")           # lazy; .projection_centre from the header (Bruker) or None
     bands = nm.BandProfileClassifier.from_pretrained(pc=data.projection_centre)
@@ -42,7 +43,8 @@ _LAZY = {
     "load_patterns": "napari_microstructure.io.ebsd",
     "read_labelled_patterns": "napari_microstructure.io.ebsd",
     "probability_map": "napari_microstructure.core.micrograph.probmap",
-    "NONE_CLASS": "napari_microstructure.core.micrograph.fewshot",
+    "NONE_CLASS": "napari_microstructure.core.micrograph.verdict",
+    "ImagePrediction": "napari_microstructure.core.micrograph.verdict",
     "AugmentConfig": "napari_microstructure.core.micrograph.augment",
     "TrainingConfig": "napari_microstructure.core.nn.training",
     "Progress": "napari_microstructure.core.nn.progress",

@@ -143,14 +143,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .core.micrograph.fewshot import FewShotClassifier
 
     clf = FewShotClassifier.load(args.model, device=args.device)
-    header = ["image", "prediction"] + clf.labels_
+    header = ["image", "prediction", "none score"] + clf.labels_
     writer = csv.writer(sys.stdout) if args.csv else None
     rows = []
     for name in args.images:
         image, size = read_image_file(Path(name), args.pixel_size)
-        probs = clf.predict_proba(image, size, n_crops=args.crops)
-        pred = clf.labels_[int(probs.argmax())]
-        rows.append([name, pred] + [f"{p:.3f}" for p in probs])
+        answer = clf.predict_image(image, size, n_crops=args.crops)
+        rows.append([name, answer.label, f"{answer.none_score:.3f}"] + [f"{p:.3f}" for p in answer.probabilities])
     if writer is not None:
         writer.writerow(header)
         writer.writerows(rows)
@@ -196,7 +195,8 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("predict", help="class probabilities of images (classes, then 'none')")
+    p = sub.add_parser("predict", help="the answer of each image (a class or 'none'), its none score and "
+                                        "its class probabilities (classes, then 'none')")
     p.add_argument("model")
     p.add_argument("images", nargs="+")
     p.add_argument("--pixel-size", type=float, default=None)

@@ -153,6 +153,16 @@ def test_classify_fills_probability_table(make_napari_viewer, qtbot, trained_mod
     from napari_microstructure import predict_layer
 
     assert predict_layer(widget.classifier, layer) == pytest.approx(widget.probabilities, abs=1e-6)
+    # the answer shown (bold row, caption, status) is the console's predict_image of that layer
+    from napari_microstructure import layer_image
+
+    answer = widget.classifier.predict_image(*layer_image(layer))
+    assert widget.prediction.label == answer.label
+    assert widget.prediction.none_score == pytest.approx(answer.none_score)
+    bold = [table.item(r, 0).text() for r in range(table.rowCount()) if table.item(r, 0).font().bold()]
+    assert bold == [answer.label]
+    assert f"<b>{answer.label}</b>" in widget.result_caption.text()
+    assert f"none score {answer.none_score:.2f}" in _status(widget)
 
 
 def test_save_load_round_trip(make_napari_viewer, tmp_path, trained_model_path):

@@ -70,10 +70,9 @@ def _format_size(size: Optional[float]) -> str:
     return "" if size is None else f"{size:.4g}"
 
 
-def _predict(classifier: Any, image: np.ndarray, pixel_size_um: float, progress=None, cancel=None) -> dict[str, float]:
-    """Adapter for :class:`Job`: ``predict_proba`` as ``{class: probability}``."""
-    probabilities = classifier.predict_proba(image, pixel_size_um, progress=progress, cancel=cancel)
-    return dict(zip(classifier.labels_, (float(p) for p in probabilities)))
+def _predict(classifier: Any, image: np.ndarray, pixel_size_um: float, progress=None, cancel=None):
+    """Adapter for :class:`Job`: the image's answer and probabilities (``predict_image``)."""
+    return classifier.predict_image(image, pixel_size_um, progress=progress, cancel=cancel)
 
 
 class TrainingWidget(DockWidget):
@@ -89,6 +88,8 @@ class TrainingWidget(DockWidget):
         ``{"steps_per_epoch": 8, "device": "cpu"}``), set from the console.
     probabilities : dict
         The last classification result, ``{class: probability}`` with "none" last.
+    prediction : ImagePrediction or None
+        The last classification's answer (a class or "none") and none score.
 
     Signals
     -------
@@ -103,6 +104,7 @@ class TrainingWidget(DockWidget):
         self.classifier: Any = None
         self.classifier_options: dict[str, Any] = {}
         self.probabilities: dict[str, float] = {}
+        self.prediction = None
         self.loss_history: dict[str, list[float]] = {"epoch": [], "train_loss": [], "val_loss": []}
         self._napari_progress: Any = None
         self._row_layers: list[Any] = []
@@ -596,7 +598,7 @@ class TrainingWidget(DockWidget):
 
     # ======================================================== classification
     def classify(self) -> Optional[Job]:
-        """Class probabilities of the chosen image layer, computed in a worker thread."""
+        """The answer and class probabilities of the chosen image layer, computed in a worker thread."""
         if self.busy:
             return None
         from ..api import layer_array
@@ -616,7 +618,7 @@ class TrainingWidget(DockWidget):
         self._clear_result()
         name = layer.name
         return self.start_job(_predict, self.classifier, image, size,
-                              on_done=lambda probs: self._on_classified(name, probs),
+                              on_done=lambda answer: self._on_classified(name, answer),
                               on_failed=self._on_failed, on_cancelled=self._on_job_end,
                               message=f"classifying {name!r}…")
 
@@ -625,6 +627,7 @@ class TrainingWidget(DockWidget):
         self.result_table.setRowCount(0)
         self.result_caption.setText("")
         self.probabilities = {}
+        self.prediction = None
 
     def _fit_result_table(self) -> None:
         """Tall enough for every class and "none" without scrolling."""
@@ -632,10 +635,22 @@ class TrainingWidget(DockWidget):
         rows = sum(table.rowHeight(r) for r in range(table.rowCount()))
         table.setMinimumHeight(max(80, rows + table.horizontalHeader().height() + 2 * table.frameWidth() + 2))
 
-    def _on_classified(self, layer_name: str, probabilities: dict[str, float]) -> None:
-        self.result_caption.setText(f"<b>{layer_name}</b>")
+    def _on_classified(self, layer_name: str, answer: Any) -> None:
+        """Show an :class:`~napari_microstructure.core.micrograph.verdict.ImagePrediction`."""
+        probabilities = answer.as_dict()
+        self.prediction = answer
         self.probabilities = dict(probabilities)
-        best = max(probabilities, key=probabilities.get) if probabilities else None
+        if answer.none_threshold is None:
+            why = "most probable; model file without a none score"
+        else:
+            side = "above" if answer.none_score > answer.none_threshold else "not above"
+            why = f"none score {answer.none_score:.2f}, {side} {answer.none_threshold:.2f}"
+        self.result_caption.setText(f"<b>{layer_name}</b>: <b>{answer.label}</b> ({why})")
+        self.result_caption.setToolTip(
+            "Probabilities: means over random crops of the image. The answer is 'none' when the none score "
+            "exceeds its threshold: the share of crops the open-set scorer rejects, raised when crops of one "
+            "range of fields of view are rejected far more often than crops of known images are there; "
+            "otherwise the most probable class.")
         self.result_table.setRowCount(len(probabilities))
         bold = QFont()
         bold.setBold(True)
@@ -644,10 +659,10 @@ class TrainingWidget(DockWidget):
             value_item = QTableWidgetItem(f"{100 * p:.1f} %")
             value_item.setData(Qt.ItemDataRole.UserRole, float(p))
             value_item.setTextAlignment(int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter))
-            if name == best:
+            if name == answer.label:
                 name_item.setFont(bold)
                 value_item.setFont(bold)
             self.result_table.setItem(r, 0, name_item)
             self.result_table.setItem(r, 1, value_item)
         self._fit_result_table()
-        self.set_status(f"{layer_name!r}: {best} ({100 * probabilities[best]:.0f} %)" if best else "")
+        self.set_status(f"{layer_name!r}: {answer.label} ({why})")

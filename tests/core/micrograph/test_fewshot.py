@@ -264,6 +264,9 @@ def test_scorers_switch_without_retraining_and_survive_save(two_class, tmp_path)
         assert p.shape == (3,) and p.sum() == pytest.approx(1.0)
         loaded = FewShotClassifier.load(clf.save(tmp_path / f"{name}.pt"), device="cpu")
         np.testing.assert_allclose(loaded.predict_proba(image, 0.1), p, atol=1e-6)
+        # the image verdict is recalibrated for each scorer and saved with it
+        assert loaded.verdict_.state() == clf.verdict_.state()
+        assert loaded.predict_image(image, 0.1).none_score == pytest.approx(clf.predict_image(image, 0.1).none_score)
     with pytest.raises(MicrostructureError, match="cross-entropy"):
         tiny(scorer="energy").fit(*two_class)
     with pytest.raises(MicrostructureError, match="unknown scorer"):
@@ -303,4 +306,5 @@ def test_batch_prediction_names(trained_classifier):
     assert proba.shape == (2, len(trained_classifier.labels_))
     np.testing.assert_allclose(proba[1], trained_classifier.predict_proba(images[1], 0.1, n_crops=32))
     names = trained_classifier.predict_images(images, [0.1, 0.1], n_crops=32)
-    assert names.tolist() == [trained_classifier.labels_[int(i)] for i in proba.argmax(1)]
+    assert names.tolist() == [trained_classifier.predict_image(im, 0.1, n_crops=32).label for im in images]
+    assert names.tolist() == ["ferrite", "pearlite"]

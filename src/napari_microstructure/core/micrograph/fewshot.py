@@ -34,8 +34,8 @@ from .images import (as_image_list, as_label_list, as_pixel_sizes, check_mask, c
                      class_names_from)
 from .openset import (SCORERS, EnsembleScorer, OpenSetMixture, cross_validated_novelty, make_scorer,
                       scorer_from_state)
+from .verdict import NONE_CLASS, FieldOfViewVerdict, ImagePrediction, image_prediction
 
-NONE_CLASS = "none"
 
 #: Training crops per labelled image whose frozen features are computed once (frozen
 #: backbone): the head then trains on these for as many epochs as it needs, in seconds.
@@ -149,6 +149,10 @@ class FewShotClassifier(Estimator):
     scorer_ : OpenSetScorer
         Decides class probabilities and "none" per crop (``mixture_`` itself
         when ``scorer="gmm"``).
+    verdict_ : FieldOfViewVerdict or None
+        Decides an image's answer, a trained class or "none", from its crops
+        (:mod:`.verdict`; :meth:`predict_image`); None for model files written
+        before it existed (their answer is the most probable entry).
     pixel_size_range_um_ : (float, float)
         Smallest and largest pixel size of the training images.
     fov_range_um_ : (float, float)
@@ -494,6 +498,9 @@ class FewShotClassifier(Estimator):
         report(progress, "calibrate", 2, 2, f"{self.scorer} threshold {scorer.novelty_threshold_:.3g}")
 
         fovs = np.array([s.fov_range_um for s in all_sources])
+        fov_range = (float(fovs[:, 0].min()), float(fovs[:, 1].max()))
+        verdict = self._fit_verdict(scorer, calib["set"], calib["fov_um"], fov_range)
+        check_cancel(cancel)
         # everything computed: only now replace the fitted state
         self.model_ = model.eval()
         self.device_ = device
@@ -503,13 +510,15 @@ class FewShotClassifier(Estimator):
         self.history_ = history
         self.pixel_size_range_um_ = (float(min(s.pixel_size_um for s in all_sources)),
                                      float(max(s.pixel_size_um for s in all_sources)))
-        self.fov_range_um_ = (float(fovs[:, 0].min()), float(fovs[:, 1].max()))
+        self.fov_range_um_ = fov_range
+        self.verdict_ = verdict
         self.map_fov_um_ = float(np.exp(np.median(np.log(np.sqrt(fovs[:, 0] * fovs[:, 1])))))
         self.training_descriptors_ = calib["train"][0][:, : int(self.embedding_dim)].astype(np.float32)
         self.training_labels_ = calib["train"][1].astype(np.int64)
         self.validation_descriptors_ = calib["val"][0][:, : int(self.embedding_dim)].astype(np.float32)
         self.validation_labels_ = calib["val"][1].astype(np.int64)
         self.calibration_set_ = calib["set"]
+        self.calibration_fov_um_ = calib["fov_um"]
         self.novelty_scale_ = self._scale_column()
         self.held_out_images_ = prep.held_out_images
         return self
@@ -538,18 +547,20 @@ class FewShotClassifier(Estimator):
 
     def _descriptors_by_image(self, model: DescriptorNet, sampler: CropSampler, sources: Sequence[CropSource],
                               cancel: Optional[CancelToken]):
-        """``calibration_crops`` descriptors per image: (descriptors, class ids, image index)."""
+        """``calibration_crops`` descriptors per image: (descriptors, class ids, image index, fields of view)."""
         n = int(self.calibration_crops)
-        out, ids_all, groups = [], [], []
+        out, ids_all, groups, fovs = [], [], [], []
         for i, src in enumerate(sources):
             if src.mask_coords is not None:
                 ids = sampler.rng.choice(sorted(src.mask_coords), n)
             else:
                 ids = np.full(n, int(src.label))
-            out.append(self._descriptors_of(model, sampler, [src], ids, cancel))
+            features, fov = self._descriptors_of(model, sampler, [src], ids, cancel)
+            out.append(features)
+            fovs.append(fov)
             ids_all.append(ids)
             groups.append(np.full(n, i))
-        return np.concatenate(out), np.concatenate(ids_all), np.concatenate(groups)
+        return np.concatenate(out), np.concatenate(ids_all), np.concatenate(groups), np.concatenate(fovs)
 
     def _scale_column(self) -> bool:
         """Whether the novelty features this setting builds end with the crops' scale."""
@@ -630,7 +641,8 @@ class FewShotClassifier(Estimator):
                 "one labelled image: the 'none of these' threshold is calibrated on other crops of the "
                 "training image itself, not cross-validated over images, and rejects too little; label a "
                 "second image (3 per class keep whole images for checking)", UserWarning, stacklevel=3)
-        calib = {"train": train, "val": val, "set": (x, y, groups, score, prep.held_out_images, n_classes)}
+        calib = {"train": train, "val": val, "set": (x, y, groups, score, prep.held_out_images, n_classes),
+                 "fov_um": np.concatenate([train[3], val[3]])}
         D = int(self.embedding_dim)
         mixture = OpenSetMixture(rejection_quantile=float(self.rejection_quantile))
         mixture.calibrate_novelty(cross_validated_novelty(mixture, x[:, :D], y, groups, score, n_classes))
@@ -676,6 +688,26 @@ class FewShotClassifier(Estimator):
         scorer.fit(x if held_out else x[~score], y if held_out else y[~score], n_classes)
         return scorer, novelty
 
+    def _fit_verdict(self, scorer, calibration_set, fov_um, fov_range_um) -> FieldOfViewVerdict:
+        """The image verdict's known rejection rates (:mod:`.verdict`).
+
+        The crops of held-out images (or the second draw of the training images)
+        are scored as in :func:`.openset.cross_validated_novelty`, each with its
+        own image left out, by a copy of ``scorer`` (its threshold kept); the
+        k-NN and Mahalanobis scorers on frozen ImageNet features, whose novelty
+        no trained weight touches, score the crops of every image, as their
+        threshold does (:meth:`_calibrated_scorer`).
+        """
+        x, y, groups, score, _, n_classes = calibration_set
+        if scorer.name == "gmm" or self.scorer_features == "descriptor":
+            x = x[:, : int(self.embedding_dim)]
+        if (self.scorer_features == "imagenet" and scorer.name in ("knn", "mahalanobis")
+                and len(np.unique(groups)) >= 2):
+            score = np.ones(len(x), bool)
+        novelty = cross_validated_novelty(copy.deepcopy(scorer), x, y, groups, score, n_classes)
+        return FieldOfViewVerdict.calibrate(novelty > scorer.novelty_threshold_, np.asarray(fov_um)[score],
+                                            fov_range_um)
+
     def refit_scorer(self, scorer: str, rejection_quantile: Optional[float] = None) -> "FewShotClassifier":
         """Switch the open-set scorer of a freshly fitted model without retraining the network.
 
@@ -698,6 +730,8 @@ class FewShotClassifier(Estimator):
             raise
         new, novelty = self._calibrated_scorer(scorer, self.calibration_set_, self._head(self.model_), self.mixture_,
                                                bool(getattr(self, "novelty_scale_", False)))
+        fov = getattr(self, "calibration_fov_um_", None)
+        self.verdict_ = None if fov is None else self._fit_verdict(new, self.calibration_set_, fov, self.fov_range_um_)
         self.scorer_ = new
         if novelty is not None:
             self.calibration_novelty_ = novelty.astype(np.float32)
@@ -756,8 +790,9 @@ class FewShotClassifier(Estimator):
 
     def _descriptors_of(self, model: DescriptorNet, sampler: CropSampler, sources: Sequence[CropSource],
                         ids: np.ndarray, cancel: Optional[CancelToken]) -> np.ndarray:
-        """Open-set inputs (:meth:`open_set_input`, features kept) of one crop per class id."""
-        out = []
+        """Open-set inputs (:meth:`open_set_input`, features kept) of one crop per class id,
+        and the crops' fields of view in um."""
+        out, fov = [], []
         model.eval()
         for start in range(0, len(ids), 64):
             check_cancel(cancel)
@@ -767,7 +802,8 @@ class FewShotClassifier(Estimator):
                 out.append(self.open_set_input(pooled, model.head_from_pooled(pooled, batch.log_ppum),
                                                batch.crops, for_scorer=False, model=model,
                                                log_ppum=batch.log_ppum, scale=self._scale_column()))
-        return np.concatenate(out)
+            fov.append(np.asarray(batch.fov_um, np.float64))
+        return np.concatenate(out), np.concatenate(fov)
 
     # ------------------------------------------------------------- prediction
     def test_time_augment(self) -> AugmentConfig:
@@ -886,11 +922,27 @@ class FewShotClassifier(Estimator):
                                       cancel=cancel, progress=progress)["probabilities"]
         return probs.mean(0).astype(np.float64)
 
+    def predict_image(self, image: Any, pixel_size: Any, n_crops: Optional[int] = None,
+                      seed: Optional[int] = 0, *, progress: Optional[ProgressCallback] = None,
+                      cancel: Optional[CancelToken] = None) -> ImagePrediction:
+        """One image's answer with its probabilities, from one pass over its crops.
+
+        ``probabilities`` are those of :meth:`predict_proba` (same crops, same
+        ``seed``); ``label`` is "none" when the image's none score exceeds the
+        model's threshold (:mod:`.verdict`: scales are judged separately, so an
+        untrained structure rejected at only some scales is still "none"), else
+        the trained class with the largest mean probability. Models loaded
+        from files written before the verdict existed answer with the most
+        probable entry.
+        """
+        out = self.crop_predictions(image, pixel_size, n_crops, True, seed, cancel=cancel, progress=progress)
+        return image_prediction(out["probabilities"], out["fov_um"], self.labels_,
+                                getattr(self, "verdict_", None))
+
     def predict(self, image: Any, pixel_size: Any, n_crops: Optional[int] = None, seed: Optional[int] = 0, *,
                 progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> str:
-        """The most probable class name of one image, or ``"none"``."""
-        p = self.predict_proba(image, pixel_size, n_crops, seed, progress=progress, cancel=cancel)
-        return self.labels_[int(np.argmax(p))]
+        """The answer of one image: a class name or ``"none"`` (see :meth:`predict_image`)."""
+        return self.predict_image(image, pixel_size, n_crops, seed, progress=progress, cancel=cancel).label
 
     def predict_proba_images(self, images: Any, pixel_sizes: Any, n_crops: Optional[int] = None,
                              seed: Optional[int] = 0, *, progress: Optional[ProgressCallback] = None,
@@ -909,8 +961,14 @@ class FewShotClassifier(Estimator):
                        seed: Optional[int] = 0, *, progress: Optional[ProgressCallback] = None,
                        cancel: Optional[CancelToken] = None) -> np.ndarray:
         """:meth:`predict` of several images: an array of class names (or ``"none"``)."""
-        proba = self.predict_proba_images(images, pixel_sizes, n_crops, seed, progress=progress, cancel=cancel)
-        return np.asarray(self.labels_, dtype=str)[np.argmax(proba, 1)] if len(proba) else np.zeros(0, str)
+        image_list = as_image_list(images)
+        sizes = as_pixel_sizes(pixel_sizes, len(image_list))
+        names = []
+        for i, (image, p) in enumerate(zip(image_list, sizes)):
+            report(progress, "predict", i, len(image_list), f"image {i + 1} of {len(image_list)}")
+            names.append(self.predict_image(image, p, n_crops, seed, cancel=cancel).label)
+        report(progress, "predict", len(image_list), len(image_list), f"{len(image_list)} images")
+        return np.asarray(names, dtype=str) if names else np.zeros(0, str)
 
     @property
     def labels_(self) -> list[str]:
@@ -954,6 +1012,7 @@ class FewShotClassifier(Estimator):
             "scorer_state": self.scorer_.state()[1] if self.scorer_ is not self.mixture_ else None,
             "pixel_size_range_um": list(self.pixel_size_range_um_),
             "novelty_scale": bool(getattr(self, "novelty_scale_", False)),
+            "image_verdict": None if getattr(self, "verdict_", None) is None else self.verdict_.state(),
             "normalisation": "per-image percentiles 0.5-99.5 of the valid pixels to [0, 1]",
         }
         state = self.model_.state_dict()
@@ -1004,6 +1063,8 @@ class FewShotClassifier(Estimator):
         self.novelty_scale_ = bool(metadata.get("novelty_scale", False))   # older files: no scale column
         self.history_ = TrainingHistory.from_dict(metadata["history"])
         self.fov_range_um_ = tuple(float(v) for v in metadata["fov_range_um"])
+        verdict = metadata.get("image_verdict")   # older files: none, the most probable entry answers
+        self.verdict_ = None if verdict is None else FieldOfViewVerdict.from_state(verdict)
         self.map_fov_um_ = float(metadata["map_fov_um"])
         self.training_descriptors_ = tensors["descriptors.train"].numpy()
         self.training_labels_ = tensors["descriptors.train_labels"].numpy()
