@@ -643,8 +643,8 @@ class TrainingWidget(DockWidget):
         if answer.none_threshold is None:
             why = "most probable; model file without a none score"
         else:
-            side = "above" if answer.none_score > answer.none_threshold else "not above"
-            why = f"none score {answer.none_score:.2f}, {side} {answer.none_threshold:.2f}"
+            side = ">" if answer.none_score > answer.none_threshold else "\u2264"
+            why = f"none score {answer.none_score:.2f} {side} {answer.none_threshold:.2f}"
         self.result_caption.setText(f"<b>{layer_name}</b>: <b>{answer.label}</b> ({why})")
         self.result_caption.setToolTip(
             "Probabilities: means over random crops of the image. The answer is 'none' when the none score "
