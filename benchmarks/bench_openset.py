@@ -16,12 +16,11 @@ Generated data are cached under ``--cache`` (default /tmp/openset-bench).
 
 Printed: closed-set accuracy (known test images, argmax over the known
 classes), open-set accuracy (known and unknown images, "none" is the right
-answer for unknown ones; the package's answer, ``predict`` with the model's
-image verdict, :mod:`napari_microstructure.core.micrograph.verdict`), AUROC
+answer for unknown ones; the package's answer, ``predict`` under the model's
+``image_rule``, :mod:`napari_microstructure.core.micrograph.verdict`), AUROC
 of the image's none score known vs unknown, FPR at 95 % TPR (unknown =
-positive), per-class open-set accuracy, the same figures for the most
-probable entry of the mean probabilities ranked by P(none) (the answer
-before the verdict), pixel accuracy of the
+positive), per-class open-set accuracy, the same figures under the other
+image rule, pixel accuracy of the
 probability map on half/half mixed images away from the seam (farther than
 one crop field of view), training time, and ``predict_proba`` time on a
 1024 x 1024 image; every scorer is evaluated on the same trained network and
@@ -43,6 +42,7 @@ from _common import header
 
 from napari_microstructure import FewShotClassifier
 from napari_microstructure.core.micrograph.openset import SCORERS, make_scorer
+from napari_microstructure.core.choices import IMAGE_RULES
 from napari_microstructure.core.micrograph.verdict import image_prediction
 from napari_microstructure.core.micrograph.synthetic import (
     KNOWN_CLASSES, UNKNOWN_CLASSES, make_composite, make_micrograph,
@@ -276,13 +276,17 @@ def evaluate_model(clf, train_s, train, known, unknown, mixed, scorers, features
             ck = [clf.scorer_.crop_probabilities(cut(d)) for d in desc_k]
             cu = [clf.scorer_.crop_probabilities(cut(d)) for d in desc_u]
             pk, pu = [c.mean(0) for c in ck], [c.mean(0) for c in cu]
-            # the package's answers (predict / predict_image: the image verdict), then the most probable entry
-            answers = ([image_prediction(c, f, clf.labels_, clf.verdict_) for c, f in zip(ck, fov_k)],
-                       [image_prediction(c, f, clf.labels_, clf.verdict_) for c, f in zip(cu, fov_u)])
-            res = summarise(f"{clf.loss} {D}-D, {name} on {features}", pk, known[1], pu, unknown[1], classes,
-                            answers=answers)
-            results[(name + ", most probable", features)] = summarise(
-                f"{name}, most probable entry", pk, known[1], pu, unknown[1], classes)
+            # the package's answers under each image rule (predict / predict_image), the model's rule first
+            for rule in sorted(IMAGE_RULES, key=lambda r: r != clf.image_rule):
+                verdict = clf.verdict_ if rule == "fov-bins" else None
+                answers = ([image_prediction(c, f, clf.labels_, verdict) for c, f in zip(ck, fov_k)],
+                           [image_prediction(c, f, clf.labels_, verdict) for c, f in zip(cu, fov_u)])
+                row = summarise(f"{clf.loss} {D}-D, {name} on {features}, {rule}" if rule == clf.image_rule
+                                else f"image_rule={rule}", pk, known[1], pu, unknown[1], classes, answers=answers)
+                if rule == clf.image_rule:
+                    res = row
+                else:
+                    results[(f"{name}, {rule}", features)] = row
             if name in ("ensemble", "knn", "gmm"):
                 t = time.perf_counter()
                 res["mixed_pixels"] = mixed_accuracy(clf, mixed)

@@ -34,10 +34,17 @@ def test_train_then_predict(class_dir, tmp_path, capsys):
     assert rows[0] == ["image", "prediction", "none score", "ferrite", "pearlite", "none"]
     probs = np.array(rows[1][3:], dtype=float)
     assert probs.sum() == pytest.approx(1.0, abs=0.01)
-    # the printed answer is the model's: the verdict on its none score, else the larger class
-    score = float(rows[1][2])
+    # the default answer is the most probable entry; its none score is P(none)
+    assert rows[1][1] == ["ferrite", "pearlite", "none"][int(np.argmax(probs))]
+    assert float(rows[1][2]) == pytest.approx(probs[2], abs=1e-3)
+    # with the field-of-view bins: "none" above a none score of 0.5, else the larger class
+    rc = main(["predict", str(model), str(image), "--csv", "--crops", "16", "--device", "cpu",
+               "--image-rule", "fov-bins"])
+    assert rc == 0
+    row = list(csv.reader(io.StringIO(capsys.readouterr().out)))[1]
+    score, probs = float(row[2]), np.array(row[3:], dtype=float)
     assert 0.0 <= score <= 1.0
-    assert rows[1][1] == ("none" if score > 0.5 else ["ferrite", "pearlite"][int(np.argmax(probs[:2]))])
+    assert row[1] == ("none" if score > 0.5 else ["ferrite", "pearlite"][int(np.argmax(probs[:2]))])
 
 
 def test_errors_are_reported_not_raised(tmp_path, capsys, class_dir):

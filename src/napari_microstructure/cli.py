@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 from typing import Optional, Sequence, TextIO
 
-from .core.choices import LOSSES, MICROGRAPH_BACKBONES
+from .core.choices import IMAGE_RULES, LOSSES, MICROGRAPH_BACKBONES
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 
@@ -143,6 +143,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .core.micrograph.fewshot import FewShotClassifier
 
     clf = FewShotClassifier.load(args.model, device=args.device)
+    if args.image_rule is not None:
+        clf.set_params(image_rule=args.image_rule)
     header = ["image", "prediction", "none score"] + clf.labels_
     writer = csv.writer(sys.stdout) if args.csv else None
     rows = []
@@ -201,6 +203,9 @@ def build_parser(train_defaults: bool = True) -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+")
     p.add_argument("--pixel-size", type=float, default=None)
     p.add_argument("--crops", type=_positive_int, default=None, help="random crops per image (1 or more)")
+    p.add_argument("--image-rule", default=None, choices=IMAGE_RULES,
+                   help="how an image is answered from its crops (default: the model's): the most probable "
+                        "entry, or 'none' above a field-of-view-bin none score of 0.5")
     p.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_predict)

@@ -53,7 +53,7 @@ def _figures(out: Path, clf, rows, mixed, map_result) -> list[str]:
         axes[0, col].imshow(r["image"], cmap="gray")
         axes[0, col].set_axis_off()
         ok = r["prediction"] == r["expected"]
-        axes[0, col].set_title(f"{r['truth']}\n-> {r['prediction']} (none score {r['none_score']:.2f})", fontsize=8,
+        axes[0, col].set_title(f"{r['truth']}\n-> {r['prediction']}", fontsize=9,
                                color="tab:green" if ok else "tab:red")
         colors = ["tab:blue"] * (len(labels) - 1) + ["tab:gray"]
         axes[1, col].bar(range(len(labels)), r["probabilities"], color=colors)
@@ -193,7 +193,7 @@ def run_demo(output: str = "demo-output", quick: bool = False, show: Optional[bo
         t = time.perf_counter()
         answer = clf.predict_image(image, p)
         rows.append({"truth": truth, "expected": expected, "pixel_size_um": p, "image": image,
-                     "prediction": answer.label, "none_score": round(answer.none_score, 3),
+                     "prediction": answer.label,
                      "probabilities": answer.probabilities.tolist(), "seconds": time.perf_counter() - t})
     mixed = mixed_micrograph()
     map_result = None
@@ -216,7 +216,7 @@ def run_demo(output: str = "demo-output", quick: bool = False, show: Optional[bo
         "open_set": {"scorer": clf.scorer, "features": clf.scorer_features,
                      "novelty_threshold": clf.scorer_.novelty_threshold_,
                      "rule": clf.scorer_.describe(),
-                     "image_verdict": clf.verdict_.describe() if clf.verdict_ is not None else None},
+                     "image_rule": clf.image_rule},
         "held_out": [{k: v for k, v in r.items() if k != "image"} for r in rows],
         "held_out_correct": f"{correct}/{len(rows)}",
         "model": str(model_path),
@@ -230,17 +230,17 @@ def run_demo(output: str = "demo-output", quick: bool = False, show: Optional[bo
         "# napari-microstructure demo", "",
         f"Trained on {len(images)} generated micrographs ({', '.join(clf.classes_)}) in "
         f"{train_s:.0f} s ({report['epochs']} epochs, {clf.backbone} backbone, {clf.loss} loss).", "",
-        "| image | expected | prediction | none score | " + " | ".join(clf.labels_) + " |",
-        "|---|---|---|---|" + "---|" * len(clf.labels_),
+        "| image | expected | prediction | " + " | ".join(clf.labels_) + " |",
+        "|---|---|---|" + "---|" * len(clf.labels_),
     ]
     for r in rows:
-        lines.append(f"| {r['truth']} | {r['expected']} | {r['prediction']} | {r['none_score']:.2f} | "
+        lines.append(f"| {r['truth']} | {r['expected']} | {r['prediction']} | "
                      + " | ".join(f"{p:.2f}" for p in r["probabilities"]) + " |")
+    rule = ("their most probable entry" if clf.image_rule == "most-probable" else
+            f"'none' when the image's none score exceeds {clf.verdict_.none_above:.2f}, else the most probable class")
     lines += ["", f"Correct: {report['held_out_correct']} (the martensite image belongs to no trained class; "
-              "the right answer is 'none'). The probabilities are means over random crops; the answer is "
-              "'none' when the none score (the share of rejected crops, raised when one range of fields "
-              f"of view rejects far more than known images do there) exceeds {clf.verdict_.none_above:.2f}, else the most "
-              "probable class.", ""]
+              f"the right answer is 'none'). The probabilities are means over random crops; the answer is {rule} "
+              f"(`image_rule={clf.image_rule!r}`).", ""]
     if map_result is not None:
         lines.append("Area fractions of the mixed micrograph: " + ", ".join(
             f"{k} {v:.0%}" for k, v in map_result.fractions.items()))

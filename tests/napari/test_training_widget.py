@@ -162,7 +162,18 @@ def test_classify_fills_probability_table(make_napari_viewer, qtbot, trained_mod
     bold = [table.item(r, 0).text() for r in range(table.rowCount()) if table.item(r, 0).font().bold()]
     assert bold == [answer.label]
     assert f"<b>{answer.label}</b>" in widget.result_caption.text()
-    assert f"none score {answer.none_score:.2f}" in _status(widget)
+    assert _status(widget).startswith(f"'pearlite 1': {answer.label} (most probable")
+    # a model answering with the field-of-view bins shows its none score against the threshold
+    widget.classifier.set_params(image_rule="fov-bins")
+    try:
+        widget.classify()
+        qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
+        answer = widget.classifier.predict_image(*layer_image(layer))
+        side = ">" if answer.none_score > 0.5 else "\u2264"
+        assert widget.prediction.label == answer.label
+        assert f"none score {answer.none_score:.2f} {side} 0.50" in _status(widget)
+    finally:
+        widget.classifier.set_params(image_rule="most-probable")
 
 
 def test_save_load_round_trip(make_napari_viewer, tmp_path, trained_model_path):

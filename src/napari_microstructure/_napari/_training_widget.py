@@ -641,16 +641,17 @@ class TrainingWidget(DockWidget):
         self.prediction = answer
         self.probabilities = dict(probabilities)
         if answer.none_threshold is None:
-            why = "most probable; model file without a none score"
+            why = f"most probable; none {100 * answer.none_score:.0f} %"
         else:
             side = ">" if answer.none_score > answer.none_threshold else "\u2264"
             why = f"none score {answer.none_score:.2f} {side} {answer.none_threshold:.2f}"
         self.result_caption.setText(f"<b>{layer_name}</b>: <b>{answer.label}</b> ({why})")
         self.result_caption.setToolTip(
-            "Probabilities: means over random crops of the image. The answer is 'none' when the none score "
-            "exceeds its threshold: the share of crops the open-set scorer rejects, raised when crops of one "
-            "range of fields of view are rejected far more often than crops of known images are there; "
-            "otherwise the most probable class.")
+            "Probabilities: means over random crops of the image. With the model's image_rule 'most-probable' "
+            "the answer is the largest of them; with 'fov-bins' it is 'none' when the none score exceeds its "
+            "threshold (the share of crops the open-set scorer rejects, raised when crops of one range of "
+            "fields of view are rejected far more often than crops of known images are there), otherwise the "
+            "most probable class.")
         self.result_table.setRowCount(len(probabilities))
         bold = QFont()
         bold.setBold(True)

@@ -17,6 +17,8 @@ MICROGRAPH_BACKBONES = ("imagenet-frozen",) + BACKBONES
 LOSSES = ("triplet", "contrastive", "cross-entropy")
 #: Triplet mining strategies.
 MINING = ("batch-hard", "semi-hard", "all")
+#: How an image's answer (a class or "none") is decided from its crops (:mod:`~.micrograph.verdict`).
+IMAGE_RULES = ("most-probable", "fov-bins")
 #: Probability-map methods (:func:`~.micrograph.probmap.probability_map`).
 MAP_METHODS = ("shared", "exact")
 #: Attribution methods (:func:`~.explain.attribution.attribution`).
@@ -28,5 +30,5 @@ BAND_PROFILES_METHOD = "band-profiles"
 #: Device names (:func:`~.nn.device.select_device`; ``"cuda:N"`` is accepted too).
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
-__all__ = ["ATTRIBUTION_METHODS", "BACKBONES", "DEVICES", "EBSD_BACKGROUNDS", "LOSSES", "MAP_METHODS",
-           "MICROGRAPH_BACKBONES", "MINING"]
+__all__ = ["ATTRIBUTION_METHODS", "BACKBONES", "DEVICES", "EBSD_BACKGROUNDS", "IMAGE_RULES", "LOSSES",
+           "MAP_METHODS", "MICROGRAPH_BACKBONES", "MINING"]

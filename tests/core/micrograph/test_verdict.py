@@ -1,5 +1,7 @@
 """The image verdict: a trained class or "none" from an image's crops (core/micrograph/verdict.py)."""
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -91,8 +93,14 @@ def test_answer_can_differ_from_the_most_probable_entry():
         image_prediction(p[:, :2], fov, labels, v)
 
 
+def with_rule(clf, rule):
+    """The session's model with another image rule (a shallow copy: the fixture stays as it is)."""
+    other = copy.copy(clf)
+    return other.set_params(image_rule=rule)
+
+
 def test_fitted_model_answers_with_its_verdict(trained_classifier, tmp_path):
-    clf = trained_classifier
+    clf = with_rule(trained_classifier, "fov-bins")
     v = clf.verdict_
     assert isinstance(v, FieldOfViewVerdict)
     # its edges split the training fields of view; its rates come from held-out known crops
@@ -108,32 +116,47 @@ def test_fitted_model_answers_with_its_verdict(trained_classifier, tmp_path):
     out = clf.crop_predictions(image, 0.1)
     assert answer.rejected_share == pytest.approx(np.mean(out["probabilities"][:, -1] > 0.5))
     assert answer.none_score == pytest.approx(v.none_score(out["probabilities"][:, -1] > 0.5, out["fov_um"]))
-    # saved and read back with the model
+    # saved and read back with the model and its rule
     loaded = FewShotClassifier.load(clf.save(tmp_path / "m.pt"), device="cpu")
-    assert loaded.verdict_.state() == v.state()
+    assert loaded.verdict_.state() == v.state() and loaded.image_rule == "fov-bins"
     assert loaded.predict_image(image, 0.1).none_score == pytest.approx(answer.none_score)
 
 
-def test_untrained_structure_is_answered_none(trained_classifier):
+def test_default_rule_is_the_most_probable_entry(trained_classifier):
+    clf = trained_classifier
+    assert clf.image_rule == "most-probable" and clf.verdict_ is not None   # fitted either way
+    for kind, seed in (("pearlite", 5), ("martensite", 8)):
+        image = make_micrograph(kind, (256, 256), 0.1, seed=seed)
+        answer = clf.predict_image(image, 0.1)
+        p = clf.predict_proba(image, 0.1)
+        assert answer.none_threshold is None
+        assert answer.label == clf.predict(image, 0.1) == clf.labels_[int(np.argmax(p))]
+        assert answer.none_score == pytest.approx(p[-1])
+    with pytest.raises(MicrostructureError, match="image_rule"):
+        with_rule(clf, "vote").predict_image(image, 0.1)
+
+@pytest.mark.parametrize("rule", ["most-probable", "fov-bins"])
+def test_untrained_structure_is_answered_none(trained_classifier, rule):
     """Martensite was never trained (ferrite, pearlite, spheroidite were): its images are "none",
-    the known classes' images are not."""
+    the known classes' images are not, with either rule."""
+    clf = with_rule(trained_classifier, rule)
     for seed in (8, 9, 10):
-        answer = trained_classifier.predict_image(make_micrograph("martensite", (256, 256), 0.1, seed=seed), 0.1)
+        answer = clf.predict_image(make_micrograph("martensite", (256, 256), 0.1, seed=seed), 0.1)
         assert answer.label == "none", answer.summary()
         for kind in ("ferrite", "pearlite", "spheroidite"):
-            known = trained_classifier.predict_image(make_micrograph(kind, (256, 256), 0.1, seed=seed), 0.1)
+            known = clf.predict_image(make_micrograph(kind, (256, 256), 0.1, seed=seed), 0.1)
             assert known.label == kind, (kind, known.summary())
 
 
 def test_files_without_a_verdict_answer_with_the_most_probable_entry(trained_classifier, tmp_path):
     from napari_microstructure.core.nn.modelio import read_model_file, save_model_file
 
-    path = trained_classifier.save(tmp_path / "old.pt")
+    path = with_rule(trained_classifier, "fov-bins").save(tmp_path / "old.pt")
     kind, metadata, tensors = read_model_file(path)
     del metadata["image_verdict"]                                  # as files written before it have it
     save_model_file(path, kind, metadata, tensors)
     loaded = FewShotClassifier.load(path, device="cpu")
-    assert loaded.verdict_ is None
+    assert loaded.verdict_ is None and loaded.image_rule == "fov-bins"
     image = make_micrograph("martensite", (256, 256), 0.1, seed=8)
     answer = loaded.predict_image(image, 0.1)
     assert answer.none_threshold is None
