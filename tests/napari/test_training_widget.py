@@ -164,7 +164,9 @@ def test_classify_fills_probability_table(make_napari_viewer, qtbot, trained_mod
     assert f"<b>{answer.label}</b>" in widget.result_caption.text()
     assert _status(widget).startswith(f"'pearlite 1': {answer.label} (most probable")
     # a model answering with the field-of-view bins shows its none score against the threshold
-    widget.classifier.set_params(image_rule="fov-bins")
+    assert widget.image_rule.currentData() == "most-probable"
+    widget.image_rule.setCurrentIndex(widget.image_rule.findData("fov-bins"))
+    assert widget.classifier.image_rule == "fov-bins" and widget.probabilities == {}
     try:
         widget.classify()
         qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
@@ -200,6 +202,14 @@ def test_save_load_round_trip(make_napari_viewer, tmp_path, trained_model_path):
     widget.load_model(bad)
     assert _status(widget).startswith("error:") and widget.classifier is second
     assert emitted == [first, second]
+    # the answer rule is saved with the model, and the widget shows the loaded model's
+    assert widget.image_rule.currentData() == "most-probable"
+    second.set_params(image_rule="fov-bins")
+    widget.save_model(tmp_path / "fov.pt")
+    widget.load_model(trained_model_path)
+    assert widget.image_rule.currentData() == "most-probable"
+    widget.load_model(tmp_path / "fov.pt")
+    assert widget.classifier.image_rule == "fov-bins" and widget.image_rule.currentData() == "fov-bins"
 
 
 def test_one_class_shows_core_error_and_changes_nothing(make_napari_viewer, qtbot):

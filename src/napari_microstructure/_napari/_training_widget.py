@@ -203,6 +203,19 @@ class TrainingWidget(DockWidget):
         crow.addWidget(self.classify_layer, 1)
         crow.addWidget(self.classify_button)
         cv.addLayout(crow)
+        rrow = QHBoxLayout()
+        rrow.addWidget(QLabel("Answer"))
+        self.image_rule = QComboBox()
+        for text, rule in (("most probable entry", "most-probable"), ("field-of-view bins", "fov-bins")):
+            self.image_rule.addItem(text, rule)
+        self.image_rule.setToolTip(
+            "How an image's answer is decided from its crops (the model's image_rule). Most probable entry: "
+            "the largest of the class and 'none' probabilities. Field-of-view bins: 'none' when the none "
+            "score exceeds 0.5, which also catches untrained structures rejected at some magnifications "
+            "only; on small models it calls more known images 'none' (docs/benchmarks.md).")
+        self.image_rule.currentIndexChanged.connect(self._on_image_rule)
+        rrow.addWidget(self.image_rule, 1)
+        cv.addLayout(rrow)
         self.result_table = QTableWidget(0, 2)
         self.result_table.setHorizontalHeaderLabels(["Class", "Probability"])
         self.result_table.verticalHeader().setVisible(False)
@@ -518,6 +531,10 @@ class TrainingWidget(DockWidget):
             f"Model: {classifier.backbone}, {classifier.loss} loss, "
             f"{classifier.embedding_dim}-D descriptors; classes {', '.join(classifier.classes_)} (+ none)"
         )
+        index = self.image_rule.findData(getattr(classifier, "image_rule", "most-probable"))
+        self.image_rule.blockSignals(True)
+        self.image_rule.setCurrentIndex(max(index, 0))
+        self.image_rule.blockSignals(False)
         self._clear_result()
         self._update_buttons()
         self.model_changed.emit(classifier)
@@ -621,6 +638,12 @@ class TrainingWidget(DockWidget):
                               on_done=lambda answer: self._on_classified(name, answer),
                               on_failed=self._on_failed, on_cancelled=self._on_job_end,
                               message=f"classifying {name!r}…")
+
+    def _on_image_rule(self, _index: int) -> None:
+        """The model answers with the chosen rule from now on (its ``image_rule``; saved with it)."""
+        if self.classifier is not None:
+            self.classifier.set_params(image_rule=self.image_rule.currentData())
+            self._clear_result()
 
     def _clear_result(self) -> None:
         """Forget the last classification (a new layer, a new model or a new run)."""
