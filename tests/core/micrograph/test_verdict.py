@@ -7,7 +7,7 @@ import pytest
 
 from napari_microstructure import FewShotClassifier, MicrostructureError
 from napari_microstructure.core.micrograph.synthetic import make_micrograph
-from napari_microstructure.core.micrograph.verdict import (FieldOfViewVerdict, ImagePrediction,
+from napari_microstructure.core.micrograph.verdict import (RATE_PRIOR_CROPS, FieldOfViewVerdict, ImagePrediction,
                                                            image_prediction)
 
 # one inner edge at 10 um: crops of 5 um fall in bin 0, crops of 20 um in bin 1
@@ -45,8 +45,13 @@ def test_calibration_rates_per_bin_and_file_state():
     rejected, fov = crops(20, 4, 10, 0)
     v = FieldOfViewVerdict.calibrate(rejected, fov, (2.5, 40.0))
     assert np.exp(v.log_edges) == pytest.approx([10.0])
-    assert v.bin_rates == pytest.approx([0.2, 0.0])
-    assert v.known_rate == pytest.approx(4 / 30)
+    q, k = 4 / 30, RATE_PRIOR_CROPS
+    assert v.known_rate == pytest.approx(q)
+    # each bin's rate (0.2 and 0.0 measured) is shrunk towards q with the weight of k crops
+    assert v.bin_rates == pytest.approx([(4 + k * q) / (20 + k), (0 + k * q) / (10 + k)])
+    assert v.bin_rates[1] < q < v.bin_rates[0]
+    many = FieldOfViewVerdict.calibrate(*crops(20_000, 4_000, 10_000, 0), (2.5, 40.0))
+    assert many.bin_rates == pytest.approx([0.2, 0.0], abs=0.01)      # many crops: the measured rates
     # a bin without held-out crops has no rate (NaN), saved as None and read back
     empty = FieldOfViewVerdict.calibrate(*crops(20, 4, 0, 0), (2.5, 40.0))
     assert np.isnan(empty.bin_rates[1])

@@ -14,7 +14,9 @@ split into :data:`FOV_BINS` bins, equal in log field of view over the training
 range. Each bin's *known rejection rate* ``q_b`` (and the overall ``q``) is the
 share of held-out crops of the trained classes the open-set scorer rejects,
 each held-out image scored with itself left out of the scorer's reference (the
-same cross-validation that sets the scorer's threshold). For an image whose
+same cross-validation that sets the scorer's threshold); ``q_b`` is shrunk
+towards ``q`` with the weight of :data:`RATE_PRIOR_CROPS` crops, since one or
+two held-out images per class measure it poorly. For an image whose
 crops have rejected share ``m`` and per-bin shares ``s_b``, the **none score**
 is
 
@@ -53,6 +55,8 @@ FOV_MIN_CROPS = 8
 """A bin counts only with at least this many of the image's crops."""
 NONE_ABOVE = 0.5
 """An image is "none of these" when its none score exceeds this."""
+RATE_PRIOR_CROPS = 300.0
+"""Each bin's known rate is shrunk towards the overall rate with the weight of this many crops."""
 NONE_CLASS = "none"
 
 
@@ -110,8 +114,11 @@ class FieldOfViewVerdict:
             raise MicrostructureError(f"field-of-view range {fov_range_um!r}: give 0 < lo <= hi in um")
         edges = np.linspace(np.log(lo), np.log(hi), n_bins + 1)[1:-1]
         bins = np.digitize(np.log(fov), edges)
-        rates = [float(rejected[bins == b].mean()) if (bins == b).any() else np.nan for b in range(n_bins)]
-        return cls(edges, float(rejected.mean()), rates)
+        q = float(rejected.mean())
+        k = RATE_PRIOR_CROPS
+        rates = [float((rejected[bins == b].sum() + k * q) / ((bins == b).sum() + k)) if (bins == b).any()
+                 else np.nan for b in range(n_bins)]
+        return cls(edges, q, rates)
 
     def bins(self, fov_um: np.ndarray) -> np.ndarray:
         """The bin of each field of view (um)."""
