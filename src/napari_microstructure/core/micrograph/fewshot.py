@@ -137,7 +137,7 @@ class FewShotClassifier(Estimator):
         probable entry of its crop-mean probabilities (default), or "none"
         when its field-of-view-bin none score exceeds 0.5 (``verdict_``).
         Measured (docs/benchmarks.md): "fov-bins" wins on the open-set
-        benchmark (image AUROC 0.926 -> 0.959 and 0.913 -> 0.949, open-set
+        benchmark (image AUROC 0.926 -> 0.959 and 0.913 -> 0.953, open-set
         accuracy 0.856 -> 0.878, two seeds: its hard untrained class, porous,
         is caught at some scales only) but loses on every one of ten smaller
         development models (4 classes, 2-20 images each, whose untrained
