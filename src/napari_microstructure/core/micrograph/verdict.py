@@ -45,7 +45,7 @@ stays the most probable entry of the mean (:func:`image_prediction` with
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -195,7 +195,6 @@ class ImagePrediction:
     none_threshold: Optional[float]
     rejected_share: float
     n_crops: int
-    notes: tuple = field(default=())
 
     @property
     def is_none(self) -> bool:
