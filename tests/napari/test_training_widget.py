@@ -202,7 +202,9 @@ def test_save_load_round_trip(make_napari_viewer, tmp_path, trained_model_path):
     widget.load_model(bad)
     assert _status(widget).startswith("error:") and widget.classifier is second
     assert emitted == [first, second]
-    # the answer rule is saved with the model, and the widget shows the loaded model's
+    # the options and the answer rule show the loaded model's (the fixture: 64 px input, 8-D, 20 epochs)
+    assert (widget.input_size.value(), widget.embedding_dim.value(), widget.epochs.value()) == (64, 8, 20)
+    assert (widget.backbone.currentText(), widget.loss.currentText()) == (second.backbone, second.loss)
     assert widget.image_rule.currentData() == "most-probable"
     second.set_params(image_rule="fov-bins")
     widget.save_model(tmp_path / "fov.pt")

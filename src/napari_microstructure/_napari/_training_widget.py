@@ -531,6 +531,12 @@ class TrainingWidget(DockWidget):
             f"Model: {classifier.backbone}, {classifier.loss} loss, "
             f"{classifier.embedding_dim}-D descriptors; classes {', '.join(classifier.classes_)} (+ none)"
         )
+        # the options show what this model was trained with (training again starts from them)
+        self.backbone.setCurrentText(str(classifier.backbone))
+        self.loss.setCurrentText(str(classifier.loss))
+        self.embedding_dim.setValue(int(classifier.embedding_dim))
+        self.input_size.setValue(int(classifier.input_size))
+        self.epochs.setValue(int(classifier.max_epochs))
         index = self.image_rule.findData(getattr(classifier, "image_rule", "most-probable"))
         self.image_rule.blockSignals(True)
         self.image_rule.setCurrentIndex(max(index, 0))
