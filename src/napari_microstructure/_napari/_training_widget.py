@@ -669,11 +669,7 @@ class TrainingWidget(DockWidget):
         probabilities = answer.as_dict()
         self.prediction = answer
         self.probabilities = dict(probabilities)
-        if answer.none_threshold is None:
-            why = f"most probable; none {100 * answer.none_score:.0f} %"
-        else:
-            side = ">" if answer.none_score > answer.none_threshold else "\u2264"
-            why = f"none score {answer.none_score:.2f} {side} {answer.none_threshold:.2f}"
+        why = answer.reason()
         self.result_caption.setText(f"<b>{layer_name}</b>: <b>{answer.label}</b> ({why})")
         self.result_caption.setToolTip(
             "Probabilities: means over random crops of the image. With the model's image_rule 'most-probable' "

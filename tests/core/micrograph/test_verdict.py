@@ -83,7 +83,7 @@ def test_answer_can_differ_from_the_most_probable_entry():
     assert answer.none_score == pytest.approx(0.75) and answer.none_threshold == 0.5
     np.testing.assert_allclose(answer.probabilities, p.mean(0))
     assert answer.as_dict() == pytest.approx({"ferrite": 0.0, "pearlite": 0.625, "none": 0.375})
-    assert "above 0.50" in answer.summary()
+    assert answer.summary() == "none (none score 0.75 > 0.50)"
     # without a verdict (older model files): the most probable entry
     assert image_prediction(p, fov, labels, None).label == "pearlite"
     # P(none) the largest entry, yet rejection is even and below half: the top trained class

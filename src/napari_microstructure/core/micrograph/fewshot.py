@@ -235,6 +235,12 @@ class FewShotClassifier(Estimator):
         self.seed = seed
 
     # ------------------------------------------------------------------ params
+    def _check_image_rule(self) -> None:
+        """Also at prediction: ``set_params`` after training does not check."""
+        if self.image_rule not in IMAGE_RULES:
+            raise MicrostructureError(
+                f"unknown image_rule {self.image_rule!r}; choose one of {', '.join(IMAGE_RULES)}")
+
     def _check_params(self) -> None:
         key = str(self.backbone).strip().lower().replace("_", "-")
         if key not in MICROGRAPH_BACKBONES and key not in ("efficientnet", "efficientnet-lite"):
@@ -265,9 +271,7 @@ class FewShotClassifier(Estimator):
         if self.scorer_features not in SCORER_FEATURES:
             raise MicrostructureError(
                 f"unknown scorer_features {self.scorer_features!r}; choose one of {', '.join(SCORER_FEATURES)}")
-        if self.image_rule not in IMAGE_RULES:
-            raise MicrostructureError(
-                f"unknown image_rule {self.image_rule!r}; choose one of {', '.join(IMAGE_RULES)}")
+        self._check_image_rule()
         if int(self.calibration_crops) < 8:
             raise MicrostructureError(f"calibration_crops must be at least 8, got {self.calibration_crops}")
         try:
@@ -952,9 +956,7 @@ class FewShotClassifier(Estimator):
         Models loaded from files written before the verdict existed answer
         with the most probable entry.
         """
-        if self.image_rule not in IMAGE_RULES:
-            raise MicrostructureError(
-                f"unknown image_rule {self.image_rule!r}; choose one of {', '.join(IMAGE_RULES)}")
+        self._check_image_rule()
         out = self.crop_predictions(image, pixel_size, n_crops, True, seed, cancel=cancel, progress=progress)
         verdict = getattr(self, "verdict_", None) if self.image_rule == "fov-bins" else None
         return image_prediction(out["probabilities"], out["fov_um"], self.labels_, verdict)

@@ -204,12 +204,16 @@ class ImagePrediction:
         """``{class: probability}``, "none" last."""
         return dict(zip(self.labels, (float(p) for p in self.probabilities)))
 
+    def reason(self) -> str:
+        """Why this answer, in a few words ("none score 0.72 > 0.50", "most probable; none 3 %")."""
+        if self.none_threshold is None:
+            return f"most probable; none {100 * self.none_score:.0f} %"
+        side = ">" if self.none_score > self.none_threshold else "\u2264"
+        return f"none score {self.none_score:.2f} {side} {self.none_threshold:.2f}"
+
     def summary(self) -> str:
         """One line: the answer and why."""
-        if self.none_threshold is None:
-            return f"{self.label} (most probable; none {self.none_score:.2f})"
-        verdict = "above" if self.none_score > self.none_threshold else "at or below"
-        return f"{self.label} (none score {self.none_score:.2f}, {verdict} {self.none_threshold:.2f})"
+        return f"{self.label} ({self.reason()})"
 
 
 def image_prediction(crop_probabilities: np.ndarray, fov_um: np.ndarray, labels: Sequence[str],
