@@ -309,10 +309,14 @@ def real_ni(clf, path):
             print("the dump has no projection centre; re-run bench_ebsd_real_ni.py --dump")
             return
         clf.set_params(pc=tuple(z["pc"]))
-        for name in ("raw", "static_removed"):
-            u = clf.predict_uncertainty(z[name].reshape(-1, *z[name].shape[-2:]).astype(np.float32))
+        runs = [("raw", "raw", None), ("static_removed", "static_removed", None)]
+        if "static_background" in z.files:  # as a user opens the file: the stored background, subtracted
+            runs.append(("raw + file bg", "raw", z["static_background"]))
+        for label, name, bg in runs:
+            u = clf.predict_uncertainty(z[name].reshape(-1, *z[name].shape[-2:]).astype(np.float32), background=bg)
             pred = clf.classes_[u["index"]]
-            print(f"{name:>15}: {int((pred == 225).sum())} of {len(pred)} called 225; predictions {pred.tolist()}; "
+            print(f"{label:>15}: {int((pred == 225).sum())} of {len(pred)} called 225, "
+                  f"{int(u['no_solution'].sum())} no solution; predictions {pred.tolist()}; "
                   "mean probabilities " + ", ".join(f"{c}: {p:.2f}" for c, p in
                                                       zip(clf.classes_, u["probabilities"].mean(0))))
 

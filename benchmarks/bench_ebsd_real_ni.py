@@ -7,9 +7,10 @@ environment has no kikuchipy::
     /work/venv-bench/bin/python benchmarks/bench_ebsd_real_ni.py --dump benchmarks/output/ni9.npz
     PYTHONPATH=src python benchmarks/bench_ebsd_real_ni.py --patterns benchmarks/output/ni9.npz
 
-The dump holds the raw patterns (3 x 3 x 60 x 60) and kikuchipy's
+The dump holds the raw patterns (3 x 3 x 60 x 60), kikuchipy's
 static-background-corrected ones (``remove_static_background`` with the
-background stored in the data set). The second step classifies both with the
+background stored in the data set), that stored background and the data
+set's mean projection centre. The second step classifies both with the
 simulation-pretrained model (no labelled pattern) and reports how many come
 out 225 and the class probabilities.
 """
@@ -30,7 +31,9 @@ def dump(path: str) -> None:
     raw = np.asarray(s.data).copy()
     s2 = s.deepcopy()
     s2.remove_static_background()
-    np.savez(path, raw=raw, static_removed=np.asarray(s2.data).copy())
+    np.savez(path, raw=raw, static_removed=np.asarray(s2.data).copy(),
+             static_background=np.asarray(s.static_background).copy(),
+             pc=np.asarray(s.detector.pc, float).reshape(-1, 3).mean(0))
     print(f"wrote {path}: {raw.shape} {raw.dtype}, kikuchipy {kp.__version__}")
 
 
@@ -46,7 +49,7 @@ def classify(path: str, pretrained: str | None) -> None:
         P.PRETRAINED_FILE = Path(pretrained)
     clf = EBSDClassifier.from_pretrained(device="cpu")
     with np.load(path) as z:
-        for name in z.files:
+        for name in ("raw", "static_removed"):
             pats = z[name].reshape(-1, *z[name].shape[-2:]).astype(np.float32)
             proba = clf.predict_proba(pats)
             pred = clf.classes_[proba.argmax(1)]

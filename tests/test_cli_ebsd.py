@@ -94,8 +94,18 @@ def test_band_profiles_train_then_map_with_another_projection_centre(files, caps
     labels = tifffile.imread(out / "space_groups.tif")
     assert labels.shape == (5, 6)
     assert set(np.unique(labels)) <= {0, 221, 223, 225, 227, 229, 230}
-    rc = cli.main(["ebsd-map", str(model), str(files / "map.npy"), "-o", str(out), "--background", "map"])
-    assert rc == 2 and "each pattern's own background" in capsys.readouterr().err
+    # --background map: the map's mean pattern is subtracted first
+    rc = cli.main(["ebsd-map", str(model), str(files / "map.npy"), "-o", str(out / "m"), "--background", "map"])
+    assert rc == 0 and tifffile.imread(out / "m" / "space_groups.tif").shape == (5, 6)
+    # an h5ebsd map that stores its static background: subtracted by default, and said
+    from napari_microstructure.io.ebsd import h5ebsd
+
+    pats = np.load(files / "map.npy")
+    h5 = h5ebsd.file_writer(files / "map-bg.h5", pats, projection_centre=(0.5, 0.3, 0.6),
+                            static_background=pats.reshape(-1, 32, 32).mean(0).astype(pats.dtype))
+    capsys.readouterr()
+    assert cli.main(["ebsd-map", str(model), str(h5), "-o", str(out / "h5")]) == 0
+    assert "static background: the one stored in 'map-bg.h5' (subtracted)" in capsys.readouterr().err
 
 
 def test_band_profiles_map_exports_ang_and_ctf_with_orientations(files, capsys):

@@ -103,7 +103,10 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     m.add_argument("-o", "--output", required=True, help="output folder (created)")
     m.add_argument("--chunk-size", type=int, default=2048, help="patterns per chunk (bounds memory)")
     m.add_argument("--background", default="model", choices=EBSD_BACKGROUNDS,
-                   help="static background: the model's (training) mean pattern or this map's")
+                   help="static background: CNN models: the model's (training) mean pattern or this map's; "
+                        "band-profile models: 'model' subtracts the one the map file stores (h5ebsd, NORDIF) and "
+                        "else divides out each pattern's own smooth background, 'map' subtracts this map's mean "
+                        "pattern (for maps of many grains)")
     m.add_argument("--confidence-threshold", type=float, default=None,
                    help="override the model's 'no solution' confidence threshold")
     m.add_argument("--map-shape", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"),
@@ -283,9 +286,6 @@ def run_map(args: argparse.Namespace) -> int:
         if not band_model:
             raise MicrostructureError("--pc is for band-profile models; this model is a CNN (EBSDClassifier)")
         clf.set_params(pc=tuple(args.pc))
-    if band_model and args.background != "model":
-        raise MicrostructureError(
-            "--background map is for CNN models; a band-profile model divides out each pattern's own background")
     classes = np.asarray(clf.classes_)
     if classes.dtype.kind in "iu" and (classes.min() < 1 or classes.max() > 65535):
         raise MicrostructureError(
@@ -331,8 +331,12 @@ def run_map(args: argparse.Namespace) -> int:
                     f"--map-shape {rows} {cols} needs {rows * cols} patterns but the file holds "
                     f"{data.n_patterns}")
             pattern_map = pattern_map.reshape(rows, cols, *data.pattern_shape)
-        result = clf.classify_map(pattern_map, chunk_size=args.chunk_size,
-                                  background=None if band_model else args.background,
+        background = args.background
+        if band_model and background == "model":
+            background = data.static_background
+            if background is not None:
+                print(f"static background: the one stored in {Path(args.map).name!r} (subtracted)", file=sys.stderr)
+        result = clf.classify_map(pattern_map, chunk_size=args.chunk_size, background=background,
                                   progress=TerminalProgress(sys.stderr), client=args.scheduler,
                                   store=args.store)
     finally:

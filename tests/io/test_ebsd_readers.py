@@ -228,3 +228,57 @@ def test_h5ebsd_bad_row_count_is_named(tmp_path, bad):
     with pytest.raises(MicrostructureError, match=r"m\.h5.*the header's 'nRows' .* is not a number of map rows"
                                                   r".*export the map again"):
         h5ebsd.file_reader(path, lazy=False)
+
+
+@pytest.mark.parametrize("layout, field", [("kikuchipy", "static_background"), ("bruker", "StaticBackground")])
+def test_h5ebsd_static_background_round_trip(tmp_path, pattern_map, layout, field):
+    """The detector's static background the header stores comes back as a float image of the patterns' size."""
+    import h5py
+
+    bg = np.random.default_rng(1).integers(20, 200, pattern_map.shape[2:], dtype=np.uint8)
+    path = tmp_path / f"{layout}-bg.h5"
+    h5ebsd.file_writer(path, pattern_map, layout=layout, static_background=bg)
+    with h5py.File(path, "r") as f:
+        assert f"Scan 1/EBSD/Header/{field}" in f
+    data = eio.load_patterns(path)
+    try:
+        assert data.static_background.dtype == np.float32
+        np.testing.assert_array_equal(data.static_background, bg)
+    finally:
+        data.close()
+    # none stored: None
+    h5ebsd.file_writer(tmp_path / "plain.h5", pattern_map, layout=layout)
+    assert eio.load_patterns(tmp_path / "plain.h5", lazy=False).static_background is None
+
+
+def test_kikuchipy_placeholder_means_no_static_background():
+    """kikuchipy 0.13.1 (EBSD.save) writes -1 in static_background when the signal has none: no warning."""
+    import warnings
+    from pathlib import Path
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = eio.load_patterns(Path(__file__).parent / "data" / "kikuchipy_0.13.1_map_2x3_12x16.h5", lazy=False)
+    assert data.static_background is None
+
+
+@pytest.mark.parametrize("bad, found", [(np.ones((5, 5), np.uint8), "uint8 5 x 5"),
+                                        (np.full((12, 10), np.nan, np.float32), "NaN")])
+def test_unusable_static_background_is_ignored_by_name(tmp_path, pattern_map, bad, found):
+    import h5py
+
+    path = tmp_path / "k.h5"
+    h5ebsd.file_writer(path, pattern_map, layout="kikuchipy")
+    with h5py.File(path, "r+") as f:
+        f["Scan 1/EBSD/Header/static_background"] = bad
+    with pytest.warns(UserWarning, match=f"k.h5: the static background in EBSD/Header/static_background.*{found}"):
+        data = eio.load_patterns(path, lazy=False)
+    assert data.static_background is None
+    np.testing.assert_array_equal(data.patterns, pattern_map)  # the patterns are read all the same
+
+
+def test_writer_refuses_a_static_background_it_cannot_store(tmp_path, pattern_map):
+    with pytest.raises(MicrostructureError, match="edax layout has no static background field"):
+        h5ebsd.file_writer(tmp_path / "e.h5", pattern_map, layout="edax", static_background=np.ones((12, 10)))
+    with pytest.raises(MicrostructureError, match="static_background is 10 x 12 but the patterns are 12 x 10"):
+        h5ebsd.file_writer(tmp_path / "k.h5", pattern_map, static_background=np.ones((10, 12)))

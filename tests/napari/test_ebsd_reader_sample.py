@@ -65,6 +65,16 @@ def test_reader_puts_the_projection_centre_in_the_layer_metadata(tmp_path):
         assert nmeta["metadata"]["projection_centre"] == pmeta["metadata"]["projection_centre"]
     (_, pmeta, _), _ = get_reader(str(tmp_path / "m.npy"))(str(tmp_path / "m.npy"))
     assert pmeta["metadata"]["projection_centre"] is None
+    assert pmeta["metadata"]["static_background"] is None
+
+
+def test_reader_puts_the_stored_static_background_in_the_pattern_layer_metadata(tmp_path):
+    m = np.random.default_rng(0).integers(0, 200, (2, 3, 16, 20), dtype=np.uint8)
+    bg = np.random.default_rng(1).integers(20, 200, (16, 20), dtype=np.uint8)
+    h5ebsd.file_writer(tmp_path / "k.h5", m, static_background=bg)
+    (_, pmeta, _), (_, nmeta, _) = get_reader(str(tmp_path / "k.h5"))(str(tmp_path / "k.h5"))
+    np.testing.assert_array_equal(pmeta["metadata"]["static_background"], bg)
+    assert "static_background" not in nmeta["metadata"]  # the navigator is not a detector image
 
 
 def test_sample_layer_has_the_simulated_projection_centre():

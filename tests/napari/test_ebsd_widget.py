@@ -310,6 +310,51 @@ def test_projection_centre_field_follows_the_layer_and_keeps_a_typed_value(make_
     assert widget.backbone_combo.currentText() == "band profiles" and widget.threshold_spin.value() == 0.5
 
 
+def test_band_model_subtracts_the_static_background_the_file_stores(viewer_with_sample, monkeypatch):
+    """Training on painted pixels and mapping with a band-profile model pass the pattern layer's stored
+    static background to the classifier (a CNN keeps its own); the status says so."""
+    from napari_microstructure._napari import _ebsd_widget as mod
+    from napari_microstructure._napari._ebsd_widget import BAND_PROFILES
+
+    viewer, widget = viewer_with_sample
+    pl = widget.pattern_layer()
+    bg = np.asarray(pl.data, np.float32).reshape(-1, *pl.data.shape[2:]).mean(0)
+    pl.metadata["static_background"] = bg
+    seen = {}
+    for name in ("_classify", "_fit"):
+        original = getattr(mod, name)
+
+        def spy(*args, _name=name, _original=original, **kwargs):
+            seen[_name] = args[-1]  # the background is the last positional argument of both
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(mod, name, spy)
+    widget.backbone_combo.setCurrentText(BAND_PROFILES)
+    widget.use_shipped_model()
+    widget.classify()
+    np.testing.assert_array_equal(seen["_classify"], bg)
+    # painted on this map: its detector's background; the sample's own labelled patterns: none
+    layer = widget.add_training_labels_layer()
+    truth = make_ebsd_sample()[2][0]
+    painted = np.zeros_like(layer.data)
+    for value, group in ((1, 221), (2, 225)):
+        rr, cc = np.nonzero(truth == group)
+        painted[rr[:6], cc[:6]] = value
+    layer.data = painted
+    widget.set_class_name(1, 221)
+    widget.set_class_name(2, 225)
+    widget.train()
+    np.testing.assert_array_equal(seen["_fit"], bg)
+    widget.source_combo.setCurrentText(SOURCE_LAYER)
+    widget.train()
+    assert seen["_fit"] is None
+    # a CNN model keeps its own (training) background
+    widget.backbone_combo.setCurrentText("compact")
+    widget.train()
+    widget.classify()
+    assert seen["_classify"] is None and seen["_fit"] is None
+
+
 def test_tilts_come_from_the_chosen_pattern_layer(viewer_with_sample):
     """A pattern layer whose reader found the acquisition's tilts sets the Tilts fields; one without keeps them."""
     viewer, widget = viewer_with_sample

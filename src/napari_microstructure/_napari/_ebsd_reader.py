@@ -10,7 +10,11 @@ labels are painted and where the space-group map appears.
 Both layers' metadata hold ``projection_centre``: the detector's projection
 centre ``[PCx, PCy, PCz]`` (Bruker convention) when the file gives one
 (:attr:`~napari_microstructure.io.ebsd.PatternData.projection_centre`), else
-``None``; the EBSD widget fills its Projection centre field from it.
+``None``; the EBSD widget fills its Projection centre field from it. The
+pattern layer's metadata also holds ``static_background``: the detector's
+static background the file stores (an ``(h, w)`` array,
+:attr:`~napari_microstructure.io.ebsd.PatternData.static_background`) or
+``None``; the EBSD widget's band-profile classifier subtracts it.
 """
 
 from __future__ import annotations
@@ -105,7 +109,8 @@ def layer_data_for(data, name: str) -> list:
     pattern_layer = (
         patterns,
         {"name": f"{name} patterns", "visible": False, "contrast_limits": (lo, hi if hi > lo else lo + 1),
-         "scale": (sy, sx, sy * rows / h, sx * cols / w), "metadata": dict(meta, role="patterns"),
+         "scale": (sy, sx, sy * rows / h, sx * cols / w),
+         "metadata": dict(meta, role="patterns", static_background=data.static_background),
          "colormap": "gray", **units},
         "image",
     )

@@ -94,13 +94,15 @@ def _parse_class(text: str) -> Any:
         return text
 
 
-def _classify(classifier, pattern_map, chunk_size, client=None, progress=None, cancel=None):
+def _classify(classifier, pattern_map, chunk_size, client=None, background=None, progress=None, cancel=None):
+    extra = {} if background is None else {"background": background}  # a band-profile model's static background
     return classifier.classify_map(pattern_map, chunk_size=chunk_size, client=client, progress=progress,
-                                   cancel=cancel)
+                                   cancel=cancel, **extra)
 
 
-def _fit(classifier, patterns, labels, progress=None, cancel=None):
-    return classifier.fit(patterns, labels, progress=progress, cancel=cancel)
+def _fit(classifier, patterns, labels, background=None, progress=None, cancel=None):
+    extra = {} if background is None else {"background": background}
+    return classifier.fit(patterns, labels, progress=progress, cancel=cancel, **extra)
 
 
 class EBSDWidget(DockWidget):
@@ -579,6 +581,14 @@ class EBSDWidget(DockWidget):
     def _set_buttons(self, enabled: bool) -> None:
         self.refresh_actions()
 
+    def static_background(self) -> Optional[np.ndarray]:
+        """The static background the chosen map's file stores, or None (also when there is no map)."""
+        try:
+            bg = self.pattern_layer().metadata.get("static_background")
+        except MicrostructureError:
+            return None
+        return None if bg is None else np.asarray(bg, np.float32)
+
     def train(self) -> Optional[Job]:
         """Train a new classifier off the GUI thread; returns the job."""
         if self.busy:
@@ -586,8 +596,14 @@ class EBSDWidget(DockWidget):
         classifier = self.new_classifier()
         patterns, labels = self.training_data()
         classes = sorted({str(c) for c in labels.tolist()})
-        return self._start(_fit, classifier, patterns, labels, on_done=self._on_trained,
-                           message=f"training on {len(labels)} patterns of {', '.join(classes)}: preparing…")
+        # patterns painted on the map come from its detector: a band-profile model subtracts its
+        # stored static background, as when the map is classified
+        bg = self.static_background() if self.band_profiles() and \
+            self.source_combo.currentText() == SOURCE_PAINTED else None
+        return self._start(_fit, classifier, patterns, labels, bg, on_done=self._on_trained,
+                           message=f"training on {len(labels)} patterns of {', '.join(classes)}"
+                           + (" (the file's static background subtracted)" if bg is not None else "")
+                           + ": preparing…")
 
     def _on_trained(self, classifier: Any) -> None:
         self.set_classifier(classifier)
@@ -658,9 +674,12 @@ class EBSDWidget(DockWidget):
         pl = self.pattern_layer()
         self._result_map_name = pl.name
         self.fraction_table.setRowCount(0)
-        return self._start(_classify, self.classifier, pl.data, 2048, self.scheduler_edit.client(),
+        band = not hasattr(self.classifier, "models_")
+        bg = self.static_background() if band else None  # a CNN model keeps its own (training) background
+        return self._start(_classify, self.classifier, pl.data, 2048, self.scheduler_edit.client(), bg,
                            on_done=self.show_result,
-                           message=f"classifying {int(np.prod(pl.data.shape[:2]))} patterns…")
+                           message=f"classifying {int(np.prod(pl.data.shape[:2]))} patterns"
+                           + (" (the file's static background subtracted)" if bg is not None else "") + "…")
 
     def _on_train_clicked(self) -> None:
         try:

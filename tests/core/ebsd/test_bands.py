@@ -301,15 +301,46 @@ def test_version_1_model_files_load_without_a_symmetry_check(tmp_path):
     np.testing.assert_array_equal(u["agreement"], (u["fit"] >= old.fit_threshold_).astype(np.float32))
 
 
-def test_map_function_default_background_means_each_patterns_own():
-    """mapping.classify_map's default background="model" is the band classifier's None; "map" is refused."""
-    from napari_microstructure.core.ebsd.mapping import classify_map
+def test_map_function_backgrounds_of_a_band_classifier():
+    """mapping.classify_map's default background="model" is the band classifier's None; "map" subtracts the
+    map's mean pattern (the same as passing mean_pattern's array); other words are refused by name."""
+    import dask.array as da
 
-    pats, _, pc = _session("Cu", 4, 21)
+    from napari_microstructure.core.ebsd.mapping import classify_map, mean_pattern
+
+    pats, _, pc = _session("Cu", 6, 21)
     clf = BandProfileClassifier.from_pretrained(pc=pc)
     np.testing.assert_array_equal(classify_map(clf, pats[None]).labels, clf.classify_map(pats[None]).labels)
-    with pytest.raises(MicrostructureError, match="background='map'.*as an array"):
-        classify_map(clf, pats[None], background="map")
+    m = pats.reshape(2, 3, *pats.shape[1:])
+    mean = mean_pattern(m, chunk_size=4)
+    np.testing.assert_allclose(mean, pats.astype(np.float64).mean(0), rtol=1e-6)
+    np.testing.assert_allclose(mean_pattern(da.from_array(m, chunks=(1, 2, -1, -1))), mean, rtol=1e-6)
+    by_word = clf.classify_map(m, background="map", chunk_size=4)
+    by_array = clf.classify_map(m, background=mean)
+    np.testing.assert_allclose(by_word.probabilities, by_array.probabilities, atol=1e-6)
+    with pytest.raises(MicrostructureError, match="background='file'.*as an array of the patterns' shape, 'map'"):
+        classify_map(clf, m, background="file")
+
+
+def test_static_background_removes_a_detector_fixed_pattern(learning_seed):
+    """A camera's fixed pattern (dust shadows, scintillator mottle: the same in every pattern) hides the bands
+    from the search; subtracting the static background (the map's mean pattern) brings them back."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(7100 + learning_seed)
+    session = S.sample_session(S.ALL_MATERIALS["Ni"], rng)
+    n_map, n = 80, 16
+    rot = S.random_rotations(n_map + n, rng)
+    pats = S.simulate_session(session, n_map + n, rng, rotations=rot, pc_scan=0.0).astype(np.float32)
+    fixed = np.clip(1 + 0.35 * ndimage.gaussian_filter(rng.normal(0, 1, pats.shape[1:]), 1.5) / 0.15, 0.3, 2.0)
+    recorded = pats * fixed[None]
+    clf = BandProfileClassifier.from_pretrained(pc=session.geometry.pc)
+    right = {}
+    for name, bg in (("none", None), ("static", recorded[:n_map].mean(0))):
+        u = clf.predict_uncertainty(recorded[n_map:], background=bg)
+        right[name] = np.mean(clf.classes_[u["index"]] == 225)
+    assert right["static"] >= 0.75, right
+    assert right["static"] - right["none"] >= 0.3, right
 
 
 @pytest.mark.parametrize("shape, factor", [((60, 80), 2), ((61, 79), 3)])
@@ -348,9 +379,14 @@ def test_large_patterns_are_binned_to_the_trained_height(learning_seed):
     err = np.array([B.misorientation_deg(a, b) for a, b in zip(out["rotations"], rot)])
     assert np.mean(err < 3.0) >= 0.75, err.round(1)
     assert np.mean(clf.classes_[out["index"]] == 225) >= 0.75
-    # a static background of the unbinned detector is binned with the patterns (a flat one changes nothing)
-    flat = clf.predict_uncertainty(pats, background=np.full((161, 203), 7.0))
-    np.testing.assert_allclose(flat["probabilities"], out["probabilities"], atol=1e-4)
+    # a static background of the unbinned detector is binned with the patterns: the same answer as
+    # binning both first and classifying at the binned size
+    bg = pats.astype(np.float32).mean(0) + np.random.default_rng(1).normal(0, 3, (161, 203)).astype(np.float32)
+    with_bg = clf.predict_uncertainty(pats, background=bg)
+    binned, binned_pc, binned_bg = B.bin_patterns(pats, geometry.pc, B.binning_factor(161, 80), bg)
+    direct = BandProfileClassifier.from_pretrained(pc=binned_pc).predict_uncertainty(binned, background=binned_bg)
+    np.testing.assert_allclose(with_bg["probabilities"], direct["probabilities"], atol=1e-5)
+    assert not np.allclose(with_bg["probabilities"], out["probabilities"], atol=1e-3)  # it was used
     with pytest.raises(MicrostructureError, match="background is 80 x 101 pixels but the patterns are 161 x 203"):
         clf.predict(pats, background=np.ones((80, 101)))
 

@@ -284,7 +284,9 @@ class BandProfileClassifier(Estimator):
                  cancel: Optional[CancelToken] = None) -> dict[str, np.ndarray]:
         """Orientation (crystal-to-detector matrices), fit and band-profile features of each pattern.
 
-        ``background``: the detector's static background, which divides each
+        ``background``: the detector's static background (the one an
+        acquisition stores, :attr:`~napari_microstructure.io.ebsd.PatternData.static_background`,
+        or the mean pattern of a map of many grains), subtracted from each
         pattern first (see :func:`~.bands.prepare_patterns`); default: none,
         each pattern's own smooth background is divided out. Patterns taller
         than ``max_height`` are binned first (the rotations are those of the
@@ -328,7 +330,7 @@ class BandProfileClassifier(Estimator):
             raise MicrostructureError(f"max_epochs={self.max_epochs!r}; give a positive number of passes")
 
     def fit(self, patterns: Any, labels: Sequence, classes: Optional[Sequence] = None, *,
-            progress: Optional[ProgressCallback] = None,
+            background: Optional[np.ndarray] = None, progress: Optional[ProgressCallback] = None,
             cancel: Optional[CancelToken] = None) -> "BandProfileClassifier":
         """Index labelled patterns and train (or fine-tune) on their band profiles.
 
@@ -343,6 +345,9 @@ class BandProfileClassifier(Estimator):
             layer whose classes are the labels).
         classes : sequence, optional
             The expected classes; each must have at least one pattern.
+        background : ndarray (h, w), optional
+            The detector's static background (see :meth:`describe`); give the
+            same one when the map is classified.
         progress, cancel : see :class:`~.classifier.EBSDClassifier`. A cancelled
             fit raises ``TrainingCancelled`` and keeps the previous state.
 
@@ -353,7 +358,7 @@ class BandProfileClassifier(Estimator):
         patterns = check_stack(patterns)
         labels = check_labels(labels, len(patterns))
         found = resolve_classes(labels, classes, "BandProfileClassifier.from_pretrained(pc=...)")
-        described = self.describe(patterns, check=False, progress=progress, cancel=cancel)
+        described = self.describe(patterns, background, check=False, progress=progress, cancel=cancel)
         x = described["features"]
         if self.augment:
             extra = augment_profiles(x, np.random.default_rng(int(self.seed)), int(self.augment))
@@ -552,13 +557,16 @@ class BandProfileClassifier(Estimator):
         return classification_report(labels, self.predict(patterns, no_solution=no_solution), self.classes_)
 
     def classify_map(self, pattern_map: Any, chunk_size: int = 512,
-                     background: Optional[np.ndarray] = None, *,
+                     background: Union[str, np.ndarray, None] = None, *,
                      progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None,
                      client: Any = None, store: Optional[Union[str, os.PathLike]] = None,
                      overwrite: bool = False, step_size_um: Optional[Any] = None):
         """Classify every pattern of a map, streaming in chunks (see :func:`~.mapping.classify_map`).
 
-        ``background``: the detector's static background, an array (see :meth:`describe`).
+        ``background``: the detector's static background, an array (see
+        :meth:`describe`), or ``"map"``: the mean pattern of this map (one
+        streaming pass first; right for a map of many grains, not for one
+        inside a single grain, whose bands the mean keeps).
         """
         from .mapping import classify_map
 

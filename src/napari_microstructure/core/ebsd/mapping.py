@@ -140,8 +140,7 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
     Parameters
     ----------
     clf : EBSDClassifier or BandProfileClassifier
-        A fitted classifier (a band-profile classifier takes ``background`` only as an
-        array, the detector's static background, or None).
+        A fitted classifier.
     pattern_map : ndarray, numpy.memmap, h5py dataset or dask array
         ``(rows, cols, h, w)`` (an ``(N, h, w)`` stack is treated as 1 x N).
     chunk_size : int
@@ -149,10 +148,15 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
         ``chunk_size * h * w * 12`` bytes plus the network's activations).
         The result does not depend on it.
     background : "model", "map", ndarray or None
-        Static background: the training one stored in the model (default),
-        the mean pattern of this map ("map": one extra streaming pass, in this
-        process), an array from :meth:`PatternPreprocessor.mean_background`,
-        or None (= "model").
+        Static background. For an ``EBSDClassifier``: the training one stored
+        in the model (default), the mean pattern of this map ("map": one extra
+        streaming pass, in this process), an array from
+        :meth:`PatternPreprocessor.mean_background`, or None (= "model"). For a
+        ``BandProfileClassifier``: none (default: each pattern's own smooth
+        background is divided out), the detector's raw static background as an
+        ``(h, w)`` array (the one the file stores,
+        :attr:`~napari_microstructure.io.ebsd.PatternData.static_background`),
+        or "map" (:func:`mean_pattern` of this map); it is subtracted.
     progress : callable, optional
         Receives Progress(stage="map", step=patterns done, total=patterns).
     cancel : threading.Event, optional
@@ -201,12 +205,17 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
         from ...io.store import check_store_path
 
         check_store_path(store, overwrite)
-    if pre is None:  # band-profile classifier: an array, or None (= "model": each pattern's own)
-        if isinstance(background, str) and background != "model":
+    if pre is None:  # band-profile classifier: an array, "map", or None (= "model": each pattern's own)
+        if isinstance(background, str) and background not in ("model", "map"):
             raise MicrostructureError(
                 f"background={background!r}; this classifier takes the static background as an array of "
-                "the patterns' shape, or None (each pattern's own smooth background is divided out)")
-        bg = None if isinstance(background, str) else background
+                "the patterns' shape, 'map' (the mean pattern of this map) or None (each pattern's own "
+                "smooth background is divided out)")
+        if isinstance(background, str) and background == "map":
+            report(progress, "background", 0, n, "mean pattern of the map")
+            bg = mean_pattern(pattern_map, chunk_size, cancel)
+        else:
+            bg = None if isinstance(background, str) else background
     elif isinstance(background, str):
         if background == "map":
             report(progress, "background", 0, n, "mean pattern of the map")
@@ -468,6 +477,27 @@ def _release_pages(view: Any) -> None:
             mm.madvise(_mmap.MADV_DONTNEED, first, last - first)
         except (OSError, ValueError):  # pragma: no cover
             pass
+
+
+def mean_pattern(pattern_map: Any, chunk_size: int = 2048, cancel: Optional[CancelToken] = None) -> np.ndarray:
+    """The mean raw pattern ``(h, w)`` float32 of a ``(rows, cols, h, w)`` map, in one streaming pass.
+
+    A static background for :class:`~.bandclassifier.BandProfileClassifier`:
+    the bands of a map of many grains average out and the detector's own
+    pattern (backscatter lobe, scintillator and optics) stays.
+    """
+    rows, cols, h, w = pattern_map.shape
+    flat = pattern_map.reshape(rows * cols, h, w)
+    total = np.zeros((h, w), np.float64)
+    if is_dask(pattern_map):
+        for block in flat.to_delayed().ravel():
+            check_cancel(cancel)
+            total += np.asarray(block.compute(scheduler="synchronous"), np.float64).sum(0)
+    else:
+        for s in range(0, rows * cols, int(chunk_size)):
+            check_cancel(cancel)
+            total += np.asarray(flat[s:s + int(chunk_size)], np.float64).sum(0)
+    return (total / (rows * cols)).astype(np.float32)
 
 
 def _dask_mean_background(pre, pattern_map) -> np.ndarray:

@@ -40,6 +40,13 @@ class PatternData:
         pattern. ``None`` when the format stores none (NumPy, plain TIFF,
         folders, EDAX/Oxford/NORDIF binaries) or the stored one is implausible
         (then a warning names the file).
+    static_background : ndarray (h, w) float32 or None
+        The detector's static background as the acquisition stored it (h5ebsd:
+        kikuchipy ``EBSD/Header/static_background``, Bruker
+        ``EBSD/Header/StaticBackground``), for
+        :meth:`~napari_microstructure.core.ebsd.bandclassifier.BandProfileClassifier.classify_map`'s
+        ``background``. ``None`` when the file stores none, or one of another
+        size than the patterns or with non-finite values (a warning names it).
     """
 
     patterns: Any
@@ -48,6 +55,7 @@ class PatternData:
     source: str = ""
     metadata: dict = dataclasses.field(default_factory=dict)
     projection_centre: Optional[tuple[float, float, float]] = None
+    static_background: Optional[np.ndarray] = dataclasses.field(default=None, repr=False)
     _close: Optional[Callable[[], None]] = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -186,3 +194,29 @@ def plausible_projection_centre(pc: Any, source: str, where: str = "") -> Option
             "is implausible (not finite, PCz <= 0 or far off the detector) and is ignored; give the "
             "projection centre by hand (PCx, PCy, PCz)", UserWarning, stacklevel=3)
         return None
+
+
+def usable_static_background(value: Any, shape: Sequence[int], source: str, where: str) -> Optional[np.ndarray]:
+    """A stored static background as ``(h, w)`` float32, or None with a warning naming the file when unusable.
+
+    ``value`` is what the file holds (None, or one number such as kikuchipy's
+    placeholder -1: nothing stored); usable means a numeric image of the
+    patterns' ``shape`` with finite values.
+    """
+    if value is None:
+        return None
+    arr = np.asarray(value)
+    if arr.size <= 1:  # kikuchipy writes -1 when it has none
+        return None
+    if arr.dtype.kind not in "uif" or arr.squeeze().shape != tuple(shape):
+        found = f"{arr.dtype} {' x '.join(map(str, arr.shape)) or 'scalar'}"
+        warnings.warn(f"{source}: the static background in {where} ({found}) is not a {shape[0]} x {shape[1]} "
+                      "image like the patterns; it is ignored (each pattern's own smooth background is divided "
+                      "out instead)", UserWarning, stacklevel=4)
+        return None
+    arr = arr.squeeze().astype(np.float32)
+    if not np.all(np.isfinite(arr)):
+        warnings.warn(f"{source}: the static background in {where} holds NaN or infinite values; it is ignored",
+                      UserWarning, stacklevel=4)
+        return None
+    return arr

@@ -27,6 +27,11 @@ EDAX          ``EBSD/Header/Pattern Center Calibration/``     EDAX/TSL, converte
 Bruker Nano   ``EBSD/Data/PCX``, ``PCY``, ``DD``              Bruker, one value per pattern
 ============  ==============================================  ==================================
 
+The detector's static background, when the header stores one (kikuchipy
+``static_background``, Bruker ``StaticBackground``), becomes
+:attr:`PatternData.static_background`; one of another size than the patterns
+is left out with a warning.
+
 The acquisition's tilts go into :attr:`PatternData.metadata` as
 ``sample_tilt_deg`` and ``detector_tilt_deg`` where the header holds them
 (:data:`TILT_KEYS`: kikuchipy ``sample_tilt`` / ``elevation_angle``, EDAX
@@ -48,15 +53,19 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from ...core.errors import MicrostructureError
-from ._common import PatternData, plausible_projection_centre, projection_centre_from_tsl, projection_centre_to_tsl
+from ._common import (PatternData, plausible_projection_centre, projection_centre_from_tsl, projection_centre_to_tsl,
+                      usable_static_background)
 
 LAYOUTS = {
     "kikuchipy": dict(manufacturer="kikuchipy", patterns="patterns", rows="n_rows", cols="n_columns",
-                      height="pattern_height", width="pattern_width", step_y="step_y", step_x="step_x"),
+                      height="pattern_height", width="pattern_width", step_y="step_y", step_x="step_x",
+                      background="static_background"),
     "edax": dict(manufacturer="EDAX", patterns="Pattern", rows="nRows", cols="nColumns",
-                 height="Pattern Height", width="Pattern Width", step_y="Step Y", step_x="Step X"),
+                 height="Pattern Height", width="Pattern Width", step_y="Step Y", step_x="Step X",
+                 background=None),
     "bruker nano": dict(manufacturer="Bruker Nano", patterns="RawPatterns", rows="NROWS", cols="NCOLS",
-                        height="PatternHeight", width="PatternWidth", step_y="YSTEP", step_x="XSTEP"),
+                        height="PatternHeight", width="PatternWidth", step_y="YSTEP", step_x="XSTEP",
+                        background="StaticBackground"),
 }
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -202,6 +211,7 @@ def _read(f, filename, lazy, scan_group):
         )
     pc = _projection_centre(group, hd, man, (h, w), filename, n)  # while the file is open
     tilts = _tilts(group["EBSD/Header"], man, filename)
+    static = _static_background(group["EBSD/Header"], lay["background"], (h, w), filename)
     if lazy:
         import dask.array as da
 
@@ -235,7 +245,17 @@ def _read(f, filename, lazy, scan_group):
         if key in hd:
             meta[key] = hd[key]
     meta.update(tilts)
-    return PatternData(data, step, f"h5ebsd-{man.split()[0]}", filename, meta, projection_centre=pc, _close=close)
+    return PatternData(data, step, f"h5ebsd-{man.split()[0]}", filename, meta, projection_centre=pc,
+                       static_background=static, _close=close)
+
+
+def _static_background(header, key: Optional[str], shape: tuple[int, int], filename: str) -> Optional[np.ndarray]:
+    """The header's static background as (h, w) float32, or None (with a warning when it is unusable)."""
+    if key is None or key not in header:
+        return None
+    node = header[key]
+    return usable_static_background(node[()] if hasattr(node, "shape") else None, shape, filename,
+                                    f"EBSD/Header/{key}")
 
 
 def _mean(node) -> float:
@@ -348,7 +368,8 @@ def file_writer(filename: Union[str, os.PathLike], patterns: np.ndarray, layout:
                 step_size_um: Sequence[float] = (1.0, 1.0), scan_group: str = "Scan 1",
                 chunk_patterns: int = 256,
                 projection_centre: Optional[Sequence[float]] = None,
-                tilts_deg: Optional[Sequence[float]] = None) -> Path:
+                tilts_deg: Optional[Sequence[float]] = None,
+                static_background: Optional[np.ndarray] = None) -> Path:
     """Write a map (rows, cols, h, w) as an h5ebsd file in one of the layouts.
 
     Meant for export and for tests; it writes the datasets this module reads
@@ -364,6 +385,9 @@ def file_writer(filename: Union[str, os.PathLike], patterns: np.ndarray, layout:
     tilts_deg : (float, float), optional
         ``(sample tilt, detector tilt)`` in degrees, in the layout's header fields
         (:data:`TILT_KEYS`).
+    static_background : ndarray (h, w), optional
+        The detector's static background, where the layout keeps one (kikuchipy,
+        Bruker; refused for EDAX, whose files have no such field).
     """
     import h5py
 
@@ -381,6 +405,15 @@ def file_writer(filename: Union[str, os.PathLike], patterns: np.ndarray, layout:
     if len(shape) == 3:
         shape = (1, *shape)
     rows, cols, h, w = shape
+    if static_background is not None:
+        if lay["background"] is None:
+            raise MicrostructureError(f"the {layout} layout has no static background field; write it as "
+                                      "kikuchipy or bruker, or leave static_background out")
+        static_background = np.asarray(static_background)
+        if static_background.shape != (h, w):
+            raise MicrostructureError(
+                f"static_background is {' x '.join(map(str, static_background.shape))} but the patterns are "
+                f"{h} x {w}; give the background of the same detector")
     n = rows * cols
     flat = patterns.reshape(n, h, w)
     with h5py.File(filename, "w") as f:
@@ -410,6 +443,8 @@ def file_writer(filename: Union[str, os.PathLike], patterns: np.ndarray, layout:
             sem = g.create_group("EBSD/SEM")
             sem.create_dataset("IY", data=rr.astype(np.int32))
             sem.create_dataset("IX", data=cc.astype(np.int32))
+        if static_background is not None:
+            hdr.create_dataset(lay["background"], data=static_background.astype(flat.dtype))
         if tilts_deg is not None:
             for keys, value in zip(TILT_KEYS[key], tilts_deg):
                 hdr.create_dataset(keys[0], data=np.float32(value))

@@ -6,7 +6,8 @@ The projection centre is taken from kikuchipy's ``EBSDDetector`` (Bruker
 convention, averaged over the map) when kikuchipy found one in the file. In
 kikuchipy 0.13.1 none of these binary formats carries one: the detector then
 holds kikuchipy's placeholder (0.5, 0.5, 0.5), which is not a measurement and
-is not passed on.
+is not passed on. The static background kikuchipy reads (NORDIF's background
+acquisition pattern) becomes :attr:`PatternData.static_background`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from ...core.errors import MicrostructureError
-from ._common import PatternData, plausible_projection_centre
+from ._common import PatternData, plausible_projection_centre, usable_static_background
 
 VENDOR_SUFFIXES = {".up1": "EDAX binary", ".up2": "EDAX binary", ".ebsp": "Oxford binary",
                    ".dat": "NORDIF"}
@@ -65,5 +66,10 @@ def file_reader(filename: Union[str, os.PathLike], lazy: bool = True) -> Pattern
     step = None
     if len(nav) == 2:
         step = (float(nav[1].scale), float(nav[0].scale))
+    static = getattr(signal, "static_background", None)  # NORDIF's "Background acquisition pattern"
+    if static is not None and not isinstance(static, np.ndarray):
+        static = None  # a lazy or unexpected object: classify without it rather than fail
     return PatternData(data, step, f"kikuchipy-{suffix.lstrip('.')}", filename, {},
-                       projection_centre=detector_projection_centre(signal, filename))
+                       projection_centre=detector_projection_centre(signal, filename),
+                       static_background=usable_static_background(static, data.shape[-2:], filename,
+                                                                  "kikuchipy's static_background"))
