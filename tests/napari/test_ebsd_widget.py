@@ -333,6 +333,7 @@ def test_band_model_subtracts_the_static_background_the_file_stores(viewer_with_
     widget.use_shipped_model()
     widget.classify()
     np.testing.assert_array_equal(seen["_classify"], bg)
+    assert "The file's static background was subtracted." in widget.progress_panel.status.text()
     # painted on this map: its detector's background; the sample's own labelled patterns: none
     layer = widget.add_training_labels_layer()
     truth = make_ebsd_sample()[2][0]
@@ -353,6 +354,7 @@ def test_band_model_subtracts_the_static_background_the_file_stores(viewer_with_
     widget.train()
     widget.classify()
     assert seen["_classify"] is None and seen["_fit"] is None
+    assert "static background" not in widget.progress_panel.status.text()
 
 
 def test_tilts_come_from_the_chosen_pattern_layer(viewer_with_sample):

@@ -121,6 +121,7 @@ class EBSDWidget(DockWidget):
         self.result: Any = None
         self.last_probabilities: Optional[np.ndarray] = None
         self._result_map_name: Optional[str] = None
+        self._map_background = False  # whether the last map subtracted the file's static background
         # where the Projection centre field's text came from when the widget wrote it:
         # (id of the pattern layer or "model", the text); text the user typed differs from it
         self._pc_filled: Optional[tuple[Any, str]] = None
@@ -676,6 +677,7 @@ class EBSDWidget(DockWidget):
         self.fraction_table.setRowCount(0)
         band = not hasattr(self.classifier, "models_")
         bg = self.static_background() if band else None  # a CNN model keeps its own (training) background
+        self._map_background = bg is not None
         return self._start(_classify, self.classifier, pl.data, 2048, self.scheduler_edit.client(), bg,
                            on_done=self.show_result,
                            message=f"classifying {int(np.prod(pl.data.shape[:2]))} patterns"
@@ -833,7 +835,8 @@ class EBSDWidget(DockWidget):
                 self.fraction_table.setItem(i, j, QTableWidgetItem(text))
         self._update_legend()
         n_ns = int(result.no_solution.sum())
-        self.set_status(f"{data.size} patterns classified; {n_ns} without a solution (magenta). "
+        used = " The file's static background was subtracted." if self._map_background else ""
+        self.set_status(f"{data.size} patterns classified; {n_ns} without a solution (magenta).{used} "
                         "Click the map to see a pattern.")
         self.show_scale_bar()
 
