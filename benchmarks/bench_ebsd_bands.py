@@ -23,7 +23,10 @@ training split; never on a named material):
    rutile) against cubic ones, at the shipped fit threshold;
 6. **speed**: patterns per second of indexing + classification (60 x 60).
 7. **real Ni** (kikuchipy's 9 patterns, 225), when ``--ni`` names the dump of
-   ``bench_ebsd_real_ni.py --dump`` (with the projection centre).
+   ``bench_ebsd_real_ni.py --dump`` (with the projection centre);
+8. **dynamical Ni** (kikuchipy's EMsoft master pattern: another simulator,
+   three detector sizes, noise-free and Poisson), when ``--dyn`` names the
+   dump of ``bench_ebsd_real_ni.py --dump-dynamical``.
 
 Usage: ``python benchmarks/bench_ebsd_bands.py [--quick] [--ni ni9.npz]``.
 """
@@ -321,10 +324,32 @@ def real_ni(clf, path):
                                                       zip(clf.classes_, u["probabilities"].mean(0))))
 
 
+def dynamical_ni(path):
+    """Zero-shot on dynamical Ni patterns of another simulator (bench_ebsd_real_ni.py --dump-dynamical)."""
+    from napari_microstructure.core.ebsd.bandclassifier import BandProfileClassifier
+
+    header("dynamical Ni patterns (kikuchipy's EMsoft master pattern, 20 kV), space group 225")
+    with np.load(path) as z:
+        clf = BandProfileClassifier.from_pretrained(pc=tuple(z["pc"]))
+        for key in sorted((k for k in z.files if k != "pc"), key=lambda k: (int(k.split("x")[0]), k)):
+            pats = z[key]
+            u = clf.predict_uncertainty(pats)
+            pred = clf.classes_[u["index"]]
+            print(f"{key:>22}: called 225 {np.mean(pred == 225):.3f}, no solution {u['no_solution'].mean():.3f} "
+                  f"({len(pred)} patterns; binned to {pats.shape[1] // binning(pats.shape[1])} px high)")
+
+
+def binning(height):
+    from napari_microstructure.core.ebsd.bands import binning_factor
+
+    return binning_factor(height, 100)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer sessions (a smoke run)")
     ap.add_argument("--ni", default=None, help="dump of bench_ebsd_real_ni.py --dump (with 'pc')")
+    ap.add_argument("--dyn", default=None, help="dump of bench_ebsd_real_ni.py --dump-dynamical")
     ap.add_argument("--only", default=None, help="comma-separated sections: named,heldout,fewshot,dual,open,speed,large; "
                                                    "also cluster (not run by default)")
     args = ap.parse_args()
@@ -352,6 +377,8 @@ def main() -> None:
         cluster_speed(clf)
     if args.ni:
         real_ni(clf, args.ni)
+    if args.dyn:
+        dynamical_ni(args.dyn)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,48 @@ def dump(path: str) -> None:
     print(f"wrote {path}: {raw.shape} {raw.dtype}, kikuchipy {kp.__version__}")
 
 
+#: detector shapes and Poisson count levels (mean electrons per pixel; 0: noise-free) of the dynamical dump
+DYNAMICAL_SHAPES = ((60, 80), (120, 160), (480, 640))
+DYNAMICAL_COUNTS = (0, 300, 30)
+DYNAMICAL_PC = (0.47, 0.46, 0.63)
+
+
+def dump_dynamical(path: str, n: int = 40, seed: int = 0) -> None:
+    """Dynamical Ni patterns from the master pattern inside kikuchipy's wheel (EMsoft, 20 kV).
+
+    An independent simulator (dynamical, not the package's kinematical one),
+    ``n`` random orientations (orix, ``seed``) on a detector with projection
+    centre :data:`DYNAMICAL_PC`, sample tilt 70 and detector tilt 10 degrees,
+    at each shape of :data:`DYNAMICAL_SHAPES`, noise-free and with Poisson
+    noise at the counts of :data:`DYNAMICAL_COUNTS` (the pattern, which
+    kikuchipy gives in [-1, 1], shifted to [0, 1] and scaled to that mean
+    first).
+    """
+    import kikuchipy as kp
+    from orix.quaternion import Rotation
+
+    np.random.seed(seed)  # orix draws from NumPy's global generator
+    rot = Rotation.random(n)
+    mp = kp.data.nickel_ebsd_master_pattern_small(projection="lambert", hemisphere="both")
+    rng = np.random.default_rng(seed)
+    out = {"pc": np.asarray(DYNAMICAL_PC)}
+    for h, w in DYNAMICAL_SHAPES:
+        det = kp.detectors.EBSDDetector(shape=(h, w), pc=DYNAMICAL_PC, sample_tilt=70, tilt=10)
+        clean = np.asarray(mp.get_patterns(rot, det, energy=20, compute=True, dtype_out=np.float32).data,
+                           np.float32).reshape(n, h, w)
+        for counts in DYNAMICAL_COUNTS:
+            if counts:  # kikuchipy's float patterns span [-1, 1]: to [0, 1], then that mean count
+                unit = (clean - clean.min(axis=(1, 2), keepdims=True)) / np.ptp(clean, axis=(1, 2), keepdims=True)
+                scaled = unit / unit.mean(axis=(1, 2), keepdims=True) * counts
+                pats = rng.poisson(np.clip(scaled, 0, None)).astype(np.float32)
+            else:
+                pats = clean
+            out[f"{h}x{w}_counts{counts}"] = pats
+    np.savez_compressed(path, **out)
+    print(f"wrote {path}: {n} dynamical Ni patterns at {DYNAMICAL_SHAPES} x counts {DYNAMICAL_COUNTS}, "
+          f"kikuchipy {kp.__version__}")
+
+
 def classify(path: str, pretrained: str | None) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _common import header
@@ -64,13 +106,17 @@ def main() -> None:
     ap.add_argument("--dump", help="write the patterns (needs kikuchipy)")
     ap.add_argument("--patterns", help="classify patterns written by --dump")
     ap.add_argument("--pretrained", help="a pretrained model file (default: the shipped one)")
+    ap.add_argument("--dump-dynamical", help="write dynamical Ni patterns from kikuchipy's master pattern "
+                                             "(needs kikuchipy and orix; classify with bench_ebsd_bands.py --dyn)")
     args = ap.parse_args()
+    if args.dump_dynamical:
+        dump_dynamical(args.dump_dynamical)
     if args.dump:
         dump(args.dump)
     if args.patterns:
         classify(args.patterns, args.pretrained)
-    if not (args.dump or args.patterns):
-        ap.error("give --dump and/or --patterns")
+    if not (args.dump or args.patterns or args.dump_dynamical):
+        ap.error("give --dump, --dump-dynamical and/or --patterns")
 
 
 if __name__ == "__main__":
