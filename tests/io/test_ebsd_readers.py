@@ -115,7 +115,15 @@ def test_labelled_sets(tmp_path, pattern_map):
     assert lab.dtype.kind == "i"
 
 
-def test_bad_files_give_clear_errors(tmp_path, pattern_map):
+def _without_kikuchipy(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "kikuchipy" else real(name, *a))
+
+
+def test_bad_files_give_clear_errors(tmp_path, pattern_map, monkeypatch):
+    _without_kikuchipy(monkeypatch)
     # truncated npy
     numpy_file.file_writer(tmp_path / "t.npy", pattern_map)
     raw = (tmp_path / "t.npy").read_bytes()
@@ -235,9 +243,11 @@ def test_h5ebsd_static_background_round_trip(tmp_path, pattern_map, layout, fiel
     """The detector's static background the header stores comes back as a float image of the patterns' size."""
     import h5py
 
-    bg = np.random.default_rng(1).integers(20, 200, pattern_map.shape[2:], dtype=np.uint8)
+    rng = np.random.default_rng(1)
+    bg = rng.integers(20, 120, pattern_map.shape[2:], dtype=np.uint8)
+    raw = (bg * rng.uniform(0.8, 1.2, pattern_map.shape)).astype(np.uint8)  # patterns that carry it
     path = tmp_path / f"{layout}-bg.h5"
-    h5ebsd.file_writer(path, pattern_map, layout=layout, static_background=bg)
+    h5ebsd.file_writer(path, raw, layout=layout, static_background=bg)
     with h5py.File(path, "r") as f:
         assert f"Scan 1/EBSD/Header/{field}" in f
     data = eio.load_patterns(path)
@@ -249,6 +259,10 @@ def test_h5ebsd_static_background_round_trip(tmp_path, pattern_map, layout, fiel
     # none stored: None
     h5ebsd.file_writer(tmp_path / "plain.h5", pattern_map, layout=layout)
     assert eio.load_patterns(tmp_path / "plain.h5", lazy=False).static_background is None
+    # patterns corrected with it already (their mean no longer follows it): not subtracted twice, silently
+    corrected = (raw.astype(float) - bg + 128).clip(0, 255).astype(np.uint8)
+    h5ebsd.file_writer(tmp_path / "corrected.h5", corrected, layout=layout, static_background=bg)
+    assert eio.load_patterns(tmp_path / "corrected.h5", lazy=False).static_background is None
 
 
 def test_kikuchipy_placeholder_means_no_static_background():
@@ -282,3 +296,46 @@ def test_writer_refuses_a_static_background_it_cannot_store(tmp_path, pattern_ma
         h5ebsd.file_writer(tmp_path / "e.h5", pattern_map, layout="edax", static_background=np.ones((12, 10)))
     with pytest.raises(MicrostructureError, match="static_background is 10 x 12 but the patterns are 12 x 10"):
         h5ebsd.file_writer(tmp_path / "k.h5", pattern_map, static_background=np.ones((10, 12)))
+
+
+def _oxford_like(path):
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f["Manufacturer"] = np.bytes_("Oxford Instruments")
+        f["1/EBSD/Data/Processed Patterns"] = np.zeros((4, 12, 10), np.uint8)
+    return path
+
+
+def test_oxford_h5oina_without_kikuchipy_names_the_install(tmp_path, monkeypatch):
+    _without_kikuchipy(monkeypatch)
+    with pytest.raises(MicrostructureError, match=r"manufacturer 'oxford instruments'.*h5oina.*"
+                                                  r"pip install 'napari-microstructure\[ebsd\]'"):
+        eio.load_patterns(_oxford_like(tmp_path / "scan.h5oina"))
+
+
+def test_hdf5_layouts_it_does_not_read_go_to_kikuchipy(tmp_path, monkeypatch):
+    """With kikuchipy installed, an Oxford .h5oina (or any HDF5 layout kikuchipy reads) opens through it,
+    static background and all (here a stand-in for kikuchipy's load)."""
+    import importlib.util
+    import sys
+    import types
+
+    path = _oxford_like(tmp_path / "scan.h5oina")
+    rng = np.random.default_rng(0)
+    bg = rng.uniform(20, 120, (12, 10)).astype(np.float32)
+    pats = (bg * rng.uniform(0.8, 1.2, (2, 2, 12, 10))).astype(np.uint8)
+    axes = [types.SimpleNamespace(scale=0.5), types.SimpleNamespace(scale=0.25)]
+    signal = types.SimpleNamespace(data=pats, static_background=bg, detector=None,
+                                   axes_manager=types.SimpleNamespace(navigation_axes=axes))
+    loaded = []
+    fake = types.ModuleType("kikuchipy")
+    fake.load = lambda name, lazy=True: loaded.append(str(name)) or signal
+    monkeypatch.setitem(sys.modules, "kikuchipy", fake)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "kikuchipy" else real(name, *a))
+    data = eio.load_patterns(path)
+    assert loaded == [str(path)] and data.format == "kikuchipy-h5oina"
+    assert data.patterns.shape == (2, 2, 12, 10) and data.step_size_um == (0.25, 0.5)
+    np.testing.assert_array_equal(data.static_background, bg)

@@ -18,6 +18,23 @@ def test_reader_returns_none_for_other_files(tmp_path):
     np.save(tmp_path / "image.npy", np.zeros((30, 30)))
     assert get_reader(str(tmp_path / "image.npy")) is None
     assert get_reader(str(tmp_path / "x.png")) is None
+    (tmp_path / "log.dat").write_text("1 2 3")  # a .dat without NORDIF's Setting.txt beside it
+    assert get_reader(str(tmp_path / "log.dat")) is None
+
+
+def test_reader_takes_oxford_and_nordif_files(tmp_path):
+    """.h5oina (HDF5) and NORDIF's Pattern.dat (with its Setting.txt) are offered to the EBSD reader;
+    both open through kikuchipy (tests/io: routing, and the install message without it)."""
+    import h5py
+
+    with h5py.File(tmp_path / "scan.h5oina", "w") as f:
+        f["Manufacturer"] = np.bytes_("Oxford Instruments")
+    assert get_reader(str(tmp_path / "scan.h5oina")) is not None
+    (tmp_path / "fake.h5oina").write_text("not hdf5")
+    assert get_reader(str(tmp_path / "fake.h5oina")) is None
+    (tmp_path / "Pattern.dat").write_bytes(b"\0" * 64)
+    (tmp_path / "Setting.txt").write_text("[NORDIF]")
+    assert get_reader(str(tmp_path / "Pattern.dat")) is not None
 
 
 def test_reader_opens_maps(tmp_path):
@@ -69,8 +86,8 @@ def test_reader_puts_the_projection_centre_in_the_layer_metadata(tmp_path):
 
 
 def test_reader_puts_the_stored_static_background_in_the_pattern_layer_metadata(tmp_path):
-    m = np.random.default_rng(0).integers(0, 200, (2, 3, 16, 20), dtype=np.uint8)
-    bg = np.random.default_rng(1).integers(20, 200, (16, 20), dtype=np.uint8)
+    bg = np.random.default_rng(1).integers(20, 120, (16, 20), dtype=np.uint8)
+    m = (bg * np.random.default_rng(0).uniform(0.8, 1.2, (2, 3, 16, 20))).astype(np.uint8)  # raw: they carry it
     h5ebsd.file_writer(tmp_path / "k.h5", m, static_background=bg)
     (_, pmeta, _), (_, nmeta, _) = get_reader(str(tmp_path / "k.h5"))(str(tmp_path / "k.h5"))
     np.testing.assert_array_equal(pmeta["metadata"]["static_background"], bg)

@@ -26,7 +26,7 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 
 PathLike = Union[str, os.PathLike]
-EBSD_SUFFIXES = (".h5", ".hdf5", ".h5ebsd", ".npy", ".up1", ".up2", ".ebsp", ".tif", ".tiff")
+EBSD_SUFFIXES = (".h5", ".hdf5", ".h5ebsd", ".h5oina", ".npy", ".up1", ".up2", ".ebsp", ".dat", ".tif", ".tiff")
 
 
 def get_reader(path: Union[PathLike, list]) -> Optional[Callable[[Any], list]]:
@@ -41,10 +41,12 @@ def get_reader(path: Union[PathLike, list]) -> Optional[Callable[[Any], list]]:
         return None  # folders of images are opened from the EBSD widget or load_patterns()
     if suffix not in EBSD_SUFFIXES:
         return None
-    if suffix in (".h5", ".hdf5", ".h5ebsd"):
+    if suffix in (".h5", ".hdf5", ".h5ebsd", ".h5oina"):
         from ..io.ebsd.h5ebsd import is_hdf5
 
         return read_ebsd if is_hdf5(p) else None
+    if suffix == ".dat":  # NORDIF's Pattern.dat sits beside its Setting.txt; other .dat files are not ours
+        return read_ebsd if (p.parent / "Setting.txt").is_file() else None
     if suffix == ".npy":
         try:
             with open(p, "rb") as fh:

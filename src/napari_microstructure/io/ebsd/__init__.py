@@ -40,7 +40,8 @@ __all__ = [
 
 SUFFIXES = {
     ".tif": "tiff", ".tiff": "tiff", ".npy": "npy", ".h5": "h5ebsd", ".hdf5": "h5ebsd",
-    ".h5ebsd": "h5ebsd", ".up1": "vendor", ".up2": "vendor", ".ebsp": "vendor", ".dat": "vendor",
+    ".h5ebsd": "h5ebsd", ".h5oina": "h5ebsd", ".up1": "vendor", ".up2": "vendor", ".ebsp": "vendor",
+    ".dat": "vendor",
 }
 
 
@@ -50,8 +51,9 @@ def load_patterns(path: Union[str, os.PathLike], lazy: bool = True, **kwargs) ->
     Parameters
     ----------
     path : path-like
-        File (``.tif``, ``.npy``, ``.h5``/``.hdf5``/``.h5ebsd``, ``.up1``,
-        ``.up2``, ``.ebsp``, NORDIF ``.dat``) or folder of pattern images.
+        File (``.tif``, ``.npy``, ``.h5``/``.hdf5``/``.h5ebsd``, and with
+        kikuchipy Oxford ``.h5oina``, ``.up1``, ``.up2``, ``.ebsp``, NORDIF
+        ``.dat``) or folder of pattern images.
     lazy : bool
         Do not read the patterns now (memory map or dask array).
     **kwargs
@@ -84,7 +86,7 @@ def load_patterns(path: Union[str, os.PathLike], lazy: bool = True, **kwargs) ->
     raise MicrostructureError(
         f"{str(path)!r} is not a recognised EBSD pattern file; supported: multi-page TIFF, "
         ".npy, h5ebsd (.h5, .hdf5, .h5ebsd: kikuchipy, EDAX, Bruker), a folder of images, and "
-        "with kikuchipy EDAX .up1/.up2, Oxford .ebsp, NORDIF .dat"
+        "with kikuchipy EDAX .up1/.up2, Oxford .ebsp and .h5oina, NORDIF .dat"
     )
 
 

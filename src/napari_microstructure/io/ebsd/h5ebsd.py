@@ -28,9 +28,10 @@ Bruker Nano   ``EBSD/Data/PCX``, ``PCY``, ``DD``              Bruker, one value 
 ============  ==============================================  ==================================
 
 The detector's static background, when the header stores one (kikuchipy
-``static_background``, Bruker ``StaticBackground``), becomes
-:attr:`PatternData.static_background`; one of another size than the patterns
-is left out with a warning.
+``static_background``, Bruker ``StaticBackground``) and the patterns still
+carry it (:func:`._common.usable_static_background`, on the first patterns),
+becomes :attr:`PatternData.static_background`; one of another size than the
+patterns is left out with a warning.
 
 The acquisition's tilts go into :attr:`PatternData.metadata` as
 ``sample_tilt_deg`` and ``detector_tilt_deg`` where the header holds them
@@ -53,8 +54,8 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from ...core.errors import MicrostructureError
-from ._common import (PatternData, plausible_projection_centre, projection_centre_from_tsl, projection_centre_to_tsl,
-                      usable_static_background)
+from ._common import (BACKGROUND_CHECK_PATTERNS, PatternData, plausible_projection_centre, projection_centre_from_tsl,
+                      projection_centre_to_tsl, usable_static_background)
 
 LAYOUTS = {
     "kikuchipy": dict(manufacturer="kikuchipy", patterns="patterns", rows="n_rows", cols="n_columns",
@@ -141,6 +142,21 @@ def file_reader(filename: Union[str, os.PathLike], lazy: bool = True,
             f"{filename!r} could not be opened as HDF5 ({exc}); the file is probably truncated: "
             "copy or export it again"
         ) from exc
+    man = _manufacturer(f)
+    if man not in LAYOUTS:  # Oxford .h5oina and other HDF5 layouts: kikuchipy reads them, when installed
+        f.close()
+        import importlib.util
+
+        if importlib.util.find_spec("kikuchipy") is not None:
+            from . import vendor
+
+            return vendor.file_reader(filename, lazy=lazy)
+        found = "no Manufacturer dataset" if man is None else f"manufacturer {man!r}"
+        raise MicrostructureError(
+            f"{filename!r} is an HDF5 file but not a supported h5ebsd file ({found}); supported "
+            f"layouts: kikuchipy, EDAX, Bruker Nano. Oxford .h5oina and the other layouts kikuchipy reads "
+            "open once kikuchipy is installed: pip install 'napari-microstructure[ebsd]'"
+        )
     try:
         return _read(f, filename, lazy, scan_group)
     except BaseException:
@@ -152,14 +168,7 @@ def _read(f, filename, lazy, scan_group):
     import h5py
 
     man = _manufacturer(f)
-    if man not in LAYOUTS:
-        found = "no Manufacturer dataset" if man is None else f"manufacturer {man!r}"
-        raise MicrostructureError(
-            f"{filename!r} is an HDF5 file but not a supported h5ebsd file ({found}); supported "
-            f"layouts: kikuchipy, EDAX, Bruker Nano. Oxford .h5oina and others open through "
-            "kikuchipy: pip install 'napari-microstructure[ebsd]'"
-        )
-    lay = LAYOUTS[man]
+    lay = LAYOUTS[man]  # file_reader sent other layouts to kikuchipy
     scans = [k for k, g in f.items() if isinstance(g, h5py.Group) and "EBSD/Data" in g and "EBSD/Header" in g]
     if not scans:
         raise MicrostructureError(f"{filename!r} has no scan group with EBSD/Data and EBSD/Header")
@@ -211,7 +220,7 @@ def _read(f, filename, lazy, scan_group):
         )
     pc = _projection_centre(group, hd, man, (h, w), filename, n)  # while the file is open
     tilts = _tilts(group["EBSD/Header"], man, filename)
-    static = _static_background(group["EBSD/Header"], lay["background"], (h, w), filename)
+    static = _static_background(group["EBSD/Header"], lay["background"], dset, filename)
     if lazy:
         import dask.array as da
 
@@ -249,13 +258,15 @@ def _read(f, filename, lazy, scan_group):
                        static_background=static, _close=close)
 
 
-def _static_background(header, key: Optional[str], shape: tuple[int, int], filename: str) -> Optional[np.ndarray]:
-    """The header's static background as (h, w) float32, or None (with a warning when it is unusable)."""
+def _static_background(header, key: Optional[str], dset, filename: str) -> Optional[np.ndarray]:
+    """The header's static background as (h, w) float32, or None: none stored, unusable (a warning),
+    or already removed from the patterns (checked on the first ones)."""
     if key is None or key not in header:
         return None
     node = header[key]
-    return usable_static_background(node[()] if hasattr(node, "shape") else None, shape, filename,
-                                    f"EBSD/Header/{key}")
+    first = dset[:min(len(dset), BACKGROUND_CHECK_PATTERNS)]
+    return usable_static_background(node[()] if hasattr(node, "shape") else None, dset.shape[1:], filename,
+                                    f"EBSD/Header/{key}", patterns=first)
 
 
 def _mean(node) -> float:

@@ -1,4 +1,5 @@
-"""Vendor binary formats (EDAX .up1/.up2, Oxford .ebsp, NORDIF .dat) through kikuchipy.
+"""Vendor formats (EDAX .up1/.up2, Oxford .ebsp and .h5oina, NORDIF .dat, and HDF5 layouts
+that :mod:`.h5ebsd` does not read) through kikuchipy.
 
 kikuchipy is an optional dependency: ``pip install "napari-microstructure[ebsd]"``.
 
@@ -18,10 +19,10 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from ...core.errors import MicrostructureError
-from ._common import PatternData, plausible_projection_centre, usable_static_background
+from ._common import BACKGROUND_CHECK_PATTERNS, PatternData, plausible_projection_centre, usable_static_background
 
 VENDOR_SUFFIXES = {".up1": "EDAX binary", ".up2": "EDAX binary", ".ebsp": "Oxford binary",
-                   ".dat": "NORDIF"}
+                   ".dat": "NORDIF", ".h5oina": "Oxford h5oina"}
 #: what kikuchipy's EBSDDetector holds when the file gave no projection centre
 KIKUCHIPY_PLACEHOLDER_PC = (0.5, 0.5, 0.5)
 
@@ -69,7 +70,11 @@ def file_reader(filename: Union[str, os.PathLike], lazy: bool = True) -> Pattern
     static = getattr(signal, "static_background", None)  # NORDIF's "Background acquisition pattern"
     if static is not None and not isinstance(static, np.ndarray):
         static = None  # a lazy or unexpected object: classify without it rather than fail
-    return PatternData(data, step, f"kikuchipy-{suffix.lstrip('.')}", filename, {},
+    first = None
+    if static is not None:  # Oxford's processed patterns were corrected with it already: checked here
+        flat = data.reshape(-1, *data.shape[-2:])
+        first = np.asarray(flat[:BACKGROUND_CHECK_PATTERNS])
+    return PatternData(data, step, f"kikuchipy-{suffix.lstrip('.') or 'hdf5'}", filename, {},
                        projection_centre=detector_projection_centre(signal, filename),
                        static_background=usable_static_background(static, data.shape[-2:], filename,
-                                                                  "kikuchipy's static_background"))
+                                                                  "kikuchipy's static_background", first))
