@@ -383,6 +383,8 @@ PARAM_CASES = [
      r"finite number >= 0 \(0: no scale\)"),
     ("scale-weight-nan", {"novelty_scale_weight": float("nan")}, r"novelty_scale_weight=nan", r"finite number >= 0"),
     ("scale-weight-text", {"novelty_scale_weight": "strong"}, r"novelty_scale_weight='strong'", r"finite number >= 0"),
+    ("granulometry-weight-negative", {"novelty_granulometry_weight": -0.5}, r"novelty_granulometry_weight=-0.5",
+     r"finite number >= 0 \(0: no granulometry\)"),
 ]
 
 

@@ -130,24 +130,30 @@ def test_save_load_round_trip_predicts_the_same(trained_classifier, tmp_path):
     # the default novelty features end with each crop's scale, and the file says so
     assert trained_classifier.novelty_scale_ and loaded.novelty_scale_
     assert loaded.scorer_.members[0][0].scale_weight == pytest.approx(trained_classifier.novelty_scale_weight)
+    # ... and its granulometry in micrometres
+    assert trained_classifier.novelty_granulometry_ and loaded.novelty_granulometry_
+    knn = loaded.scorer_.members[0][0]
+    assert knn.granulometry_weight == pytest.approx(trained_classifier.novelty_granulometry_weight)
+    np.testing.assert_allclose(knn.granulometry_spread_, trained_classifier.scorer_.members[0][0].granulometry_spread_)
 
 
 def test_model_files_without_the_scale_column_still_predict(trained_classifier, tmp_path, monkeypatch):
-    """Files written before novelty_scale_weight: no scale column in their k-NN reference."""
-    old = FewShotClassifier(**trained_classifier.get_params()).set_params(novelty_scale_weight=0.0)
+    """Files written before novelty_scale_weight (and the granulometry): no such columns in their k-NN reference."""
+    old = FewShotClassifier(**trained_classifier.get_params()).set_params(novelty_scale_weight=0.0,
+                                                                          novelty_granulometry_weight=0.0)
     images, labels, sizes = [make_micrograph(c, (192, 192), 0.1, seed=s) for c, s in
                              (("ferrite", 1), ("ferrite", 2), ("pearlite", 3), ("pearlite", 4))], \
         ["ferrite", "ferrite", "pearlite", "pearlite"], [0.1] * 4
     old.set_params(max_epochs=1, steps_per_epoch=2).fit(images, labels, sizes)
-    assert not old.novelty_scale_
+    assert not old.novelty_scale_ and not old.novelty_granulometry_
     path = old.save(tmp_path / "old.pt")
     from napari_microstructure.core.nn.modelio import read_model_file, save_model_file
 
     kind, metadata, tensors = read_model_file(path)
-    del metadata["novelty_scale"]                                 # as an older file has it
+    del metadata["novelty_scale"], metadata["novelty_granulometry"]   # as an older file has it
     save_model_file(path, kind, metadata, tensors)
     loaded = FewShotClassifier.load(path, device="cpu")
-    assert not loaded.novelty_scale_
+    assert not loaded.novelty_scale_ and not loaded.novelty_granulometry_
     image = make_micrograph("ferrite", (192, 192), 0.1, seed=9)
     np.testing.assert_allclose(loaded.predict_proba(image, 0.1), old.predict_proba(image, 0.1), atol=1e-6)
 

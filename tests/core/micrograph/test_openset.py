@@ -123,6 +123,35 @@ def test_knn_scale_column_keeps_look_alikes_at_other_magnifications_apart():
         KNNScorer(scale_weight=-1.0)
 
 
+def test_knn_granulometry_columns_keep_look_alikes_of_other_feature_sizes_apart():
+    """Columns: 1 descriptor, 2 features, the scale, then the granulometry (N_VALUES). The same look and
+    scale with other feature sizes is novel only when the granulometry counts; it is standardised by the
+    reference's spread (floored), never normalised with the features, and kept through the state."""
+    from napari_microstructure.core.micrograph.granulometry import N_VALUES
+    from napari_microstructure.core.micrograph.openset import GRANULOMETRY_SPREAD_FLOOR
+
+    rng = np.random.default_rng(0)
+    n = 60
+    feats = np.c_[np.ones(n), rng.normal(0, 0.02, n)]
+    grains = np.zeros((n, N_VALUES))
+    grains[:, :4] = rng.normal(0.3, 0.05, (n, 4))           # fine features only; the coarse columns all 0
+    ref = np.c_[np.zeros(n), feats, np.ones(n), grains]
+    y = np.repeat([0, 1], n // 2)
+    same = np.r_[0.0, 5.0, 0.0, 1.0, [0.3] * 4, [0.0] * (N_VALUES - 4)]   # same look, scale and sizes
+    coarse = np.r_[0.0, 5.0, 0.0, 1.0, [0.05] * 4, [0.4] * (N_VALUES - 4)]  # fine features gone, coarse present
+    query = np.stack([same, coarse])
+    off = KNNScorer(k=5, split=1, scale_weight=1.0).fit(ref[:, :4], y, 2)
+    on = KNNScorer(k=5, split=1, scale_weight=1.0, granulometry_weight=0.5).fit(ref, y, 2)
+    np.testing.assert_allclose(off.novelty(query[:, :4]), [off.novelty(same[None, :4])[0]] * 2, atol=1e-9)
+    near, far = on.novelty(query)
+    assert near < 0.2 and far > 1.0
+    assert np.all(on.granulometry_spread_[4:] == GRANULOMETRY_SPREAD_FLOOR)  # never resolved: floored
+    back = scorer_from_state("knn", *on.state())
+    np.testing.assert_allclose(back.novelty(query), on.novelty(query), atol=1e-5)
+    with pytest.raises(MicrostructureError, match="granulometry_weight"):
+        KNNScorer(granulometry_weight=float("nan"))
+
+
 def test_cross_validation_never_scores_an_image_against_itself():
     # each "image" is a tight cluster of its own: scored against the others it looks far away,
     # scored against itself it would look at home (distance ~0)

@@ -257,6 +257,11 @@ def _make_gmm(means: np.ndarray, covs: np.ndarray, weights: np.ndarray) -> Gauss
     return gmm
 
 
+#: Smallest spread a granulometry column is divided by (units of a crop's intensity range): a size no
+#: reference crop resolves (all 0) must not turn a tiny value of a finer image into a huge distance.
+GRANULOMETRY_SPREAD_FLOOR = 0.02
+
+
 class KNNScorer(OpenSetScorer):
     """k-nearest-neighbour distance on L2-normalised descriptors (Sun et al. 2022).
 
@@ -276,20 +281,32 @@ class KNNScorer(OpenSetScorer):
         its softmax gives the class posteriors. Without it, the posteriors are a
         softmax of minus the nearest distance to each class over ``temperature``.
     scale_weight : float, optional
-        The last column is each crop's scale (log10 pixels per micrometre), not
-        a feature: it is kept out of the normalisation and joins the distance
-        times this weight (0: ignored). None: there is no such column.
+        A column after the features is each crop's scale (log10 pixels per
+        micrometre), not a feature: it is kept out of the normalisation and
+        joins the distance times this weight (0: ignored). None: there is no
+        such column.
+    granulometry_weight : float, optional
+        The last :data:`.granulometry.N_VALUES` columns are each crop's
+        granulometry in micrometres (:mod:`.granulometry`): kept out of the
+        normalisation, standardised by the reference crops' spread (at least
+        :data:`GRANULOMETRY_SPREAD_FLOOR`) and joining the distance times
+        this weight over the square root of their number. None: there are no
+        such columns.
     """
 
     name = "knn"
 
     def __init__(self, k: int = 10, rejection_quantile: float = 0.1, head_weight=None, head_bias=None,
                  temperature: float = 0.05, normalise: bool = True, split: int = 0,
-                 scale_weight: Optional[float] = None) -> None:
+                 scale_weight: Optional[float] = None, granulometry_weight: Optional[float] = None) -> None:
         super().__init__(rejection_quantile)
-        if scale_weight is not None and not (np.isfinite(scale_weight) and scale_weight >= 0):
-            raise MicrostructureError(f"scale_weight must be a finite number >= 0, got {scale_weight}")
+        for name, value in (("scale_weight", scale_weight), ("granulometry_weight", granulometry_weight)):
+            if value is not None and not (np.isfinite(value) and value >= 0):
+                raise MicrostructureError(f"{name} must be a finite number >= 0, got {value}")
         self.scale_weight = None if scale_weight is None else float(scale_weight)
+        self.granulometry_weight = None if granulometry_weight is None else float(granulometry_weight)
+        self.granulometry_mean_: Optional[np.ndarray] = None
+        self.granulometry_spread_: Optional[np.ndarray] = None
         self.normalise = bool(normalise)
         self.split = int(split)
         if int(k) < 1:
@@ -307,11 +324,23 @@ class KNNScorer(OpenSetScorer):
             return x
         return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
+    def _n_granulometry(self) -> int:
+        from .granulometry import N_VALUES
+
+        return 0 if self.granulometry_weight is None else N_VALUES
+
     def _novelty_space(self, x: np.ndarray) -> np.ndarray:
-        """The columns the novelty distance is measured on (features, then the weighted scale)."""
-        if self.scale_weight is None:
-            return self._normalise(x[:, self.split:])
-        return np.concatenate([self._normalise(x[:, self.split:-1]), self.scale_weight * x[:, -1:]], axis=1)
+        """The columns the novelty distance is measured on: the normalised features, then the
+        weighted scale and the weighted, standardised granulometry where the rows have them."""
+        n_g = self._n_granulometry()
+        end = x.shape[1] - n_g - (self.scale_weight is not None)
+        parts = [self._normalise(x[:, self.split:end])]
+        if self.scale_weight is not None:
+            parts.append(self.scale_weight * x[:, end:end + 1])
+        if n_g:
+            g = (x[:, -n_g:] - self.granulometry_mean_) / self.granulometry_spread_
+            parts.append(g * (self.granulometry_weight / np.sqrt(n_g)))
+        return np.concatenate(parts, axis=1)
 
     def fit(self, descriptors, labels, n_classes) -> "KNNScorer":
         from scipy.spatial import cKDTree
@@ -326,6 +355,11 @@ class KNNScorer(OpenSetScorer):
         self.n_classes_ = int(n_classes)
         self.reference_ = x
         self.reference_labels_ = y
+        n_g = self._n_granulometry()
+        if n_g:
+            g = x[:, -n_g:]
+            self.granulometry_mean_ = g.mean(0)
+            self.granulometry_spread_ = np.maximum(g.std(0), GRANULOMETRY_SPREAD_FLOOR)
         self._tree = cKDTree(self._novelty_space(x))
         post = self._normalise(x[:, : self.split] if self.split else x)
         self._class_trees = [cKDTree(post[y == c]) for c in range(n_classes)]
@@ -355,13 +389,14 @@ class KNNScorer(OpenSetScorer):
             arrays.update(head_weight=self.head_weight, head_bias=self.head_bias)
         return arrays, {"k": self.k, "threshold": self.novelty_threshold_, "n_classes": self.n_classes_,
                         "normalise": self.normalise, "split": self.split, "scale_weight": self.scale_weight,
+                        "granulometry_weight": self.granulometry_weight,
                         "temperature": self.temperature, "rejection_quantile": self.rejection_quantile}
 
     @classmethod
     def from_state(cls, arrays, meta) -> "KNNScorer":
         s = cls(int(meta["k"]), float(meta["rejection_quantile"]), arrays.get("head_weight"),
                 arrays.get("head_bias"), float(meta["temperature"]), bool(meta.get("normalise", True)),
-                int(meta.get("split", 0)), meta.get("scale_weight"))
+                int(meta.get("split", 0)), meta.get("scale_weight"), meta.get("granulometry_weight"))
         ref = np.asarray(arrays["reference"], np.float64)
         s.fit(ref, np.asarray(arrays["reference_labels"]), int(meta["n_classes"]))
         s.novelty_threshold_ = float(meta["threshold"])
@@ -549,12 +584,13 @@ SCORERS = {"ensemble": EnsembleScorer, "gmm": OpenSetMixture, "knn": KNNScorer, 
 
 
 def make_scorer(name: str, rejection_quantile: float = 0.1, head=None, k: int = 10,
-                normalise: bool = True, split: int = 0, scale_weight: Optional[float] = None) -> OpenSetScorer:
+                normalise: bool = True, split: int = 0, scale_weight: Optional[float] = None,
+                granulometry_weight: Optional[float] = None) -> OpenSetScorer:
     """A new, unfitted scorer by name; ``head`` is ``(weight, bias)`` of a linear classifier or None.
 
-    ``k``, ``normalise``, ``split`` and ``scale_weight`` are the k-NN scorer's (see
-    :class:`KNNScorer`); the Mahalanobis scorer also reads the columns from ``split`` on
-    (a scale column among them).
+    ``k``, ``normalise``, ``split``, ``scale_weight`` and ``granulometry_weight`` are the
+    k-NN scorer's (see :class:`KNNScorer`); the Mahalanobis scorer also reads the columns
+    from ``split`` on (the scale and granulometry columns among them).
     """
     if name not in SCORERS or name == "ensemble":
         raise MicrostructureError(f"unknown scorer {name!r}; choose one of {', '.join(n for n in SCORERS if n != 'ensemble')}"
@@ -563,7 +599,8 @@ def make_scorer(name: str, rejection_quantile: float = 0.1, head=None, k: int = 
     if name == "gmm":
         return OpenSetMixture(rejection_quantile=rejection_quantile)
     if name == "knn":
-        return KNNScorer(k, rejection_quantile, w, b, normalise=normalise, split=split, scale_weight=scale_weight)
+        return KNNScorer(k, rejection_quantile, w, b, normalise=normalise, split=split, scale_weight=scale_weight,
+                         granulometry_weight=granulometry_weight)
     if name == "mahalanobis":
         return MahalanobisScorer(rejection_quantile, split=split)
     return EnergyScorer(w, b, rejection_quantile)

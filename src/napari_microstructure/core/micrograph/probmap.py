@@ -812,10 +812,16 @@ def _tile_task(worker: TileWorker, payload: tuple[np.ndarray, np.ndarray]) -> tu
     return worker(payload)
 
 
-def _as_input(to_input, pooled, desc, log_ppum, crops=None, imagenet=None) -> np.ndarray:
+def _as_input(to_input, pooled, desc, log_ppum, crops=None, imagenet=None, granulometry=None) -> np.ndarray:
     if to_input is None:
         return desc.float().cpu().numpy()
-    return to_input(pooled, desc, crops, imagenet=imagenet, log_ppum=log_ppum)
+    extra = {} if granulometry is None else {"granulometry_values": granulometry}
+    return to_input(pooled, desc, crops, imagenet=imagenet, log_ppum=log_ppum, **extra)
+
+
+def _wants_granulometry(to_input) -> bool:
+    owner = getattr(to_input, "__self__", None)
+    return bool(getattr(owner, "novelty_granulometry_", False)) and _wants_imagenet(to_input)
 
 
 def _wants_imagenet(to_input) -> bool:
@@ -846,17 +852,26 @@ def _shared_descriptors(model, x, local, crop, turns, mirror, mag, opts, timings
                  - _integral_at(flat, h, w, yb, xa) + _integral_at(flat, h, w, ya, xa))
         pooled = (total / ((yb - ya) * (xb - xa))[None]).T.float()
         logp = torch.full((len(o),), mag, dtype=torch.float32, device=feat.device)
-        imagenet = None
+        imagenet = grains = None
         if per_crop:
-            # the scorer's reference holds rotated and mirrored crops: one transform suffices
+            # the scorer's reference holds rotated and mirrored crops: one transform suffices (the
+            # granulometry's square elements do not see a turn or a mirror either)
             cache = {} if novelty_cache is None else novelty_cache
             if s not in cache:
                 from .imagenet_features import crop_features
 
-                cache[s] = crop_features(torch.stack([x[0, :, a:a + crop, b:b + crop]
-                                                      for a, b in local[s:s + opts["batch"]]]))
-            imagenet = cache[s]
-        out.append(_as_input(to_input, pooled, model.head_from_pooled(pooled, logp), logp, imagenet=imagenet))
+                stack = torch.stack([x[0, :, a:a + crop, b:b + crop] for a, b in local[s:s + opts["batch"]]])
+                grains = None
+                if _wants_granulometry(to_input):
+                    from .granulometry import granulometry
+
+                    owner = to_input.__self__
+                    fov = int(owner.input_size) / 10.0 ** float(mag)
+                    grains = granulometry(stack, np.full(len(stack), fov))
+                cache[s] = (crop_features(stack), grains)
+            imagenet, grains = cache[s]
+        out.append(_as_input(to_input, pooled, model.head_from_pooled(pooled, logp), logp, imagenet=imagenet,
+                             granulometry=grains))
     timings["network"] += time.perf_counter() - t0
     return np.concatenate(out)
 
