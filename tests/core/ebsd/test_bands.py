@@ -315,6 +315,9 @@ def test_map_function_backgrounds_of_a_band_classifier():
     mean = mean_pattern(m, chunk_size=4)
     np.testing.assert_allclose(mean, pats.astype(np.float64).mean(0), rtol=1e-6)
     np.testing.assert_allclose(mean_pattern(da.from_array(m, chunks=(1, 2, -1, -1))), mean, rtol=1e-6)
+    # a CNN's "map" background: the same pass, over its preprocessor's patterns (here a stand-in)
+    np.testing.assert_allclose(mean_pattern(da.from_array(m, chunks=(1, 2, -1, -1)), transform=lambda b: b[:, ::2] * 2.0),
+                               2 * mean[::2], rtol=1e-6)
     by_word = clf.classify_map(m, background="map", chunk_size=4)
     by_array = clf.classify_map(m, background=mean)
     np.testing.assert_allclose(by_word.probabilities, by_array.probabilities, atol=1e-6)

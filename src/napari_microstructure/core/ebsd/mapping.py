@@ -205,28 +205,21 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
         from ...io.store import check_store_path
 
         check_store_path(store, overwrite)
-    if pre is None:  # band-profile classifier: an array, "map", or None (= "model": each pattern's own)
-        if isinstance(background, str) and background not in ("model", "map"):
+    word = background if isinstance(background, str) else None
+    if word not in (None, "model", "map"):
+        if pre is None:  # band-profile classifier
             raise MicrostructureError(
                 f"background={background!r}; this classifier takes the static background as an array of "
                 "the patterns' shape, 'map' (the mean pattern of this map) or None (each pattern's own "
                 "smooth background is divided out)")
-        if isinstance(background, str) and background == "map":
-            report(progress, "background", 0, n, "mean pattern of the map")
-            bg = mean_pattern(pattern_map, chunk_size, cancel)
-        else:
-            bg = None if isinstance(background, str) else background
-    elif isinstance(background, str):
-        if background == "map":
-            report(progress, "background", 0, n, "mean pattern of the map")
-            bg = pre.mean_background(pattern_map.reshape(n, h, w), chunk=chunk_size) \
-                if not is_dask(pattern_map) else _dask_mean_background(pre, pattern_map)
-        elif background == "model":
-            bg = None
-        else:
-            raise MicrostructureError(f"background={background!r}; use 'model', 'map' or an array")
+        raise MicrostructureError(f"background={background!r}; use 'model', 'map' or an array")
+    if word == "map":
+        report(progress, "background", 0, n, "mean pattern of the map")
+        # a band-profile classifier subtracts the raw mean; a CNN's preprocessor its gain-normalised one
+        bg = mean_pattern(pattern_map, chunk_size, cancel,
+                          None if pre is None else pre._resize_normalise_gain)
     else:
-        bg = background
+        bg = None if word == "model" else background
     n_classes = len(clf.classes_)
     classify = BlockClassifier(clf, bg, int(chunk_size), cols)
     if is_dask(pattern_map):
@@ -479,34 +472,30 @@ def _release_pages(view: Any) -> None:
             pass
 
 
-def mean_pattern(pattern_map: Any, chunk_size: int = 2048, cancel: Optional[CancelToken] = None) -> np.ndarray:
-    """The mean raw pattern ``(h, w)`` float32 of a ``(rows, cols, h, w)`` map, in one streaming pass.
+def mean_pattern(pattern_map: Any, chunk_size: int = 2048, cancel: Optional[CancelToken] = None,
+                 transform: Optional[Any] = None) -> np.ndarray:
+    """The mean pattern of a ``(rows, cols, h, w)`` map, float32, in one streaming pass.
 
-    A static background for :class:`~.bandclassifier.BandProfileClassifier`:
-    the bands of a map of many grains average out and the detector's own
-    pattern (backscatter lobe, scintillator and optics) stays.
+    Raw (``transform`` None, ``(h, w)``): a static background for
+    :class:`~.bandclassifier.BandProfileClassifier`, since the bands of a map
+    of many grains average out and the detector's own pattern (backscatter
+    lobe, scintillator and optics) stays. ``transform`` maps each block
+    ``(n, h, w)`` to the patterns to average first (a CNN's preprocessor:
+    ``PatternPreprocessor._resize_normalise_gain``). NumPy maps are read
+    ``chunk_size`` patterns at a time, dask maps block by block.
     """
     rows, cols, h, w = pattern_map.shape
     flat = pattern_map.reshape(rows * cols, h, w)
-    total = np.zeros((h, w), np.float64)
     if is_dask(pattern_map):
-        for block in flat.to_delayed().ravel():
-            check_cancel(cancel)
-            total += np.asarray(block.compute(scheduler="synchronous"), np.float64).sum(0)
+        reads = [lambda b=b: b.compute(scheduler="synchronous") for b in flat.to_delayed().ravel()]
     else:
-        for s in range(0, rows * cols, int(chunk_size)):
-            check_cancel(cancel)
-            total += np.asarray(flat[s:s + int(chunk_size)], np.float64).sum(0)
-    return (total / (rows * cols)).astype(np.float32)
-
-
-def _dask_mean_background(pre, pattern_map) -> np.ndarray:
-    rows, cols, h, w = pattern_map.shape
-    total = np.zeros((pre.input_size,) * 2, np.float64)
-    flat = pattern_map.reshape(rows * cols, h, w)
-    for block in flat.to_delayed().ravel():
-        arr = block.compute(scheduler="synchronous")
-        total += pre._resize_normalise_gain(arr).sum(0)
+        reads = [lambda s=s: flat[s:s + int(chunk_size)] for s in range(0, rows * cols, int(chunk_size))]
+    total = None
+    for read in reads:
+        check_cancel(cancel)
+        block = np.asarray(read())
+        part = np.asarray(block if transform is None else transform(block), np.float64).sum(0)
+        total = part if total is None else total + part
     return (total / (rows * cols)).astype(np.float32)
 
 
