@@ -385,6 +385,8 @@ PARAM_CASES = [
     ("scale-weight-text", {"novelty_scale_weight": "strong"}, r"novelty_scale_weight='strong'", r"finite number >= 0"),
     ("granulometry-weight-negative", {"novelty_granulometry_weight": -0.5}, r"novelty_granulometry_weight=-0.5",
      r"finite number >= 0 \(0: no granulometry\)"),
+    ("local-density-text", {"novelty_local_density": "yes"}, r"novelty_local_density='yes'", r"True \(the local spacing\) or False"),
+    ("mixture-quantile-half", {"ensemble_mixture_quantile": 0.5}, r"ensemble_mixture_quantile=0.5", r"in \[0, 0.5\)"),
 ]
 
 

@@ -49,24 +49,28 @@ def test_threshold_contour_matches_rejection(model2d, rng):
 
     clf, images, sizes = model2d
     dm = descriptor_map(clf, images[0], sizes[0], n_crops=20, grid_size=200, margin=2.0)
-    assert dm.projection is None and dm.threshold == clf.mixture_.threshold_
+    # the contour is the threshold the model's rule applies: its ensemble's own Gaussians', which reject a
+    # smaller share than mixture_ (ensemble_mixture_quantile)
+    gauss = clf.scorer_.members[1][0]
+    assert dm.projection is None and dm.threshold == gauss.threshold_ == dm.model_threshold
+    assert gauss.threshold_ < clf.mixture_.threshold_
     lines = contourpy.contour_generator(dm.grid_x, dm.grid_y, dm.log_likelihood).lines(dm.threshold)
     assert len(lines) >= 1
     # random points over the whole map, away from the contour itself
     lo = np.array([dm.grid_x[0], dm.grid_y[0]])
     hi = np.array([dm.grid_x[-1], dm.grid_y[-1]])
     pts = lo + rng.random((3000, 2)) * (hi - lo)
-    ll = clf.mixture_.log_likelihood(pts)
+    ll = gauss.log_likelihood(pts)
     far = np.abs(ll - dm.threshold) > 0.05
     inside = _inside(lines, pts)
-    none = clf.mixture_.crop_probabilities(pts)[:, -1] == 1.0
+    none = gauss.crop_probabilities(pts)[:, -1] == 1.0
     assert far.sum() > 2000 and inside[far].any() and (~inside[far]).any()
     # points outside the contour are rejected ("none"), points inside are accepted
     np.testing.assert_array_equal(none[far], ~inside[far])
     # the crops of the image carry the model's own decision; its default rule (the ensemble)
     # rejects whatever lies outside the contour, and may reject more
     np.testing.assert_array_equal(dm.crops.accepted, dm.crops.probabilities[:, -1] < 1.0)
-    mixture_none = clf.mixture_.crop_probabilities(dm.crops.descriptors)[:, -1] == 1.0
+    mixture_none = gauss.crop_probabilities(dm.crops.descriptors)[:, -1] == 1.0
     assert dm.scorer == "ensemble" and not (dm.crops.accepted & mixture_none).any()
     np.testing.assert_allclose(dm.crops_xy, dm.crops.descriptors)
 
@@ -98,7 +102,7 @@ def test_pca_projection_for_more_than_two_dimensions(model3d, tmp_path):
     np.testing.assert_allclose(dm.project(clf.training_descriptors_), dm.training_xy, atol=1e-5)
     # the projected threshold rejects the same share of validation descriptors as the model
     val = clf.validation_descriptors_.astype(np.float64)
-    model_share = np.mean(clf.mixture_.log_likelihood(val) < clf.mixture_.threshold_)
+    model_share = np.mean(clf.mixture_.log_likelihood(val) < clf.scorer_.members[1][0].threshold_)
     from napari_microstructure.core.explain.descriptors import _gauss_ll
 
     covs = np.einsum("id,kde,je->kij", dm.projection, clf.mixture_.covariances_, dm.projection)

@@ -135,12 +135,23 @@ def test_save_load_round_trip_predicts_the_same(trained_classifier, tmp_path):
     knn = loaded.scorer_.members[0][0]
     assert knn.granulometry_weight == pytest.approx(trained_classifier.novelty_granulometry_weight)
     np.testing.assert_allclose(knn.granulometry_spread_, trained_classifier.scorer_.members[0][0].granulometry_spread_)
+    # ... and measures it against the training crops' local spacing, kept in the file
+    assert loaded.novelty_local_density and knn.local
+    np.testing.assert_allclose(knn.reference_density_, trained_classifier.scorer_.members[0][0].reference_density_,
+                               rtol=1e-5)
+    # the ensemble's Gaussians reject their own, smaller share: a looser threshold than mixture_'s
+    gauss = loaded.scorer_.members[1][0]
+    assert gauss.rejection_quantile == pytest.approx(loaded.ensemble_mixture_quantile) == pytest.approx(0.02)
+    assert gauss.novelty_threshold_ > loaded.mixture_.novelty_threshold_
 
 
 def test_model_files_without_the_scale_column_still_predict(trained_classifier, tmp_path, monkeypatch):
-    """Files written before novelty_scale_weight (and the granulometry): no such columns in their k-NN reference."""
+    """Files written before novelty_scale_weight (and the granulometry, and the local spacing): no such columns
+    in their k-NN reference, the plain distance."""
     old = FewShotClassifier(**trained_classifier.get_params()).set_params(novelty_scale_weight=0.0,
-                                                                          novelty_granulometry_weight=0.0)
+                                                                          novelty_granulometry_weight=0.0,
+                                                                          novelty_local_density=False,
+                                                                          ensemble_mixture_quantile=0.1)
     images, labels, sizes = [make_micrograph(c, (192, 192), 0.1, seed=s) for c, s in
                              (("ferrite", 1), ("ferrite", 2), ("pearlite", 3), ("pearlite", 4))], \
         ["ferrite", "ferrite", "pearlite", "pearlite"], [0.1] * 4
@@ -151,9 +162,12 @@ def test_model_files_without_the_scale_column_still_predict(trained_classifier, 
 
     kind, metadata, tensors = read_model_file(path)
     del metadata["novelty_scale"], metadata["novelty_granulometry"]   # as an older file has it
+    del metadata["params"]["novelty_local_density"], metadata["params"]["ensemble_mixture_quantile"]
     save_model_file(path, kind, metadata, tensors)
     loaded = FewShotClassifier.load(path, device="cpu")
     assert not loaded.novelty_scale_ and not loaded.novelty_granulometry_
+    assert loaded.novelty_local_density is False
+    assert loaded.ensemble_mixture_quantile == pytest.approx(loaded.rejection_quantile)
     image = make_micrograph("ferrite", (192, 192), 0.1, seed=9)
     np.testing.assert_allclose(loaded.predict_proba(image, 0.1), old.predict_proba(image, 0.1), atol=1e-6)
 

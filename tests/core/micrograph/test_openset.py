@@ -205,3 +205,63 @@ def test_ensemble_rejects_what_any_member_rejects_and_round_trips(blobs):
     np.testing.assert_allclose(back.crop_probabilities(q), ens.crop_probabilities(q), atol=1e-6)
     with pytest.raises(MicrostructureError, match="EnsembleScorer"):
         make_scorer("ensemble")
+
+
+def test_knn_local_spacing_judges_a_crop_by_its_neighbourhood():
+    """A tight class and a sparse one. A query as far from the tight class as the sparse class's crops
+    lie apart is novel only with the local spacing; inside the sparse class it is at home either way.
+    The global distance ranks the two the other way round."""
+    rng = np.random.default_rng(0)
+    tight = rng.normal([0, 0], 0.01, (100, 2))
+    sparse = rng.normal([10, 0], 1.0, (100, 2))
+    x, y = np.concatenate([tight, sparse]), np.repeat([0, 1], 100)
+    groups = np.arange(200) // 5                      # images of 5 crops
+    near_tight = np.array([[0.3, 0.0]])               # 30 spreads off the tight class
+    in_sparse = np.array([[10.6, 0.6]])               # within the sparse class's spread
+    plain = KNNScorer(k=5, normalise=False).fit(x, y, 2)
+    local = KNNScorer(k=5, normalise=False, local=True).fit(x, y, 2, groups=groups)
+    assert plain.novelty(near_tight)[0] < plain.novelty(in_sparse)[0]
+    assert local.novelty(near_tight)[0] > 5.0 and local.novelty(in_sparse)[0] < 1.5
+    # the spacing of a reference crop leaves its own image out: image 0's five crops are not each other's
+    own = np.linalg.norm(x[:5, None] - x[None, 5:], axis=2)
+    np.testing.assert_allclose(local.reference_density_[:5], np.sort(own, axis=1)[:, 4])
+    back = scorer_from_state("knn", *local.state())
+    np.testing.assert_allclose(back.novelty(np.r_[near_tight, in_sparse]),
+                               local.novelty(np.r_[near_tight, in_sparse]), rtol=1e-5)
+    arrays, meta = local.state()
+    del arrays["reference_density"]
+    with pytest.raises(MicrostructureError, match="reference spacing"):
+        scorer_from_state("knn", arrays, meta)
+
+
+def test_knn_local_spacing_without_groups_leaves_out_the_row_only_and_is_floored():
+    from napari_microstructure.core.micrograph.openset import LOCAL_SPACING_FLOOR
+
+    x = np.repeat(np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), 4, axis=0)   # each point four times
+    y = np.repeat([0, 1, 1], 4)
+    s = KNNScorer(k=2, normalise=False, local=True).fit(x, y, 2)
+    assert np.all(s.reference_density_ == LOCAL_SPACING_FLOOR)          # duplicates: spacing 0, floored
+    grouped = KNNScorer(k=2, normalise=False, local=True).fit(x, y, 2, groups=np.repeat([0, 1, 2], 4))
+    np.testing.assert_allclose(grouped.reference_density_, 1.0)          # the nearest other point is 1 away
+    # one image (scribbles): its rows can only leave themselves out
+    alone = KNNScorer(k=2, normalise=False, local=True).fit(x, y, 2, groups=np.zeros(12, int))
+    np.testing.assert_array_equal(alone.reference_density_, s.reference_density_)
+    with pytest.raises(MicrostructureError, match="image ids"):
+        KNNScorer(k=2, local=True).fit(x, y, 2, groups=np.arange(5))
+
+
+def test_cross_validated_local_novelty_reuses_the_full_spacing():
+    """Each fold scores its image against the others with the spacing computed once on every crop."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 1, (60, 3))
+    y = np.repeat([0, 1], 30)
+    groups = np.arange(60) // 6
+    score = groups >= 8
+    full = KNNScorer(k=3, local=True).fit(x, y, 2, groups=groups)
+    nov = cross_validated_novelty(KNNScorer(k=3, local=True), x, y, groups, score, 2)
+    want = []
+    for g in (8, 9):
+        keep = groups != g
+        fold = KNNScorer(k=3, local=True).fit(x[keep], y[keep], 2, density=full.reference_density_[keep])
+        want.append(fold.novelty(x[groups == g]))
+    np.testing.assert_allclose(nov, np.concatenate(want))

@@ -54,21 +54,23 @@ def test_probabilities_sum_to_one_and_summaries_agree(composite_map):
 
 
 def test_untrained_texture_is_outlier_and_dark(trained_classifier):
-    """Most of an untrained texture is flagged; no trained texture is; no class lights up.
+    """Most of an untrained texture is flagged; little of a trained one; no class lights up.
 
     Measured with the session's model (three trained textures): martensite, whose laths
-    resemble pearlite lamellae at some scales, is flagged on about 58 % of its area at a
-    "none" threshold of 0.25 with 8 test-time augmentations (47 % at 0.5), trained
-    textures on 0 %; its brightest class map averages about 0.55, against 1.0 for a
-    trained texture's own class.
+    resemble pearlite lamellae at some scales, was flagged on about 58 % of its area at a
+    "none" threshold of 0.25 with 8 test-time augmentations (47 % at 0.5) with the plain
+    k-NN distance, and on all of it with the local spacing (seeds 0, 1, 2); trained
+    textures on 0 % (plain) and 0-4 % (local: one patch of the seed-0 ferrite image).
+    The bounds are the issue's: at least 80 % of an untrained texture, at most 5 % of a
+    trained one.
     """
     unknown = probability_map(trained_classifier, make_micrograph("martensite", (512, 512), P, seed=5), P,
                               n_augment=8)
-    assert unknown.outlier_mask(0.25).mean() > 0.5
+    assert unknown.outlier_mask(0.25).mean() > 0.8
     for name in trained_classifier.classes_:
         assert np.nanmean(unknown.class_probability(name)) < 0.7
         known = probability_map(trained_classifier, make_micrograph(name, (512, 512), P, seed=5), P, n_augment=8)
-        assert known.outlier_mask(0.25).mean() < 0.02
+        assert known.outlier_mask(0.25).mean() < 0.05
         assert np.nanmean(known.class_probability(name)) > 0.9
     # the highlight follows the threshold
     assert unknown.outlier_mask(0.0).sum() >= unknown.outlier_mask(0.5).sum() >= unknown.outlier_mask(1.0).sum()

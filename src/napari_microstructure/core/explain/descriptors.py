@@ -184,6 +184,15 @@ def _gauss_ll(points: np.ndarray, means: np.ndarray, covs: np.ndarray, weights: 
     return mx + np.log(np.exp(out - mx).sum(0))
 
 
+def _rule_threshold(classifier: Any) -> float:
+    """The log-likelihood threshold the model's rule applies to the Gaussians: the ensemble
+    member's own (it rejects ``ensemble_mixture_quantile`` of held-out known crops), else ``mixture_``'s."""
+    for member, _ in getattr(getattr(classifier, "scorer_", None), "members", []):
+        if hasattr(member, "gmm_"):
+            return float(member.threshold_)
+    return float(classifier.mixture_.threshold_)
+
+
 def descriptor_map(classifier: Any, image: Any = None, pixel_size: Optional[float] = None,
                    n_crops: int = 64, grid_size: int = 150, margin: float = 0.15, seed: int = 0, *,
                    progress: Optional[ProgressCallback] = None,
@@ -225,12 +234,15 @@ def descriptor_map(classifier: Any, image: Any = None, pixel_size: Optional[floa
     report(progress, "descriptor map", 0, 2, "projecting descriptors")
     mix = classifier.mixture_
     means, covs, weights = mix.means_, mix.covariances_, mix.weights_
+    model_threshold = _rule_threshold(classifier)
     if D == 2:
         proj = mean = evr = None
         xy = train.copy()
         means_xy = means.copy()
-        threshold = float(mix.threshold_)
+        threshold = model_threshold
         ll_fn = mix.log_likelihood
+        if not np.isfinite(threshold):       # Gaussians that reject nothing: the contour encloses every point
+            threshold = float(ll_fn(train).min() - 1.0)
     else:
         from sklearn.decomposition import PCA
 
@@ -240,7 +252,7 @@ def descriptor_map(classifier: Any, image: Any = None, pixel_size: Optional[floa
         means_xy = (means - mean) @ proj.T
         covs_xy = np.einsum("id,kde,je->kij", proj, covs, proj)
         val = np.asarray(getattr(classifier, "validation_descriptors_", train), np.float64)
-        rejected = float(np.mean(mix.log_likelihood(val) < mix.threshold_))
+        rejected = float(np.mean(mix.log_likelihood(val) < model_threshold))
         val_ll = _gauss_ll((val - mean) @ proj.T, means_xy, covs_xy, weights)
         threshold = float(np.quantile(val_ll, rejected)) if rejected > 0 else float(val_ll.min() - 1.0)
 
@@ -268,6 +280,6 @@ def descriptor_map(classifier: Any, image: Any = None, pixel_size: Optional[floa
         classes=[str(c) for c in classifier.classes_], training_descriptors=train.astype(np.float32), training_labels=labels,
         training_xy=xy, projection=proj, projection_mean=mean, explained_variance_ratio=evr,
         grid_x=gx, grid_y=gy, log_likelihood=ll, threshold=threshold,
-        model_threshold=float(mix.threshold_), means_xy=means_xy, crops=crops, crops_xy=crops_xy,
+        model_threshold=model_threshold, means_xy=means_xy, crops=crops, crops_xy=crops_xy,
         scorer=str(getattr(classifier, "scorer", "gmm")),
     )

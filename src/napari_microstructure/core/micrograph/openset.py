@@ -18,7 +18,8 @@ as "none of these" when its novelty exceeds a threshold. :data:`SCORERS`:
 - ``"energy"`` (:class:`EnergyScorer`): minus the log-sum-exp of the classifier
   head's logits (Liu et al., NeurIPS 2020); needs a cross-entropy head.
 - ``"ensemble"`` (:class:`EnsembleScorer`): rejected when any member rejects
-  (the micrograph default: k-NN on frozen ImageNet features OR the Gaussians).
+  (the micrograph default: k-NN on frozen ImageNet features, measured against
+  the local spacing of the training crops, OR the Gaussians at a smaller share).
 
 Threshold rule (all scorers): the novelty of crops of *held-out images* of the
 known classes (images the network was not trained on and the scorer's
@@ -69,7 +70,10 @@ class OpenSetScorer:
         self.novelty_threshold_: float = np.inf
 
     # -- to implement
-    def fit(self, descriptors: np.ndarray, labels: np.ndarray, n_classes: int) -> "OpenSetScorer":
+    def fit(self, descriptors: np.ndarray, labels: np.ndarray, n_classes: int,
+            groups: Optional[np.ndarray] = None) -> "OpenSetScorer":
+        """Fit on labelled descriptors; ``groups`` (one image id per row) where the scorer
+        needs to know which rows share an image (the local k-NN density), else ignored."""
         raise NotImplementedError
 
     def novelty(self, descriptors: np.ndarray) -> np.ndarray:
@@ -174,11 +178,13 @@ class OpenSetMixture(OpenSetScorer):
 
     def state(self) -> tuple[dict[str, np.ndarray], dict]:
         return ({"means": self.means_, "covariances": self.covariances_, "weights": self.weights_},
-                {"threshold": self.threshold_})
+                {"threshold": self.threshold_, "rejection_quantile": self.rejection_quantile})
 
     @classmethod
     def from_state(cls, arrays: dict, meta: dict) -> "OpenSetMixture":
-        return cls.from_parameters(arrays["means"], arrays["covariances"], arrays["weights"], meta["threshold"])
+        m = cls.from_parameters(arrays["means"], arrays["covariances"], arrays["weights"], meta["threshold"])
+        m.rejection_quantile = float(meta.get("rejection_quantile", m.rejection_quantile))
+        return m
 
     @staticmethod
     def from_parameters(means: np.ndarray, covariances: np.ndarray, weights: np.ndarray,
@@ -190,7 +196,8 @@ class OpenSetMixture(OpenSetScorer):
         m.threshold_ = float(threshold)
         return m
 
-    def fit(self, descriptors: np.ndarray, labels: np.ndarray, n_classes: int) -> "OpenSetMixture":
+    def fit(self, descriptors: np.ndarray, labels: np.ndarray, n_classes: int,
+            groups: Optional[np.ndarray] = None) -> "OpenSetMixture":
         """Fit one Gaussian per class to labelled descriptors ``(N, D)``."""
         y = np.asarray(labels)
         x = _check_descriptors(descriptors, y)
@@ -260,6 +267,8 @@ def _make_gmm(means: np.ndarray, covs: np.ndarray, weights: np.ndarray) -> Gauss
 #: Smallest spread a granulometry column is divided by (units of a crop's intensity range): a size no
 #: reference crop resolves (all 0) must not turn a tiny value of a finer image into a huge distance.
 GRANULOMETRY_SPREAD_FLOOR = 0.02
+#: A reference crop's local spacing is at least this (duplicated crops would divide by 0).
+LOCAL_SPACING_FLOOR = 1e-6
 
 
 class KNNScorer(OpenSetScorer):
@@ -292,14 +301,29 @@ class KNNScorer(OpenSetScorer):
         :data:`GRANULOMETRY_SPREAD_FLOOR`) and joining the distance times
         this weight over the square root of their number. None: there are no
         such columns.
+    local : bool
+        Divide each distance by the *local spacing* of the reference: the mean,
+        over the query's k nearest reference crops, of their own k-th neighbour
+        distance measured with the crops of their own image left out (the
+        reference density of the local outlier factor, Breunig et al. 2000).
+        A crop is then far when it is far *for its neighbourhood*: training
+        crops lie sparsely at the ends of the pixel-size range and in varied
+        classes, and tightly in uniform ones, so one global distance rejects
+        known crops of the first and accepts untrained crops next to the
+        second. :meth:`fit` needs ``groups`` (the image of each row) for it;
+        without, or for an image holding all but fewer than k rows (one
+        labelled image), only the row itself is left out.
     """
 
     name = "knn"
 
     def __init__(self, k: int = 10, rejection_quantile: float = 0.1, head_weight=None, head_bias=None,
                  temperature: float = 0.05, normalise: bool = True, split: int = 0,
-                 scale_weight: Optional[float] = None, granulometry_weight: Optional[float] = None) -> None:
+                 scale_weight: Optional[float] = None, granulometry_weight: Optional[float] = None,
+                 local: bool = False) -> None:
         super().__init__(rejection_quantile)
+        self.local = bool(local)
+        self.reference_density_: Optional[np.ndarray] = None
         for name, value in (("scale_weight", scale_weight), ("granulometry_weight", granulometry_weight)):
             if value is not None and not (np.isfinite(value) and value >= 0):
                 raise MicrostructureError(f"{name} must be a finite number >= 0, got {value}")
@@ -342,7 +366,10 @@ class KNNScorer(OpenSetScorer):
             parts.append(g * (self.granulometry_weight / np.sqrt(n_g)))
         return np.concatenate(parts, axis=1)
 
-    def fit(self, descriptors, labels, n_classes) -> "KNNScorer":
+    def fit(self, descriptors, labels, n_classes, groups=None, density=None) -> "KNNScorer":
+        """``groups``: the image of each row (for ``local``); ``density``: the rows' local
+        spacing computed beforehand on a superset (:func:`cross_validated_novelty` passes it,
+        so that the folds do not each recompute it)."""
         from scipy.spatial import cKDTree
 
         y = np.asarray(labels, np.int64)
@@ -360,7 +387,17 @@ class KNNScorer(OpenSetScorer):
             g = x[:, -n_g:]
             self.granulometry_mean_ = g.mean(0)
             self.granulometry_spread_ = np.maximum(g.std(0), GRANULOMETRY_SPREAD_FLOOR)
-        self._tree = cKDTree(self._novelty_space(x))
+        space = self._novelty_space(x)
+        self._tree = cKDTree(space)
+        if self.local:
+            if density is None:
+                density = self._spacing(space, groups)
+            density = np.asarray(density, np.float64).reshape(-1)
+            if len(density) != len(x) or not np.isfinite(density).all():
+                raise MicrostructureError(
+                    f"the k-NN scorer's reference spacing has {len(density)} finite values for {len(x)} "
+                    "reference crops; the model file is damaged: train the model again")
+            self.reference_density_ = np.maximum(density, LOCAL_SPACING_FLOOR)
         post = self._normalise(x[:, : self.split] if self.split else x)
         self._class_trees = [cKDTree(post[y == c]) for c in range(n_classes)]
         return self
@@ -371,8 +408,41 @@ class KNNScorer(OpenSetScorer):
 
     def novelty(self, descriptors) -> np.ndarray:
         self._check()
-        d, _ = self._tree.query(self._novelty_space(_check_descriptors(descriptors)), k=self.k)
-        return d if d.ndim == 1 else d[:, -1]
+        d, i = self._tree.query(self._novelty_space(_check_descriptors(descriptors)), k=self.k)
+        d, i = d.reshape(len(d), -1), i.reshape(len(i), -1)
+        if not self.local:
+            return d[:, -1]
+        return d[:, -1] / self.reference_density_[i].mean(1)
+
+    def reference_spacing(self, descriptors, groups=None) -> np.ndarray:
+        """Each row's k-th neighbour distance among the rows of *other* groups (images).
+
+        Uses the novelty space of this fitted scorer (its granulometry standardisation).
+        ``groups`` None: only the row itself is left out.
+        """
+        self._check()
+        return self._spacing(self._novelty_space(_check_descriptors(descriptors)), groups)
+
+    def _spacing(self, space: np.ndarray, groups) -> np.ndarray:
+        n = len(space)
+        g = np.arange(n) if groups is None else np.asarray(groups).reshape(-1)
+        if len(g) != n:
+            raise MicrostructureError(f"{len(g)} image ids for {n} reference crops; give one per crop")
+        if n <= self.k:
+            raise MicrostructureError(f"k={self.k} needs more than {self.k} reference descriptors, got {n}")
+        _, inverse, counts = np.unique(g, return_inverse=True, return_counts=True)
+        # an image holding all but fewer than k crops (one labelled image with scribbles) can only
+        # leave its row out: the threshold there is calibrated on the image itself anyway
+        g = np.where(n - counts[inverse] >= self.k, inverse, -1 - np.arange(n))
+        sq = (space ** 2).sum(1)
+        out = np.empty(n)
+        for start in range(0, n, 1024):      # brute force: in these dimensions a tree does not prune
+            a = slice(start, min(n, start + 1024))
+            d2 = sq[a, None] + sq[None] - 2.0 * space[a] @ space.T
+            d2[g[a, None] == g[None]] = np.inf
+            d2[np.arange(a.stop - a.start), np.arange(a.start, a.stop)] = np.inf
+            out[a] = np.sqrt(np.maximum(np.partition(d2, self.k - 1, axis=1)[:, self.k - 1], 0.0))
+        return out
 
     def class_posteriors(self, descriptors) -> np.ndarray:
         self._check()
@@ -385,20 +455,27 @@ class KNNScorer(OpenSetScorer):
 
     def state(self):
         arrays = {"reference": self.reference_.astype(np.float32), "reference_labels": self.reference_labels_}
+        if self.local:
+            arrays["reference_density"] = self.reference_density_.astype(np.float32)
         if self.head_weight is not None:
             arrays.update(head_weight=self.head_weight, head_bias=self.head_bias)
         return arrays, {"k": self.k, "threshold": self.novelty_threshold_, "n_classes": self.n_classes_,
                         "normalise": self.normalise, "split": self.split, "scale_weight": self.scale_weight,
-                        "granulometry_weight": self.granulometry_weight,
+                        "granulometry_weight": self.granulometry_weight, "local": self.local,
                         "temperature": self.temperature, "rejection_quantile": self.rejection_quantile}
 
     @classmethod
     def from_state(cls, arrays, meta) -> "KNNScorer":
         s = cls(int(meta["k"]), float(meta["rejection_quantile"]), arrays.get("head_weight"),
                 arrays.get("head_bias"), float(meta["temperature"]), bool(meta.get("normalise", True)),
-                int(meta.get("split", 0)), meta.get("scale_weight"), meta.get("granulometry_weight"))
+                int(meta.get("split", 0)), meta.get("scale_weight"), meta.get("granulometry_weight"),
+                bool(meta.get("local", False)))
         ref = np.asarray(arrays["reference"], np.float64)
-        s.fit(ref, np.asarray(arrays["reference_labels"]), int(meta["n_classes"]))
+        if s.local and "reference_density" not in arrays:
+            raise MicrostructureError("the model file's k-NN scorer lacks its reference spacing; it is damaged: "
+                                      "train the model again")
+        s.fit(ref, np.asarray(arrays["reference_labels"]), int(meta["n_classes"]),
+              density=arrays.get("reference_density"))
         s.novelty_threshold_ = float(meta["threshold"])
         return s
 
@@ -414,7 +491,7 @@ class MahalanobisScorer(OpenSetScorer):
         self.split = int(split)     # uses the columns from ``split`` on (see KNNScorer)
         self.means_: Optional[np.ndarray] = None
 
-    def fit(self, descriptors, labels, n_classes) -> "MahalanobisScorer":
+    def fit(self, descriptors, labels, n_classes, groups=None) -> "MahalanobisScorer":
         y = np.asarray(labels, np.int64)
         x = _check_descriptors(descriptors, y)[:, self.split:]
         means = np.zeros((n_classes, x.shape[1]))
@@ -471,7 +548,7 @@ class EnergyScorer(OpenSetScorer):
         self.head_weight = np.asarray(head_weight, np.float64)
         self.head_bias = np.asarray(head_bias, np.float64)
 
-    def fit(self, descriptors, labels, n_classes) -> "EnergyScorer":
+    def fit(self, descriptors, labels, n_classes, groups=None) -> "EnergyScorer":
         return self
 
     def _logits(self, x) -> np.ndarray:
@@ -505,9 +582,10 @@ class EnsembleScorer(OpenSetScorer):
     its median. So the threshold is 0, and ``rejected`` is the OR of the members.
 
     The micrograph default (``scorer="ensemble"``): k-NN distance on frozen
-    ImageNet features OR the paper's per-class Gaussians on the descriptors; the
-    two miss different untrained textures (measured on a development set, image
-    AUROC 0.95-0.98 against 0.91 for either alone; docs/benchmarks.md).
+    ImageNet features (against the local spacing) OR the paper's per-class
+    Gaussians on the descriptors, which reject 2 % of held-out known crops; the
+    Gaussians catch untrained textures of small models that the neighbours miss
+    (docs/benchmarks.md, "Local spacing").
 
     Parameters
     ----------
@@ -531,12 +609,12 @@ class EnsembleScorer(OpenSetScorer):
     def _cols(x: np.ndarray, columns: Optional[int]) -> np.ndarray:
         return x if columns is None else x[:, :columns]
 
-    def fit(self, descriptors, labels, n_classes) -> "EnsembleScorer":
+    def fit(self, descriptors, labels, n_classes, groups=None) -> "EnsembleScorer":
         """Refit every member on its columns (their thresholds stay)."""
         x = _check_descriptors(descriptors, labels)
         for m, c in self.members:
             thr = m.novelty_threshold_
-            m.fit(self._cols(x, c), labels, n_classes)
+            m.fit(self._cols(x, c), labels, n_classes, groups=groups)
             m.novelty_threshold_ = thr
         return self
 
@@ -585,10 +663,10 @@ SCORERS = {"ensemble": EnsembleScorer, "gmm": OpenSetMixture, "knn": KNNScorer, 
 
 def make_scorer(name: str, rejection_quantile: float = 0.1, head=None, k: int = 10,
                 normalise: bool = True, split: int = 0, scale_weight: Optional[float] = None,
-                granulometry_weight: Optional[float] = None) -> OpenSetScorer:
+                granulometry_weight: Optional[float] = None, local: bool = False) -> OpenSetScorer:
     """A new, unfitted scorer by name; ``head`` is ``(weight, bias)`` of a linear classifier or None.
 
-    ``k``, ``normalise``, ``split``, ``scale_weight`` and ``granulometry_weight`` are the
+    ``k``, ``normalise``, ``split``, ``scale_weight``, ``granulometry_weight`` and ``local`` are the
     k-NN scorer's (see :class:`KNNScorer`); the Mahalanobis scorer also reads the columns
     from ``split`` on (the scale and granulometry columns among them).
     """
@@ -600,7 +678,7 @@ def make_scorer(name: str, rejection_quantile: float = 0.1, head=None, k: int = 
         return OpenSetMixture(rejection_quantile=rejection_quantile)
     if name == "knn":
         return KNNScorer(k, rejection_quantile, w, b, normalise=normalise, split=split, scale_weight=scale_weight,
-                         granulometry_weight=granulometry_weight)
+                         granulometry_weight=granulometry_weight, local=local)
     if name == "mahalanobis":
         return MahalanobisScorer(rejection_quantile, split=split)
     return EnergyScorer(w, b, rejection_quantile)
@@ -633,13 +711,19 @@ def cross_validated_novelty(scorer: OpenSetScorer, descriptors: np.ndarray, labe
     groups = np.asarray(groups)
     score = np.asarray(score, bool)
     out = np.full(len(x), np.nan)
+    fold_kw = {}
+    if getattr(scorer, "local", False):
+        # the reference crops' local spacing, each with its own image left out, once on every
+        # crop; a fold reuses it (the left-out image may have been a neighbour: a small bias)
+        scorer.fit(x, y, n_classes, groups=groups)
+        fold_kw["density"] = scorer.reference_density_
     for g in np.unique(groups[score]):
         own = groups == g
         keep = ~own
         for c in range(n_classes):
             if not (keep & (y == c)).any():
                 keep = keep | (own & ~score & (y == c))
-        scorer.fit(x[keep], y[keep], n_classes)
+        scorer.fit(x[keep], y[keep], n_classes, **{k: v[keep] for k, v in fold_kw.items()})
         sel = own & score
         out[sel] = scorer.novelty(x[sel])
     return out[score]
