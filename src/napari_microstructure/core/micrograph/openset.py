@@ -414,16 +414,8 @@ class KNNScorer(OpenSetScorer):
             return d[:, -1]
         return d[:, -1] / self.reference_density_[i].mean(1)
 
-    def reference_spacing(self, descriptors, groups=None) -> np.ndarray:
-        """Each row's k-th neighbour distance among the rows of *other* groups (images).
-
-        Uses the novelty space of this fitted scorer (its granulometry standardisation).
-        ``groups`` None: only the row itself is left out.
-        """
-        self._check()
-        return self._spacing(self._novelty_space(_check_descriptors(descriptors)), groups)
-
     def _spacing(self, space: np.ndarray, groups) -> np.ndarray:
+        """Each row's k-th neighbour distance among the rows of other groups (images)."""
         n = len(space)
         g = np.arange(n) if groups is None else np.asarray(groups).reshape(-1)
         if len(g) != n:
