@@ -752,7 +752,8 @@ class FewShotClassifier(Estimator):
             gauss = copy.deepcopy(mixture)
             probe = OpenSetMixture(reg_covar=mixture.reg_covar, rejection_quantile=float(self.rejection_quantile))
             g_novelty = cross_validated_novelty(probe, x[:, :D], y, groups, score, n_classes)
-            # the Gaussians' own share (mixture_ keeps rejection_quantile for the explanations)
+            # the Gaussians' own share; mixture_ keeps rejection_quantile (scorer="gmm"); the
+            # descriptor map draws this member's threshold
             gauss.rejection_quantile = float(getattr(self, "ensemble_mixture_quantile", self.rejection_quantile))
             gauss.calibrate_novelty(g_novelty)
             scales = [EnsembleScorer.scale_of(knn, novelty), EnsembleScorer.scale_of(gauss, g_novelty)]
