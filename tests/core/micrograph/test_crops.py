@@ -142,6 +142,67 @@ def test_large_images_use_a_regular_subsample_for_the_percentiles(monkeypatch):
     assert np.abs(full - sub).max() < 0.02           # ... giving nearly the same scale
 
 
+def _two_regions(rng, shape=(240, 480)):
+    """Left half a texture spanning 60 % of the image's range, right half the full range (dark pores)."""
+    grey = np.empty(shape, np.float32)
+    w = shape[1] // 2
+    grey[:, :w] = rng.normal(150.0, 30.0, (shape[0], w))
+    grey[:, w:] = rng.uniform(0.0, 255.0, (shape[0], shape[1] - w))
+    return grey, w
+
+
+def test_local_normalisation_sees_each_region_as_if_alone():
+    """With a window, a region far from another one is normalised as the region alone would be;
+    on the whole image the other region's range compresses it."""
+    rng = np.random.default_rng(3)
+    grey, w = _two_regions(rng)
+    window = 60
+    local = normalise_in_place(grey.copy(), window_px=window)
+    alone = normalise_in_place(grey[:, :w].copy())
+    whole = normalise_in_place(grey.copy())
+    far = slice(0, w - 2 * window)            # a window and its interpolation span away from the seam
+    assert np.abs(local[:, far] - alone[:, far]).mean() < 0.02
+    assert np.abs(whole[:, far] - alone[:, far]).mean() > 0.05
+    assert local.dtype == np.float32 and local.min() >= 0.0 and local.max() <= 1.0
+    # no seams between windows: neighbouring columns of the uniform region differ by noise only
+    step = np.abs(np.diff(local[:, far].mean(0)))
+    assert step.max() < 0.05
+    # an image no larger than one window is normalised on the whole image, exactly
+    small = grey[:50, :50].copy()
+    np.testing.assert_array_equal(normalise_in_place(small.copy(), window_px=50), normalise_in_place(small.copy()))
+
+
+def test_local_normalisation_does_not_stretch_a_flat_region_into_noise():
+    """A nearly flat region (one grain) is stretched at most LOCAL_STRETCH_MAX times the whole image's range."""
+    from napari_microstructure.core.micrograph.crops import LOCAL_STRETCH_MAX
+
+    rng = np.random.default_rng(4)
+    grey, w = _two_regions(rng)
+    grey[:, :w] = rng.normal(200.0, 1.0, (grey.shape[0], w))      # range about 5 of the image's 255
+    local = normalise_in_place(grey.copy(), window_px=60)
+    whole = normalise_in_place(grey.copy())
+    far = slice(0, w - 120)
+    spread_local = np.percentile(local[:, far], 99.5) - np.percentile(local[:, far], 0.5)
+    spread_whole = np.percentile(whole[:, far], 99.5) - np.percentile(whole[:, far], 0.5)
+    assert spread_local == pytest.approx(LOCAL_STRETCH_MAX * spread_whole, rel=0.15)
+    assert spread_local < 0.1                  # still flat, not stretched over [0, 1]
+
+
+def test_local_normalisation_masks_invalid_pixels_and_micrograph_takes_micrometres():
+    rng = np.random.default_rng(5)
+    grey, w = _two_regions(rng)
+    valid = np.ones(grey.shape, bool)
+    valid[:, :100] = False                     # whole windows without a valid pixel
+    shifted = grey.copy()
+    shifted[:, :100] = 1e6
+    out = normalise_in_place(shifted, valid, window_px=60)
+    assert np.all(out[:, :100] == 0.5) and np.isfinite(out).all()
+    ref = normalise_in_place(grey.copy(), valid, window_px=60)
+    np.testing.assert_allclose(out[:, 160:], ref[:, 160:], atol=1e-6)   # invalid values never counted
+    m = Micrograph(grey, 0.5, window_um=30.0)  # 60 pixels
+    np.testing.assert_array_equal(m.image, normalise_in_place(grey.copy(), window_px=60.0))
+
+
 def test_micrograph_validates_normalises_once_and_masks():
     image = np.arange(64 * 80, dtype=np.uint16).reshape(64, 80)
     m = Micrograph(image, 0.5)

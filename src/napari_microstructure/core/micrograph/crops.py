@@ -41,11 +41,16 @@ from .images import as_grey_image, check_mask, check_pixel_size
 PERCENTILES = (0.5, 99.5)
 #: Above this many pixels, the percentiles are taken on a regular subsample.
 PERCENTILE_SAMPLE = 1 << 22
+#: Pixels a window's percentiles are taken on at most (a regular subsample), in local normalisation.
+LOCAL_SAMPLE = 1 << 16
+#: Local normalisation stretches a region's intensity range at most this many times the whole image's.
+LOCAL_STRETCH_MAX = 2.0
 #: Quarter turns and mirror of test-time augmentation on probability maps, in order.
 DIHEDRAL = ((0, False), (0, True), (2, False), (2, True), (1, False), (3, False), (1, True), (3, True))
 
 
-def normalise_in_place(grey: np.ndarray, valid: Optional[np.ndarray] = None) -> np.ndarray:
+def normalise_in_place(grey: np.ndarray, valid: Optional[np.ndarray] = None,
+                       window_px: Optional[float] = None) -> np.ndarray:
     """The one intensity rule: percentiles 0.5-99.5 of the valid pixels to [0, 1].
 
     Parameters
@@ -58,6 +63,16 @@ def normalise_in_place(grey: np.ndarray, valid: Optional[np.ndarray] = None) -> 
         :data:`PERCENTILE_SAMPLE` pixels for larger images; values are clipped
         to [0, 1]; pixels that are not valid become 0.5 (mid-grey); a constant
         image becomes 0.5 everywhere.
+    window_px : float, optional
+        Normalise each region on its neighbourhood instead of the whole
+        image (probability maps, whose images may hold several
+        microstructures: a training image held one, normalised on itself).
+        The percentiles are taken in square windows of this side, centred
+        every half window, and interpolated bilinearly between the centres;
+        a window's range is widened towards the whole image's where it is
+        under 1 / :data:`LOCAL_STRETCH_MAX` of it, so that a flat region
+        (one grain) is not stretched into noise. Images no larger than one
+        window get the whole-image rule.
 
     Returns
     -------
@@ -66,6 +81,8 @@ def normalise_in_place(grey: np.ndarray, valid: Optional[np.ndarray] = None) -> 
     """
     if valid is None:
         valid = np.isfinite(grey)
+    if window_px is not None and max(grey.shape) > window_px:
+        return _normalise_local(grey, valid, float(window_px))
     all_valid = bool(valid.all())
     sample = None
     if grey.size > PERCENTILE_SAMPLE:
@@ -82,6 +99,64 @@ def normalise_in_place(grey: np.ndarray, valid: Optional[np.ndarray] = None) -> 
         grey *= np.float32(1.0 / (hi - lo))
         np.clip(grey, 0.0, 1.0, out=grey)
     if not all_valid:
+        grey[~valid] = 0.5
+    return grey
+
+
+def _percentiles(values: np.ndarray, valid: np.ndarray) -> Optional[tuple[float, float]]:
+    """The rule's percentiles of the valid entries of a (sub)image, None when there is none."""
+    step = max(1, int(math.ceil(math.sqrt(values.size / LOCAL_SAMPLE))))
+    sample = values[::step, ::step][valid[::step, ::step]]
+    if sample.size == 0:
+        return None
+    lo, hi = np.percentile(sample, PERCENTILES)
+    return float(lo), float(hi)
+
+
+def _normalise_local(grey: np.ndarray, valid: np.ndarray, window_px: float) -> np.ndarray:
+    """:func:`normalise_in_place` with ``window_px``: percentiles of neighbourhoods."""
+    whole = _percentiles(grey, valid)
+    if whole is None or whole[1] - whole[0] < 1e-12:
+        return normalise_in_place(grey, valid)
+    g_lo, g_hi = whole
+    g_range = g_hi - g_lo
+    h, w = grey.shape
+    half = window_px / 2.0
+
+    def centres(n: int) -> np.ndarray:
+        if n <= window_px:
+            return np.array([(n - 1) / 2.0])
+        return np.linspace(half - 0.5, n - half - 0.5, int(math.ceil((n - window_px) / half)) + 1)
+
+    cy, cx = centres(h), centres(w)
+    lo = np.empty((len(cy), len(cx)))
+    hi = np.empty_like(lo)
+    for i, y in enumerate(cy):
+        r0, r1 = max(0, int(round(y - half + 0.5))), min(h, int(round(y + half + 0.5)))
+        for j, x in enumerate(cx):
+            c0, c1 = max(0, int(round(x - half + 0.5))), min(w, int(round(x + half + 0.5)))
+            got = _percentiles(grey[r0:r1, c0:c1], valid[r0:r1, c0:c1])
+            lo[i, j], hi[i, j] = got if got is not None else whole
+    # a narrow local range moves towards the whole image's: never stretched over LOCAL_STRETCH_MAX times
+    narrow = hi - lo < g_range / LOCAL_STRETCH_MAX
+    a = np.where(narrow, (g_range - g_range / LOCAL_STRETCH_MAX) / np.maximum(g_range - (hi - lo), 1e-12), 1.0)
+    lo, hi = g_lo + a * (lo - g_lo), g_hi + a * (hi - g_hi)
+    cols = np.arange(w)
+    lo_x = np.stack([np.interp(cols, cx, row) for row in lo]).astype(np.float32)   # (len(cy), W)
+    hi_x = np.stack([np.interp(cols, cx, row) for row in hi]).astype(np.float32)
+    for r0 in range(0, h, 256):                  # row blocks: two (256, W) scratch arrays
+        rows = np.arange(r0, min(h, r0 + 256))
+        k = np.clip(np.searchsorted(cy, rows, side="right") - 1, 0, len(cy) - 1)
+        k1 = np.minimum(k + 1, len(cy) - 1)
+        t = np.where(k1 > k, (rows - cy[k]) / np.maximum(cy[k1] - cy[k], 1e-12), 0.0)
+        t = np.clip(t, 0.0, 1.0).astype(np.float32)[:, None]
+        block_lo = lo_x[k] * (1 - t) + lo_x[k1] * t
+        block_hi = hi_x[k] * (1 - t) + hi_x[k1] * t
+        block = grey[rows[0]:rows[-1] + 1]
+        block -= block_lo
+        block /= block_hi - block_lo
+        np.clip(block, 0.0, 1.0, out=block)
+    if not valid.all():
         grey[~valid] = 0.5
     return grey
 
@@ -230,6 +305,9 @@ class Micrograph:
         ``(H, W)``; nonzero / True where pixels are valid.
     name : str
         How messages call the image.
+    window_um : float, optional
+        Normalise intensities on neighbourhoods of this side in micrometres
+        rather than on the whole image (``window_px`` of :func:`normalise_in_place`).
 
     Attributes
     ----------
@@ -241,7 +319,8 @@ class Micrograph:
         None when every pixel is valid.
     """
 
-    def __init__(self, image: Any, pixel_size: Any, *, mask: Any = None, name: str = "image") -> None:
+    def __init__(self, image: Any, pixel_size: Any, *, mask: Any = None, name: str = "image",
+                 window_um: Optional[float] = None) -> None:
         grey = as_grey_image(image, name)
         self.pixel_size_um = check_pixel_size(pixel_size)
         valid = np.isfinite(grey)
@@ -253,7 +332,8 @@ class Micrograph:
                     "no pixel is left to evaluate (all NaN or masked out); check the mask: True marks "
                     "pixels to evaluate"
                 )
-        self.image = normalise_in_place(grey, valid)
+        window_px = None if window_um is None else float(window_um) / self.pixel_size_um
+        self.image = normalise_in_place(grey, valid, window_px)
         self.valid = None if valid.all() else valid
         self.pyramid = Pyramid(self.image)
 

@@ -67,6 +67,8 @@ from .crops import DIHEDRAL, Micrograph, Resampler, dihedral_transforms
 NOT_EVALUATED = 0
 #: Lattice of crop origins and of the accumulated map, in network-input pixels.
 ACC_STEP = 8
+#: Default side of the neighbourhood each pixel's intensities are normalised on, in crop fields of view.
+NORMALISE_FOVS = 1.5
 METHODS = MAP_METHODS
 
 
@@ -356,6 +358,7 @@ def probability_map(
     client: Any = None,
     store: Any = None,
     overwrite: bool = False,
+    normalise_fovs: Optional[float] = NORMALISE_FOVS,
 ) -> ProbabilityMapResult:
     """Per-pixel crop-averaged class probabilities of one micrograph.
 
@@ -438,6 +441,13 @@ def probability_map(
         store: as ``dtype``.
     overwrite : bool
         Replace an existing ``store``.
+    normalise_fovs : float, optional
+        Intensities are normalised (the training rule, percentiles 0.5-99.5 to
+        [0, 1]) on neighbourhoods of this many crop fields of view
+        (:func:`.crops.normalise_in_place`), not on the whole image: a region
+        is then seen as a training image of its microstructure alone would
+        have been, whatever the rest of the image holds (a porous region's
+        black pores no longer dim its neighbour). None: on the whole image.
 
     Returns
     -------
@@ -461,11 +471,22 @@ def probability_map(
     opts = _check_options(stride, jitter, n_augment, n_random_crops, max_invalid_fraction, method,
                           tile_size, batch_size)
     opts["transforms"] = dihedral_transforms(AugmentConfig.coerce(classifier.augment))[: opts["n_augment"]]
-    source = Micrograph(image, pixel_size, mask=mask)
+    fov_default = _check_fov(classifier, fov_um)
+    if normalise_fovs is not None:
+        try:
+            normalise_fovs = float(normalise_fovs)
+        except (TypeError, ValueError) as exc:
+            raise MicrostructureError(f"normalise_fovs {normalise_fovs!r} is not a number; give a number of "
+                                      "crop fields of view (at least 1), or None") from exc
+        if not (math.isfinite(normalise_fovs) and normalise_fovs >= 1):
+            raise MicrostructureError(f"normalise_fovs must be at least 1 crop field of view (or None for the "
+                                      f"whole image), got {normalise_fovs!r}")
+    source = Micrograph(image, pixel_size, mask=mask,
+                        window_um=None if normalise_fovs is None else normalise_fovs * fov_default)
     p = source.pixel_size_um
     height, width = source.shape
     S = int(classifier.input_size)
-    fov = _check_fov(classifier, fov_um)
+    fov = fov_default
     if fov_um is None and fov > min(height, width) * p:
         # the model's map field of view (the median of training) does not fit this image:
         # the largest that does, as long as the model was trained on crops that small
