@@ -281,6 +281,33 @@ def hough(patterns: np.ndarray, pc, phases: list, groups: list) -> tuple[np.ndar
     return calls, rate
 
 
+def speed_rounds(patterns: np.ndarray, pc, hough_setups: dict, n: int, rounds: int) -> dict[str, list[float]]:
+    """Patterns per second of the band-profile classifier and each Hough set-up on ``n`` patterns (the
+    simulated ones repeated), the methods taking turns ``rounds`` times: a short timing on a shared
+    machine is mostly noise, and taking turns spreads a busy spell over every method."""
+    from napari_microstructure import BandProfileClassifier
+    from pyebsdindex import ebsd_index
+
+    big = np.ascontiguousarray(patterns[np.arange(n) % len(patterns)])
+    clf = BandProfileClassifier.from_pretrained(pc=pc)
+    clf.predict(big[:2])
+    indexers = {}
+    for key, (phases, _) in hough_setups.items():
+        indexers[key] = ebsd_index.EBSDIndexer(phaselist=phases, vendor="BRUKER", PC=np.asarray(pc), sampleTilt=70.0,
+                                               camElev=0.0, patDim=np.array(DETECTOR_SHAPE), nband_earlyexit=100)
+        indexers[key].index_pats(patsin=big[:2], verbose=0)
+    rates = {"band-profile classifier (zero-shot)": [], **{k: [] for k in indexers}}
+    for _ in range(rounds):
+        t = time.perf_counter()
+        clf.predict(big)
+        rates["band-profile classifier (zero-shot)"].append(n / (time.perf_counter() - t))
+        for key, indexer in indexers.items():
+            t = time.perf_counter()
+            indexer.index_pats(patsin=big, verbose=0)
+            rates[key].append(n / (time.perf_counter() - t))
+    return rates
+
+
 # --------------------------------------------------------------------------- report
 
 def summary(name: str, pred: np.ndarray, y: np.ndarray, seen: np.ndarray, groups) -> str:
@@ -296,6 +323,9 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, default=3, help="acquisition sessions per named material")
     ap.add_argument("--per-session", type=int, default=4, help="patterns per session")
     ap.add_argument("--resolution", type=float, default=3.0, help="dictionary orientation step, degrees")
+    ap.add_argument("--speed-patterns", type=int, default=3000,
+                    help="patterns per timing of the band classifier and Hough indexing (the simulated ones repeated)")
+    ap.add_argument("--speed-rounds", type=int, default=3, help="timings per method, taking turns")
     args = ap.parse_args()
     missing = missing_peers()
     if missing:
@@ -328,9 +358,10 @@ def main() -> None:
     ni_calls["band-profile classifier (zero-shot)"] = pred_ni
     print(f"band-profile classifier done ({time.perf_counter() - t0:.0f} s)", flush=True)
 
+    hough_setups = {}
     for six in (False, True):
         key = "PyEBSDIndex Hough, " + ("6 phases" if six else "FCC + BCC")
-        phases, hough_groups = hough_phases(six)
+        phases, hough_groups = hough_setups[key] = hough_phases(six)
         ni_calls[key], _ = hough(ni, pc, phases, hough_groups)
         results[key], rates[key] = hough(sim, pc, phases, hough_groups)
         print(f"{key} done ({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -375,6 +406,12 @@ def main() -> None:
     print(f"dictionary build (6 phases, {sum(sizes)} patterns, once per detector / projection centre): "
           f"{build_s:.0f} s; matching only {rates[key]:.1f} patterns/s; with the build spread over these "
           f"{len(sim) + len(ni)} patterns {(len(sim) + len(ni)) / total:.2f} patterns/s")
+    if args.speed_patterns > 0 and args.speed_rounds > 0:
+        n = 20 if args.quick else args.speed_patterns
+        header(f"speed, {n} patterns of 60 x 60 (the simulated ones repeated), {args.speed_rounds} rounds "
+               "taking turns")
+        for k, r in speed_rounds(sim, pc, hough_setups, n, 1 if args.quick else args.speed_rounds).items():
+            print(f"{k:<40} median {np.median(r):8.1f} patterns/s  (rounds: {', '.join(f'{v:.1f}' for v in r)})")
     print(f"total {time.perf_counter() - t0:.0f} s")
 
 

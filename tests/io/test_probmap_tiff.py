@@ -49,6 +49,8 @@ def test_writer_result_and_bad_arguments(tmp_path, rng, trained_classifier):
     assert names == result.class_names and size == pytest.approx(0.1)
     np.testing.assert_array_equal(probs, result.probabilities)
     assert info["fractions"] == pytest.approx(result.fractions)
+    assert result.normalise_window_um is not None      # 30 um image, neighbourhoods of about 23 um
+    assert info["normalise_window_um"] == pytest.approx(result.normalise_window_um)
     with pytest.raises(MicrostructureError, match=r"\.tif"):
         write_probability_stack(tmp_path / "map.png", _stack(rng), ["a", "b", "none"], 0.1)
     with pytest.raises(MicrostructureError, match="one name per page"):

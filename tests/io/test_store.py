@@ -123,6 +123,7 @@ def test_probability_map_store_and_float16(small_micrograph_model, micrograph, t
     assert meta["pixel_size_um"] == P and meta["fractions"] == pytest.approx(ref.fractions)
     again = result_from_store(arrays, meta)
     np.testing.assert_array_equal(np.asarray(again.class_probability("none")), half.none)
+    assert again.normalise_window_um == ref.normalise_window_um      # None or the window, kept either way
     layers = store_layer_data(path)
     assert [t for _, _, t in layers] == ["image"] * len(ref.class_names) + ["labels"]
     assert layers[0][1]["scale"] == (P, P) and layers[0][0].shape == micrograph.shape

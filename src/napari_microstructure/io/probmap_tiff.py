@@ -92,7 +92,8 @@ def write_probability_tiff(path: PathLike, result: Any, pixel_size_um: Optional[
     """
     p = result.pixel_size_um if pixel_size_um is None else pixel_size_um
     info = {"fov_um": result.fov_um, "stride_px": result.stride_px, "n_crops": result.n_crops,
-            "n_augment": result.n_augment, "method": result.method, "fractions": result.fractions}
+            "n_augment": result.n_augment, "method": result.method, "fractions": result.fractions,
+            "normalise_window_um": getattr(result, "normalise_window_um", None)}
     return write_probability_stack(path, result.probabilities, result.class_names, p, threshold, info)
 
 

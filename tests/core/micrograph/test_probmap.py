@@ -101,6 +101,9 @@ def test_a_region_is_mapped_as_if_alone_whatever_its_neighbour_does_to_the_inten
     assert (alone.labels[:, far] == k).mean() > 0.95
     assert (mixed.labels[:, far] == alone.labels[:, far]).mean() > 0.95
     assert np.abs(mixed.probabilities[:, :, far] - alone.probabilities[:, :, far]).mean() < 0.05
+    assert mixed.normalise_window_um == pytest.approx(pm.NORMALISE_FOVS * mixed.fov_um)   # recorded
+    whole = probability_map(clf, image, P, normalise_fovs=None, stride=64)
+    assert whole.normalise_window_um is None
 
 
 @pytest.mark.parametrize("method", ["exact", "shared"])

@@ -110,6 +110,10 @@ class ProbabilityMapResult:
         ``"shared"`` or ``"exact"``.
     timings : dict
         Seconds: ``"total"``, ``"network"`` (backbone and head), ``"mixture"``.
+    normalise_window_um : float or None
+        Side of the neighbourhoods the intensities were normalised on, in
+        micrometres (``normalise_fovs`` crop fields of view); None: the whole
+        image (also for maps stored before this was recorded).
     """
 
     probabilities: np.ndarray
@@ -126,6 +130,7 @@ class ProbabilityMapResult:
     n_augment: int
     method: str
     timings: dict[str, float]
+    normalise_window_um: Optional[float] = None
 
     @property
     def none(self) -> np.ndarray:
@@ -481,8 +486,10 @@ def probability_map(
         if not (math.isfinite(normalise_fovs) and normalise_fovs >= 1):
             raise MicrostructureError(f"normalise_fovs must be at least 1 crop field of view (or None for the "
                                       f"whole image), got {normalise_fovs!r}")
-    source = Micrograph(image, pixel_size, mask=mask,
-                        window_um=None if normalise_fovs is None else normalise_fovs * fov_default)
+    window_um = None if normalise_fovs is None else normalise_fovs * fov_default
+    source = Micrograph(image, pixel_size, mask=mask, window_um=window_um)
+    if window_um is not None and max(source.shape) * source.pixel_size_um <= window_um:
+        window_um = None          # no larger than one window: normalised as a whole
     p = source.pixel_size_um
     height, width = source.shape
     S = int(classifier.input_size)
@@ -584,6 +591,7 @@ def probability_map(
             fractions=fractions, evaluated_fraction=n_eval / float(height * width), pixel_size_um=p,
             fov_um=fov, crop_size_px=crop_px, stride_px=stride_r * ratio, n_crops=int(len(origins)),
             n_augment=len(opts["transforms"]), method=method, timings=timings,
+            normalise_window_um=window_um,
         )
         return sink.finish(result)
     finally:
@@ -629,7 +637,7 @@ class _PixelSink:
             fractions=result.fractions, evaluated_fraction=result.evaluated_fraction,
             pixel_size_um=result.pixel_size_um, fov_um=result.fov_um, crop_size_px=result.crop_size_px,
             stride_px=result.stride_px, n_crops=result.n_crops, n_augment=result.n_augment,
-            method=result.method, timings=result.timings,
+            method=result.method, timings=result.timings, normalise_window_um=result.normalise_window_um,
         )
         path = self.writer.commit()
         arrays, _ = open_store(path)
