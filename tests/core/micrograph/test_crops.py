@@ -201,6 +201,10 @@ def test_local_normalisation_masks_invalid_pixels_and_micrograph_takes_micrometr
     np.testing.assert_allclose(out[:, 160:], ref[:, 160:], atol=1e-6)   # invalid values never counted
     m = Micrograph(grey, 0.5, window_um=30.0)  # 60 pixels
     np.testing.assert_array_equal(m.image, normalise_in_place(grey.copy(), window_px=60.0))
+    assert m.normalise_window_um == 30.0
+    whole = Micrograph(grey, 0.5, window_um=240.0)   # 480 pixels: the image is no larger than one window
+    assert whole.normalise_window_um is None
+    np.testing.assert_array_equal(whole.image, normalise_in_place(grey.copy()))
 
 
 def test_micrograph_validates_normalises_once_and_masks():

@@ -317,6 +317,9 @@ class Micrograph:
     pixel_size_um : float
     valid : numpy.ndarray of bool or None
         None when every pixel is valid.
+    normalise_window_um : float or None
+        ``window_um`` when the intensities were normalised on neighbourhoods;
+        None when on the whole image (also for an image no larger than one window).
     """
 
     def __init__(self, image: Any, pixel_size: Any, *, mask: Any = None, name: str = "image",
@@ -333,6 +336,9 @@ class Micrograph:
                     "pixels to evaluate"
                 )
         window_px = None if window_um is None else float(window_um) / self.pixel_size_um
+        if window_px is not None and max(grey.shape) <= window_px:
+            window_um = window_px = None          # no larger than one window: the whole-image rule
+        self.normalise_window_um = None if window_um is None else float(window_um)
         self.image = normalise_in_place(grey, valid, window_px)
         self.valid = None if valid.all() else valid
         self.pyramid = Pyramid(self.image)

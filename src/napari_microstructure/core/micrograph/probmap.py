@@ -486,10 +486,8 @@ def probability_map(
         if not (math.isfinite(normalise_fovs) and normalise_fovs >= 1):
             raise MicrostructureError(f"normalise_fovs must be at least 1 crop field of view (or None for the "
                                       f"whole image), got {normalise_fovs!r}")
-    window_um = None if normalise_fovs is None else normalise_fovs * fov_default
-    source = Micrograph(image, pixel_size, mask=mask, window_um=window_um)
-    if window_um is not None and max(source.shape) * source.pixel_size_um <= window_um:
-        window_um = None          # no larger than one window: normalised as a whole
+    source = Micrograph(image, pixel_size, mask=mask,
+                        window_um=None if normalise_fovs is None else normalise_fovs * fov_default)
     p = source.pixel_size_um
     height, width = source.shape
     S = int(classifier.input_size)
@@ -591,7 +589,7 @@ def probability_map(
             fractions=fractions, evaluated_fraction=n_eval / float(height * width), pixel_size_um=p,
             fov_um=fov, crop_size_px=crop_px, stride_px=stride_r * ratio, n_crops=int(len(origins)),
             n_augment=len(opts["transforms"]), method=method, timings=timings,
-            normalise_window_um=window_um,
+            normalise_window_um=source.normalise_window_um,
         )
         return sink.finish(result)
     finally:
