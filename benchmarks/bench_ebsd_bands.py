@@ -10,7 +10,10 @@ training split; never on a named material):
    accuracy, class-weighted precision / recall; orientation-search error
    against the simulated orientation;
 2. **zero-shot, held-out structures**: structures of the held-out prototypes
-   and random structures (``StructureSampler("heldout")``);
+   and random structures (``StructureSampler("heldout")``); and, section
+   ``structures``, accuracy by kind of structure (each prototype, random
+   Wyckoff structures) on both splits, and by how visible the bands that
+   tell a structure's group from a more restrictive one are;
 3. **few-shot fine-tuning**: 10 / 20 / 50 / 100 / 400 labelled patterns per
    space group of one material per group (set A, one session each), tested
    on 40 other patterns of the same sessions (the rest of the user's own
@@ -109,6 +112,60 @@ def zero_shot_heldout(clf, sessions, per_session):
     pr, rc = weighted_pr(ys, ps)
     print(f"accuracy {np.mean(ys == ps):.3f}; class-weighted precision / recall {pr:.3f} / {rc:.3f}; "
           "per group: " + ", ".join(f"{sg} {np.mean(ps[ys == sg] == sg):.2f}" for sg in SPACE_GROUPS))
+
+
+#: Relative |F| levels at which a structure's own group is tested for being told from a more restrictive one.
+MARGIN_WEIGHTS = (0.03, 0.05, 0.1, 0.2, 0.3, 0.5)
+
+
+def by_structure(per_group, per_session):
+    """Zero-shot accuracy by kind of structure, training split against held-out split.
+
+    Each structure is drawn with its own seed and recorded in one random session. Its *margin* is
+    the largest share of the strongest reflection (of :data:`MARGIN_WEIGHTS`) at which the reflections
+    above it still tell its group from every more restrictive one (``is_unambiguous(min_weight=...)``):
+    0.03 means the bands that tell it apart are at most a few per cent of the strongest.
+    """
+    from napari_microstructure.core.ebsd.simulate import SPACE_GROUPS, StructureSampler
+    from napari_microstructure.core.ebsd.simulate.domain import sample_session, simulate_session
+    from napari_microstructure.core.ebsd.simulate.kinematics import is_unambiguous
+
+    header(f"zero-shot by kind of structure: training split (structures drawn afresh) against held-out split "
+           f"({per_group} structures per space group x {per_session} patterns, one session each)")
+    from napari_microstructure.core.ebsd.bandclassifier import BandProfileClassifier
+
+    for split, seed0 in (("train", 888000), ("heldout", 777000)):
+        sampler = StructureSampler(split)
+        rows, names = [], []
+        for sg in SPACE_GROUPS:
+            for k in range(per_group):
+                rng = np.random.default_rng(seed0 + 1000 * sg + k)
+                st = sampler.draw(sg, rng)
+                margin = max([w for w in MARGIN_WEIGHTS if is_unambiguous(st, min_weight=w)], default=0.0)
+                session = sample_session(st, rng)
+                pats = simulate_session(session, per_session, rng)
+                clf = BandProfileClassifier.from_pretrained(pc=session.geometry.pc)
+                u = clf.predict_uncertainty(pats)
+                right = np.asarray(clf.classes_)[u["index"]] == sg
+                answered = ~u["no_solution"]
+                rows.append((sg, margin, right.mean(), answered.mean(),
+                             right[answered].mean() if answered.any() else np.nan))
+                names.append("random" if st.name.startswith("random") else st.name)
+        r, names = np.array(rows), np.array(names)
+        rnd = names == "random"
+        print(f"{split}: {len(r)} structures, accuracy {r[:, 2].mean():.3f}; random Wyckoff structures "
+              f"{r[rnd, 2].mean():.3f} ({rnd.sum()}), prototypes {r[~rnd, 2].mean():.3f} ({(~rnd).sum()})")
+        for w in MARGIN_WEIGHTS:
+            sel = r[:, 1] == w
+            if sel.any():
+                print(f"  margin {w:4.2f}: {sel.sum():3d} structures, accuracy {r[sel, 2].mean():.3f}, answered "
+                      f"{r[sel, 3].mean():.2f}, accuracy of the answered {np.nanmean(r[sel, 4]):.3f}")
+        for nm in sorted(set(names)):
+            sel = names == nm
+            print(f"  {nm:<20} {sel.sum():3d} structures ({', '.join(map(str, sorted(set(r[sel, 0].astype(int)))))}): "
+                  f"accuracy {r[sel, 2].mean():.3f}, answered {r[sel, 3].mean():.2f}, accuracy of the answered "
+                  f"{np.nanmean(r[sel, 4]):.3f}")
+        print(f"  per group: " + ", ".join(f"{sg} {r[r[:, 0] == sg, 2].mean():.2f}" for sg in SPACE_GROUPS))
 
 
 SAME_SESSION_TEST = 40
@@ -350,7 +407,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer sessions (a smoke run)")
     ap.add_argument("--ni", default=None, help="dump of bench_ebsd_real_ni.py --dump (with 'pc')")
     ap.add_argument("--dyn", default=None, help="dump of bench_ebsd_real_ni.py --dump-dynamical")
-    ap.add_argument("--only", default=None, help="comma-separated sections: named,heldout,fewshot,dual,open,speed,large; "
+    ap.add_argument("--only", default=None, help="comma-separated sections: named,heldout,structures,fewshot,dual,open,speed,large; "
                                                    "also cluster (not run by default)")
     args = ap.parse_args()
     from napari_microstructure.core.ebsd.bandclassifier import BandProfileClassifier
@@ -363,6 +420,8 @@ def main() -> None:
         zero_shot_named(clf, 1 if q else 3, 6 if q else 10)
     if run("heldout"):
         zero_shot_heldout(clf, 3 if q else 15, 5 if q else 10)
+    if run("structures"):
+        by_structure(2 if q else 20, 4 if q else 10)
     if run("fewshot"):
         few_shot((10,) if q else (10, 20, 50, 100, 400), 1 if q else 2, 10 if q else 20)
     if run("dual"):
