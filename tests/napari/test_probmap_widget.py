@@ -69,9 +69,12 @@ def test_slider_updates_outliers_and_rerun_replaces(widget_and_image):
     assert low > high
     assert low == int(widget.results["sample"].outlier_mask(0.01).sum())
     n_layers = len(viewer.layers)
+    assert widget.results["sample"].normalise_window_um is not None      # per neighbourhood by default
+    widget.intensity_combo.setCurrentIndex(1)                              # "whole image"
     widget.run()
     assert len(viewer.layers) == n_layers
     assert widget.outlier_layer("sample") is not outliers
+    assert widget.results["sample"].normalise_window_um is None
 
 
 def test_untrained_half_is_flagged_at_the_default_threshold(widget_and_image):

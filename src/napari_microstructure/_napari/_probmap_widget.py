@@ -99,6 +99,13 @@ class ProbabilityMapWidget(DockWidget):
         self.method_combo.setToolTip("shared: one fully convolutional pass over the image (fast); "
                                      "exact: every crop on its own (slow, for checking). Models with "
                                      "frozen ImageNet features (the default) always map exactly")
+        self.normalise_fovs = defaults.get("normalise_fovs")
+        self.intensity_combo = QComboBox()
+        self.intensity_combo.addItems([f"per neighbourhood ({self.normalise_fovs:g} crops)", "whole image"])
+        self.intensity_combo.setToolTip(
+            "how intensities are scaled before the crops are read: per neighbourhood (each region as a "
+            "training image of it alone would be, whatever the rest of the image holds: a porous region's "
+            "black pores no longer dim its neighbour), or over the whole image at once")
         self.scheduler_edit = SchedulerEdit()
         self.run_button = QPushButton("Run")
         self.run_button.clicked.connect(self.run)
@@ -106,6 +113,7 @@ class ProbabilityMapWidget(DockWidget):
         form.addRow("Stride (px)", self.stride_spin)
         form.addRow("Augmentations", self.augment_spin)
         form.addRow("Method", self.method_combo)
+        form.addRow("Intensities", self.intensity_combo)
         form.addRow("Cluster", self.scheduler_edit)
         form.addRow(self.run_button)
 
@@ -213,6 +221,7 @@ class ProbabilityMapWidget(DockWidget):
         self._clear_table()
         return self.start_job(probability_map, self.classifier, data, size, stride=stride,
                               n_augment=self.augment_spin.value(), method=self.method_combo.currentText(),
+                              normalise_fovs=self.normalise_fovs if self.intensity_combo.currentIndex() == 0 else None,
                               client=self.scheduler_edit.client(), on_done=lambda result: self._show(layer, result),
                               message=f"mapping {layer.name!r}…")
 

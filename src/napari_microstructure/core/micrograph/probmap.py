@@ -490,6 +490,7 @@ def probability_map(
                         window_um=None if normalise_fovs is None else normalise_fovs * fov_default)
     p = source.pixel_size_um
     height, width = source.shape
+    window_um = source.normalise_window_um
     S = int(classifier.input_size)
     fov = fov_default
     if fov_um is None and fov > min(height, width) * p:
@@ -589,7 +590,7 @@ def probability_map(
             fractions=fractions, evaluated_fraction=n_eval / float(height * width), pixel_size_um=p,
             fov_um=fov, crop_size_px=crop_px, stride_px=stride_r * ratio, n_crops=int(len(origins)),
             n_augment=len(opts["transforms"]), method=method, timings=timings,
-            normalise_window_um=source.normalise_window_um,
+            normalise_window_um=window_um,
         )
         return sink.finish(result)
     finally:
