@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -215,7 +216,12 @@ def test_default_field_of_view_shrinks_to_fit_a_small_image(trained_classifier):
     assert lo < side_um < clf.map_fov_um_
     n = int(np.ceil(side_um / P))
     image = make_micrograph("ferrite", (n, n + 40), P, seed=6)
-    r = probability_map(clf, image, P, stride=16)
+    with pytest.warns(UserWarning, match=r"covers \d+% of the image's shorter side.*pass fov_um between"):
+        r = probability_map(clf, image, P, stride=16)   # one crop is the whole image: says how to refine
     assert r.fov_um <= n * P and r.fov_um >= lo and r.evaluated.all()
+    big = make_micrograph("ferrite", (4 * n, 4 * n), P, seed=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        probability_map(clf, big, P, stride=64)         # crops of a quarter of the side: no warning
     with pytest.raises(MicrostructureError, match="smaller fov_um"):
         probability_map(clf, image[: int(0.9 * lo / P)], P)   # smaller than every training crop

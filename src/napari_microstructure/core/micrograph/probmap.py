@@ -69,6 +69,8 @@ NOT_EVALUATED = 0
 ACC_STEP = 8
 #: Default side of the neighbourhood each pixel's intensities are normalised on, in crop fields of view.
 NORMALISE_FOVS = 1.5
+#: A map whose crop covers more than this share of the image's shorter side warns that it is coarse.
+COARSE_MAP_SHARE = 0.5
 METHODS = MAP_METHODS
 
 
@@ -505,6 +507,17 @@ def probability_map(
             f"covers {fov:.3g} um ({crop_px:.0f} x {crop_px:.0f} pixels at {p:.3g} um per pixel); use a "
             f"larger image, check the pixel size, or pass a smaller fov_um (at least "
             f"{classifier.fov_range_um_[0]:.3g} um, the smallest the model was trained on)"
+        )
+    share = crop_px / min(height, width)
+    finest = max(float(classifier.fov_range_um_[0]), S * p)
+    if fov_um is None and share > COARSE_MAP_SHARE and finest < 0.9 * fov:
+        warnings.warn(
+            f"one crop of the map covers {share:.0%} of the image's shorter side ({fov:.3g} of "
+            f"{min(height, width) * p:.3g} um), so regions narrower than a crop blur into their neighbours; "
+            f"for a finer map pass fov_um between {finest:.3g} um (the finest crop the model reads at "
+            f"{p:.3g} um per pixel) and {fov:.3g} um, knowing that smaller crops show less of an untrained "
+            "structure to flag",
+            UserWarning, stacklevel=2,
         )
     if stride is None:
         stride_r = max(ACC_STEP, int(round(S / 8 / ACC_STEP)) * ACC_STEP)
