@@ -139,3 +139,28 @@ def test_cluster_field_sends_the_map_to_that_scheduler(widget_and_image):
     status = widget.panel.status.text()
     assert "could not reach a dask scheduler at 'tcp://127.0.0.1:9'" in status
     assert widget.layers_of("sample") == [] and len(viewer.layers) == 1
+
+
+def test_a_warning_of_the_map_stays_under_the_status_line(widget_and_image):
+    """A map whose crop covers more than half the image says so under the status line, and a
+    later run that does not warn clears it."""
+    viewer, widget, layer = widget_and_image
+    small = make_micrograph("ferrite", (300, 300), 0.1, seed=2)
+    viewer.add_image(small, name="small", scale=(0.1, 0.1))
+    widget.image_combo.setCurrentText("small")
+    with pytest.warns(UserWarning, match="covers"):
+        widget.run()
+    assert "small" in widget.results
+    text = widget.panel.warning.text()
+    assert text.startswith("warning: one crop of the map covers") and "fov_um" in text
+    assert not widget.panel.warning.isHidden()
+    coarse = widget.results["small"]
+    widget.fov_spin.setValue(round(0.5 * coarse.fov_um, 1))   # what the warning suggests: a smaller crop
+    widget.run()
+    assert widget.results["small"].fov_um == pytest.approx(round(0.5 * coarse.fov_um, 1))
+    assert widget.results["small"].crop_size_px < coarse.crop_size_px
+    assert widget.panel.warning.isHidden()
+    widget.fov_spin.setValue(0)                                # auto again
+    widget.image_combo.setCurrentText("sample")      # 360 x 360: crops of 42 % of the side, no warning
+    widget.run()
+    assert widget.panel.warning.text() == "" and widget.panel.warning.isHidden()

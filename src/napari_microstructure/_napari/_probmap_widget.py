@@ -89,6 +89,13 @@ class ProbabilityMapWidget(DockWidget):
         self.stride_spin.setDecimals(0)
         self.stride_spin.setSpecialValueText("auto (crop / 8)")
         self.stride_spin.setToolTip("grid stride in image pixels; 0: an eighth of a crop")
+        self.fov_spin = QDoubleSpinBox()
+        self.fov_spin.setRange(0, 100000)
+        self.fov_spin.setDecimals(1)
+        self.fov_spin.setSpecialValueText("auto (model's)")
+        self.fov_spin.setToolTip("field of view of one crop in micrometres; 0: the model's (the median training "
+                                 "field of view, or the image's shorter side when smaller). Smaller crops give a "
+                                 "finer map but show less of an untrained structure to flag")
         self.augment_spin = QSpinBox()
         self.augment_spin.setRange(1, 8)
         self.augment_spin.setValue(int(defaults.get("n_augment", 1)))
@@ -111,6 +118,7 @@ class ProbabilityMapWidget(DockWidget):
         self.run_button.clicked.connect(self.run)
         form.addRow("Image", self.image_combo)
         form.addRow("Stride (px)", self.stride_spin)
+        form.addRow("Crop (µm)", self.fov_spin)
         form.addRow("Augmentations", self.augment_spin)
         form.addRow("Method", self.method_combo)
         form.addRow("Intensities", self.intensity_combo)
@@ -220,6 +228,7 @@ class ProbabilityMapWidget(DockWidget):
         stride = self.stride_spin.value() or None
         self._clear_table()
         return self.start_job(probability_map, self.classifier, data, size, stride=stride,
+                              fov_um=self.fov_spin.value() or None,
                               n_augment=self.augment_spin.value(), method=self.method_combo.currentText(),
                               normalise_fovs=self.normalise_fovs if self.intensity_combo.currentIndex() == 0 else None,
                               client=self.scheduler_edit.client(), on_done=lambda result: self._show(layer, result),

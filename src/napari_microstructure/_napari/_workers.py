@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import traceback
+import warnings
 from typing import Any, Callable, Optional
 
 from qtpy.QtCore import QObject, Signal
@@ -27,12 +28,14 @@ class Job(QObject):
     """One background computation.
 
     ``func(*args, progress=..., cancel=..., **kwargs)`` runs in a worker
-    thread. Signals: ``progressed(Progress)``, ``finished(result)``,
-    ``failed(exception)``, ``cancelled()``; exactly one of the last three
-    fires, always on the GUI thread.
+    thread. Signals: ``progressed(Progress)``, ``warned(message)`` (a warning
+    the computation raised; napari also shows it as a notification),
+    ``finished(result)``, ``failed(exception)``, ``cancelled()``; exactly one
+    of the last three fires, always on the GUI thread.
     """
 
     progressed = Signal(object)
+    warned = Signal(str)
     finished = Signal(object)
     failed = Signal(object)
     cancelled = Signal()
@@ -63,12 +66,20 @@ class Job(QObject):
     def start(self) -> "Job":
         self.running = True
         if os.environ.get("NAPARI_MICROSTRUCTURE_SYNC"):
-            try:
-                result = self._run()
-            except Exception as exc:  # noqa: BLE001 - reported through the signal
-                self._on_error(exc)
+            outcome: tuple = ()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    outcome = (True, self._run())
+                except Exception as exc:  # noqa: BLE001 - reported through the signal
+                    outcome = (False, exc)
+            for w in caught:           # shown, and raised again for the caller's own filters
+                self.warned.emit(str(w.message))
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            if outcome[0]:
+                self._on_return(outcome[1])
             else:
-                self._on_return(result)
+                self._on_error(outcome[1])
             return self
         from napari.qt.threading import create_worker
 
@@ -76,7 +87,8 @@ class Job(QObject):
         # the error in the GUI thread (it is reported once, through ``failed``)
         self.worker = create_worker(
             self._run, _start_thread=False,
-            _connect={"returned": self._on_return, "errored": self._on_error},
+            _connect={"returned": self._on_return, "errored": self._on_error,
+                      "warned": lambda args: self.warned.emit(str(args[0]))},
         )
         self.worker.start()
         return self
@@ -110,6 +122,12 @@ class ProgressPanel(QWidget):
         self.bar.setValue(0)
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        # the warnings of the last job stay in view (napari's notifications fade)
+        self.warning = QLabel("")
+        self.warning.setWordWrap(True)
+        self.warning.setStyleSheet("color: #e0a030")
+        self.warning.setVisible(False)
+        self._warnings: list[str] = []
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self._cancel)
@@ -120,6 +138,7 @@ class ProgressPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(row)
         layout.addWidget(self.status)
+        layout.addWidget(self.warning)
         self.job: Optional[Job] = None
         self._started = 0.0
 
@@ -132,7 +151,11 @@ class ProgressPanel(QWidget):
         self.cancel_button.setEnabled(True)
         self.bar.setValue(0)
         self.status.setText(message)
+        self._warnings = []
+        self.warning.setText("")
+        self.warning.setVisible(False)
         job.progressed.connect(self.show_progress)
+        job.warned.connect(self.show_warning)
         job.finished.connect(lambda _: self._done("done", 100))
         job.failed.connect(lambda exc: self._done(f"error: {format_exception(exc)}", 0))
         job.cancelled.connect(lambda: self._done("cancelled; nothing was changed", 0))
@@ -151,6 +174,14 @@ class ProgressPanel(QWidget):
                 text = f"{text} · about {format_seconds(left)} left" if text else f"about {format_seconds(left)} left"
         if text:
             self.status.setText(text)
+
+    def show_warning(self, message: str) -> None:
+        """Keep a warning of the running job in view under the status line (each message once)."""
+        if message in self._warnings:
+            return
+        self._warnings.append(message)
+        self.warning.setText("\n".join(f"warning: {m}" for m in self._warnings))
+        self.warning.setVisible(True)
 
     def _cancel(self) -> None:
         if self.job is not None:

@@ -216,7 +216,7 @@ def test_default_field_of_view_shrinks_to_fit_a_small_image(trained_classifier):
     assert lo < side_um < clf.map_fov_um_
     n = int(np.ceil(side_um / P))
     image = make_micrograph("ferrite", (n, n + 40), P, seed=6)
-    with pytest.warns(UserWarning, match=r"covers \d+% of the image's shorter side.*pass fov_um between"):
+    with pytest.warns(UserWarning, match=r"covers \d+% of the image's shorter side.*field of view \(fov_um\) between"):
         r = probability_map(clf, image, P, stride=16)   # one crop is the whole image: says how to refine
     assert r.fov_um <= n * P and r.fov_um >= lo and r.evaluated.all()
     big = make_micrograph("ferrite", (4 * n, 4 * n), P, seed=6)

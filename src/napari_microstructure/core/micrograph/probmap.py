@@ -514,7 +514,7 @@ def probability_map(
         warnings.warn(
             f"one crop of the map covers {share:.0%} of the image's shorter side ({fov:.3g} of "
             f"{min(height, width) * p:.3g} um), so regions narrower than a crop blur into their neighbours; "
-            f"for a finer map pass fov_um between {finest:.3g} um (the finest crop the model reads at "
+            f"for a finer map choose a field of view (fov_um) between {finest:.3g} um (the finest crop the model reads at "
             f"{p:.3g} um per pixel) and {fov:.3g} um, knowing that smaller crops show less of an untrained "
             "structure to flag",
             UserWarning, stacklevel=2,
