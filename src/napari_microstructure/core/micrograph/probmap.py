@@ -476,25 +476,16 @@ def probability_map(
     if method == "shared" and not getattr(classifier.model_, "shares_windows", True):
         method = "exact"   # frozen ImageNet features: a window of a whole-image pass is not the crop's
     opts = _check_options(stride, jitter, n_augment, n_random_crops, max_invalid_fraction, method,
-                          tile_size, batch_size)
+                          tile_size, batch_size, normalise_fovs)
     opts["transforms"] = dihedral_transforms(AugmentConfig.coerce(classifier.augment))[: opts["n_augment"]]
-    fov_default = _check_fov(classifier, fov_um)
-    if normalise_fovs is not None:
-        try:
-            normalise_fovs = float(normalise_fovs)
-        except (TypeError, ValueError) as exc:
-            raise MicrostructureError(f"normalise_fovs {normalise_fovs!r} is not a number; give a number of "
-                                      "crop fields of view (at least 1), or None") from exc
-        if not (math.isfinite(normalise_fovs) and normalise_fovs >= 1):
-            raise MicrostructureError(f"normalise_fovs must be at least 1 crop field of view (or None for the "
-                                      f"whole image), got {normalise_fovs!r}")
-    source = Micrograph(image, pixel_size, mask=mask,
-                        window_um=None if normalise_fovs is None else normalise_fovs * fov_default)
+    fov = _check_fov(classifier, fov_um)
+    # the window follows the requested field of view (a crop shrunk to fit leaves one window: the whole image)
+    window = opts["normalise_fovs"]
+    source = Micrograph(image, pixel_size, mask=mask, window_um=None if window is None else window * fov)
     p = source.pixel_size_um
     height, width = source.shape
     window_um = source.normalise_window_um
     S = int(classifier.input_size)
-    fov = fov_default
     if fov_um is None and fov > min(height, width) * p:
         # the model's map field of view (the median of training) does not fit this image:
         # the largest that does, as long as the model was trained on crops that small
@@ -705,7 +696,8 @@ def _check_fov(classifier: Any, fov_um: Optional[float]) -> float:
     return fov
 
 
-def _check_options(stride, jitter, n_augment, n_random, max_invalid, method, tile_size, batch_size) -> dict:
+def _check_options(stride, jitter, n_augment, n_random, max_invalid, method, tile_size, batch_size,
+                   normalise_fovs=None) -> dict:
     if stride is not None:
         try:
             s = float(stride)
@@ -732,9 +724,19 @@ def _check_options(stride, jitter, n_augment, n_random, max_invalid, method, til
         raise MicrostructureError(f"tile_size must be at least 128 network-input pixels, got {tile_size}")
     if int(batch_size) < 1:
         raise MicrostructureError(f"batch_size must be at least 1, got {batch_size}")
+    window = None
+    if normalise_fovs is not None:
+        try:
+            window = float(normalise_fovs)
+        except (TypeError, ValueError) as exc:
+            raise MicrostructureError(f"normalise_fovs {normalise_fovs!r} is not a number; give a number of "
+                                      "crop fields of view (at least 1), or None") from exc
+        if not (math.isfinite(window) and window >= 1):
+            raise MicrostructureError(f"normalise_fovs must be at least 1 crop field of view (or None for the "
+                                      f"whole image), got {normalise_fovs!r}")
     return {"jitter": j, "n_augment": int(n_augment), "n_random": None if n_random is None else int(n_random),
-            "max_invalid": float(max_invalid), "method": method, "tile": int(tile_size) // 32 * 32,
-            "batch": int(batch_size)}
+            "normalise_fovs": window, "max_invalid": float(max_invalid), "method": method,
+            "tile": int(tile_size) // 32 * 32, "batch": int(batch_size)}
 
 
 # ------------------------------------------------------------------- tiles
