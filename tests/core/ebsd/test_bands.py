@@ -237,6 +237,43 @@ def test_fine_tuning_separates_ni_from_ni3al(learning_seed):
     assert np.mean(res.agreement.ravel()[train] == 0) <= clf.rejection_rate + 1 / len(train)
 
 
+def _one_map_of(materials, n, acquisition_seed, data_seed):
+    """``n`` patterns of each material recorded in one acquisition (one map holding every phase)."""
+    import dataclasses
+
+    geometry = S.sample_geometry(np.random.default_rng(5))  # 80 x 80 patterns
+    common = S.sample_session(S.ALL_MATERIALS["Ni"], np.random.default_rng(acquisition_seed), geometry=geometry)
+    pats = [S.simulate_session(dataclasses.replace(common, structure=S.ALL_MATERIALS[name]), n,
+                               np.random.default_rng(data_seed + k), pc_scan=0.0) for k, name in enumerate(materials)]
+    return pats, common.geometry.pc
+
+
+def test_fit_warns_about_labels_its_patterns_do_not_tell_apart(learning_seed):
+    """Six phases in one map (80 x 80 patterns), 20 labelled per phase. At 13 kV (wide bands) B2 NiAl's
+    superlattice band tells it from bcc Fe: no warning, and the map's other NiAl patterns are mostly right.
+    At 23 kV with blur it does not: fit() warns that the 221 labels look like 229, and the map's other NiAl
+    patterns fare no better than the labelled ones (measured 0.15-0.65 against 0.75-1.00 at 13 kV)."""
+    materials = {"Ni": 225, "NiAl": 221, "Cr3Si": 223, "Si": 227, "Fe": 229, "Y3Al5O12": 230}
+    labels = np.repeat(list(materials.values()), 20)
+    result = {}
+    for acquisition in (53000, 53001):  # 12.8 kV, blur 0.48 px; 22.9 kV, blur 0.61 px
+        pats, pc = _one_map_of(materials, 40, acquisition, 54000 + 100 * learning_seed)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            clf = BandProfileClassifier(pc=pc, seed=learning_seed).fit(np.concatenate([p[:20] for p in pats]),
+                                                                        labels)
+        told = [str(w.message) for w in caught if "does not tell these labels" in str(w.message)]
+        others = np.concatenate([p[20:] for p in pats])
+        pred = clf.predict(others)
+        result[acquisition] = (told, clf.labelled_recall_, np.mean(pred[20:40] == 221), np.mean(pred == labels))
+    told, recall, map_221, overall = result[53000]
+    assert not told and set(recall) == set(materials.values()) and min(recall.values()) >= 0.9
+    assert map_221 >= 0.7 and overall >= 0.9
+    told, recall, bad_221, _ = result[53001]
+    assert len(told) == 1 and "221 (" in told[0] and "most others 229" in told[0]
+    assert recall[221] < 0.9 and bad_221 <= recall[221] and bad_221 < map_221
+
+
 def test_save_load_round_trip_and_bad_features(tmp_path):
     clf = BandProfileClassifier.from_pretrained(pc=(0.5, 0.3, 0.6))
     pats, _, pc = _session("W", 3, 8)
