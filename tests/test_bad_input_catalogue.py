@@ -558,6 +558,27 @@ BAND_CASES = [
      r"from_pretrained\(pc=\.\.\.\) classifies"),
     ("max-height-zero", dict(max_height=0), lambda c, p: c.predict(p), r"max_height=0",
      r"pattern height in pixels of at least 16"),
+    # a pattern array with its axes the wrong way round: binned to the trained height, 1 pixel wide
+    ("narrow-after-binning", dict(), lambda c, p: c.predict(np.zeros((3, 1000, 17), np.uint8)),
+     r"1000 x 17 pixels: binned by 10 .* 100 x 1", r"reorder them"),
+    ("space-group-typo", dict(), lambda c, p: c.fit(p, [224, 224, 225, 225]),
+     r"labels 224 are not among the space groups the shipped model knows \(221, 223, 225, 227, 229, 230\)",
+     r"check them for typos.*text names"),
+    ("label-no-solution", dict(), lambda c, p: c.fit(p, ["Ni", "Ni", "no solution", "no solution"]),
+     r"'no solution' is what maps call patterns no class explains", r"leave such patterns out"),
+    ("learning-rate-nan", dict(learning_rate=float("nan")), lambda c, p: c.fit(p, [221, 221, 225, 225]),
+     r"learning_rate=nan", r"give a number in \[1e-07, 1\]"),
+    ("learning-rate-negative", dict(learning_rate=-1), lambda c, p: c.fit(p, [221, 221, 225, 225]),
+     r"learning_rate=-1", r"give a number in"),
+    ("weight-decay-nan", dict(weight_decay=float("nan")), lambda c, p: c.fit(p, [221, 221, 225, 225]),
+     r"weight_decay=nan", r"give a number in \[0, 1\]"),
+    ("feature-noise-negative", dict(feature_noise=-1), lambda c, p: c.fit(p, [221, 221, 225, 225]),
+     r"feature_noise=-1", r"give a number in \[0, 5\]"),
+    ("confidence-text", dict(confidence_threshold="x"), lambda c, p: c.predict(p), r"confidence_threshold='x'",
+     r"give a number in \[0, 1\]"),
+    ("orientations-zero", dict(n_orientations=0), lambda c, p: c.predict(p), r"n_orientations=0",
+     r"whole number of at least 100"),
+    ("seed-text", dict(seed="x"), lambda c, p: c.predict(p), r"seed='x'", r"whole number of at least 0"),
 ]
 
 

@@ -466,3 +466,24 @@ def test_patterns_under_16_pixels_are_refused_clearly(shape, tmp_path):
     assert not (tmp_path / "map.zarr").exists()
     with pytest.warns(UserWarning, match="16 x 16 pixels, smaller than"):  # 16: classified, with the warning
         assert len(clf.predict(np.random.default_rng(1).random((2, 16, 16)).astype(np.float32))) == 2
+
+
+def test_a_blank_labelled_pattern_does_not_switch_no_solution_off(learning_seed):
+    """The user's thresholds come from their labelled patterns, but a blank one among them is named in a
+    warning and left out: before, it set the thresholds to 0 and -1 and every blank pattern of the map got
+    a space group."""
+    ni, _, pc = _session("Ni", 10, 700 + learning_seed)
+    fe = S.simulate_session(S.sample_session(S.ALL_MATERIALS["Fe"], np.random.default_rng(800 + learning_seed),
+                                             geometry=S.DetectorGeometry(ni.shape[1:], 1, pc)), 10,
+                            np.random.default_rng(900 + learning_seed), pc_scan=0.0)
+    pats = np.concatenate([ni, fe.astype(ni.dtype)])
+    pats[3] = pats[3].mean().astype(pats.dtype)  # a blank pattern, labelled 225
+    with pytest.warns(UserWarning, match=r"1 of the 20 labelled patterns \(index 3\) show no bands at all"):
+        clf = BandProfileClassifier(pc=pc, seed=learning_seed).fit(pats, [225] * 10 + [229] * 10)
+    shipped = BandProfileClassifier.from_pretrained()
+    assert 0 < clf.fit_threshold_ <= shipped.fit_threshold_
+    assert -1 < clf.symmetry_threshold_ <= shipped.symmetry_threshold_
+    blank = np.stack([np.full(ni.shape[1:], v, ni.dtype) for v in (0, 60, 120, 200)])
+    assert np.all(clf.predict(blank, no_solution=True) == 0)
+    good = np.delete(np.arange(20), 3)
+    assert np.mean(clf.predict(pats[good], no_solution=True) != 0) >= 0.9

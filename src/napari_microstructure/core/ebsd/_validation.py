@@ -9,6 +9,9 @@ import numpy as np
 
 from ..errors import MicrostructureError
 
+#: The label of patterns no class explains (text classes; integer classes use 0).
+NO_SOLUTION_TEXT = "no solution"
+
 
 def is_dask(array: Any) -> bool:
     """True for a dask array (without importing dask when it is not loaded)."""
@@ -244,5 +247,11 @@ def resolve_classes(labels: np.ndarray, classes: Optional[Sequence] = None,
         raise MicrostructureError(
             "label 0 is reserved for 'no solution' in maps; number the classes from 1 "
             "(space groups are 1-230)"
+        )
+    if labels.dtype.kind in "UO" and any(str(c).strip().lower() == NO_SOLUTION_TEXT for c in found):
+        raise MicrostructureError(
+            f"the label {NO_SOLUTION_TEXT!r} is what maps call patterns no class explains, so it cannot be "
+            "a class: leave such patterns out of the training set (the model finds them by itself), or "
+            "name the phase"
         )
     return found

@@ -54,12 +54,11 @@ from ..base import Estimator, check_is_fitted, isolated_torch_rng, torch_generat
 from ..errors import MicrostructureError
 from ..nn.modelio import split_prefix, with_prefix
 from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
-from ._validation import check_labels, check_stack, resolve_classes
+from ._validation import NO_SOLUTION_TEXT, check_labels, check_stack, resolve_classes
 from .augment import augment_profiles
-from .bands import N_FEATURES, BandIndexer, bin_patterns, binning_factor, check_projection_centre
+from .bands import N_FEATURES, SYMMETRY_RANGE, BandIndexer, bin_patterns, binning_factor, check_projection_centre
 from .metrics import ClassificationReport, classification_report
 
-NO_SOLUTION_TEXT = "no solution"
 #: Simulated profiles per space group kept in the shipped model for rehearsal while fine-tuning.
 BANK_PER_CLASS = 600
 #: 2: adds ``symmetry_threshold`` (files of version 1 load with no symmetry check);
@@ -111,6 +110,16 @@ def no_solution_thresholds(fit: np.ndarray, symmetry: np.ndarray, rate: float) -
     share = float(np.clip(budget / max(len(passing), 1), 0.0, 1.0))
     symmetry_threshold = float(np.quantile(passing, share, method="lower")) if len(passing) else float("-inf")
     return fit_threshold, symmetry_threshold
+
+
+def _indexed_at_all(described: dict) -> np.ndarray:
+    """False for patterns in which no band was found (a blank pattern: fit 0, symmetry at its floor).
+
+    Such a pattern among the labelled ones must not set the user's "no solution"
+    thresholds: with it, they fell to 0 and -1 and every blank pattern of the map
+    got a space group.
+    """
+    return (np.asarray(described["fit"]) > 0) & (np.asarray(described["symmetry"]) > SYMMETRY_RANGE[0])
 
 
 def check_pattern_side(shape: Sequence[int]) -> None:
@@ -312,7 +321,14 @@ class BandProfileClassifier(Estimator):
         check_pattern_side(patterns.shape[1:])
         pc = self._projection_centre()
         factor = binning_factor(patterns.shape[1], int(self.max_height))
-        patterns, pc, background = bin_patterns(patterns, pc, factor, background)
+        binned, pc, background = bin_patterns(patterns, pc, factor, background)
+        if factor > 1 and min(binned.shape[1:]) < MIN_SIDE:
+            raise MicrostructureError(
+                f"patterns are {patterns.shape[1]} x {patterns.shape[2]} pixels: binned by {factor} to the "
+                f"trained height ({self.max_height} pixels) they would be {binned.shape[1]} x {binned.shape[2]}, "
+                f"under {MIN_SIDE} pixels a side; EBSD patterns are about as wide as high: check that the "
+                "array's last two axes are the pattern's height and width (crop or reorder them)")
+        patterns = binned
         warn_if_small(patterns.shape[1:])
         return self._indexer(patterns.shape[1:], pc).describe(patterns, background, progress=progress,
                                                               cancel=cancel)
@@ -329,10 +345,19 @@ class BandProfileClassifier(Estimator):
 
     def _check_params(self) -> None:
         for name, lo, hi in (("confidence_threshold", 0, 1), ("rejection_rate", 0, 0.5),
-                             ("user_weight", 0.01, 0.99), ("dropout", 0, 0.9)):
+                             ("user_weight", 0.01, 0.99), ("dropout", 0, 0.9), ("feature_noise", 0, 5),
+                             ("learning_rate", 1e-7, 1.0), ("weight_decay", 0, 1.0)):
             v = getattr(self, name)
-            if not lo <= float(v) <= hi:
-                raise MicrostructureError(f"{name}={v!r}; give a value in [{lo}, {hi}]")
+            try:
+                ok = lo <= float(v) <= hi  # False for NaN
+            except (TypeError, ValueError):
+                ok = False
+            if not ok or isinstance(v, bool):
+                raise MicrostructureError(f"{name}={v!r}; give a number in [{lo:g}, {hi:g}]")
+        for name, lo in (("n_orientations", 100), ("seed", 0)):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= lo):
+                raise MicrostructureError(f"{name}={v!r}; give a whole number of at least {lo}")
         if not (isinstance(self.hidden, (int, np.integer)) and self.hidden >= 4):
             raise MicrostructureError(f"hidden={self.hidden!r}; give a layer width of at least 4")
         if not (isinstance(self.augment, (int, np.integer)) and 0 <= self.augment <= 100):
@@ -354,10 +379,11 @@ class BandProfileClassifier(Estimator):
         patterns : array-like (N, h, w)
             Raw Kikuchi patterns of one detector set-up (``pc``).
         labels : sequence (N,)
-            Space-group numbers (fine-tunes the shipped network with its
-            simulated bank; ``classes_`` are then all six space groups it
-            knows, not only those labelled) or any phase labels (a new output
-            layer whose classes are the labels).
+            Space-group numbers among the six the shipped network knows
+            (fine-tunes it with its simulated bank; ``classes_`` are then all
+            six, not only those labelled; another number is refused as a
+            likely typo) or text phase names (a new output layer whose
+            classes are the names).
         classes : sequence, optional
             The expected classes; each must have at least one pattern.
         background : ndarray (h, w), optional
@@ -375,6 +401,16 @@ class BandProfileClassifier(Estimator):
         patterns = check_stack(patterns)
         labels = check_labels(labels, len(patterns))
         found = resolve_classes(labels, classes, "BandProfileClassifier.from_pretrained(pc=...)")
+        if self.simulation_pretrained and found.dtype.kind in "iu":  # numbers are space groups
+            from .simulate.symmetry import SPACE_GROUPS
+
+            unknown = [int(c) for c in found if int(c) not in SPACE_GROUPS]
+            if unknown:
+                raise MicrostructureError(
+                    f"labels {', '.join(map(str, unknown))} are not among the space groups the shipped model "
+                    f"knows ({', '.join(map(str, SPACE_GROUPS))}): check them for typos; to learn other phases, "
+                    "label them with text names (e.g. 'Ni3Al', 'hcp Ti'), which trains a new output layer on "
+                    "the shipped network")
         described = self.describe(patterns, background, check=False, progress=progress, cancel=cancel)
         x, own_labels = described["features"], labels
         if self.augment:
@@ -385,7 +421,19 @@ class BandProfileClassifier(Estimator):
         self._fit(x, labels, found, described, progress=progress, cancel=cancel, acquisition=acquisition)
         self.labelled_recall_ = self._labelled_recall(described["features"], own_labels, found)
         self._warn_weak_labels(described["features"], own_labels)
+        self._warn_unindexed_labels(described)
         return self
+
+    def _warn_unindexed_labels(self, described: dict) -> None:
+        """Warn about labelled patterns in which no band was found at all (``_indexed_at_all``)."""
+        out = np.flatnonzero(~_indexed_at_all(described))
+        if not len(out):
+            return
+        shown = ", ".join(map(str, out[:10])) + (", ..." if len(out) > 10 else "")
+        warnings.warn(
+            f"{len(out)} of the {len(described['fit'])} labelled patterns (index {shown}) show no bands at all "
+            "(blank or saturated): they were left out of the no-solution calibration and are 'no solution' on "
+            "the map; check those patterns and their labels", stacklevel=3)
 
     def _labelled_recall(self, features: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> dict:
         pred = self.classes_[self.predict_proba_features(features).argmax(1)]
@@ -460,8 +508,14 @@ class BandProfileClassifier(Estimator):
         thresholds = ((source.fit_threshold_, source.symmetry_threshold_) if source is not None
                       else (float("-inf"), float("-inf")))
         if described is not None and len(described["fit"]):
-            # the user's patterns are cubic: keep all but rejection_rate of them, never stricter than shipped
-            own = no_solution_thresholds(described["fit"], described["symmetry"], float(self.rejection_rate))
+            # the user's patterns are cubic: keep all but rejection_rate of them, never stricter than shipped,
+            # and patterns nothing was indexed in (blank ones: fit 0, symmetry at its floor) do not count
+            indexed = _indexed_at_all(described)
+            if indexed.any():
+                own = no_solution_thresholds(described["fit"][indexed], described["symmetry"][indexed],
+                                             float(self.rejection_rate))
+            else:
+                own = thresholds
             thresholds = tuple(min(a, b) for a, b in zip(own, thresholds)) if source is not None else own
         fit_threshold, symmetry_threshold = thresholds
         # fitted state, all at once (a cancelled fit keeps the previous one)
