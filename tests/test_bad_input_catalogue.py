@@ -579,6 +579,8 @@ BAND_CASES = [
     ("orientations-zero", dict(n_orientations=0), lambda c, p: c.predict(p), r"n_orientations=0",
      r"whole number of at least 100"),
     ("seed-text", dict(seed="x"), lambda c, p: c.predict(p), r"seed='x'", r"whole number of at least 0"),
+    ("step-text", dict(), lambda c, p: c.classify_map(p[None], step_size_um="x"), r"step_size_um='x'",
+     r"give one positive number or \(row, column\) in micrometres"),
 ]
 
 
@@ -750,6 +752,26 @@ def test_failed_saves_keep_the_users_file(tiny_clf, tiny_ebsd, tmp_path, monkeyp
     with untouched(tmp_path), pytest.raises(ModelFileError) as info:
         clf.save(path)
     check_message(info.value, problem, fix)
+
+
+def test_saves_keep_links_and_refuse_special_files(tiny_clf, tmp_path):
+    """A save to a symbolic link writes the file it points to and keeps the link; a device or pipe is
+    refused (before, the save replaced it with a regular file: as root, /dev/full itself)."""
+    target = tmp_path / "models" / "current.pt"
+    target.parent.mkdir()
+    target.write_bytes(b"old")
+    link = tmp_path / "model.pt"
+    link.symlink_to(target)
+    tiny_clf.save(link)
+    assert link.is_symlink() and link.resolve() == target
+    assert type(tiny_clf).load(link).classes_.tolist() == tiny_clf.classes_.tolist()
+    fifo = tmp_path / "pipe.pt"
+    os.mkfifo(fifo)
+    for special in (fifo, Path("/dev/null")):
+        with pytest.raises(ModelFileError) as info:
+            tiny_clf.save(special)
+        check_message(info.value, r"device or other special file", r"give the path of a regular file")
+    assert Path("/dev/null").is_char_device() and fifo.is_fifo()
 
 
 def test_a_real_full_disk_keeps_the_users_file(tiny_clf, tmp_path):

@@ -60,6 +60,13 @@ def check_output_file(path: PathLike, what: str = "file") -> Path:
         Naming the problem and the fix.
     """
     path = Path(path)
+    if path.is_symlink() and not path.is_dir():
+        path = path.resolve()  # write the file the link points to and keep the link
+    if path.exists() and not path.is_dir() and not path.is_file():
+        raise MicrostructureError(
+            f"cannot write the {what} to {str(path)!r}: it is a device or other special file, which a "
+            "written file would replace; give the path of a regular file"
+        )
     if path.is_dir():
         raise MicrostructureError(
             f"cannot write the {what} to {str(path)!r}: it is a folder; give a file name inside it, "

@@ -191,7 +191,10 @@ def classify_map(clf, pattern_map: Any, chunk_size: int = 2048,
     if not (isinstance(chunk_size, (int, np.integer)) and chunk_size >= 1):
         raise MicrostructureError(f"chunk_size={chunk_size!r}; give a positive number of patterns")
     if step_size_um is not None:
-        step = np.asarray(step_size_um, float).ravel()
+        try:
+            step = np.asarray(step_size_um, float).ravel()
+        except (TypeError, ValueError):
+            step = np.array([np.nan])
         if step.size not in (1, 2) or not np.all(np.isfinite(step)) or np.any(step <= 0):
             raise MicrostructureError(
                 f"step_size_um={step_size_um!r}; give one positive number or (row, column) in micrometres")
