@@ -15,9 +15,12 @@ training split; never on a named material):
    Wyckoff structures) on both splits, and by how visible the bands that
    tell a structure's group from a more restrictive one are;
 3. **few-shot fine-tuning**: 10 / 20 / 50 / 100 / 400 labelled patterns per
-   space group of one material per group (set A, one session each), tested
-   on 40 other patterns of the same sessions (the rest of the user's own
-   map), on new sessions of set A (seen materials) and on set B (other
+   space group of one material per group (set A), labelled either on maps
+   holding all six (three maps, one acquisition each: only the crystal tells
+   the labels apart) or on one sample per group (each its own acquisition on the same
+   detector, so the acquisition differs with the label too); tested on 40
+   other patterns of the same acquisitions (the rest of the user's own
+   maps), on new sessions of set A (seen materials) and on set B (other
    materials of the same groups, held out of pretraining and fine-tuning);
 4. **dual-phase map** (Ni matrix, Ni3Al precipitates, cube-on-cube): Ni3Al
    fraction against the truth, zero-shot and after fine-tuning on 20
@@ -171,11 +174,40 @@ def by_structure(per_group, per_session):
 SAME_SESSION_TEST = 40
 
 
-def few_shot(shots, test_sessions, per_session):
+def labelled_set(n, geometry, acquisition=None):
+    """``n`` labelled patterns per group of set A and SAME_SESSION_TEST more of the same acquisitions.
+
+    ``acquisition``: a seed: all six materials recorded in that one acquisition (one map holding
+    every phase: the same detector, voltage, noise and blur), so only the crystal tells the
+    labels apart. None: each material in its own acquisition on the same detector (reference
+    samples recorded separately), where the acquisition differs with the label as well.
+    """
+    import dataclasses
+
+    from napari_microstructure.core.ebsd.simulate import ALL_MATERIALS, sample_session, simulate_session
+
+    pats, ys, same, same_y = [], [], [], []
+    if acquisition is not None:
+        common = sample_session(ALL_MATERIALS["Ni"], np.random.default_rng(acquisition), geometry=geometry)
+    for sg, name in SET_A.items():
+        if acquisition is not None:
+            rng = np.random.default_rng(acquisition * 1000 + sg * 10 + n)
+            p = simulate_session(dataclasses.replace(common, structure=ALL_MATERIALS[name]),
+                                 n + SAME_SESSION_TEST, rng, pc_scan=0.0)
+        else:
+            p, _, _ = session_of(ALL_MATERIALS[name], n + SAME_SESSION_TEST, 50000 + sg * 10 + n, geometry)
+        pats.append(p[:n])
+        same.append(p[n:])
+        ys += [sg] * n
+        same_y += [sg] * SAME_SESSION_TEST
+    return np.concatenate(pats), np.array(ys), np.concatenate(same), np.array(same_y)
+
+
+def few_shot(shots, test_sessions, per_session, maps=3):
     from napari_microstructure.core.ebsd.bandclassifier import BandProfileClassifier
     from napari_microstructure.core.ebsd.simulate import ALL_MATERIALS, sample_geometry
 
-    header("few-shot fine-tuning: labelled set A (one session per group), tested on new sessions")
+    header("few-shot fine-tuning: labelled set A (one map of all six, or one sample per group), tested on new sessions")
     # the user's detector: one geometry for the labelled patterns and for the test sessions
     geometry = sample_geometry(np.random.default_rng(5))
     test = {}
@@ -199,33 +231,35 @@ def few_shot(shots, test_sessions, per_session):
         pred = zero.classes_[zero.predict_proba_features(desc[part]["features"]).argmax(1)]
         per_group[part] = [" ".join(f"{np.mean(pred[y == sg] == sg):.2f}" for sg in SET_A)]
     for n in shots:
-        # each labelled session also records SAME_SESSION_TEST patterns more: the rest of the user's map
-        pats, ys, same, same_y = [], [], [], []
-        for sg, name in SET_A.items():
-            p, _, _ = session_of(ALL_MATERIALS[name], n + SAME_SESSION_TEST, 50000 + sg * 10 + n, geometry)
-            pats.append(p[:n])
-            same.append(p[n:])
-            ys += [sg] * n
-            same_y += [sg] * SAME_SESSION_TEST
-        t = time.perf_counter()
-        clf = BandProfileClassifier(pc=pc).fit(np.concatenate(pats), ys)
-        fit_s = time.perf_counter() - t
-        same_f, same_y = zero.describe(np.concatenate(same))["features"], np.array(same_y)
-        same_zero = np.mean(zero.classes_[zero.predict_proba_features(same_f).argmax(1)] == same_y)
-        same_pred = clf.classes_[clf.predict_proba_features(same_f).argmax(1)]
-        same_pr = weighted_pr(same_y, same_pred)
-        print(f"{n:3d} per class, the labelled sessions' other patterns (the user's own map): "
-              f"{np.mean(same_pred == same_y):.3f} (P/R {same_pr[0]:.2f}/{same_pr[1]:.2f}; zero-shot {same_zero:.3f})")
-        acc = {}
-        for part, (_, y) in test.items():
-            pred = clf.classes_[clf.predict_proba_features(desc[part]["features"]).argmax(1)]
-            acc[part] = (np.mean(pred == y),) + weighted_pr(y, pred)
-            per_group[part].append(" ".join(f"{np.mean(pred[y == sg] == sg):.2f}" for sg in SET_A))
-        print(f"{n:3d} per class: seen materials {acc['A'][0]:.3f} (P/R {acc['A'][1]:.2f}/{acc['A'][2]:.2f}), "
-              f"held-out materials {acc['B'][0]:.3f} (P/R {acc['B'][1]:.2f}/{acc['B'][2]:.2f}); "
-              f"fine-tuning {fit_s:.1f} s")
+        # maps holding all six phases (one acquisition each), then one sample per group
+        for acquisition in [52000 + m for m in range(maps)] + [None]:
+            pats, ys, same, same_y = labelled_set(n, geometry, acquisition)
+            t = time.perf_counter()
+            clf = BandProfileClassifier(pc=pc).fit(pats, ys)
+            fit_s = time.perf_counter() - t
+            same_f = zero.describe(same)["features"]
+            same_zero = np.mean(zero.classes_[zero.predict_proba_features(same_f).argmax(1)] == same_y)
+            same_pred = clf.classes_[clf.predict_proba_features(same_f).argmax(1)]
+            same_pr = weighted_pr(same_y, same_pred)
+            where = (f"map {acquisition - 52000} (all six, one acquisition)" if acquisition is not None
+                     else "one sample per group (own acquisitions)")
+            print(f"{n:3d} per class, labelled on {where}; the same acquisitions' other patterns: "
+                  f"{np.mean(same_pred == same_y):.3f} (P/R {same_pr[0]:.2f}/{same_pr[1]:.2f}; zero-shot {same_zero:.3f}); "
+                  f"per group {' '.join(f'{np.mean(same_pred[same_y == sg] == sg):.2f}' for sg in SET_A)}; "
+                  f"fine-tuning {fit_s:.1f} s", flush=True)
+            if acquisition is not None and acquisition > 52000:
+                continue  # new sessions: the first map's and the separate samples' labels
+            acc = {}
+            for part, (_, y) in test.items():
+                pred = clf.classes_[clf.predict_proba_features(desc[part]["features"]).argmax(1)]
+                acc[part] = (np.mean(pred == y),) + weighted_pr(y, pred)
+                if acquisition is not None:
+                    per_group[part].append(" ".join(f"{np.mean(pred[y == sg] == sg):.2f}" for sg in SET_A))
+            print(f"{n:3d} per class, labels of {'map 0' if acquisition is not None else 'the separate samples'}, "
+                  f"new sessions: seen materials {acc['A'][0]:.3f} (P/R {acc['A'][1]:.2f}/{acc['A'][2]:.2f}), "
+                  f"held-out materials {acc['B'][0]:.3f} (P/R {acc['B'][1]:.2f}/{acc['B'][2]:.2f})", flush=True)
     for part in ("A", "B"):
-        print(f"per group {' '.join(map(str, SET_A))}, set {part}, by shots (0, {', '.join(map(str, shots))}): "
+        print(f"per group {' '.join(map(str, SET_A))}, set {part}, labels of map 0, by shots (0, {', '.join(map(str, shots))}): "
               + " | ".join(per_group[part]))
 
 
@@ -423,7 +457,7 @@ def main() -> None:
     if run("structures"):
         by_structure(2 if q else 20, 4 if q else 10)
     if run("fewshot"):
-        few_shot((10,) if q else (10, 20, 50, 100, 400), 1 if q else 2, 10 if q else 20)
+        few_shot((10,) if q else (10, 20, 50, 100, 400), 1 if q else 2, 10 if q else 20, 1 if q else 3)
     if run("dual"):
         dual_phase((20, 25) if q else (40, 50))
     if run("open"):
