@@ -974,6 +974,16 @@ def _cli_cases():
          r"cannot read", r"check that the file is complete"),
         ("map-constant-image", lambda t, m, e, i, c: ["map", m, _constant_tiff(t / "c.tif"), "-o", t / "o.tif"],
          r"constant", r"check the acquisition"),
+        # the output must never replace the user's micrograph (or model), nor an earlier map without --overwrite
+        ("map-output-is-the-input", lambda t, m, e, i, c: ["map", m, i, "-o", i],
+         r"is the input image", r"choose another output name, e.g. -o .*user_map.tif"),
+        ("map-output-is-the-input-overwrite", lambda t, m, e, i, c: ["map", m, i, "-o", i, "--overwrite"],
+         r"is the input image", r"choose another output name"),
+        ("map-output-links-to-the-input", lambda t, m, e, i, c: ["map", m, i, "-o", _link(t / "link.tif", i),
+                                                                 "--overwrite"],
+         r"is the input image", r"choose another output name"),
+        ("map-output-exists", lambda t, m, e, i, c: ["map", m, i, "-o", _text(t / "earlier.tif")],
+         r"earlier.tif' already exists", r"pass --overwrite"),
         # ebsd-train
         ("ebsd-train-no-labels", lambda t, m, e, i, c: ["ebsd-train", _patterns_npy(t), "-o", t / "e.pt"],
          r"without labels", r"labels file"),
@@ -1063,6 +1073,11 @@ def _text(p):
     return p
 
 
+def _link(p, target):
+    p.symlink_to(target)
+    return p
+
+
 def _png(p):
     import imageio.v3 as iio
 
@@ -1116,6 +1131,21 @@ def test_cli_answers_in_one_line(model_file, ebsd_file, image_file, class_dir, t
             rc, err = _run(argv, capsys)
     check_cli(rc, err, problem, fix)
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_cli_map_overwrite_replaces_an_earlier_map_only(model_file, image_file, tmp_path, capsys):
+    """--overwrite replaces an existing .tif output; the input image is left as it was."""
+    from napari_microstructure.io.probmap_tiff import read_probability_tiff
+
+    out = tmp_path / "earlier.tif"
+    out.write_bytes(b"an earlier map")
+    image_bytes = image_file.read_bytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        rc, err = _run(["map", model_file, image_file, "-o", out, "--overwrite", "--device", "cpu"], capsys)
+    assert rc == 0, err
+    assert read_probability_tiff(out)[0].shape[1:] == (96, 96)
+    assert image_file.read_bytes() == image_bytes
 
 
 @pytest.mark.parametrize("crops, message", [("0", "0 is not allowed"), ("-1", "-1 is not allowed"), ("x", "not a whole number")])
