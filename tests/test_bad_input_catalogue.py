@@ -982,6 +982,13 @@ def _cli_cases():
         ("map-output-links-to-the-input", lambda t, m, e, i, c: ["map", m, i, "-o", _link(t / "link.tif", i),
                                                                  "--overwrite"],
          r"is the input image", r"choose another output name"),
+        # checked before the map is computed (the model is a text file: it would fail if it were loaded)
+        ("map-threshold-above-1", lambda t, m, e, i, c: ["map", _text(t / "m.pt"), i, "-o", t / "o.tif",
+                                                         "--threshold", "1.5"],
+         r"--threshold 1.5 is not a probability", r"between 0 and 1"),
+        ("map-threshold-nan", lambda t, m, e, i, c: ["map", _text(t / "m.pt"), i, "-o", t / "o.tif",
+                                                     "--threshold", "nan"],
+         r"--threshold nan is not a probability", r"between 0 and 1"),
         ("map-output-exists", lambda t, m, e, i, c: ["map", m, i, "-o", _text(t / "earlier.tif")],
          r"earlier.tif' already exists", r"pass --overwrite"),
         # ebsd-train

@@ -80,6 +80,11 @@ def run_map(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     _refuse_inputs_as_output(out, {"input image": args.image, "model file": args.model})
+    if not 0.0 <= args.threshold <= 1.0:  # also NaN; before the work, not after
+        raise MicrostructureError(
+            f"--threshold {args.threshold:g} is not a probability; give the 'none' probability from which "
+            "a pixel is an outlier, between 0 and 1 (e.g. --threshold 0.5)"
+        )
     to_store = out.suffix.lower() == ".zarr"
     if out.suffix.lower() not in (".tif", ".tiff") and not to_store:
         raise MicrostructureError(f"output {str(out)!r} must end in .tif (or .zarr for a store); e.g. -o map.tif")
