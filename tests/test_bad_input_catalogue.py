@@ -749,6 +749,59 @@ def test_a_real_full_disk_keeps_the_users_file(tiny_clf, tmp_path):
         subprocess.run(["umount", str(mount)], capture_output=True)
 
 
+def _probability_result():
+    from napari_microstructure.core.micrograph.probmap import ProbabilityMapResult
+
+    probs = np.full((3, 16, 16), 1 / 3, np.float32)
+    return ProbabilityMapResult(
+        probabilities=probs, labels=np.ones((16, 16), np.uint8), evaluated=np.ones((16, 16), bool),
+        class_names=["a", "b", "none"], fractions={"a": 1.0, "b": 0.0}, evaluated_fraction=1.0,
+        pixel_size_um=0.1, fov_um=1.0, crop_size_px=10.0, stride_px=2.0, n_crops=4, n_augment=1,
+        method="shared", timings={})
+
+
+def _short_write(*args, **kwargs):
+    """What tifffile raises on a full disk: NumPy's ``tofile`` reports a short write, with no errno."""
+    raise OSError("65536 requested and 5844 written")
+
+
+@pytest.mark.parametrize("writer", ["probability map", "micrograph"])
+def test_a_full_disk_is_named_by_every_tiff_writer(tmp_path, monkeypatch, writer):
+    from napari_microstructure.io import probmap_tiff, tiff
+
+    target = tmp_path / "earlier.tif"
+    target.write_bytes(b"the user's earlier file")
+    monkeypatch.setattr(tifffile, "imwrite", _short_write)
+    with untouched(tmp_path), pytest.raises(MicrostructureError) as info:
+        if writer == "probability map":
+            probmap_tiff.write_probability_tiff(target, _probability_result())
+        else:
+            tiff.write_micrograph(target, _noise(), 0.1)
+    check_message(info.value, rf"cannot write the {writer} to .*earlier.tif.*: the disk is full", r"free some space")
+
+
+def test_a_real_full_disk_is_named_by_the_probability_map_writer(tmp_path):
+    """On a tiny tmpfs (needs root to mount; skipped elsewhere)."""
+    import subprocess
+
+    from napari_microstructure.io.probmap_tiff import write_probability_tiff
+
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        (mount / "map.tif").write_bytes(b"old map")
+        result = _probability_result()
+        result.probabilities = np.full((3, 128, 128), 1 / 3, np.float32)   # 256 KB: more than the disk
+        with untouched(mount), pytest.raises(MicrostructureError) as info:
+            write_probability_tiff(mount / "map.tif", result)
+        check_message(info.value, r"the disk is full \(0.0 MB free\)", r"free some space")
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+
+
 # =============================================================== 5. readers
 def _garbage_tiff(path):
     path.write_bytes(b"II*\x00" + bytes([0xFF]) * 60)

@@ -15,10 +15,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator, Type, Union
+from typing import Iterator, Optional, Type, Union
 
 from .errors import MicrostructureError
 
@@ -37,18 +38,29 @@ _PROBLEMS = {
 }
 
 
-def os_error_message(exc: OSError, path: PathLike, action: str) -> str:
-    """One line for an OS failure: ``cannot <action> '<path>': <problem>; <fix>``."""
+#: what NumPy's ``tofile`` (used by tifffile) raises on a short write: an OSError without errno
+_SHORT_WRITE = re.compile(r"^\d+ requested and \d+ written$")
+
+
+def os_error_message(exc: OSError, path: Optional[PathLike], action: str) -> str:
+    """One line for an OS failure: ``cannot <action> '<path>': <problem>; <fix>``.
+
+    ``path`` None (the failing file is unknown): ``cannot <action>: <problem>; <fix>``.
+    A short write (all a full disk lets through) counts as a full disk.
+    """
     code = getattr(exc, "errno", None)
+    if code is None and _SHORT_WRITE.match(str(exc).strip()):
+        code = errno.ENOSPC
     problem, fix = _PROBLEMS.get(code, (exc.strerror or exc.__class__.__name__,
                                         "check the path, the permissions and the free disk space"))
-    if code == errno.ENOSPC:
+    if code == errno.ENOSPC and path is not None:
         try:
             free = shutil.disk_usage(Path(path).parent).free
             problem += f" ({free / 1e6:.1f} MB free)"
         except OSError:
             pass
-    return f"cannot {action} {str(path)!r}: {problem}; {fix}"
+    where = "" if path is None else f" {str(path)!r}"
+    return f"cannot {action}{where}: {problem}; {fix}"
 
 
 def check_output_file(path: PathLike, what: str = "file") -> Path:
