@@ -802,6 +802,58 @@ def test_a_real_full_disk_is_named_by_the_probability_map_writer(tmp_path):
         subprocess.run(["umount", str(mount)], capture_output=True)
 
 
+# ------------------------------------------------------- probability-map stores
+def _failing_store(monkeypatch, when):
+    """The OS refuses the store: when its arrays are created, or when their blocks are written."""
+    from napari_microstructure.io import store as store_mod
+
+    real_create = store_mod.StoreWriter.create
+
+    class Full:
+        def __init__(self, arr):
+            self.arr = arr
+
+        def __setitem__(self, key, value):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def create(self, *args, **kwargs):
+        if when == "create":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return Full(real_create(self, *args, **kwargs))
+
+    monkeypatch.setattr(store_mod.StoreWriter, "create", create)
+
+
+@pytest.mark.parametrize("when", ["create", "write"])
+def test_probability_map_store_on_a_full_disk(tiny_clf, tmp_path, monkeypatch, when):
+    """The error names the store and the disk; no partial store (.m.zarr.partial-*) is left."""
+    pytest.importorskip("zarr")
+    from napari_microstructure.core.micrograph.probmap import probability_map
+
+    _failing_store(monkeypatch, when)
+    with untouched(tmp_path), pytest.raises(MicrostructureError) as info:
+        probability_map(tiny_clf, _noise(), 0.1, store=tmp_path / "m.zarr")
+    check_message(info.value, r"cannot write the store to .*m.zarr.*: the disk is full", r"free some space")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("code, problem, fix", [
+    (errno.EROFS, r"the file system is read-only", r"writable disk"),
+    (errno.ENOSPC, r"the disk is full", r"free some space"),
+    (errno.EACCES, r"permission denied", r"folder you may write to"),
+], ids=["read-only", "disk-full", "permission"])
+def test_probability_map_store_folder_is_checked_before_the_map(tiny_clf, tmp_path, monkeypatch, code, problem,
+                                                                 fix):
+    from napari_microstructure.core import _files
+    from napari_microstructure.core.micrograph import probmap
+
+    monkeypatch.setattr(_files.tempfile, "mkstemp", _fail_write(code))
+    monkeypatch.setattr(probmap, "_run_tiles", lambda *a, **k: pytest.fail("the map was computed first"))
+    with untouched(tmp_path), pytest.raises(MicrostructureError) as info:
+        probmap.probability_map(tiny_clf, _noise(), 0.1, store=tmp_path / "m.zarr")
+    check_message(info.value, rf"cannot write the store to .*m.zarr.*: {problem}", fix)
+
+
 # =============================================================== 5. readers
 def _garbage_tiff(path):
     path.write_bytes(b"II*\x00" + bytes([0xFF]) * 60)
@@ -1260,6 +1312,19 @@ def test_cli_os_errors_outside_our_checks_are_one_line(model_file, image_file, c
     monkeypatch.setattr(cli, "read_image_file", denied)
     rc, err = _run(["predict", model_file, image_file, "--device", "cpu"], capsys)
     check_cli(rc, err, r"permission denied", r"permissions|folder you may")
+
+
+def test_cli_os_errors_without_a_file_name_name_no_placeholder(model_file, image_file, capsys, monkeypatch):
+    """An OSError that names no file: no made-up 'a file' path, no free space of an unrelated disk."""
+    import napari_microstructure.cli as cli
+
+    def full(path, pixel_size):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cli, "read_image_file", full)
+    rc, err = _run(["predict", model_file, image_file, "--device", "cpu"], capsys)
+    line = check_cli(rc, err, r"cannot read or write a file: the disk is full;", r"free some space")
+    assert "'a file'" not in line and "MB free" not in line
 
 
 def test_cli_internal_errors_say_they_are_bugs(model_file, image_file, capsys, monkeypatch):

@@ -101,6 +101,35 @@ def check_output_file(path: PathLike, what: str = "file") -> Path:
     return path
 
 
+def probe_folder(path: PathLike, what: str = "file", n_bytes: int = 1 << 16) -> None:
+    """Write (and remove) a small temporary file beside ``path``, before any long work.
+
+    A read-only file system, a folder without write permission or a disk
+    already full is then found at once, not after a long computation. A disk
+    with a little space left can still fill up later: the writers report that
+    when it happens.
+
+    Raises
+    ------
+    MicrostructureError
+        Naming the problem and the fix.
+    """
+    path = Path(path)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-probe-", dir=str(path.parent))
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(bytes(n_bytes))
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        raise MicrostructureError(os_error_message(exc, path, f"write the {what} to")) from exc
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike, what: str = "file", suffix: str = "",
                 error: Type[MicrostructureError] = MicrostructureError) -> Iterator[Path]:

@@ -562,8 +562,9 @@ def probability_map(
     label_dtype = np.uint8 if n_out + 1 <= 255 else np.uint16
     lattice_labels = np.where(covered, np.argmax(np.nan_to_num(mean, nan=-1.0), 0) + 1, NOT_EVALUATED).astype(label_dtype)
 
-    sink = _PixelSink(store, overwrite, n_out, height, width, out_dtype, label_dtype)
+    sink = None
     try:
+        sink = _PixelSink(store, overwrite, n_out, height, width, out_dtype, label_dtype)
         probabilities, labels, evaluated = sink.probabilities, sink.labels, sink.evaluated
         chunk = max(1, (1 << 24) // max(1, width * n_out))
         if store is not None:  # whole store chunks per write
@@ -597,8 +598,13 @@ def probability_map(
             normalise_window_um=window_um,
         )
         return sink.finish(result)
+    except OSError as exc:
+        if sink is None or sink.writer is None:
+            raise
+        raise sink.writer.os_error(exc) from exc   # a full disk: named; the partial store is removed
     finally:
-        sink.close()
+        if sink is not None:
+            sink.close()
 
 
 def _check_dtype(dtype: Any) -> np.dtype:
@@ -625,10 +631,16 @@ class _PixelSink:
         from ...io.store import CHUNK, StoreWriter
 
         self.writer = StoreWriter(store, "probability-map", overwrite)
-        self.probabilities = self.writer.create("probabilities", (n_out, height, width), dtype, (1, CHUNK, CHUNK),
-                                                fill_value=np.nan)
-        self.labels = self.writer.create("labels", (height, width), label_dtype, (CHUNK, CHUNK))
-        self.evaluated = self.writer.create("evaluated", (height, width), bool, (CHUNK, CHUNK), fill_value=False)
+        try:
+            self.probabilities = self.writer.create("probabilities", (n_out, height, width), dtype,
+                                                    (1, CHUNK, CHUNK), fill_value=np.nan)
+            self.labels = self.writer.create("labels", (height, width), label_dtype, (CHUNK, CHUNK))
+            self.evaluated = self.writer.create("evaluated", (height, width), bool, (CHUNK, CHUNK), fill_value=False)
+        except BaseException as exc:
+            self.writer.abort()   # the caller never gets this sink to close: no partial store left
+            if isinstance(exc, OSError):
+                raise self.writer.os_error(exc) from exc
+            raise
 
     def finish(self, result: "ProbabilityMapResult") -> "ProbabilityMapResult":
         if self.writer is None:
