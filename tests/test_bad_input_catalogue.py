@@ -802,6 +802,48 @@ def test_a_real_full_disk_is_named_by_the_probability_map_writer(tmp_path):
         subprocess.run(["umount", str(mount)], capture_output=True)
 
 
+# ------------------------------------------------------- probability-map options
+MAP_OPTION_CASES = [
+    ("jitter", "abc", r"jitter must be a number between 0 and 1", r"fraction of the stride"),
+    ("jitter", None, r"jitter must be a number between 0 and 1.*got None", r"fraction of the stride"),
+    ("n_augment", None, r"n_augment must be an integer from 1 to 8.*got None", r"mirror and quarter turns"),
+    ("n_augment", 2.5, r"n_augment must be an integer from 1 to 8.*got 2.5", r"mirror and quarter turns"),
+    ("tile_size", None, r"tile_size must be an integer .*got None", r"at least 128"),
+    ("tile_size", "abc", r"tile_size must be an integer .*got 'abc'", r"at least 128"),
+    ("batch_size", "x", r"batch_size must be a positive integer.*got 'x'", r"crops per batch"),
+    ("batch_size", 2.5, r"batch_size must be a positive integer.*got 2.5", r"crops per batch"),
+    ("batch_size", -1, r"batch_size must be a positive integer.*got -1", r"crops per batch"),
+    ("max_invalid_fraction", "x", r"max_invalid_fraction must be a number between 0 and 1.*'x'", r"between 0 and 1"),
+    ("max_invalid_fraction", None, r"max_invalid_fraction must be a number.*None", r"between 0 and 1"),
+    ("seed", "abc", r"seed must be a non-negative integer.*got 'abc'", r"or None"),
+    ("seed", -1, r"seed must be a non-negative integer.*got -1", r"or None"),
+    ("seed", 2.5, r"seed must be a non-negative integer.*got 2.5", r"or None"),
+    ("n_random_crops", 2.5, r"n_random_crops must be a positive integer.*got 2.5", r"or None"),
+    ("stride", True, r"stride True is not a number", r"give image pixels"),
+    ("normalise_fovs", True, r"normalise_fovs True is not a number", r"at least 1\), or None"),
+]
+
+
+@pytest.mark.parametrize("option, value, problem, fix", MAP_OPTION_CASES,
+                         ids=[f"{c[0]}={c[1]!r}" for c in MAP_OPTION_CASES])
+def test_probability_map_options_that_are_not_numbers(tiny_clf, option, value, problem, fix):
+    from napari_microstructure.core.micrograph.probmap import probability_map
+
+    with pytest.raises(MicrostructureError) as info:
+        probability_map(tiny_clf, _noise(), 0.1, **{option: value})
+    check_message(info.value, problem, fix)
+
+
+def test_probability_map_options_of_other_number_types_still_work(tiny_clf):
+    from napari_microstructure.core.micrograph.probmap import probability_map
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        r = probability_map(tiny_clf, _noise(), 0.1, seed=None, batch_size=np.int64(64), tile_size=256.0,
+                            n_augment=np.int32(1), jitter="0.5", normalise_fovs="2", max_invalid_fraction=np.float32(0.5))
+    assert r.evaluated.all()
+
+
 # ------------------------------------------------------- probability-map stores
 def _failing_store(monkeypatch, when):
     """The OS refuses the store: when its arrays are created, or when their blocks are written."""

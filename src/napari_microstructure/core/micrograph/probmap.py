@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import time
 import warnings
 from typing import Any, Iterator, Optional
@@ -476,7 +477,7 @@ def probability_map(
     if method == "shared" and not getattr(classifier.model_, "shares_windows", True):
         method = "exact"   # frozen ImageNet features: a window of a whole-image pass is not the crop's
     opts = _check_options(stride, jitter, n_augment, n_random_crops, max_invalid_fraction, method,
-                          tile_size, batch_size, normalise_fovs)
+                          tile_size, batch_size, normalise_fovs, seed)
     opts["transforms"] = dihedral_transforms(AugmentConfig.coerce(classifier.augment))[: opts["n_augment"]]
     fov = _check_fov(classifier, fov_um)
     # the window follows the requested field of view (a crop shrunk to fit leaves one window: the whole image)
@@ -708,46 +709,65 @@ def _check_fov(classifier: Any, fov_um: Optional[float]) -> float:
     return fov
 
 
+def _as_float(value: Any) -> Optional[float]:
+    """``float(value)`` for a number or a numeric string; None for a bool, None or anything else."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _is_whole(value: Any) -> bool:
+    """A whole number (``2`` or ``2.0``), not a bool, a string, None or ``2.5``."""
+    return (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+            and math.isfinite(float(value)) and float(value) == int(value))
+
+
 def _check_options(stride, jitter, n_augment, n_random, max_invalid, method, tile_size, batch_size,
-                   normalise_fovs=None) -> dict:
+                   normalise_fovs=None, seed=0) -> dict:
     if stride is not None:
-        try:
-            s = float(stride)
-        except (TypeError, ValueError) as exc:
-            raise MicrostructureError(f"stride {stride!r} is not a number; give image pixels") from exc
+        s = _as_float(stride)
+        if s is None:
+            raise MicrostructureError(f"stride {stride!r} is not a number; give image pixels")
         if not math.isfinite(s) or s <= 0:
             raise MicrostructureError(
                 f"stride must be a positive number of image pixels, got {stride!r}; e.g. an eighth of a crop"
             )
-    j = float(jitter)
-    if not 0.0 <= j <= 1.0:
-        raise MicrostructureError(f"jitter must be between 0 and 1 (a fraction of the stride), got {jitter}")
-    if int(n_augment) != n_augment or not 1 <= int(n_augment) <= len(DIHEDRAL):
+    j = _as_float(jitter)
+    if j is None or not 0.0 <= j <= 1.0:
+        raise MicrostructureError(f"jitter must be a number between 0 and 1 (a fraction of the stride), "
+                                  f"got {jitter!r}")
+    if not (_is_whole(n_augment) and 1 <= int(n_augment) <= len(DIHEDRAL)):
         raise MicrostructureError(
-            f"n_augment must be an integer from 1 to {len(DIHEDRAL)} (mirror and quarter turns), got {n_augment}"
+            f"n_augment must be an integer from 1 to {len(DIHEDRAL)} (mirror and quarter turns), got {n_augment!r}"
         )
-    if n_random is not None and (int(n_random) != n_random or int(n_random) < 1):
-        raise MicrostructureError(f"n_random_crops must be a positive integer or None, got {n_random}")
-    if not 0.0 <= float(max_invalid) <= 1.0:
-        raise MicrostructureError(f"max_invalid_fraction must be between 0 and 1, got {max_invalid}")
+    if n_random is not None and not (_is_whole(n_random) and int(n_random) >= 1):
+        raise MicrostructureError(f"n_random_crops must be a positive integer or None, got {n_random!r}")
+    mi = _as_float(max_invalid)
+    if mi is None or not 0.0 <= mi <= 1.0:
+        raise MicrostructureError(f"max_invalid_fraction must be a number between 0 and 1, got {max_invalid!r}")
     if method not in METHODS:
         raise MicrostructureError(f"unknown method {method!r}; choose 'shared' (fast) or 'exact' (per crop)")
-    if int(tile_size) < 128:
-        raise MicrostructureError(f"tile_size must be at least 128 network-input pixels, got {tile_size}")
-    if int(batch_size) < 1:
-        raise MicrostructureError(f"batch_size must be at least 1, got {batch_size}")
+    if not (_is_whole(tile_size) and int(tile_size) >= 128):
+        raise MicrostructureError(f"tile_size must be an integer of at least 128 network-input pixels, "
+                                  f"got {tile_size!r}")
+    if not (_is_whole(batch_size) and int(batch_size) >= 1):
+        raise MicrostructureError(f"batch_size must be a positive integer (crops per batch), got {batch_size!r}")
+    if seed is not None and not (_is_whole(seed) and int(seed) >= 0):
+        raise MicrostructureError(f"seed must be a non-negative integer or None (a new seed each run), got {seed!r}")
     window = None
     if normalise_fovs is not None:
-        try:
-            window = float(normalise_fovs)
-        except (TypeError, ValueError) as exc:
+        window = _as_float(normalise_fovs)
+        if window is None:
             raise MicrostructureError(f"normalise_fovs {normalise_fovs!r} is not a number; give a number of "
-                                      "crop fields of view (at least 1), or None") from exc
+                                      "crop fields of view (at least 1), or None")
         if not (math.isfinite(window) and window >= 1):
             raise MicrostructureError(f"normalise_fovs must be at least 1 crop field of view (or None for the "
                                       f"whole image), got {normalise_fovs!r}")
     return {"jitter": j, "n_augment": int(n_augment), "n_random": None if n_random is None else int(n_random),
-            "normalise_fovs": window, "max_invalid": float(max_invalid), "method": method,
+            "normalise_fovs": window, "max_invalid": mi, "method": method,
             "tile": int(tile_size) // 32 * 32, "batch": int(batch_size)}
 
 
