@@ -684,6 +684,21 @@ def test_bit_flip_is_caught_for_every_tensor_group(model_file, tmp_path):
             FewShotClassifier.load(tmp_path / f"{group}.pt", device="cpu")
 
 
+@pytest.mark.parametrize("loader", list(LOADERS))
+@pytest.mark.parametrize("path", [None, 123, ""], ids=["None", "number", "empty"])
+def test_a_model_path_that_is_not_a_file_name(loader, path):
+    with pytest.raises(ModelFileError) as info:
+        LOADERS[loader](path)
+    check_message(info.value, r"cannot load a model from .*: it is not a file name", r"path of a model file")
+
+
+@pytest.mark.parametrize("path", [None, 123], ids=["None", "number"])
+def test_saving_to_a_path_that_is_not_a_file_name(tiny_clf, path):
+    with pytest.raises(ModelFileError) as info:
+        tiny_clf.save(path)
+    check_message(info.value, r"cannot save the model to .*: it is not a file name", r"e.g. 'model.pt'")
+
+
 @pytest.mark.parametrize("which, loader, problem", [
     ("micrograph", "EBSDClassifier.load", r"holds a micrograph model .* an EBSD model .* is needed"),
     ("ebsd", "FewShotClassifier.load", r"holds an EBSD model .* a micrograph model .* is needed"),
