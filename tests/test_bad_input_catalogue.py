@@ -817,6 +817,72 @@ def test_a_real_full_disk_is_named_by_the_probability_map_writer(tmp_path):
         subprocess.run(["umount", str(mount)], capture_output=True)
 
 
+# ------------------------------------------------------- intensity normalisation
+def _grey(shape=(64, 64)):
+    return _noise(shape)
+
+
+NORMALISE_CASES = [
+    # Micrograph(image, 0.1, window_um=...)
+    ("window-um-zero", "micrograph", {"window_um": 0}, r"window_um must be a positive number of micrometres.*got 0",
+     r"None for the whole image"),
+    ("window-um-negative", "micrograph", {"window_um": -1}, r"window_um must be a positive number.*got -1",
+     r"None for the whole image"),
+    ("window-um-nan", "micrograph", {"window_um": float("nan")}, r"window_um must be a positive number.*nan",
+     r"None for the whole image"),
+    ("window-um-text", "micrograph", {"window_um": "abc"}, r"window_um must be a positive number.*'abc'",
+     r"None for the whole image"),
+    ("window-um-list", "micrograph", {"window_um": [1]}, r"window_um must be a positive number.*\[1\]",
+     r"None for the whole image"),
+    ("window-um-bool", "micrograph", {"window_um": True}, r"window_um must be a positive number.*True",
+     r"None for the whole image"),
+    ("window-um-half-a-pixel", "micrograph", {"window_um": 0.05}, r"window_um=0.05 is 0.5 pixels at 0.1 um per "
+     r"pixel: too small a window", r"at least 1.6 um, 16 pixels"),
+    # normalise_in_place(grey, valid, window_px)
+    ("window-px-zero", "in-place", {"window_px": 0}, r"window_px must be a positive number of pixels.*got 0",
+     r"None for the whole image"),
+    ("window-px-negative", "in-place", {"window_px": -5}, r"window_px must be a positive number.*-5",
+     r"None for the whole image"),
+    ("window-px-text", "in-place", {"window_px": "abc"}, r"window_px must be a positive number.*'abc'",
+     r"None for the whole image"),
+    ("window-px-fraction", "in-place", {"window_px": 0.3}, r"window_px=0.3: too small a window",
+     r"at least 16 pixels"),
+    ("uint8", "in-place", {"grey": (_grey() * 200).astype(np.uint8)}, r"got a 2-D uint8 array",
+     r"astype\(np.float32\)"),
+    ("3-d", "in-place", {"grey": np.random.rand(3, 64, 64).astype(np.float32), "window_px": 30},
+     r"got a 3-D float32 array", r"one 2-D image"),
+    ("valid-wrong-shape-window", "in-place", {"valid": np.ones((10, 10), bool), "window_px": 30},
+     r"valid has shape \(10, 10\) but the image has shape \(64, 64\)", r"mask of the image's shape"),
+    ("valid-wrong-shape-whole", "in-place", {"valid": np.ones((10, 10), bool)},
+     r"valid has shape \(10, 10\) but the image has shape \(64, 64\)", r"mask of the image's shape"),
+]
+
+
+@pytest.mark.parametrize("call, kwargs, problem, fix", [c[1:] for c in NORMALISE_CASES],
+                         ids=[c[0] for c in NORMALISE_CASES])
+def test_normalisation_refuses(call, kwargs, problem, fix):
+    from napari_microstructure.core.micrograph.crops import Micrograph, normalise_in_place
+
+    kwargs = dict(kwargs)
+    grey = kwargs.pop("grey", _grey())
+    before = grey.copy()
+    with pytest.raises(MicrostructureError) as info:
+        if call == "micrograph":
+            Micrograph(grey, 0.1, **kwargs)
+        else:
+            normalise_in_place(grey, **kwargs)
+    check_message(info.value, problem, fix)
+    np.testing.assert_array_equal(grey, before)   # nothing was changed in place
+
+
+def test_normalisation_window_of_the_smallest_size_still_works():
+    from napari_microstructure.core.micrograph.crops import MIN_WINDOW_PX, Micrograph, normalise_in_place
+
+    out = normalise_in_place(_grey(), window_px=MIN_WINDOW_PX)
+    assert out.min() >= 0 and out.max() <= 1
+    assert Micrograph(_grey(), 0.1, window_um=MIN_WINDOW_PX * 0.1).normalise_window_um == pytest.approx(1.6)
+
+
 # ------------------------------------------------------- probability-map options
 MAP_OPTION_CASES = [
     ("jitter", "abc", r"jitter must be a number between 0 and 1", r"fraction of the stride"),
