@@ -925,6 +925,38 @@ def test_probability_map_options_of_other_number_types_still_work(tiny_clf):
     assert r.evaluated.all()
 
 
+# ------------------------------------------------------- probability-map field of view
+def test_probability_map_refuses_a_crop_of_a_few_pixels_at_once(tiny_clf, monkeypatch):
+    """fov_um=1e-3 ran for minutes (killed): refused before any work, naming the smallest usable value."""
+    from napari_microstructure.core.micrograph import crops, probmap
+
+    monkeypatch.setattr(crops.Micrograph, "__init__", lambda *a, **k: pytest.fail("the image was prepared"))
+    for fov in (1e-3, 0.5):   # 0.01 and 5 pixels of 0.1 um
+        with pytest.raises(MicrostructureError) as info:
+            probmap.probability_map(tiny_clf, _noise(), 0.1, fov_um=fov)
+        check_message(info.value, rf"fov_um={fov!r} is too small: one crop would cover [0-9.e-]+ image pixels at "
+                      r"0.1 um per pixel, under the 16 a crop needs", r"give fov_um of at least 1.6 um")
+
+
+def test_probability_map_refuses_a_crop_far_below_the_training_fields_of_view(tiny_clf):
+    from napari_microstructure.core.micrograph.probmap import probability_map
+
+    lo, hi = tiny_clf.fov_range_um_
+    p = 0.2 * lo / 16                     # a crop of 0.4 lo covers 32 pixels: enough pixels, too small a field
+    with pytest.raises(MicrostructureError) as info:
+        probability_map(tiny_clf, _noise((400, 400)), p, fov_um=0.4 * lo)
+    check_message(info.value, r"under half the smallest field of view the model was trained on",
+                  rf"at least {lo / 2:.3g} um \(the model was trained on {lo:.3g}-{hi:.3g} um\)")
+
+
+def test_probability_map_refuses_more_crops_than_pixels(tiny_clf):
+    from napari_microstructure.core.micrograph.probmap import probability_map
+
+    with pytest.raises(MicrostructureError) as info:
+        probability_map(tiny_clf, _noise(), 0.1, n_random_crops=10 ** 5)
+    check_message(info.value, r"about 100,000 crops for an image of 9,216 pixels", r"fewer n_random_crops")
+
+
 # ------------------------------------------------------- probability-map stores
 def _failing_store(monkeypatch, when):
     """The OS refuses the store: when its arrays are created, or when their blocks are written."""
@@ -1217,6 +1249,8 @@ def _cli_cases():
         ("map-threshold-nan", lambda t, m, e, i, c: ["map", _text(t / "m.pt"), i, "-o", t / "o.tif",
                                                      "--threshold", "nan"],
          r"--threshold nan is not a probability", r"between 0 and 1"),
+        ("map-fov-tiny", lambda t, m, e, i, c: ["map", m, i, "-o", t / "o.tif", "--fov", "0.001"],
+         r"fov_um=0.001 is too small", r"give fov_um of at least 1.6 um"),
         ("map-output-exists", lambda t, m, e, i, c: ["map", m, i, "-o", _text(t / "earlier.tif")],
          r"earlier.tif' already exists", r"pass --overwrite"),
         # ebsd-train

@@ -62,7 +62,8 @@ from ..choices import MAP_METHODS
 from ..errors import MicrostructureError
 from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
 from .augment import AugmentConfig
-from .crops import DIHEDRAL, Micrograph, Resampler, dihedral_transforms
+from .crops import DIHEDRAL, MIN_WINDOW_PX, Micrograph, Resampler, dihedral_transforms
+from .images import check_pixel_size
 
 #: Label value of pixels that were not evaluated.
 NOT_EVALUATED = 0
@@ -72,6 +73,8 @@ ACC_STEP = 8
 NORMALISE_FOVS = 1.5
 #: A map whose crop covers more than this share of the image's shorter side warns that it is coarse.
 COARSE_MAP_SHARE = 0.5
+#: Image pixels a crop of a requested ``fov_um`` covers at least (see :func:`_check_crop_pixels`).
+MIN_CROP_PX = MIN_WINDOW_PX
 METHODS = MAP_METHODS
 
 
@@ -480,6 +483,7 @@ def probability_map(
                           tile_size, batch_size, normalise_fovs, seed)
     opts["transforms"] = dihedral_transforms(AugmentConfig.coerce(classifier.augment))[: opts["n_augment"]]
     fov = _check_fov(classifier, fov_um)
+    _check_crop_pixels(classifier, fov_um, fov, pixel_size)
     # the window follows the requested field of view (a crop shrunk to fit leaves one window: the whole image)
     window = opts["normalise_fovs"]
     source = Micrograph(image, pixel_size, mask=mask, window_um=None if window is None else window * fov)
@@ -531,6 +535,7 @@ def probability_map(
         last_y=last_y, last_x=last_x, stride=stride_r, fov_um=fov,
     )
     ha, wa = plan.acc_shape
+    _check_crop_count(plan, opts["n_random"], stride_r * ratio)
     rows_acc = _lattice_of_pixels(height, ratio, ha)
     cols_acc = _lattice_of_pixels(width, ratio, wa)
 
@@ -717,6 +722,54 @@ def _as_float(value: Any) -> Optional[float]:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+def _check_crop_pixels(classifier: Any, fov_um: Any, fov: float, pixel_size: Any) -> None:
+    """Refuse a requested ``fov_um`` whose crops cover too few image pixels, before any work.
+
+    Each crop is resampled to the network input, so a crop of a few pixels
+    blows the image up by the square of the factor (minutes or hours, for a
+    meaningless map). The smallest usable crop covers :data:`MIN_CROP_PX`
+    image pixels (at least ``input_size / 16``, as
+    :func:`~.images.check_scale_against_model`) and half the smallest field of
+    view the model was trained on; between that and the training range the
+    map is computed, with the extrapolation warning of :func:`_check_fov`.
+    """
+    if fov_um is None:
+        return
+    p = check_pixel_size(pixel_size)
+    S = int(classifier.input_size)
+    lo, hi = (float(v) for v in classifier.fov_range_um_)
+    min_px = max(float(MIN_CROP_PX), S / 16)
+    smallest = max(lo / 2, min_px * p)
+    if fov >= smallest * (1 - 1e-9):
+        return
+    crop_px = fov / p
+    if crop_px < min_px * (1 - 1e-9):
+        why = (f"one crop would cover {crop_px:.3g} image pixels at {p:g} um per pixel, under the {min_px:g} "
+               f"a crop needs (each crop is enlarged {S / crop_px:.3g} times to the network's {S} pixels)")
+    else:
+        why = f"{fov:.3g} um is under half the smallest field of view the model was trained on"
+    raise MicrostructureError(
+        f"fov_um={fov_um!r} is too small: {why}; give fov_um of at least {smallest:.3g} um (the model was "
+        f"trained on {lo:.3g}-{hi:.3g} um)"
+    )
+
+
+def _check_crop_count(plan: "_Plan", n_random: Optional[int], stride_px: float) -> None:
+    """Refuse a map that would need more crops than the image has pixels (crops less than a pixel apart)."""
+    n_pixels = plan.height * plan.width
+    if n_random is not None:
+        n = n_random
+    else:
+        n = (plan.last_y // plan.stride + 2) * (plan.last_x // plan.stride + 2)
+    if n <= n_pixels:
+        return
+    raise MicrostructureError(
+        f"the map would need about {n:,} crops for an image of {n_pixels:,} pixels (crops "
+        f"{'at random' if n_random is not None else f'{stride_px:.2g} pixels apart'}), more than one per "
+        "pixel; give a larger stride or fov_um" + (", or fewer n_random_crops" if n_random is not None else "")
+    )
 
 
 def _is_whole(value: Any) -> bool:
