@@ -949,6 +949,16 @@ def test_probability_map_refuses_a_crop_far_below_the_training_fields_of_view(ti
                   rf"at least {lo / 2:.3g} um \(the model was trained on {lo:.3g}-{hi:.3g} um\)")
 
 
+def test_probability_map_mask_of_the_wrong_shape(tiny_clf):
+    from napari_microstructure.core.micrograph.probmap import probability_map
+
+    with pytest.raises(MicrostructureError) as info:
+        probability_map(tiny_clf, _noise(), 0.1, mask=np.ones((10, 10), bool))
+    text = check_message(info.value, r"mask has shape \(10, 10\) but its image has shape \(96, 96\)",
+                         r"give a mask of the image's shape \(96, 96\)")
+    assert "paint" not in text and "labels" not in text
+
+
 def test_probability_map_refuses_more_crops_than_pixels(tiny_clf):
     from napari_microstructure.core.micrograph.probmap import probability_map
 

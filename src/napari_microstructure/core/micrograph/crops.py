@@ -374,7 +374,8 @@ class Micrograph:
         self.pixel_size_um = check_pixel_size(pixel_size)
         valid = np.isfinite(grey)
         if mask is not None:
-            m = check_mask(mask, grey.shape, f"the mask of {name}")
+            m = check_mask(mask, grey.shape, "mask" if name == "image" else f"the mask of {name}",
+                           f"give a mask of the image's shape {grey.shape} (True for pixels to evaluate)")
             valid &= m if m.dtype == bool else m != 0
             if not valid.any():
                 raise MicrostructureError(
