@@ -1129,6 +1129,17 @@ def test_pattern_readers_refuse(tmp_path, name, build, problem, fix):
     check_message(info.value, problem, fix)
 
 
+@pytest.mark.parametrize("name, build", [c[:2] for c in PATTERN_READER_CASES if c[0] in ("text.npy", "pickle.npy")],
+                         ids=["text.npy", "pickle.npy"])
+def test_npy_reader_gives_no_unsafe_pickle_advice(tmp_path, name, build):
+    from napari_microstructure.io.ebsd import load_patterns
+
+    with pytest.raises(MicrostructureError) as info:
+        load_patterns(build(tmp_path / name))
+    text = str(info.value)
+    assert "allow_pickle" not in text and "trust" not in text and "pickle.load" not in text, text
+
+
 @pytest.mark.parametrize("lazy", [True, False])
 def test_ebsd_tiff_written_by_us_still_reads(tmp_path, ebsd_data, lazy):
     from napari_microstructure.io.ebsd import load_patterns
