@@ -707,6 +707,21 @@ def test_bit_flip_is_caught_for_every_tensor_group(model_file, tmp_path):
             FewShotClassifier.load(tmp_path / f"{group}.pt", device="cpu")
 
 
+@pytest.mark.parametrize("loader", list(LOADERS))
+@pytest.mark.parametrize("path", [None, 123, ""], ids=["None", "number", "empty"])
+def test_a_model_path_that_is_not_a_file_name(loader, path):
+    with pytest.raises(ModelFileError) as info:
+        LOADERS[loader](path)
+    check_message(info.value, r"cannot load a model from .*: it is not a file name", r"path of a model file")
+
+
+@pytest.mark.parametrize("path", [None, 123], ids=["None", "number"])
+def test_saving_to_a_path_that_is_not_a_file_name(tiny_clf, path):
+    with pytest.raises(ModelFileError) as info:
+        tiny_clf.save(path)
+    check_message(info.value, r"cannot save the model to .*: it is not a file name", r"e.g. 'model.pt'")
+
+
 @pytest.mark.parametrize("which, loader, problem", [
     ("micrograph", "EBSDClassifier.load", r"holds a micrograph model .* an EBSD model .* is needed"),
     ("ebsd", "FewShotClassifier.load", r"holds an EBSD model .* a micrograph model .* is needed"),
@@ -790,6 +805,261 @@ def test_a_real_full_disk_keeps_the_users_file(tiny_clf, tmp_path):
         check_message(info.value, r"the disk is full", r"free some space")
     finally:
         subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def _probability_result():
+    from napari_microstructure.core.micrograph.probmap import ProbabilityMapResult
+
+    probs = np.full((3, 16, 16), 1 / 3, np.float32)
+    return ProbabilityMapResult(
+        probabilities=probs, labels=np.ones((16, 16), np.uint8), evaluated=np.ones((16, 16), bool),
+        class_names=["a", "b", "none"], fractions={"a": 1.0, "b": 0.0}, evaluated_fraction=1.0,
+        pixel_size_um=0.1, fov_um=1.0, crop_size_px=10.0, stride_px=2.0, n_crops=4, n_augment=1,
+        method="shared", timings={})
+
+
+def _short_write(*args, **kwargs):
+    """What tifffile raises on a full disk: NumPy's ``tofile`` reports a short write, with no errno."""
+    raise OSError("65536 requested and 5844 written")
+
+
+@pytest.mark.parametrize("writer", ["probability map", "micrograph"])
+def test_a_full_disk_is_named_by_every_tiff_writer(tmp_path, monkeypatch, writer):
+    from napari_microstructure.io import probmap_tiff, tiff
+
+    target = tmp_path / "earlier.tif"
+    target.write_bytes(b"the user's earlier file")
+    monkeypatch.setattr(tifffile, "imwrite", _short_write)
+    with untouched(tmp_path), pytest.raises(MicrostructureError) as info:
+        if writer == "probability map":
+            probmap_tiff.write_probability_tiff(target, _probability_result())
+        else:
+            tiff.write_micrograph(target, _noise(), 0.1)
+    check_message(info.value, rf"cannot write the {writer} to .*earlier.tif.*: the disk is full", r"free some space")
+
+
+def test_a_real_full_disk_is_named_by_the_probability_map_writer(tmp_path):
+    """On a tiny tmpfs (needs root to mount; skipped elsewhere)."""
+    import subprocess
+
+    from napari_microstructure.io.probmap_tiff import write_probability_tiff
+
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        (mount / "map.tif").write_bytes(b"old map")
+        result = _probability_result()
+        result.probabilities = np.full((3, 128, 128), 1 / 3, np.float32)   # 256 KB: more than the disk
+        with untouched(mount), pytest.raises(MicrostructureError) as info:
+            write_probability_tiff(mount / "map.tif", result)
+        check_message(info.value, r"the disk is full \(0.0 MB free\)", r"free some space")
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+# ------------------------------------------------------- intensity normalisation
+def _grey(shape=(64, 64)):
+    return _noise(shape)
+
+
+NORMALISE_CASES = [
+    # Micrograph(image, 0.1, window_um=...)
+    ("window-um-zero", "micrograph", {"window_um": 0}, r"window_um must be a positive number of micrometres.*got 0",
+     r"None for the whole image"),
+    ("window-um-negative", "micrograph", {"window_um": -1}, r"window_um must be a positive number.*got -1",
+     r"None for the whole image"),
+    ("window-um-nan", "micrograph", {"window_um": float("nan")}, r"window_um must be a positive number.*nan",
+     r"None for the whole image"),
+    ("window-um-text", "micrograph", {"window_um": "abc"}, r"window_um must be a positive number.*'abc'",
+     r"None for the whole image"),
+    ("window-um-list", "micrograph", {"window_um": [1]}, r"window_um must be a positive number.*\[1\]",
+     r"None for the whole image"),
+    ("window-um-bool", "micrograph", {"window_um": True}, r"window_um must be a positive number.*True",
+     r"None for the whole image"),
+    ("window-um-half-a-pixel", "micrograph", {"window_um": 0.05}, r"window_um=0.05 is 0.5 pixels at 0.1 um per "
+     r"pixel: too small a window", r"at least 1.6 um, 16 pixels"),
+    # normalise_in_place(grey, valid, window_px)
+    ("window-px-zero", "in-place", {"window_px": 0}, r"window_px must be a positive number of pixels.*got 0",
+     r"None for the whole image"),
+    ("window-px-negative", "in-place", {"window_px": -5}, r"window_px must be a positive number.*-5",
+     r"None for the whole image"),
+    ("window-px-text", "in-place", {"window_px": "abc"}, r"window_px must be a positive number.*'abc'",
+     r"None for the whole image"),
+    ("window-px-fraction", "in-place", {"window_px": 0.3}, r"window_px=0.3: too small a window",
+     r"at least 16 pixels"),
+    ("uint8", "in-place", {"grey": (_grey() * 200).astype(np.uint8)}, r"got a 2-D uint8 array",
+     r"astype\(np.float32\)"),
+    ("3-d", "in-place", {"grey": np.random.rand(3, 64, 64).astype(np.float32), "window_px": 30},
+     r"got a 3-D float32 array", r"one 2-D image"),
+    ("valid-wrong-shape-window", "in-place", {"valid": np.ones((10, 10), bool), "window_px": 30},
+     r"valid has shape \(10, 10\) but the image has shape \(64, 64\)", r"mask of the image's shape"),
+    ("valid-wrong-shape-whole", "in-place", {"valid": np.ones((10, 10), bool)},
+     r"valid has shape \(10, 10\) but the image has shape \(64, 64\)", r"mask of the image's shape"),
+]
+
+
+@pytest.mark.parametrize("call, kwargs, problem, fix", [c[1:] for c in NORMALISE_CASES],
+                         ids=[c[0] for c in NORMALISE_CASES])
+def test_normalisation_refuses(call, kwargs, problem, fix):
+    from napari_microstructure.core.micrograph.crops import Micrograph, normalise_in_place
+
+    kwargs = dict(kwargs)
+    grey = kwargs.pop("grey", _grey())
+    before = grey.copy()
+    with pytest.raises(MicrostructureError) as info:
+        if call == "micrograph":
+            Micrograph(grey, 0.1, **kwargs)
+        else:
+            normalise_in_place(grey, **kwargs)
+    check_message(info.value, problem, fix)
+    np.testing.assert_array_equal(grey, before)   # nothing was changed in place
+
+
+def test_normalisation_window_of_the_smallest_size_still_works():
+    from napari_microstructure.core.micrograph.crops import MIN_WINDOW_PX, Micrograph, normalise_in_place
+
+    out = normalise_in_place(_grey(), window_px=MIN_WINDOW_PX)
+    assert out.min() >= 0 and out.max() <= 1
+    assert Micrograph(_grey(), 0.1, window_um=MIN_WINDOW_PX * 0.1).normalise_window_um == pytest.approx(1.6)
+
+
+# ------------------------------------------------------- probability-map options
+MAP_OPTION_CASES = [
+    ("jitter", "abc", r"jitter must be a number between 0 and 1", r"fraction of the stride"),
+    ("jitter", None, r"jitter must be a number between 0 and 1.*got None", r"fraction of the stride"),
+    ("n_augment", None, r"n_augment must be an integer from 1 to 8.*got None", r"mirror and quarter turns"),
+    ("n_augment", 2.5, r"n_augment must be an integer from 1 to 8.*got 2.5", r"mirror and quarter turns"),
+    ("tile_size", None, r"tile_size must be an integer .*got None", r"at least 128"),
+    ("tile_size", "abc", r"tile_size must be an integer .*got 'abc'", r"at least 128"),
+    ("batch_size", "x", r"batch_size must be a positive integer.*got 'x'", r"crops per batch"),
+    ("batch_size", 2.5, r"batch_size must be a positive integer.*got 2.5", r"crops per batch"),
+    ("batch_size", -1, r"batch_size must be a positive integer.*got -1", r"crops per batch"),
+    ("max_invalid_fraction", "x", r"max_invalid_fraction must be a number between 0 and 1.*'x'", r"between 0 and 1"),
+    ("max_invalid_fraction", None, r"max_invalid_fraction must be a number.*None", r"between 0 and 1"),
+    ("seed", "abc", r"seed must be a non-negative integer.*got 'abc'", r"or None"),
+    ("seed", -1, r"seed must be a non-negative integer.*got -1", r"or None"),
+    ("seed", 2.5, r"seed must be a non-negative integer.*got 2.5", r"or None"),
+    ("n_random_crops", 2.5, r"n_random_crops must be a positive integer.*got 2.5", r"or None"),
+    ("stride", True, r"stride True is not a number", r"give image pixels"),
+    ("normalise_fovs", True, r"normalise_fovs True is not a number", r"at least 1\), or None"),
+]
+
+
+@pytest.mark.parametrize("option, value, problem, fix", MAP_OPTION_CASES,
+                         ids=[f"{c[0]}={c[1]!r}" for c in MAP_OPTION_CASES])
+def test_probability_map_options_that_are_not_numbers(tiny_clf, option, value, problem, fix):
+    from napari_microstructure.core.micrograph.probmap import probability_map
+
+    with pytest.raises(MicrostructureError) as info:
+        probability_map(tiny_clf, _noise(), 0.1, **{option: value})
+    check_message(info.value, problem, fix)
+
+
+def test_probability_map_options_of_other_number_types_still_work(tiny_clf):
+    from napari_microstructure.core.micrograph.probmap import probability_map
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        r = probability_map(tiny_clf, _noise(), 0.1, seed=None, batch_size=np.int64(64), tile_size=256.0,
+                            n_augment=np.int32(1), jitter="0.5", normalise_fovs="2", max_invalid_fraction=np.float32(0.5))
+    assert r.evaluated.all()
+
+
+# ------------------------------------------------------- probability-map field of view
+def test_probability_map_refuses_a_crop_of_a_few_pixels_at_once(tiny_clf, monkeypatch):
+    """fov_um=1e-3 ran for minutes (killed): refused before any work, naming the smallest usable value."""
+    from napari_microstructure.core.micrograph import crops, probmap
+
+    monkeypatch.setattr(crops.Micrograph, "__init__", lambda *a, **k: pytest.fail("the image was prepared"))
+    for fov in (1e-3, 0.5):   # 0.01 and 5 pixels of 0.1 um
+        with pytest.raises(MicrostructureError) as info:
+            probmap.probability_map(tiny_clf, _noise(), 0.1, fov_um=fov)
+        check_message(info.value, rf"fov_um={fov!r} is too small: one crop would cover [0-9.e-]+ image pixels at "
+                      r"0.1 um per pixel, under the 16 a crop needs", r"give fov_um of at least 1.6 um")
+
+
+def test_probability_map_refuses_a_crop_far_below_the_training_fields_of_view(tiny_clf):
+    from napari_microstructure.core.micrograph.probmap import probability_map
+
+    lo, hi = tiny_clf.fov_range_um_
+    p = 0.2 * lo / 16                     # a crop of 0.4 lo covers 32 pixels: enough pixels, too small a field
+    with pytest.raises(MicrostructureError) as info:
+        probability_map(tiny_clf, _noise((400, 400)), p, fov_um=0.4 * lo)
+    check_message(info.value, r"under half the smallest field of view the model was trained on",
+                  rf"at least {lo / 2:.3g} um \(the model was trained on {lo:.3g}-{hi:.3g} um\)")
+
+
+def test_probability_map_mask_of_the_wrong_shape(tiny_clf):
+    from napari_microstructure.core.micrograph.probmap import probability_map
+
+    with pytest.raises(MicrostructureError) as info:
+        probability_map(tiny_clf, _noise(), 0.1, mask=np.ones((10, 10), bool))
+    text = check_message(info.value, r"mask has shape \(10, 10\) but its image has shape \(96, 96\)",
+                         r"give a mask of the image's shape \(96, 96\)")
+    assert "paint" not in text and "labels" not in text
+
+
+def test_probability_map_refuses_more_crops_than_pixels(tiny_clf):
+    from napari_microstructure.core.micrograph.probmap import probability_map
+
+    with pytest.raises(MicrostructureError) as info:
+        probability_map(tiny_clf, _noise(), 0.1, n_random_crops=10 ** 5)
+    check_message(info.value, r"about 100,000 crops for an image of 9,216 pixels", r"fewer n_random_crops")
+
+
+# ------------------------------------------------------- probability-map stores
+def _failing_store(monkeypatch, when):
+    """The OS refuses the store: when its arrays are created, or when their blocks are written."""
+    from napari_microstructure.io import store as store_mod
+
+    real_create = store_mod.StoreWriter.create
+
+    class Full:
+        def __init__(self, arr):
+            self.arr = arr
+
+        def __setitem__(self, key, value):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def create(self, *args, **kwargs):
+        if when == "create":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return Full(real_create(self, *args, **kwargs))
+
+    monkeypatch.setattr(store_mod.StoreWriter, "create", create)
+
+
+@pytest.mark.parametrize("when", ["create", "write"])
+def test_probability_map_store_on_a_full_disk(tiny_clf, tmp_path, monkeypatch, when):
+    """The error names the store and the disk; no partial store (.m.zarr.partial-*) is left."""
+    pytest.importorskip("zarr")
+    from napari_microstructure.core.micrograph.probmap import probability_map
+
+    _failing_store(monkeypatch, when)
+    with untouched(tmp_path), pytest.raises(MicrostructureError) as info:
+        probability_map(tiny_clf, _noise(), 0.1, store=tmp_path / "m.zarr")
+    check_message(info.value, r"cannot write the store to .*m.zarr.*: the disk is full", r"free some space")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("code, problem, fix", [
+    (errno.EROFS, r"the file system is read-only", r"writable disk"),
+    (errno.ENOSPC, r"the disk is full", r"free some space"),
+    (errno.EACCES, r"permission denied", r"folder you may write to"),
+], ids=["read-only", "disk-full", "permission"])
+def test_probability_map_store_folder_is_checked_before_the_map(tiny_clf, tmp_path, monkeypatch, code, problem,
+                                                                 fix):
+    from napari_microstructure.core import _files
+    from napari_microstructure.core.micrograph import probmap
+
+    monkeypatch.setattr(_files.tempfile, "mkstemp", _fail_write(code))
+    monkeypatch.setattr(probmap, "_run_tiles", lambda *a, **k: pytest.fail("the map was computed first"))
+    with untouched(tmp_path), pytest.raises(MicrostructureError) as info:
+        probmap.probability_map(tiny_clf, _noise(), 0.1, store=tmp_path / "m.zarr")
+    check_message(info.value, rf"cannot write the store to .*m.zarr.*: {problem}", fix)
 
 
 # =============================================================== 5. readers
@@ -900,6 +1170,17 @@ def test_pattern_readers_refuse(tmp_path, name, build, problem, fix):
         data = load_patterns(path, lazy=True)
         data.close()
     check_message(info.value, problem, fix)
+
+
+@pytest.mark.parametrize("name, build", [c[:2] for c in PATTERN_READER_CASES if c[0] in ("text.npy", "pickle.npy")],
+                         ids=["text.npy", "pickle.npy"])
+def test_npy_reader_gives_no_unsafe_pickle_advice(tmp_path, name, build):
+    from napari_microstructure.io.ebsd import load_patterns
+
+    with pytest.raises(MicrostructureError) as info:
+        load_patterns(build(tmp_path / name))
+    text = str(info.value)
+    assert "allow_pickle" not in text and "trust" not in text and "pickle.load" not in text, text
 
 
 @pytest.mark.parametrize("lazy", [True, False])
@@ -1017,6 +1298,25 @@ def _cli_cases():
          r"cannot read", r"check that the file is complete"),
         ("map-constant-image", lambda t, m, e, i, c: ["map", m, _constant_tiff(t / "c.tif"), "-o", t / "o.tif"],
          r"constant", r"check the acquisition"),
+        # the output must never replace the user's micrograph (or model), nor an earlier map without --overwrite
+        ("map-output-is-the-input", lambda t, m, e, i, c: ["map", m, i, "-o", i],
+         r"is the input image", r"choose another output name, e.g. -o .*user_map.tif"),
+        ("map-output-is-the-input-overwrite", lambda t, m, e, i, c: ["map", m, i, "-o", i, "--overwrite"],
+         r"is the input image", r"choose another output name"),
+        ("map-output-links-to-the-input", lambda t, m, e, i, c: ["map", m, i, "-o", _link(t / "link.tif", i),
+                                                                 "--overwrite"],
+         r"is the input image", r"choose another output name"),
+        # checked before the map is computed (the model is a text file: it would fail if it were loaded)
+        ("map-threshold-above-1", lambda t, m, e, i, c: ["map", _text(t / "m.pt"), i, "-o", t / "o.tif",
+                                                         "--threshold", "1.5"],
+         r"--threshold 1.5 is not a probability", r"between 0 and 1"),
+        ("map-threshold-nan", lambda t, m, e, i, c: ["map", _text(t / "m.pt"), i, "-o", t / "o.tif",
+                                                     "--threshold", "nan"],
+         r"--threshold nan is not a probability", r"between 0 and 1"),
+        ("map-fov-tiny", lambda t, m, e, i, c: ["map", m, i, "-o", t / "o.tif", "--fov", "0.001"],
+         r"fov_um=0.001 is too small", r"give fov_um of at least 1.6 um"),
+        ("map-output-exists", lambda t, m, e, i, c: ["map", m, i, "-o", _text(t / "earlier.tif")],
+         r"earlier.tif' already exists", r"pass --overwrite"),
         # ebsd-train
         ("ebsd-train-no-labels", lambda t, m, e, i, c: ["ebsd-train", _patterns_npy(t), "-o", t / "e.pt"],
          r"without labels", r"labels file"),
@@ -1106,6 +1406,11 @@ def _text(p):
     return p
 
 
+def _link(p, target):
+    p.symlink_to(target)
+    return p
+
+
 def _png(p):
     import imageio.v3 as iio
 
@@ -1161,6 +1466,21 @@ def test_cli_answers_in_one_line(model_file, ebsd_file, image_file, class_dir, t
     assert not (tmp_path / "PWNED").exists()
 
 
+def test_cli_map_overwrite_replaces_an_earlier_map_only(model_file, image_file, tmp_path, capsys):
+    """--overwrite replaces an existing .tif output; the input image is left as it was."""
+    from napari_microstructure.io.probmap_tiff import read_probability_tiff
+
+    out = tmp_path / "earlier.tif"
+    out.write_bytes(b"an earlier map")
+    image_bytes = image_file.read_bytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        rc, err = _run(["map", model_file, image_file, "-o", out, "--overwrite", "--device", "cpu"], capsys)
+    assert rc == 0, err
+    assert read_probability_tiff(out)[0].shape[1:] == (96, 96)
+    assert image_file.read_bytes() == image_bytes
+
+
 @pytest.mark.parametrize("crops, message", [("0", "0 is not allowed"), ("-1", "-1 is not allowed"), ("x", "not a whole number")])
 def test_cli_crops_must_be_positive(model_file, image_file, capsys, crops, message):
     with pytest.raises(SystemExit) as info:
@@ -1213,6 +1533,19 @@ def test_cli_os_errors_outside_our_checks_are_one_line(model_file, image_file, c
     monkeypatch.setattr(cli, "read_image_file", denied)
     rc, err = _run(["predict", model_file, image_file, "--device", "cpu"], capsys)
     check_cli(rc, err, r"permission denied", r"permissions|folder you may")
+
+
+def test_cli_os_errors_without_a_file_name_name_no_placeholder(model_file, image_file, capsys, monkeypatch):
+    """An OSError that names no file: no made-up 'a file' path, no free space of an unrelated disk."""
+    import napari_microstructure.cli as cli
+
+    def full(path, pixel_size):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cli, "read_image_file", full)
+    rc, err = _run(["predict", model_file, image_file, "--device", "cpu"], capsys)
+    line = check_cli(rc, err, r"cannot read or write a file: the disk is full;", r"free some space")
+    assert "'a file'" not in line and "MB free" not in line
 
 
 def test_cli_internal_errors_say_they_are_bugs(model_file, image_file, capsys, monkeypatch):

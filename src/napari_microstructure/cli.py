@@ -253,8 +253,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("cancelled; nothing was written", file=sys.stderr)
         return 130
     except OSError as exc:
-        target = exc.filename if exc.filename is not None else "a file"
-        print(f"error: {os_error_message(exc, target, 'use')}", file=sys.stderr)
+        if exc.filename is not None:
+            print(f"error: {os_error_message(exc, exc.filename, 'use')}", file=sys.stderr)
+        else:  # no path to name (nor a disk to measure)
+            print(f"error: {os_error_message(exc, None, 'read or write a file')}", file=sys.stderr)
         return 2
     except MemoryError:
         print("error: out of memory; use smaller images (crop or downsample them), a smaller "

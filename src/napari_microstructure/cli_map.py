@@ -41,9 +41,31 @@ def register(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParse
                    help="dask scheduler address (e.g. tcp://host:8786): compute the tiles on that cluster; "
                         "'local' or 'local:N': worker processes on this machine "
                         "(default: $NAPARI_MICROSTRUCTURE_SCHEDULER, else this process)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing .zarr output")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output (.tif or .zarr); the input image is never replaced")
     p.set_defaults(func=run_map)
     return p
+
+
+def _refuse_inputs_as_output(out: Path, inputs: dict) -> None:
+    """Refuse an output that is one of the command's input files (same path, link or inode)."""
+    import os
+
+    from .core.errors import MicrostructureError
+
+    for what, name in inputs.items():
+        src = Path(name)
+        same = out.resolve() == src.resolve()
+        if not same and out.exists() and src.exists():
+            try:
+                same = os.path.samefile(out, src)
+            except OSError:
+                same = False
+        if same:
+            raise MicrostructureError(
+                f"-o {str(out)!r} is the {what} {name!r}: the map would replace it; choose another output "
+                f"name, e.g. -o {str(out.with_name(out.stem + '_map.tif'))!r}"
+            )
 
 
 def run_map(args: argparse.Namespace) -> int:
@@ -57,6 +79,12 @@ def run_map(args: argparse.Namespace) -> int:
     from .core._files import check_output_file
 
     out = Path(args.output)
+    _refuse_inputs_as_output(out, {"input image": args.image, "model file": args.model})
+    if not 0.0 <= args.threshold <= 1.0:  # also NaN; before the work, not after
+        raise MicrostructureError(
+            f"--threshold {args.threshold:g} is not a probability; give the 'none' probability from which "
+            "a pixel is an outlier, between 0 and 1 (e.g. --threshold 0.5)"
+        )
     to_store = out.suffix.lower() == ".zarr"
     if out.suffix.lower() not in (".tif", ".tiff") and not to_store:
         raise MicrostructureError(f"output {str(out)!r} must end in .tif (or .zarr for a store); e.g. -o map.tif")
@@ -66,6 +94,11 @@ def run_map(args: argparse.Namespace) -> int:
         check_store_path(out, args.overwrite)  # before the work, not after
     else:
         check_output_file(out, "probability map")  # before the work, not after
+        if out.exists() and not args.overwrite:
+            raise MicrostructureError(
+                f"{str(out)!r} already exists; choose another name, delete it, or pass --overwrite to "
+                "replace it"
+            )
     clf = load_model(args.model, device=args.device)
     if getattr(clf, "kind", None) != "micrograph":
         raise MicrostructureError(

@@ -15,10 +15,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator, Type, Union
+from typing import Iterator, Optional, Type, Union
 
 from .errors import MicrostructureError
 
@@ -37,18 +38,29 @@ _PROBLEMS = {
 }
 
 
-def os_error_message(exc: OSError, path: PathLike, action: str) -> str:
-    """One line for an OS failure: ``cannot <action> '<path>': <problem>; <fix>``."""
+#: what NumPy's ``tofile`` (used by tifffile) raises on a short write: an OSError without errno
+_SHORT_WRITE = re.compile(r"^\d+ requested and \d+ written$")
+
+
+def os_error_message(exc: OSError, path: Optional[PathLike], action: str) -> str:
+    """One line for an OS failure: ``cannot <action> '<path>': <problem>; <fix>``.
+
+    ``path`` None (the failing file is unknown): ``cannot <action>: <problem>; <fix>``.
+    A short write (all a full disk lets through) counts as a full disk.
+    """
     code = getattr(exc, "errno", None)
+    if code is None and _SHORT_WRITE.match(str(exc).strip()):
+        code = errno.ENOSPC
     problem, fix = _PROBLEMS.get(code, (exc.strerror or exc.__class__.__name__,
                                         "check the path, the permissions and the free disk space"))
-    if code == errno.ENOSPC:
+    if code == errno.ENOSPC and path is not None:
         try:
             free = shutil.disk_usage(Path(path).parent).free
             problem += f" ({free / 1e6:.1f} MB free)"
         except OSError:
             pass
-    return f"cannot {action} {str(path)!r}: {problem}; {fix}"
+    where = "" if path is None else f" {str(path)!r}"
+    return f"cannot {action}{where}: {problem}; {fix}"
 
 
 def check_output_file(path: PathLike, what: str = "file") -> Path:
@@ -94,6 +106,35 @@ def check_output_file(path: PathLike, what: str = "file") -> Path:
             "choose another name or make it writable"
         )
     return path
+
+
+def probe_folder(path: PathLike, what: str = "file", n_bytes: int = 1 << 16) -> None:
+    """Write (and remove) a small temporary file beside ``path``, before any long work.
+
+    A read-only file system, a folder without write permission or a disk
+    already full is then found at once, not after a long computation. A disk
+    with a little space left can still fill up later: the writers report that
+    when it happens.
+
+    Raises
+    ------
+    MicrostructureError
+        Naming the problem and the fix.
+    """
+    path = Path(path)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-probe-", dir=str(path.parent))
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(bytes(n_bytes))
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        raise MicrostructureError(os_error_message(exc, path, f"write the {what} to")) from exc
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 @contextlib.contextmanager

@@ -84,6 +84,9 @@ def check_store_path(path: PathLike, overwrite: bool = False) -> Path:
             f"{str(p)!r} exists and is not a napari-microstructure store; it is not overwritten: "
             "choose another name"
         )
+    from ..core._files import probe_folder
+
+    probe_folder(p, "store")   # a read-only, forbidden or full folder: now, not after the map is computed
     return p
 
 
@@ -110,9 +113,19 @@ class StoreWriter:
         self.kind = kind
         self.overwrite = overwrite
         self.tmp = self.path.parent / f".{self.path.name}.partial-{uuid.uuid4().hex[:8]}"
-        self.group = _zarr().open_group(str(self.tmp), mode="w")
+        try:
+            self.group = _zarr().open_group(str(self.tmp), mode="w")
+        except OSError as exc:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise self.os_error(exc) from exc
         self.attrs: dict[str, Any] = {}
         self._committed = False
+
+    def os_error(self, exc: OSError) -> MicrostructureError:
+        """An OS failure while writing the store, as one line naming the store, the problem and the fix."""
+        from ..core._files import os_error_message
+
+        return MicrostructureError(os_error_message(exc, self.path, "write the store to"))
 
     def create(self, name: str, shape: tuple[int, ...], dtype: Any, chunks: tuple[int, ...],
                fill_value: Any = 0) -> Any:

@@ -45,6 +45,9 @@ PERCENTILE_SAMPLE = 1 << 22
 LOCAL_SAMPLE = 1 << 16
 #: Local normalisation stretches a region's intensity range at most this many times the whole image's.
 LOCAL_STRETCH_MAX = 2.0
+#: Smallest side of a normalisation window in pixels: 16 x 16 = 256 pixels, about one pixel beyond
+#: each of the percentiles 0.5 and 99.5 (a smaller window normalises pixel by pixel, and takes long).
+MIN_WINDOW_PX = 16
 #: Quarter turns and mirror of test-time augmentation on probability maps, in order.
 DIHEDRAL = ((0, False), (0, True), (2, False), (2, True), (1, False), (3, False), (1, True), (3, True))
 
@@ -79,8 +82,21 @@ def normalise_in_place(grey: np.ndarray, valid: Optional[np.ndarray] = None,
     numpy.ndarray
         ``grey``.
     """
+    if not (isinstance(grey, np.ndarray) and grey.ndim == 2 and grey.dtype.kind == "f"):
+        got = (f"a {grey.ndim}-D {grey.dtype} array" if isinstance(grey, np.ndarray)
+               else f"a {type(grey).__name__}")
+        raise MicrostructureError(
+            f"grey must be a 2-D float array (it is normalised in place), got {got}; pass one 2-D image "
+            "converted with .astype(np.float32)"
+        )
     if valid is None:
         valid = np.isfinite(grey)
+    elif np.shape(valid) != grey.shape:
+        raise MicrostructureError(
+            f"valid has shape {np.shape(valid)} but the image has shape {grey.shape}; give a mask of the "
+            "image's shape (True for pixels that count), or None for the finite pixels"
+        )
+    window_px = check_window(window_px, "window_px", 1.0)
     if window_px is not None and max(grey.shape) > window_px:
         return _normalise_local(grey, valid, float(window_px))
     all_valid = bool(valid.all())
@@ -101,6 +117,36 @@ def normalise_in_place(grey: np.ndarray, valid: Optional[np.ndarray] = None,
     if not all_valid:
         grey[~valid] = 0.5
     return grey
+
+
+def check_window(window: Any, name: str = "window_px", pixel_size_um: float = 1.0) -> Optional[float]:
+    """A normalisation window (``window_px`` pixels, or ``window_um`` micrometres at ``pixel_size_um``).
+
+    Returns it as a float (None: the whole image), or raises a
+    :class:`MicrostructureError` for a window that is not a positive finite
+    number, or that is under :data:`MIN_WINDOW_PX` pixels.
+    """
+    if window is None:
+        return None
+    unit = "pixels" if name == "window_px" else "micrometres"
+    try:
+        value = None if isinstance(window, (bool, np.bool_)) else float(window)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or not math.isfinite(value) or value <= 0:
+        raise MicrostructureError(
+            f"{name} must be a positive number of {unit} (or None for the whole image), got {window!r}"
+        )
+    px = value / pixel_size_um
+    if px < MIN_WINDOW_PX:
+        at = "" if name == "window_px" else f" is {px:.3g} pixels at {pixel_size_um:g} um per pixel"
+        smallest = (f"{MIN_WINDOW_PX} pixels" if name == "window_px"
+                    else f"{MIN_WINDOW_PX * pixel_size_um:.3g} um, {MIN_WINDOW_PX} pixels")
+        raise MicrostructureError(
+            f"{name}={window!r}{at}: too small a window to hold meaningful percentiles; give at least "
+            f"{smallest} (or None for the whole image)"
+        )
+    return value
 
 
 def _percentiles(values: np.ndarray, valid: np.ndarray) -> Optional[tuple[float, float]]:
@@ -328,14 +374,16 @@ class Micrograph:
         self.pixel_size_um = check_pixel_size(pixel_size)
         valid = np.isfinite(grey)
         if mask is not None:
-            m = check_mask(mask, grey.shape, f"the mask of {name}")
+            m = check_mask(mask, grey.shape, "mask" if name == "image" else f"the mask of {name}",
+                           f"give a mask of the image's shape {grey.shape} (True for pixels to evaluate)")
             valid &= m if m.dtype == bool else m != 0
             if not valid.any():
                 raise MicrostructureError(
                     "no pixel is left to evaluate (all NaN or masked out); check the mask: True marks "
                     "pixels to evaluate"
                 )
-        window_px = None if window_um is None else float(window_um) / self.pixel_size_um
+        window_um = check_window(window_um, "window_um", self.pixel_size_um)
+        window_px = None if window_um is None else window_um / self.pixel_size_um
         if window_px is not None and max(grey.shape) <= window_px:
             window_um = window_px = None          # no larger than one window: the whole-image rule
         self.normalise_window_um = None if window_um is None else float(window_um)

@@ -257,13 +257,13 @@ def as_pixel_sizes(pixel_sizes: Any, n: int) -> list[float]:
     return [check_pixel_size(v, f"pixel_sizes[{i}]") for i, v in enumerate(values)]
 
 
-def check_mask(mask: Any, shape: tuple[int, int], name: str = "mask") -> np.ndarray:
-    """A label or boolean mask of the same shape as its image."""
+def check_mask(mask: Any, shape: tuple[int, int], name: str = "mask",
+               fix: str = "paint the labels on a layer of the same size as the image") -> np.ndarray:
+    """A label or boolean mask of the same shape as its image (``fix``: what to do when it is not)."""
     m = np.asarray(mask)
     if m.shape != tuple(shape):
         raise MicrostructureError(
-            f"{name} has shape {m.shape} but its image has shape {tuple(shape)}; "
-            "paint the labels on a layer of the same size as the image"
+            f"{name} has shape {m.shape} but its image has shape {tuple(shape)}; {fix}"
         )
     return m
 

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import time
 import warnings
 from typing import Any, Iterator, Optional
@@ -61,7 +62,8 @@ from ..choices import MAP_METHODS
 from ..errors import MicrostructureError
 from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
 from .augment import AugmentConfig
-from .crops import DIHEDRAL, Micrograph, Resampler, dihedral_transforms
+from .crops import DIHEDRAL, MIN_WINDOW_PX, Micrograph, Resampler, dihedral_transforms
+from .images import check_pixel_size
 
 #: Label value of pixels that were not evaluated.
 NOT_EVALUATED = 0
@@ -71,6 +73,8 @@ ACC_STEP = 8
 NORMALISE_FOVS = 1.5
 #: A map whose crop covers more than this share of the image's shorter side warns that it is coarse.
 COARSE_MAP_SHARE = 0.5
+#: Image pixels a crop of a requested ``fov_um`` covers at least (see :func:`_check_crop_pixels`).
+MIN_CROP_PX = MIN_WINDOW_PX
 METHODS = MAP_METHODS
 
 
@@ -476,9 +480,10 @@ def probability_map(
     if method == "shared" and not getattr(classifier.model_, "shares_windows", True):
         method = "exact"   # frozen ImageNet features: a window of a whole-image pass is not the crop's
     opts = _check_options(stride, jitter, n_augment, n_random_crops, max_invalid_fraction, method,
-                          tile_size, batch_size, normalise_fovs)
+                          tile_size, batch_size, normalise_fovs, seed)
     opts["transforms"] = dihedral_transforms(AugmentConfig.coerce(classifier.augment))[: opts["n_augment"]]
     fov = _check_fov(classifier, fov_um)
+    _check_crop_pixels(classifier, fov_um, fov, pixel_size)
     # the window follows the requested field of view (a crop shrunk to fit leaves one window: the whole image)
     window = opts["normalise_fovs"]
     source = Micrograph(image, pixel_size, mask=mask, window_um=None if window is None else window * fov)
@@ -530,6 +535,7 @@ def probability_map(
         last_y=last_y, last_x=last_x, stride=stride_r, fov_um=fov,
     )
     ha, wa = plan.acc_shape
+    _check_crop_count(plan, opts["n_random"], stride_r * ratio)
     rows_acc = _lattice_of_pixels(height, ratio, ha)
     cols_acc = _lattice_of_pixels(width, ratio, wa)
 
@@ -562,8 +568,9 @@ def probability_map(
     label_dtype = np.uint8 if n_out + 1 <= 255 else np.uint16
     lattice_labels = np.where(covered, np.argmax(np.nan_to_num(mean, nan=-1.0), 0) + 1, NOT_EVALUATED).astype(label_dtype)
 
-    sink = _PixelSink(store, overwrite, n_out, height, width, out_dtype, label_dtype)
+    sink = None
     try:
+        sink = _PixelSink(store, overwrite, n_out, height, width, out_dtype, label_dtype)
         probabilities, labels, evaluated = sink.probabilities, sink.labels, sink.evaluated
         chunk = max(1, (1 << 24) // max(1, width * n_out))
         if store is not None:  # whole store chunks per write
@@ -597,8 +604,13 @@ def probability_map(
             normalise_window_um=window_um,
         )
         return sink.finish(result)
+    except OSError as exc:
+        if sink is None or sink.writer is None:
+            raise
+        raise sink.writer.os_error(exc) from exc   # a full disk: named; the partial store is removed
     finally:
-        sink.close()
+        if sink is not None:
+            sink.close()
 
 
 def _check_dtype(dtype: Any) -> np.dtype:
@@ -625,10 +637,16 @@ class _PixelSink:
         from ...io.store import CHUNK, StoreWriter
 
         self.writer = StoreWriter(store, "probability-map", overwrite)
-        self.probabilities = self.writer.create("probabilities", (n_out, height, width), dtype, (1, CHUNK, CHUNK),
-                                                fill_value=np.nan)
-        self.labels = self.writer.create("labels", (height, width), label_dtype, (CHUNK, CHUNK))
-        self.evaluated = self.writer.create("evaluated", (height, width), bool, (CHUNK, CHUNK), fill_value=False)
+        try:
+            self.probabilities = self.writer.create("probabilities", (n_out, height, width), dtype,
+                                                    (1, CHUNK, CHUNK), fill_value=np.nan)
+            self.labels = self.writer.create("labels", (height, width), label_dtype, (CHUNK, CHUNK))
+            self.evaluated = self.writer.create("evaluated", (height, width), bool, (CHUNK, CHUNK), fill_value=False)
+        except BaseException as exc:
+            self.writer.abort()   # the caller never gets this sink to close: no partial store left
+            if isinstance(exc, OSError):
+                raise self.writer.os_error(exc) from exc
+            raise
 
     def finish(self, result: "ProbabilityMapResult") -> "ProbabilityMapResult":
         if self.writer is None:
@@ -696,46 +714,113 @@ def _check_fov(classifier: Any, fov_um: Optional[float]) -> float:
     return fov
 
 
+def _as_float(value: Any) -> Optional[float]:
+    """``float(value)`` for a number or a numeric string; None for a bool, None or anything else."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _check_crop_pixels(classifier: Any, fov_um: Any, fov: float, pixel_size: Any) -> None:
+    """Refuse a requested ``fov_um`` whose crops cover too few image pixels, before any work.
+
+    Each crop is resampled to the network input, so a crop of a few pixels
+    blows the image up by the square of the factor (minutes or hours, for a
+    meaningless map). The smallest usable crop covers :data:`MIN_CROP_PX`
+    image pixels (at least ``input_size / 16``, as
+    :func:`~.images.check_scale_against_model`) and half the smallest field of
+    view the model was trained on; between that and the training range the
+    map is computed, with the extrapolation warning of :func:`_check_fov`.
+    """
+    if fov_um is None:
+        return
+    p = check_pixel_size(pixel_size)
+    S = int(classifier.input_size)
+    lo, hi = (float(v) for v in classifier.fov_range_um_)
+    min_px = max(float(MIN_CROP_PX), S / 16)
+    smallest = max(lo / 2, min_px * p)
+    if fov >= smallest * (1 - 1e-9):
+        return
+    crop_px = fov / p
+    if crop_px < min_px * (1 - 1e-9):
+        why = (f"one crop would cover {crop_px:.3g} image pixels at {p:g} um per pixel, under the {min_px:g} "
+               f"a crop needs (each crop is enlarged {S / crop_px:.3g} times to the network's {S} pixels)")
+    else:
+        why = f"{fov:.3g} um is under half the smallest field of view the model was trained on"
+    raise MicrostructureError(
+        f"fov_um={fov_um!r} is too small: {why}; give fov_um of at least {smallest:.3g} um (the model was "
+        f"trained on {lo:.3g}-{hi:.3g} um)"
+    )
+
+
+def _check_crop_count(plan: "_Plan", n_random: Optional[int], stride_px: float) -> None:
+    """Refuse a map that would need more crops than the image has pixels (crops less than a pixel apart)."""
+    n_pixels = plan.height * plan.width
+    if n_random is not None:
+        n = n_random
+    else:
+        n = (plan.last_y // plan.stride + 2) * (plan.last_x // plan.stride + 2)
+    if n <= n_pixels:
+        return
+    raise MicrostructureError(
+        f"the map would need about {n:,} crops for an image of {n_pixels:,} pixels (crops "
+        f"{'at random' if n_random is not None else f'{stride_px:.2g} pixels apart'}), more than one per "
+        "pixel; give a larger stride or fov_um" + (", or fewer n_random_crops" if n_random is not None else "")
+    )
+
+
+def _is_whole(value: Any) -> bool:
+    """A whole number (``2`` or ``2.0``), not a bool, a string, None or ``2.5``."""
+    return (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+            and math.isfinite(float(value)) and float(value) == int(value))
+
+
 def _check_options(stride, jitter, n_augment, n_random, max_invalid, method, tile_size, batch_size,
-                   normalise_fovs=None) -> dict:
+                   normalise_fovs=None, seed=0) -> dict:
     if stride is not None:
-        try:
-            s = float(stride)
-        except (TypeError, ValueError) as exc:
-            raise MicrostructureError(f"stride {stride!r} is not a number; give image pixels") from exc
+        s = _as_float(stride)
+        if s is None:
+            raise MicrostructureError(f"stride {stride!r} is not a number; give image pixels")
         if not math.isfinite(s) or s <= 0:
             raise MicrostructureError(
                 f"stride must be a positive number of image pixels, got {stride!r}; e.g. an eighth of a crop"
             )
-    j = float(jitter)
-    if not 0.0 <= j <= 1.0:
-        raise MicrostructureError(f"jitter must be between 0 and 1 (a fraction of the stride), got {jitter}")
-    if int(n_augment) != n_augment or not 1 <= int(n_augment) <= len(DIHEDRAL):
+    j = _as_float(jitter)
+    if j is None or not 0.0 <= j <= 1.0:
+        raise MicrostructureError(f"jitter must be a number between 0 and 1 (a fraction of the stride), "
+                                  f"got {jitter!r}")
+    if not (_is_whole(n_augment) and 1 <= int(n_augment) <= len(DIHEDRAL)):
         raise MicrostructureError(
-            f"n_augment must be an integer from 1 to {len(DIHEDRAL)} (mirror and quarter turns), got {n_augment}"
+            f"n_augment must be an integer from 1 to {len(DIHEDRAL)} (mirror and quarter turns), got {n_augment!r}"
         )
-    if n_random is not None and (int(n_random) != n_random or int(n_random) < 1):
-        raise MicrostructureError(f"n_random_crops must be a positive integer or None, got {n_random}")
-    if not 0.0 <= float(max_invalid) <= 1.0:
-        raise MicrostructureError(f"max_invalid_fraction must be between 0 and 1, got {max_invalid}")
+    if n_random is not None and not (_is_whole(n_random) and int(n_random) >= 1):
+        raise MicrostructureError(f"n_random_crops must be a positive integer or None, got {n_random!r}")
+    mi = _as_float(max_invalid)
+    if mi is None or not 0.0 <= mi <= 1.0:
+        raise MicrostructureError(f"max_invalid_fraction must be a number between 0 and 1, got {max_invalid!r}")
     if method not in METHODS:
         raise MicrostructureError(f"unknown method {method!r}; choose 'shared' (fast) or 'exact' (per crop)")
-    if int(tile_size) < 128:
-        raise MicrostructureError(f"tile_size must be at least 128 network-input pixels, got {tile_size}")
-    if int(batch_size) < 1:
-        raise MicrostructureError(f"batch_size must be at least 1, got {batch_size}")
+    if not (_is_whole(tile_size) and int(tile_size) >= 128):
+        raise MicrostructureError(f"tile_size must be an integer of at least 128 network-input pixels, "
+                                  f"got {tile_size!r}")
+    if not (_is_whole(batch_size) and int(batch_size) >= 1):
+        raise MicrostructureError(f"batch_size must be a positive integer (crops per batch), got {batch_size!r}")
+    if seed is not None and not (_is_whole(seed) and int(seed) >= 0):
+        raise MicrostructureError(f"seed must be a non-negative integer or None (a new seed each run), got {seed!r}")
     window = None
     if normalise_fovs is not None:
-        try:
-            window = float(normalise_fovs)
-        except (TypeError, ValueError) as exc:
+        window = _as_float(normalise_fovs)
+        if window is None:
             raise MicrostructureError(f"normalise_fovs {normalise_fovs!r} is not a number; give a number of "
-                                      "crop fields of view (at least 1), or None") from exc
+                                      "crop fields of view (at least 1), or None")
         if not (math.isfinite(window) and window >= 1):
             raise MicrostructureError(f"normalise_fovs must be at least 1 crop field of view (or None for the "
                                       f"whole image), got {normalise_fovs!r}")
     return {"jitter": j, "n_augment": int(n_augment), "n_random": None if n_random is None else int(n_random),
-            "normalise_fovs": window, "max_invalid": float(max_invalid), "method": method,
+            "normalise_fovs": window, "max_invalid": mi, "method": method,
             "tile": int(tile_size) // 32 * 32, "batch": int(batch_size)}
 
 

@@ -73,7 +73,7 @@ def save_model_file(
     tensors : mapping of str to tensor or array
         Weights and numeric parameters, flattened names.
     """
-    path = Path(path)
+    path = _model_path(path, "save the model to", "model.pt")
     try:
         meta_text = json.dumps(metadata)
     except TypeError as exc:  # pragma: no cover - programming error
@@ -193,6 +193,16 @@ def load_model_file(path: PathLike, expected_kind: str) -> tuple[dict, dict[str,
     return metadata, tensors
 
 
+def _model_path(path: Any, action: str, example: str) -> Path:
+    """``Path(path)``, or a ModelFileError when ``path`` is not a file name (None, a number...)."""
+    if not isinstance(path, (str, os.PathLike)) or str(path) == "":
+        raise ModelFileError(
+            f"cannot {action} {path!r}: it is not a file name; give the path of a model file as text "
+            f"or a pathlib.Path, e.g. {example!r}"
+        )
+    return Path(path)
+
+
 def read_model_file(path: PathLike) -> tuple[str, dict, dict[str, torch.Tensor]]:
     """Read a model file of any kind once: ``(kind, metadata, tensors)``.
 
@@ -201,7 +211,7 @@ def read_model_file(path: PathLike) -> tuple[str, dict, dict[str, torch.Tensor]]
     ModelFileError
         Missing, corrupt, or of another version.
     """
-    path = Path(path)
+    path = _model_path(path, "load a model from", "model.pt")
     payload = _read_payload(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelFileError(
