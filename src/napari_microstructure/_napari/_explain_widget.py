@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout
 
 from ..core.errors import MicrostructureError
-from ._kit import DockWidget, LayerPicker, ModelFileRow, add_buttons, place_like, theme_figure
+from ._kit import DockWidget, LayerPicker, ModelFileRow, add_buttons, is_source_image, place_like, theme_figure
 from ._workers import Job
 
 METHOD_LABELS = {"Integrated gradients": "integrated-gradients", "GradientSHAP": "gradient-shap"}
@@ -64,8 +64,7 @@ class ExplainWidget(DockWidget):
         mv.addWidget(self.model_label)
         mv.addWidget(self.model_files)
 
-        self.layer_combo = LayerPicker(self.viewer, lambda layer: getattr(layer, "_type_string", "") == "image"
-                                       and not layer.name.startswith("attribution"))
+        self.layer_combo = LayerPicker(self.viewer, is_source_image)
         self.method_combo = QComboBox()
         self.method_combo.addItems(list(METHOD_LABELS))
         self.score_combo = QComboBox()
@@ -298,7 +297,8 @@ class ExplainWidget(DockWidget):
             self.viewer.add_image(r.attributions, name=name, colormap=_overlay_colormap(),
                                   contrast_limits=(-lim, lim), **place, opacity=OVERLAY_OPACITY,
                                   blending="translucent", visible=rank == "predicted",
-                                  metadata={"method": r.method, "target": r.target, "score": r.score_name})
+                                  metadata={"role": "attribution", "method": r.method, "target": r.target,
+                                            "score": r.score_name})
         self.viewer.layers.selection.active = layer  # the explained image stays the active layer
         self._update_buttons()
 

@@ -9,7 +9,9 @@
   time left are shown, Cancel stops it and empties the bar, and the buttons come
   back when it ends whichever way.
 - :class:`LayerPicker`: a combo box of the viewer's layers of one kind that
-  follows additions, removals and renames.
+  follows additions, removals and renames; :func:`is_source_image` is the one
+  filter of input images (never the plugin's own result layers,
+  :func:`is_result_layer`).
 - :class:`ModelFileRow`: the Save model / Load model row with its file dialogs.
 - :func:`place_like`: scale, translate and units of a layer, for result layers
   that must line up with it (and share its units, so napari raises no
@@ -35,9 +37,10 @@ from qtpy.QtWidgets import (
 
 from ..core.choices import BACKBONES, LOSSES, MICROGRAPH_BACKBONES
 from ._workers import Job, ProgressPanel, format_exception
+from ._writer import METADATA_KEY
 
 __all__ = ["BACKBONES", "LOSSES", "MICROGRAPH_BACKBONES", "DockWidget", "LayerPicker", "ModelFileRow", "SchedulerEdit", "Section", "estimator_defaults",
-           "place_like", "unwrap"]
+           "is_result_layer", "is_source_image", "place_like", "unwrap"]
 
 MODEL_FILTER = "napari-microstructure model (*.pt);;All files (*)"
 #: the widest a dock's content may be, in pixels: two docks side by side leave most of a
@@ -59,6 +62,29 @@ def estimator_defaults(obj: Any) -> dict[str, Any]:
     """
     sig = inspect.signature(obj.__init__ if isinstance(obj, type) else obj)
     return {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
+
+
+#: ``metadata["role"]`` of the layers the plugin's readers open as inputs (EBSD patterns, their navigator);
+#: every other role marks a result the plugin computed (space groups, attributions, ground truth...)
+INPUT_ROLES = ("patterns", "navigator")
+
+
+def is_result_layer(layer: Any) -> bool:
+    """True for a layer the plugin made: probability maps, outliers, attribution overlays, EBSD results.
+
+    They carry ``metadata["probmap"]`` (probability maps, also re-opened from
+    their TIFF) or a ``metadata["role"]`` other than the inputs' (:data:`INPUT_ROLES`).
+    """
+    meta = getattr(layer, "metadata", None) or {}
+    if METADATA_KEY in meta:
+        return True
+    role = meta.get("role")
+    return role is not None and role not in INPUT_ROLES
+
+
+def is_source_image(layer: Any) -> bool:
+    """An image layer the user can train on, classify, map or explain: not one of the plugin's results."""
+    return getattr(layer, "_type_string", "") == "image" and not is_result_layer(layer)
 
 
 def place_like(layer: Any) -> dict[str, Any]:
