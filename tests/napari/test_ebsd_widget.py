@@ -451,3 +451,30 @@ def test_model_fine_tuned_on_another_acquisition_is_noted(viewer_with_sample, tm
     assert "may not carry" in text and "not the model's" not in text
     widget.use_shipped_model()  # no labelled patterns: nothing to note
     assert "may not carry" not in widget.model_label.text()
+
+
+def test_no_button_changes_the_model_while_a_job_runs(viewer_with_sample, monkeypatch, qtbot, tmp_path):
+    """Shipped model, Load, Save, Train and Classify are all off while a job runs, and the model
+    cannot be swapped underneath it through the widget's methods either; they come back after."""
+    import threading
+
+    viewer, widget = viewer_with_sample
+    monkeypatch.delenv("NAPARI_MICROSTRUCTURE_SYNC")     # a job in a worker thread, as for a user
+    widget.use_shipped_model()
+    shipped = widget.classifier
+    buttons = [widget.shipped_button, widget.train_button, widget.classify_button, *widget.model_files.buttons()]
+    assert all(b.isEnabled() for b in buttons)
+    release = threading.Event()
+    job = widget.start_job(lambda progress=None, cancel=None: release.wait(30), on_done=lambda _: None)
+    try:
+        assert job is not None and widget.busy
+        assert [b.text() for b in buttons if b.isEnabled()] == []
+        with pytest.raises(MicrostructureError, match="a job is running"):
+            widget.use_shipped_model()
+        with pytest.raises(MicrostructureError, match="a job is running"):
+            widget.load_model(tmp_path / "any.pt")
+        assert widget.classifier is shipped
+    finally:
+        release.set()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=20_000)
+    qtbot.waitUntil(lambda: all(b.isEnabled() for b in buttons), timeout=5_000)
