@@ -164,3 +164,29 @@ def test_a_warning_of_the_map_stays_under_the_status_line(widget_and_image):
     widget.image_combo.setCurrentText("sample")      # 360 x 360: crops of 42 % of the side, no warning
     widget.run()
     assert widget.panel.warning.text() == "" and widget.panel.warning.isHidden()
+
+
+def test_a_warning_goes_when_the_next_action_starts_even_if_it_is_refused(widget_and_image):
+    """The orange warning belongs to the run it describes: a later Run refused before its job
+    starts (an image with no pixel size), or a job that fails, does not leave it under its error."""
+    viewer, widget, layer = widget_and_image
+    small = make_micrograph("ferrite", (300, 300), 0.1, seed=2)
+    viewer.add_image(small, name="small", scale=(0.1, 0.1))
+    widget.image_combo.setCurrentText("small")
+    with pytest.warns(UserWarning, match="covers"):
+        widget.run()
+    assert not widget.panel.warning.isHidden()
+    viewer.add_image(small, name="no scale image")
+    widget.image_combo.setCurrentText("no scale image")
+    assert widget.run() is None                                  # refused: no pixel size
+    assert "pixel size" in widget.panel.status.text()
+    assert widget.panel.warning.isHidden() and widget.panel.warning.text() == ""
+    widget.image_combo.setCurrentText("small")
+    with pytest.warns(UserWarning, match="covers"):
+        widget.run()
+    assert not widget.panel.warning.isHidden()
+    widget.image_combo.setCurrentText("sample")
+    widget.scheduler_edit.setText("tcp://127.0.0.1:9")          # the next job fails with an error
+    widget.run()
+    assert widget.panel.status.text().startswith("error:")
+    assert widget.panel.warning.isHidden()

@@ -311,6 +311,7 @@ class ExplainWidget(DockWidget):
 
         self.result = first_layer_kernels(self.classifier)
         self._draw(plot_kernels, self.result)
+        self.set_status("first-layer kernels of the model")  # (the last job's warnings no longer apply)
         self._update_buttons()
 
     def run_feature_maps(self) -> Optional[Job]:

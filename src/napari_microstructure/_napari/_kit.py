@@ -4,7 +4,8 @@
   screen whatever their content), its sections fold (:meth:`DockWidget.section`),
   and the progress bar, status line and Cancel sit below the scroll area, always
   visible. :meth:`DockWidget.start_job` is the one job lifecycle: the status is
-  reset, every action button of the widget (Save/Load/Explain... registered with
+  reset (and the last job's warnings cleared, as by any other action that sets the
+  status: :meth:`DockWidget.set_status`, :meth:`DockWidget.error`), every action button of the widget (Save/Load/Explain... registered with
   :meth:`DockWidget.actions`) is disabled while the job runs, progress and the
   time left are shown, Cancel stops it and empties the bar, and the buttons come
   back when it ends whichever way.
@@ -327,6 +328,7 @@ class DockWidget(QWidget):
         self.viewer = napari_viewer
         self.job: Optional[Job] = None
         self._actions: list[QPushButton] = []
+        self._ending_job = False      # True while a job's on_done / on_failed / on_cancelled runs
         self.scroll = QScrollArea()
         self.scroll.setWidgetResizable(True)
         self.scroll.setFrameShape(QFrame.Shape.NoFrame)
@@ -382,11 +384,20 @@ class DockWidget(QWidget):
         return self.panel.status
 
     def set_status(self, text: str) -> None:
+        """Show ``text``; outside a job (and its result display) it starts anew: the last job's warnings go."""
+        self._new_action()
         self.panel.status.setText(text)
+
+    def _new_action(self) -> None:
+        """A status set while no job runs, other than by a job's own callbacks, belongs to a new action:
+        the orange warnings of the last job no longer apply to what the status line says."""
+        if not self.busy and not self._ending_job:
+            self.panel.clear_warnings()
 
     def error(self, exc_or_text: Any) -> None:
         """Show a problem in the status line (a MicrostructureError's message as it is)."""
         text = exc_or_text if isinstance(exc_or_text, str) else format_exception(exc_or_text)
+        self._new_action()
         self.panel.bar.setValue(0)
         self.panel.status.setText(f"error: {text}")
 
@@ -444,10 +455,13 @@ class DockWidget(QWidget):
     def _job_ended(self, callback: Optional[Callable[[Any], Any]], value: Any) -> None:
         self.refresh_actions()
         if callback is not None:
+            self._ending_job = True   # the job's own result display: its warnings stay in view
             try:
                 callback(value)
             except Exception as exc:  # noqa: BLE001 - a display problem is reported, not raised in Qt
                 self.error(exc)
+            finally:
+                self._ending_job = False
         self.refresh_actions()
 
     def cancel(self) -> None:

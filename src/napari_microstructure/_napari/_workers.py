@@ -151,9 +151,7 @@ class ProgressPanel(QWidget):
         self.cancel_button.setEnabled(True)
         self.bar.setValue(0)
         self.status.setText(message)
-        self._warnings = []
-        self.warning.setText("")
-        self.warning.setVisible(False)
+        self.clear_warnings()
         job.progressed.connect(self.show_progress)
         job.warned.connect(self.show_warning)
         job.finished.connect(lambda _: self._done("done", 100))
@@ -182,6 +180,12 @@ class ProgressPanel(QWidget):
         self._warnings.append(message)
         self.warning.setText("\n".join(f"warning: {m}" for m in self._warnings))
         self.warning.setVisible(True)
+
+    def clear_warnings(self) -> None:
+        """Hide the last job's warnings (a new job or another action has started)."""
+        self._warnings = []
+        self.warning.setText("")
+        self.warning.setVisible(False)
 
     def _cancel(self) -> None:
         if self.job is not None:
