@@ -136,6 +136,13 @@ def test_train_in_worker_fills_classifier_and_loss_curve(make_napari_viewer, qtb
     assert widget.panel.bar.value() == 100
     assert widget.save_button.isEnabled() and widget.classify_button.isEnabled()
     assert widget._napari_progress is None  # napari's progress bar was closed
+    # the time said is the whole job's (crops, features, epochs, calibration), the epochs' share named
+    from napari_microstructure._napari._workers import format_seconds
+
+    assert job.seconds >= clf.history_.seconds > 0
+    assert _status(widget).startswith(f"trained in {format_seconds(job.seconds)} "
+                                      f"({format_seconds(clf.history_.seconds)} of epochs), "
+                                      f"{len(clf.history_.train_loss)} epochs"), _status(widget)
 
 
 def test_cancel_keeps_earlier_model(make_napari_viewer, qtbot, trained_model_path):

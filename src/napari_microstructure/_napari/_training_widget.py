@@ -39,7 +39,7 @@ from ._kit import (
     LOSSES, MICROGRAPH_BACKBONES, DockWidget, LayerPicker, ModelFileRow, estimator_defaults, is_result_layer,
     is_source_image, unwrap,
 )
-from ._workers import Job, format_exception
+from ._workers import Job, format_exception, format_seconds
 
 _unwrap = unwrap
 
@@ -487,9 +487,11 @@ class TrainingWidget(DockWidget):
         self._close_napari_progress()
         self.set_classifier(classifier)
         history = classifier.history_
+        # the whole job (crops, features, epochs, calibration), and the epochs' share of it
+        total = self.job.seconds if self.job is not None else history.seconds
         self.set_status(
-            f"trained in {history.seconds:.0f} s, {len(history.train_loss)} epochs "
-            f"(best {history.best_epoch + 1}"
+            f"trained in {format_seconds(total)} ({format_seconds(history.seconds)} of epochs), "
+            f"{len(history.train_loss)} epochs (best {history.best_epoch + 1}"
             + (", stopped early" if history.stopped_early else "") + ")"
         )
 
