@@ -225,3 +225,19 @@ def test_default_field_of_view_shrinks_to_fit_a_small_image(trained_classifier):
         probability_map(clf, big, P, stride=64)         # crops of a quarter of the side: no warning
     with pytest.raises(MicrostructureError, match="smaller fov_um"):
         probability_map(clf, image[: int(0.9 * lo / P)], P)   # smaller than every training crop
+
+
+def test_a_crop_the_caller_chose_warns_as_the_default_does_when_the_map_is_coarse(trained_classifier):
+    """The coarse-map warning depends on the share of the image a crop covers, not on where the crop
+    size came from: a field of view given explicitly, as large as the default one, warns too."""
+    clf = trained_classifier
+    lo = clf.fov_range_um_[0]
+    side_um = 0.5 * (lo + clf.map_fov_um_)
+    n = int(np.ceil(side_um / P))
+    image = make_micrograph("ferrite", (n, n + 40), P, seed=6)
+    fov = 0.97 * n * P                                 # covers 97 % of the shorter side
+    assert lo * 1.01 < fov < clf.fov_range_um_[1]      # inside the trained range: no other warning
+    with pytest.warns(UserWarning, match=r"covers 97% of the image's shorter side.*smaller field of view "
+                                         r"\(fov_um\) between"):
+        r = probability_map(clf, image, P, fov_um=fov, stride=16)
+    assert r.fov_um == pytest.approx(fov)

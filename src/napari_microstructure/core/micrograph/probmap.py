@@ -386,7 +386,9 @@ def probability_map(
         Field of view of one crop in micrometres. Default: the classifier's
         ``map_fov_um_`` (the median training field of view), or the image's
         shorter side when that is smaller (but not below the smallest
-        training field of view).
+        training field of view). Either way, a crop covering more than
+        :data:`COARSE_MAP_SHARE` of the image's shorter side gives a
+        ``UserWarning`` naming the finer fields of view the model can read.
     jitter : float
         0-1: each grid crop is shifted at random by up to ``jitter * stride / 2``
         along each axis.
@@ -501,13 +503,14 @@ def probability_map(
         )
     share = crop_px / min(height, width)
     finest = max(float(classifier.fov_range_um_[0]), S * p)
-    if fov_um is None and share > COARSE_MAP_SHARE and finest < 0.9 * fov:
+    # whether the field of view is the model's (auto) or the caller's: a crop this large blurs the map
+    if share > COARSE_MAP_SHARE and finest < 0.9 * fov:
         warnings.warn(
             f"one crop of the map covers {share:.0%} of the image's shorter side ({fov:.3g} of "
             f"{min(height, width) * p:.3g} um), so regions narrower than a crop blur into their neighbours; "
-            f"for a finer map choose a field of view (fov_um) between {finest:.3g} um (the finest crop the model reads at "
-            f"{p:.3g} um per pixel) and {fov:.3g} um, knowing that smaller crops show less of an untrained "
-            "structure to flag",
+            f"for a finer map choose a smaller field of view (fov_um) between {finest:.3g} um (the finest crop "
+            f"the model reads at {p:.3g} um per pixel) and {fov:.3g} um, knowing that smaller crops show less "
+            "of an untrained structure to flag",
             UserWarning, stacklevel=2,
         )
     if stride is None:
