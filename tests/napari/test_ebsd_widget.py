@@ -181,6 +181,14 @@ def test_band_profiles_shipped_and_fine_tuned(viewer_with_sample, tmp_path):
     assert len(table) == widget.result.labels.size and indexed.mean() >= 0.8
     assert np.all(np.abs(table[indexed, 5:8]).sum(1) > 0) and np.all(table[~indexed, 5:8] == 0)
     assert "orientations" in widget.status.text()
+    # the .ang header holds the projection centre the map was indexed with, in the EDAX/TSL convention
+    from napari_microstructure.io.ebsd import projection_centre_from_tsl
+
+    widget.export_map(tmp_path / "map.ang")
+    header = [l.split() for l in (tmp_path / "map.ang").read_text().splitlines() if l.startswith("# ")]
+    tsl = [float(next(f[2] for f in header if f[1] == key)) for key in ("x-star", "y-star", "z-star")]
+    pattern_shape = viewer.layers["Ni-Ni3Al sample patterns"].data.shape[-2:]
+    np.testing.assert_allclose(projection_centre_from_tsl(tsl, pattern_shape), (0.5, 0.3, 0.6), atol=1e-6)
     # the acquisition's tilts turn the orientations into the sample frame: the IPF layer and the export follow
     from napari_microstructure.io.ebsd.export import write_map
 

@@ -684,6 +684,11 @@ class EBSDWidget(DockWidget):
         band = not hasattr(self.classifier, "models_")
         bg = self.static_background() if band else None  # a CNN model keeps its own (training) background
         self._map_background = bg is not None
+        # the map's projection centre, for the export: the one it was indexed with (band profiles), else the
+        # pattern file's when it gives one; None: not known (the .ang then leaves it out)
+        pc = self.classifier.pc if band else pl.metadata.get("projection_centre")
+        self._map_detector = {"projection_centre": None if pc is None else tuple(float(v) for v in pc),
+                              "pattern_shape": tuple(int(v) for v in pl.data.shape[-2:])}
         return self._start(_classify, self.classifier, pl.data, 2048, self.scheduler_edit.client(), bg,
                            on_done=self.show_result,
                            message=f"classifying {int(np.prod(pl.data.shape[:2]))} patterns"
@@ -744,7 +749,8 @@ class EBSDWidget(DockWidget):
                 "the map's step size is unknown (its file does not give one); in napari's console: "
                 "from napari_microstructure.io.ebsd.export import write_map; "
                 "write_map(path, widget.result, step_size_um=0.5)  # micrometres")
-        written = write_map(path, self.result, step_size_um=step, **self.tilts())
+        written = write_map(path, self.result, step_size_um=step, **self.tilts(),
+                            **(getattr(self, "_map_detector", None) or {}))
         what = "phases and orientations" if self.result.detector_euler is not None else "phases"
         self.set_status(f"wrote {what} to {written}")
 
