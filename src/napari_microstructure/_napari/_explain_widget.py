@@ -16,6 +16,7 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout
 
+from ..core.choices import BACKBONES
 from ..core.errors import MicrostructureError
 from ._kit import DockWidget, LayerPicker, ModelFileRow, add_buttons, is_source_image, place_like, theme_figure
 from ._workers import Job
@@ -28,6 +29,14 @@ SCORE_LABELS = {"class log-likelihood": "log-joint", "log posterior": "log-poste
 #: opacity of the attribution overlays (their colour map is transparent at zero)
 OVERLAY_OPACITY = 0.9
 SELECTED_CROP_LAYER = "explain: selected crop"
+#: what Explain can and cannot do with a band-profile EBSD model, in the widgets' terms
+BAND_PROFILES_HERE = (
+    "this is a band-profile EBSD model: it classifies the band profiles indexed from each pattern, not the "
+    "pattern's pixels, so there are no attribution maps, kernels or feature maps to show. Its probabilities "
+    "for a pattern are in the EBSD widget: click a point of the map and its pattern panel shows them. For "
+    f"attribution maps, train a model with a CNN backbone in the EBSD widget (Backbone: {' or '.join(BACKBONES)}) "
+    "and load it here"
+)
 
 
 def _overlay_colormap() -> Any:
@@ -140,6 +149,8 @@ class ExplainWidget(DockWidget):
         from ..core.explain.adapters import as_adapter
         from ..core.explain.filters import conv_layers
 
+        if getattr(classifier, "kind", None) == "ebsd-bands":
+            raise MicrostructureError(BAND_PROFILES_HERE)
         adapter = as_adapter(classifier)  # raises NotFittedError for an unfitted model
         self.classifier = classifier
         kind = "micrograph" if adapter.kind == "micrograph" else "EBSD"
