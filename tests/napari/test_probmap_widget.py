@@ -152,7 +152,10 @@ def test_a_warning_of_the_map_stays_under_the_status_line(widget_and_image):
         widget.run()
     assert "small" in widget.results
     text = widget.panel.warning.text()
-    assert text.startswith("warning: one crop of the map covers") and "fov_um" in text
+    assert text.startswith("warning: one crop of the map covers")
+    # in the widget's terms: the field's name, not the API's parameter, and micrometres as the fields write them
+    assert "choose a smaller field of view ('Crop (µm)') between" in text and "fov_um" not in text
+    assert " µm" in text and " um" not in text
     assert not widget.panel.warning.isHidden()
     coarse = widget.results["small"]
     widget.fov_spin.setValue(round(0.5 * coarse.fov_um, 1))   # what the warning suggests: a smaller crop
@@ -182,6 +185,10 @@ def test_a_warning_goes_when_the_next_action_starts_even_if_it_is_refused(widget
     assert "pixel size" in widget.panel.status.text()
     assert widget.panel.warning.isHidden() and widget.panel.warning.text() == ""
     widget.image_combo.setCurrentText("small")
+    widget.fov_spin.setValue(40.0)                              # larger than the image: refused in its terms
+    assert widget.run() is None or "error" in widget.panel.status.text()
+    assert "pass a smaller 'Crop (µm)'" in widget.panel.status.text() and "fov_um" not in widget.panel.status.text()
+    widget.fov_spin.setValue(0)
     with pytest.warns(UserWarning, match="covers"):
         widget.run()
     assert not widget.panel.warning.isHidden()

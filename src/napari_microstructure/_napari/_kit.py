@@ -395,8 +395,9 @@ class DockWidget(QWidget):
             self.panel.clear_warnings()
 
     def error(self, exc_or_text: Any) -> None:
-        """Show a problem in the status line (a MicrostructureError's message as it is)."""
-        text = exc_or_text if isinstance(exc_or_text, str) else format_exception(exc_or_text)
+        """Show a problem in the status line (a MicrostructureError's message in the widget's terms:
+        :meth:`ProgressPanel.word`)."""
+        text = exc_or_text if isinstance(exc_or_text, str) else self.panel.word(format_exception(exc_or_text))
         self._new_action()
         self.panel.bar.setValue(0)
         self.panel.status.setText(f"error: {text}")

@@ -115,6 +115,7 @@ class ProbabilityMapWidget(DockWidget):
         form.addRow("Image", self.image_combo)
         form.addRow("Stride (px)", self.stride_spin)
         form.addRow("Crop (µm)", self.fov_spin)
+        self.panel.control_names["fov_um"] = "Crop (µm)"      # the core's messages name the field
         form.addRow("Augmentations", self.augment_spin)
         form.addRow("Method", self.method_combo)
         form.addRow("Intensities", self.intensity_combo)

@@ -164,6 +164,17 @@ class ProgressPanel(QWidget):
         layout.addWidget(self.warning)
         self.job: Optional[Job] = None
         self._reset_stage(0.0)
+        #: the widget's names of the API's parameters, e.g. ``{"fov_um": "Crop (µm)"}`` (see :meth:`word`)
+        self.control_names: dict[str, str] = {}
+
+    def word(self, message: str) -> str:
+        """A core message in the widget's terms: its controls' names for the API's parameters
+        (:attr:`control_names`), and "µm" for the core's plain-text "um" after a number."""
+        import re
+
+        for name, control in self.control_names.items():
+            message = re.sub(rf"\b{re.escape(name)}\b", f"'{control}'", message)
+        return re.sub(r"(\d) um\b", "\\1 µm", message)
 
     def _reset_stage(self, started: float, stage: Optional[str] = None) -> None:
         """The current stage (name) began at ``started`` (perf_counter seconds)."""
@@ -185,7 +196,7 @@ class ProgressPanel(QWidget):
         job.progressed.connect(self.show_progress)
         job.warned.connect(self.show_warning)
         job.finished.connect(lambda _: self._done("done", 100))
-        job.failed.connect(lambda exc: self._done(f"error: {format_exception(exc)}", 0))
+        job.failed.connect(lambda exc: self._done(f"error: {self.word(format_exception(exc))}", 0))
         job.cancelled.connect(lambda: self._done("cancelled; nothing was changed", 0))
         return job
 
@@ -213,6 +224,7 @@ class ProgressPanel(QWidget):
 
     def show_warning(self, message: str) -> None:
         """Keep a warning of the running job in view under the status line (each message once)."""
+        message = self.word(message)
         if message in self._warnings:
             return
         self._warnings.append(message)
