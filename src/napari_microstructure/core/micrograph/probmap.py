@@ -73,8 +73,9 @@ NORMALISE_FOVS = 1.5
 COARSE_MAP_SHARE = 0.5
 #: Input pixels per batch of crops that pass through a network on their own ("exact", frozen ImageNet
 #: features), on a CPU and elsewhere. On 2 CPU cores a CPU batch (56 crops of 96 px) takes about a
-#: second, so progress is reported that often; EfficientNet-Lite0's throughput there is the same from
-#: 32 crops a batch up (measured: 45-54 crops of 96 px per second for 32, 64, 128 and 256).
+#: second, so progress is reported that often. EfficientNet-Lite0 ran 45-54 crops of 96 px per second
+#: in batches of 32 to 256 on a loaded 2-core machine; whether smaller batches cost anything there is
+#: not settled (see the commit that set this): re-measure on an idle machine before changing it.
 BATCH_PIXELS = {"cpu": 1 << 19, "other": 1 << 22}
 METHODS = MAP_METHODS
 
