@@ -120,3 +120,35 @@ def test_orientations_are_written_where_indexed(tmp_path):
     with pytest.raises(MicrostructureError, match="no orientations"):
         _result().sample_euler()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.ang", "o.ctf"]
+
+
+def _ang_header(path):
+    return {f[1]: f[2:] for f in (l.split() for l in path.read_text().splitlines() if l.startswith("# "))
+            if len(f) > 1}
+
+
+def test_a_known_projection_centre_round_trips_through_the_ang_header(tmp_path):
+    """The .ang header holds the projection centre in the EDAX/TSL convention (x*, y* from the bottom,
+    z* in pattern widths): read back with projection_centre_from_tsl it is the Bruker one written,
+    also for patterns that are not square. An unknown one is left out, not written as 0.5, 0.5, 0.5."""
+    from napari_microstructure.io.ebsd import projection_centre_from_tsl
+
+    pc, shape = (0.52, 0.31, 0.62), (30, 40)
+    path = write_map(tmp_path / "pc.ang", _result(), projection_centre=pc, pattern_shape=shape)
+    head = _ang_header(path)
+    tsl = [float(head[k][0]) for k in ("x-star", "y-star", "z-star")]
+    np.testing.assert_allclose(tsl, (0.52, 0.69, 0.62 * 30 / 30), atol=1e-6)
+    np.testing.assert_allclose(projection_centre_from_tsl(tsl, shape), pc, atol=1e-6)
+    tall = write_ang(tmp_path / "tall.ang", _result().labels, 1.0, projection_centre=pc, pattern_shape=(40, 30))
+    tsl = [float(_ang_header(tall)[k][0]) for k in ("x-star", "y-star", "z-star")]
+    assert tsl[2] == pytest.approx(0.62 * 40 / 30)             # z* in widths: the shorter side
+    np.testing.assert_allclose(projection_centre_from_tsl(tsl, (40, 30)), pc, atol=1e-6)
+    unknown = _ang_header(write_map(tmp_path / "unknown.ang", _result()))
+    assert not {"x-star", "y-star", "z-star", "WorkingDistance"} & set(unknown)
+    assert "Phase" in unknown and unknown["XSTEP:"] == ["0.250000"]
+    write_map(tmp_path / "pc.ctf", _result(), projection_centre=pc, pattern_shape=shape)   # no place in a .ctf
+    with pytest.raises(MicrostructureError, match="pattern_shape"):
+        write_ang(tmp_path / "bad.ang", _result().labels, 1.0, projection_centre=pc)
+    with pytest.raises(MicrostructureError, match="three numbers"):
+        write_ang(tmp_path / "bad.ang", _result().labels, 1.0, projection_centre=(0.5, 0.3), pattern_shape=shape)
+    assert not (tmp_path / "bad.ang").exists()

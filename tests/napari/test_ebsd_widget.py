@@ -181,6 +181,14 @@ def test_band_profiles_shipped_and_fine_tuned(viewer_with_sample, tmp_path):
     assert len(table) == widget.result.labels.size and indexed.mean() >= 0.8
     assert np.all(np.abs(table[indexed, 5:8]).sum(1) > 0) and np.all(table[~indexed, 5:8] == 0)
     assert "orientations" in widget.status.text()
+    # the .ang header holds the projection centre the map was indexed with, in the EDAX/TSL convention
+    from napari_microstructure.io.ebsd import projection_centre_from_tsl
+
+    widget.export_map(tmp_path / "map.ang")
+    header = [l.split() for l in (tmp_path / "map.ang").read_text().splitlines() if l.startswith("# ")]
+    tsl = [float(next(f[2] for f in header if f[1] == key)) for key in ("x-star", "y-star", "z-star")]
+    pattern_shape = viewer.layers["Ni-Ni3Al sample patterns"].data.shape[-2:]
+    np.testing.assert_allclose(projection_centre_from_tsl(tsl, pattern_shape), (0.5, 0.3, 0.6), atol=1e-6)
     # the acquisition's tilts turn the orientations into the sample frame: the IPF layer and the export follow
     from napari_microstructure.io.ebsd.export import write_map
 
@@ -451,3 +459,30 @@ def test_model_fine_tuned_on_another_acquisition_is_noted(viewer_with_sample, tm
     assert "may not carry" in text and "not the model's" not in text
     widget.use_shipped_model()  # no labelled patterns: nothing to note
     assert "may not carry" not in widget.model_label.text()
+
+
+def test_no_button_changes_the_model_while_a_job_runs(viewer_with_sample, monkeypatch, qtbot, tmp_path):
+    """Shipped model, Load, Save, Train and Classify are all off while a job runs, and the model
+    cannot be swapped underneath it through the widget's methods either; they come back after."""
+    import threading
+
+    viewer, widget = viewer_with_sample
+    monkeypatch.delenv("NAPARI_MICROSTRUCTURE_SYNC")     # a job in a worker thread, as for a user
+    widget.use_shipped_model()
+    shipped = widget.classifier
+    buttons = [widget.shipped_button, widget.train_button, widget.classify_button, *widget.model_files.buttons()]
+    assert all(b.isEnabled() for b in buttons)
+    release = threading.Event()
+    job = widget.start_job(lambda progress=None, cancel=None: release.wait(30), on_done=lambda _: None)
+    try:
+        assert job is not None and widget.busy
+        assert [b.text() for b in buttons if b.isEnabled()] == []
+        with pytest.raises(MicrostructureError, match="a job is running"):
+            widget.use_shipped_model()
+        with pytest.raises(MicrostructureError, match="a job is running"):
+            widget.load_model(tmp_path / "any.pt")
+        assert widget.classifier is shipped
+    finally:
+        release.set()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=20_000)
+    qtbot.waitUntil(lambda: all(b.isEnabled() for b in buttons), timeout=5_000)

@@ -136,3 +136,27 @@ def test_ebsd_pattern_at_the_current_slice(make_napari_viewer, ebsd, tmp_path, m
     assert widget.result.layer == "features.6"
     widget.export_png(tmp_path / "fmaps.png")
     assert _non_blank(tmp_path / "fmaps.png")
+
+
+def test_a_band_profile_model_is_refused_in_user_terms(make_napari_viewer, micro, tmp_path):
+    """The band-profile EBSD model has no pixels to attribute: Explain says so in the widgets' terms,
+    where its probabilities are shown instead, and how to get attribution maps; the model it had stays."""
+    from napari_microstructure.core.ebsd.bandclassifier import BandProfileClassifier
+    from napari_microstructure.core.errors import MicrostructureError
+
+    clf = micro[0]
+    widget = ExplainWidget(make_napari_viewer())
+    widget.set_classifier(clf)
+    bands = BandProfileClassifier.from_pretrained(pc=(0.5, 0.3, 0.6))
+    bands.save(tmp_path / "bands.pt")
+    assert widget.load_model_file(str(tmp_path / "bands.pt")) is False
+    status = widget.panel.status.text()
+    assert status.startswith("error: this is a band-profile EBSD model")
+    assert "pattern panel" in status and "CNN backbone" in status and "Backbone: compact" in status
+    assert "FewShotClassifier" not in status and "TorchAdapter" not in status
+    assert widget.classifier is clf
+    from napari_microstructure.core.explain.adapters import as_adapter
+
+    with pytest.raises(MicrostructureError, match=r"band profiles indexed .* predict_proba\(patterns\).*"
+                                                  r"backbone='compact'"):
+        as_adapter(bands)                                   # the API says it in the API's terms

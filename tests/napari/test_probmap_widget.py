@@ -152,7 +152,10 @@ def test_a_warning_of_the_map_stays_under_the_status_line(widget_and_image):
         widget.run()
     assert "small" in widget.results
     text = widget.panel.warning.text()
-    assert text.startswith("warning: one crop of the map covers") and "fov_um" in text
+    assert text.startswith("warning: one crop of the map covers")
+    # in the widget's terms: the field's name, not the API's parameter, and micrometres as the fields write them
+    assert "choose a smaller field of view ('Crop (µm)') between" in text and "fov_um" not in text
+    assert " µm" in text and " um" not in text
     assert not widget.panel.warning.isHidden()
     coarse = widget.results["small"]
     widget.fov_spin.setValue(round(0.5 * coarse.fov_um, 1))   # what the warning suggests: a smaller crop
@@ -164,3 +167,33 @@ def test_a_warning_of_the_map_stays_under_the_status_line(widget_and_image):
     widget.image_combo.setCurrentText("sample")      # 360 x 360: crops of 42 % of the side, no warning
     widget.run()
     assert widget.panel.warning.text() == "" and widget.panel.warning.isHidden()
+
+
+def test_a_warning_goes_when_the_next_action_starts_even_if_it_is_refused(widget_and_image):
+    """The orange warning belongs to the run it describes: a later Run refused before its job
+    starts (an image with no pixel size), or a job that fails, does not leave it under its error."""
+    viewer, widget, layer = widget_and_image
+    small = make_micrograph("ferrite", (300, 300), 0.1, seed=2)
+    viewer.add_image(small, name="small", scale=(0.1, 0.1))
+    widget.image_combo.setCurrentText("small")
+    with pytest.warns(UserWarning, match="covers"):
+        widget.run()
+    assert not widget.panel.warning.isHidden()
+    viewer.add_image(small, name="no scale image")
+    widget.image_combo.setCurrentText("no scale image")
+    assert widget.run() is None                                  # refused: no pixel size
+    assert "pixel size" in widget.panel.status.text()
+    assert widget.panel.warning.isHidden() and widget.panel.warning.text() == ""
+    widget.image_combo.setCurrentText("small")
+    widget.fov_spin.setValue(40.0)                              # larger than the image: refused in its terms
+    assert widget.run() is None or "error" in widget.panel.status.text()
+    assert "pass a smaller 'Crop (µm)'" in widget.panel.status.text() and "fov_um" not in widget.panel.status.text()
+    widget.fov_spin.setValue(0)
+    with pytest.warns(UserWarning, match="covers"):
+        widget.run()
+    assert not widget.panel.warning.isHidden()
+    widget.image_combo.setCurrentText("sample")
+    widget.scheduler_edit.setText("tcp://127.0.0.1:9")          # the next job fails with an error
+    widget.run()
+    assert widget.panel.status.text().startswith("error:")
+    assert widget.panel.warning.isHidden()

@@ -84,6 +84,35 @@ def test_rows_follow_layers_with_class_and_pixel_size(make_napari_viewer):
     assert widget.scribble_labels.findText("scribbles") >= 0
 
 
+def test_the_plugins_result_layers_are_not_offered_as_training_images(make_napari_viewer):
+    """Probability maps, outliers, the most probable class, attribution overlays and EBSD results are
+    the plugin's outputs: neither the table, nor the classify list, nor the scribble lists offer them
+    (the Probability maps widget's filter, :func:`is_source_image`, is the one rule)."""
+    from napari_microstructure._napari._probmap_widget import ProbabilityMapWidget
+
+    viewer, widget = _widget(make_napari_viewer, per_class=1, shape=(96, 96))
+    images = [layer.name for layer in widget._row_layers]
+    tag = {"image": images[0], "role": "probability", "class_name": "ferrite", "index": 0}
+    viewer.add_image(np.zeros((96, 96)), name="ferrite probability · x", metadata={"probmap": tag})
+    viewer.add_image(np.zeros((96, 96)), name="outliers · x", metadata={"probmap": dict(tag, role="outliers")})
+    viewer.add_labels(np.zeros((96, 96), np.uint8), name="most probable class · x",
+                      metadata={"probmap": dict(tag, role="labels")})
+    viewer.add_image(np.zeros((96, 96)), name="attribution (predicted): ferrite", metadata={"role": "attribution"})
+    viewer.add_image(np.zeros((8, 8)), name="EBSD confidence", metadata={"ebsd": True, "role": "confidence"})
+    viewer.add_image(np.zeros((8, 8)), name="map navigator", metadata={"ebsd": True, "role": "navigator"})
+    offered = [layer.name for layer in widget._row_layers]
+    assert offered == [*images, "map navigator"]          # an input the EBSD reader opened stays
+    classify = [widget.classify_layer.itemText(i) for i in range(widget.classify_layer.count())]
+    assert classify == offered
+    assert [widget.scribble_image.itemText(i) for i in range(widget.scribble_image.count())] == offered
+    assert widget.scribble_labels.count() == 0
+    probmap = ProbabilityMapWidget(viewer)                  # the same rule as the map widget's
+    assert [layer.name for layer in probmap.image_combo.layers()] == offered
+    from napari_microstructure._napari._kit import is_source_image
+
+    assert all(is_source_image(layer) == (layer.name in offered) for layer in viewer.layers)
+
+
 def test_train_in_worker_fills_classifier_and_loss_curve(make_napari_viewer, qtbot):
     viewer, widget = _widget(make_napari_viewer, per_class=3, shape=(192, 192))
     widget.epochs.setValue(3)
@@ -107,6 +136,13 @@ def test_train_in_worker_fills_classifier_and_loss_curve(make_napari_viewer, qtb
     assert widget.panel.bar.value() == 100
     assert widget.save_button.isEnabled() and widget.classify_button.isEnabled()
     assert widget._napari_progress is None  # napari's progress bar was closed
+    # the time said is the whole job's (crops, features, epochs, calibration), the epochs' share named
+    from napari_microstructure._napari._workers import format_seconds
+
+    assert job.seconds >= clf.history_.seconds > 0
+    assert _status(widget).startswith(f"trained in {format_seconds(job.seconds)} "
+                                      f"({format_seconds(clf.history_.seconds)} of epochs), "
+                                      f"{len(clf.history_.train_loss)} epochs"), _status(widget)
 
 
 def test_cancel_keeps_earlier_model(make_napari_viewer, qtbot, trained_model_path):

@@ -277,7 +277,9 @@ class EBSDWidget(DockWidget):
         rv.addWidget(self.export_button)
         self._build_pattern_view(rv)
         self.finish_layout()
-        self.actions(self.train_button, self.classify_button, *self.model_files.buttons())
+        # every button that changes the model is off while a job runs (a model set meanwhile would be
+        # replaced, silently, by the job's when it ends)
+        self.actions(self.train_button, self.classify_button, self.shipped_button, *self.model_files.buttons())
 
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
@@ -556,6 +558,7 @@ class EBSDWidget(DockWidget):
         """The shipped band-profile model, with the projection centre of the field (no training)."""
         from ..core.ebsd.bandclassifier import BandProfileClassifier
 
+        self._refuse_while_busy()
         clf = BandProfileClassifier.from_pretrained(pc=self.projection_centre())
         self.backbone_combo.setCurrentText(BAND_PROFILES)
         self.set_classifier(clf)
@@ -576,6 +579,11 @@ class EBSDWidget(DockWidget):
     def _error(self, message: str) -> None:
         self.error(message)
 
+    def _refuse_while_busy(self) -> None:
+        """The model stays the running job's: nothing else may replace it until the job ends."""
+        if self.busy:
+            raise MicrostructureError("a job is running; wait or press Cancel")
+
     def _start(self, job_func: Any, *args: Any, on_done: Any, message: str) -> Optional[Job]:
         return self.start_job(job_func, *args, on_done=on_done, message=message)
 
@@ -592,8 +600,7 @@ class EBSDWidget(DockWidget):
 
     def train(self) -> Optional[Job]:
         """Train a new classifier off the GUI thread; returns the job."""
-        if self.busy:
-            raise MicrostructureError("a job is running; wait or press Cancel")
+        self._refuse_while_busy()
         classifier = self.new_classifier()
         patterns, labels = self.training_data()
         classes = sorted({str(c) for c in labels.tolist()})
@@ -665,8 +672,7 @@ class EBSDWidget(DockWidget):
 
     def classify(self) -> Optional[Job]:
         """Classify the chosen map off the GUI thread; result layers appear when done."""
-        if self.busy:
-            raise MicrostructureError("a job is running; wait or press Cancel")
+        self._refuse_while_busy()
         if self.classifier is None:
             raise MicrostructureError("no model; train one or load a model file first")
         self.classifier.confidence_threshold = self.threshold_spin.value()
@@ -678,6 +684,11 @@ class EBSDWidget(DockWidget):
         band = not hasattr(self.classifier, "models_")
         bg = self.static_background() if band else None  # a CNN model keeps its own (training) background
         self._map_background = bg is not None
+        # the map's projection centre, for the export: the one it was indexed with (band profiles), else the
+        # pattern file's when it gives one; None: not known (the .ang then leaves it out)
+        pc = self.classifier.pc if band else pl.metadata.get("projection_centre")
+        self._map_detector = {"projection_centre": None if pc is None else tuple(float(v) for v in pc),
+                              "pattern_shape": tuple(int(v) for v in pl.data.shape[-2:])}
         return self._start(_classify, self.classifier, pl.data, 2048, self.scheduler_edit.client(), bg,
                            on_done=self.show_result,
                            message=f"classifying {int(np.prod(pl.data.shape[:2]))} patterns"
@@ -705,6 +716,7 @@ class EBSDWidget(DockWidget):
         """Load an EBSD model of either kind (a micrograph model is refused with a clear message)."""
         from ..core.ebsd.bandclassifier import load_ebsd_model
 
+        self._refuse_while_busy()
         self.set_classifier(load_ebsd_model(path))
         self.set_status(f"loaded {path}")
 
@@ -737,7 +749,8 @@ class EBSDWidget(DockWidget):
                 "the map's step size is unknown (its file does not give one); in napari's console: "
                 "from napari_microstructure.io.ebsd.export import write_map; "
                 "write_map(path, widget.result, step_size_um=0.5)  # micrometres")
-        written = write_map(path, self.result, step_size_um=step, **self.tilts())
+        written = write_map(path, self.result, step_size_um=step, **self.tilts(),
+                            **(getattr(self, "_map_detector", None) or {}))
         what = "phases and orientations" if self.result.detector_euler is not None else "phases"
         self.set_status(f"wrote {what} to {written}")
 

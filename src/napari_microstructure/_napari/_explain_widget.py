@@ -16,8 +16,9 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout
 
+from ..core.choices import BACKBONES
 from ..core.errors import MicrostructureError
-from ._kit import DockWidget, LayerPicker, ModelFileRow, add_buttons, place_like, theme_figure
+from ._kit import DockWidget, LayerPicker, ModelFileRow, add_buttons, is_source_image, place_like, theme_figure
 from ._workers import Job
 
 METHOD_LABELS = {"Integrated gradients": "integrated-gradients", "GradientSHAP": "gradient-shap"}
@@ -28,6 +29,14 @@ SCORE_LABELS = {"class log-likelihood": "log-joint", "log posterior": "log-poste
 #: opacity of the attribution overlays (their colour map is transparent at zero)
 OVERLAY_OPACITY = 0.9
 SELECTED_CROP_LAYER = "explain: selected crop"
+#: what Explain can and cannot do with a band-profile EBSD model, in the widgets' terms
+BAND_PROFILES_HERE = (
+    "this is a band-profile EBSD model: it classifies the band profiles indexed from each pattern, not the "
+    "pattern's pixels, so there are no attribution maps, kernels or feature maps to show. Its probabilities "
+    "for a pattern are in the EBSD widget: click a point of the map and its pattern panel shows them. For "
+    f"attribution maps, train a model with a CNN backbone in the EBSD widget (Backbone: {' or '.join(BACKBONES)}) "
+    "and load it here"
+)
 
 
 def _overlay_colormap() -> Any:
@@ -64,8 +73,7 @@ class ExplainWidget(DockWidget):
         mv.addWidget(self.model_label)
         mv.addWidget(self.model_files)
 
-        self.layer_combo = LayerPicker(self.viewer, lambda layer: getattr(layer, "_type_string", "") == "image"
-                                       and not layer.name.startswith("attribution"))
+        self.layer_combo = LayerPicker(self.viewer, is_source_image)
         self.method_combo = QComboBox()
         self.method_combo.addItems(list(METHOD_LABELS))
         self.score_combo = QComboBox()
@@ -141,6 +149,8 @@ class ExplainWidget(DockWidget):
         from ..core.explain.adapters import as_adapter
         from ..core.explain.filters import conv_layers
 
+        if getattr(classifier, "kind", None) == "ebsd-bands":
+            raise MicrostructureError(BAND_PROFILES_HERE)
         adapter = as_adapter(classifier)  # raises NotFittedError for an unfitted model
         self.classifier = classifier
         kind = "micrograph" if adapter.kind == "micrograph" else "EBSD"
@@ -298,7 +308,8 @@ class ExplainWidget(DockWidget):
             self.viewer.add_image(r.attributions, name=name, colormap=_overlay_colormap(),
                                   contrast_limits=(-lim, lim), **place, opacity=OVERLAY_OPACITY,
                                   blending="translucent", visible=rank == "predicted",
-                                  metadata={"method": r.method, "target": r.target, "score": r.score_name})
+                                  metadata={"role": "attribution", "method": r.method, "target": r.target,
+                                            "score": r.score_name})
         self.viewer.layers.selection.active = layer  # the explained image stays the active layer
         self._update_buttons()
 
@@ -311,6 +322,7 @@ class ExplainWidget(DockWidget):
 
         self.result = first_layer_kernels(self.classifier)
         self._draw(plot_kernels, self.result)
+        self.set_status("first-layer kernels of the model")  # (the last job's warnings no longer apply)
         self._update_buttons()
 
     def run_feature_maps(self) -> Optional[Job]:

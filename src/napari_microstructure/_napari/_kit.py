@@ -4,12 +4,15 @@
   screen whatever their content), its sections fold (:meth:`DockWidget.section`),
   and the progress bar, status line and Cancel sit below the scroll area, always
   visible. :meth:`DockWidget.start_job` is the one job lifecycle: the status is
-  reset, every action button of the widget (Save/Load/Explain... registered with
+  reset (and the last job's warnings cleared, as by any other action that sets the
+  status: :meth:`DockWidget.set_status`, :meth:`DockWidget.error`), every action button of the widget (Save/Load/Explain... registered with
   :meth:`DockWidget.actions`) is disabled while the job runs, progress and the
   time left are shown, Cancel stops it and empties the bar, and the buttons come
   back when it ends whichever way.
 - :class:`LayerPicker`: a combo box of the viewer's layers of one kind that
-  follows additions, removals and renames.
+  follows additions, removals and renames; :func:`is_source_image` is the one
+  filter of input images (never the plugin's own result layers,
+  :func:`is_result_layer`).
 - :class:`ModelFileRow`: the Save model / Load model row with its file dialogs.
 - :func:`place_like`: scale, translate and units of a layer, for result layers
   that must line up with it (and share its units, so napari raises no
@@ -35,9 +38,10 @@ from qtpy.QtWidgets import (
 
 from ..core.choices import BACKBONES, LOSSES, MICROGRAPH_BACKBONES
 from ._workers import Job, ProgressPanel, format_exception
+from ._writer import METADATA_KEY
 
 __all__ = ["BACKBONES", "LOSSES", "MICROGRAPH_BACKBONES", "DockWidget", "LayerPicker", "ModelFileRow", "SchedulerEdit", "Section", "estimator_defaults",
-           "place_like", "unwrap"]
+           "is_result_layer", "is_source_image", "place_like", "unwrap"]
 
 MODEL_FILTER = "napari-microstructure model (*.pt);;All files (*)"
 #: the widest a dock's content may be, in pixels: two docks side by side leave most of a
@@ -59,6 +63,29 @@ def estimator_defaults(obj: Any) -> dict[str, Any]:
     """
     sig = inspect.signature(obj.__init__ if isinstance(obj, type) else obj)
     return {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
+
+
+#: ``metadata["role"]`` of the layers the plugin's readers open as inputs (EBSD patterns, their navigator);
+#: every other role marks a result the plugin computed (space groups, attributions, ground truth...)
+INPUT_ROLES = ("patterns", "navigator")
+
+
+def is_result_layer(layer: Any) -> bool:
+    """True for a layer the plugin made: probability maps, outliers, attribution overlays, EBSD results.
+
+    They carry ``metadata["probmap"]`` (probability maps, also re-opened from
+    their TIFF) or a ``metadata["role"]`` other than the inputs' (:data:`INPUT_ROLES`).
+    """
+    meta = getattr(layer, "metadata", None) or {}
+    if METADATA_KEY in meta:
+        return True
+    role = meta.get("role")
+    return role is not None and role not in INPUT_ROLES
+
+
+def is_source_image(layer: Any) -> bool:
+    """An image layer the user can train on, classify, map or explain: not one of the plugin's results."""
+    return getattr(layer, "_type_string", "") == "image" and not is_result_layer(layer)
 
 
 def place_like(layer: Any) -> dict[str, Any]:
@@ -301,6 +328,7 @@ class DockWidget(QWidget):
         self.viewer = napari_viewer
         self.job: Optional[Job] = None
         self._actions: list[QPushButton] = []
+        self._ending_job = False      # True while a job's on_done / on_failed / on_cancelled runs
         self.scroll = QScrollArea()
         self.scroll.setWidgetResizable(True)
         self.scroll.setFrameShape(QFrame.Shape.NoFrame)
@@ -356,11 +384,21 @@ class DockWidget(QWidget):
         return self.panel.status
 
     def set_status(self, text: str) -> None:
+        """Show ``text``; outside a job (and its result display) it starts anew: the last job's warnings go."""
+        self._new_action()
         self.panel.status.setText(text)
 
+    def _new_action(self) -> None:
+        """A status set while no job runs, other than by a job's own callbacks, belongs to a new action:
+        the orange warnings of the last job no longer apply to what the status line says."""
+        if not self.busy and not self._ending_job:
+            self.panel.clear_warnings()
+
     def error(self, exc_or_text: Any) -> None:
-        """Show a problem in the status line (a MicrostructureError's message as it is)."""
-        text = exc_or_text if isinstance(exc_or_text, str) else format_exception(exc_or_text)
+        """Show a problem in the status line (a MicrostructureError's message in the widget's terms:
+        :meth:`ProgressPanel.word`)."""
+        text = exc_or_text if isinstance(exc_or_text, str) else self.panel.word(format_exception(exc_or_text))
+        self._new_action()
         self.panel.bar.setValue(0)
         self.panel.status.setText(f"error: {text}")
 
@@ -418,10 +456,13 @@ class DockWidget(QWidget):
     def _job_ended(self, callback: Optional[Callable[[Any], Any]], value: Any) -> None:
         self.refresh_actions()
         if callback is not None:
+            self._ending_job = True   # the job's own result display: its warnings stay in view
             try:
                 callback(value)
             except Exception as exc:  # noqa: BLE001 - a display problem is reported, not raised in Qt
                 self.error(exc)
+            finally:
+                self._ending_job = False
         self.refresh_actions()
 
     def cancel(self) -> None:

@@ -36,7 +36,7 @@ from qtpy.QtWidgets import (
 from ..core.colours import NONE_COLOUR, OUTLIER_COLOUR, hex_to_rgb
 from ..core.colours import class_colour as _class_colour_hex
 from ..core.errors import MicrostructureError
-from ._kit import DockWidget, LayerPicker, ModelFileRow, SchedulerEdit, place_like
+from ._kit import DockWidget, LayerPicker, ModelFileRow, SchedulerEdit, is_source_image, place_like
 from ._workers import Job
 from ._writer import METADATA_KEY
 
@@ -54,10 +54,6 @@ def class_colour(index: int, n_classes: int) -> tuple[float, float, float]:
 def probability_layer_name(class_name: str, image_name: str) -> str:
     """Class first, so napari's layer list (which cuts long names in the middle) still shows it."""
     return f"{class_name} probability · {image_name}"
-
-
-def _is_source_image(layer: Any) -> bool:
-    return getattr(layer, "_type_string", "") == "image" and METADATA_KEY not in layer.metadata
 
 
 class ProbabilityMapWidget(DockWidget):
@@ -83,7 +79,7 @@ class ProbabilityMapWidget(DockWidget):
 
         form = QFormLayout(self.section("Map"))
         form.setContentsMargins(2, 0, 2, 0)
-        self.image_combo = LayerPicker(self.viewer, _is_source_image)
+        self.image_combo = LayerPicker(self.viewer, is_source_image)
         self.stride_spin = QDoubleSpinBox()
         self.stride_spin.setRange(0, 100000)
         self.stride_spin.setDecimals(0)
@@ -119,6 +115,7 @@ class ProbabilityMapWidget(DockWidget):
         form.addRow("Image", self.image_combo)
         form.addRow("Stride (px)", self.stride_spin)
         form.addRow("Crop (µm)", self.fov_spin)
+        self.panel.control_names["fov_um"] = "Crop (µm)"      # the core's messages name the field
         form.addRow("Augmentations", self.augment_spin)
         form.addRow("Method", self.method_combo)
         form.addRow("Intensities", self.intensity_combo)

@@ -35,18 +35,18 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.errors import MicrostructureError
-from ._kit import LOSSES, MICROGRAPH_BACKBONES, DockWidget, LayerPicker, ModelFileRow, estimator_defaults, unwrap
-from ._workers import Job, format_exception
+from ._kit import (
+    LOSSES, MICROGRAPH_BACKBONES, DockWidget, LayerPicker, ModelFileRow, estimator_defaults, is_result_layer,
+    is_source_image, unwrap,
+)
+from ._workers import Job, format_exception, format_seconds
 
 _unwrap = unwrap
 
 
-def _is_image(layer: Any) -> bool:
-    return getattr(layer, "_type_string", "") == "image"
-
-
 def _is_labels(layer: Any) -> bool:
-    return getattr(layer, "_type_string", "") == "labels"
+    """Painted scribbles: a Labels layer the plugin did not compute (not a map's most probable class)."""
+    return getattr(layer, "_type_string", "") == "labels" and not is_result_layer(layer)
 
 
 def _classifier_defaults() -> dict[str, Any]:
@@ -136,7 +136,7 @@ class TrainingWidget(DockWidget):
         scribble_tab = QWidget()
         form = QFormLayout(scribble_tab)
         form.setContentsMargins(2, 2, 2, 2)
-        self.scribble_image = LayerPicker(self.viewer, _is_image)
+        self.scribble_image = LayerPicker(self.viewer, is_source_image)
         self.scribble_pixel_size = QLineEdit()
         self.scribble_pixel_size.setPlaceholderText("micrometres per pixel")
         self.scribble_labels = LayerPicker(self.viewer, _is_labels)
@@ -197,7 +197,7 @@ class TrainingWidget(DockWidget):
         cv = QVBoxLayout(self.section("Classify an image layer"))
         cv.setContentsMargins(0, 0, 0, 0)
         crow = QHBoxLayout()
-        self.classify_layer = LayerPicker(self.viewer, _is_image)
+        self.classify_layer = LayerPicker(self.viewer, is_source_image)
         self.classify_button = QPushButton("Classify")
         self.classify_button.clicked.connect(self.classify)
         crow.addWidget(self.classify_layer, 1)
@@ -258,14 +258,10 @@ class TrainingWidget(DockWidget):
             self._refresh_layers()
 
     def _image_layers(self) -> list[Any]:
-        from napari.layers import Image
-
-        return [_unwrap(layer) for layer in self.viewer.layers if isinstance(layer, Image)]
+        return [_unwrap(layer) for layer in self.viewer.layers if is_source_image(layer)]
 
     def _labels_layers(self) -> list[Any]:
-        from napari.layers import Labels
-
-        return [_unwrap(layer) for layer in self.viewer.layers if isinstance(layer, Labels)]
+        return [_unwrap(layer) for layer in self.viewer.layers if _is_labels(layer)]
 
     def _watch(self, layer: Any) -> None:
         if id(layer) in self._watched_layers:
@@ -491,9 +487,11 @@ class TrainingWidget(DockWidget):
         self._close_napari_progress()
         self.set_classifier(classifier)
         history = classifier.history_
+        # the whole job (crops, features, epochs, calibration), and the epochs' share of it
+        total = self.job.seconds if self.job is not None else history.seconds
         self.set_status(
-            f"trained in {history.seconds:.0f} s, {len(history.train_loss)} epochs "
-            f"(best {history.best_epoch + 1}"
+            f"trained in {format_seconds(total)} ({format_seconds(history.seconds)} of epochs), "
+            f"{len(history.train_loss)} epochs (best {history.best_epoch + 1}"
             + (", stopped early" if history.stopped_early else "") + ")"
         )
 

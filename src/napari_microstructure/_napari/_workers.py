@@ -48,12 +48,29 @@ class Job(QObject):
         self.cancel_event = threading.Event()
         self.worker = None
         self.running = False
+        self._started: Optional[float] = None
+        self._ended: Optional[float] = None
+
+    @property
+    def seconds(self) -> float:
+        """Wall-clock seconds from :meth:`start` to the end (so far, while it runs); 0 before it starts."""
+        import time
+
+        if self._started is None:
+            return 0.0
+        return (self._ended if self._ended is not None else time.perf_counter()) - self._started
 
     def _run(self) -> Any:
         return self._func(*self._args, progress=self.progressed.emit, cancel=self.cancel_event, **self._kwargs)
 
+    def _stop_clock(self) -> None:
+        import time
+
+        self._ended = time.perf_counter()
+
     def _on_error(self, exc: BaseException) -> None:
         self.running = False
+        self._stop_clock()
         if isinstance(exc, TrainingCancelled):
             self.cancelled.emit()
         else:
@@ -61,10 +78,14 @@ class Job(QObject):
 
     def _on_return(self, result: Any) -> None:
         self.running = False
+        self._stop_clock()
         self.finished.emit(result)
 
     def start(self) -> "Job":
+        import time
+
         self.running = True
+        self._started, self._ended = time.perf_counter(), None
         if os.environ.get("NAPARI_MICROSTRUCTURE_SYNC"):
             outcome: tuple = ()
             with warnings.catch_warnings(record=True) as caught:
@@ -110,9 +131,11 @@ class ProgressPanel(QWidget):
     """Progress bar, a status line and a Cancel button bound to a :class:`Job`.
 
     A new job starts from an empty bar and a fresh status line; each report
-    moves the bar and shows the job's message with the estimated time left
-    (from the elapsed time and the fraction done); a cancelled or failed job
-    leaves an empty bar.
+    moves the bar and shows the job's message with the estimated time left of
+    the current *stage* (its own elapsed time and fraction done: a job's
+    stages, e.g. feature extraction then training epochs, each fill the bar
+    from 0 and run at their own pace); a cancelled or failed job leaves an
+    empty bar.
     """
 
     def __init__(self, parent: Optional[QWidget] = None) -> None:
@@ -140,24 +163,40 @@ class ProgressPanel(QWidget):
         layout.addWidget(self.status)
         layout.addWidget(self.warning)
         self.job: Optional[Job] = None
-        self._started = 0.0
+        self._reset_stage(0.0)
+        #: the widget's names of the API's parameters, e.g. ``{"fov_um": "Crop (µm)"}`` (see :meth:`word`)
+        self.control_names: dict[str, str] = {}
+
+    def word(self, message: str) -> str:
+        """A core message in the widget's terms: its controls' names for the API's parameters
+        (:attr:`control_names`), and "µm" for the core's plain-text "um" after a number."""
+        import re
+
+        for name, control in self.control_names.items():
+            message = re.sub(rf"\b{re.escape(name)}\b", f"'{control}'", message)
+        return re.sub(r"(\d) um\b", "\\1 µm", message)
+
+    def _reset_stage(self, started: float, stage: Optional[str] = None) -> None:
+        """The current stage (name) began at ``started`` (perf_counter seconds)."""
+        self._stage: Optional[str] = stage
+        self._stage_started = started
+        self._stage_fraction = 0.0
+        self._last_report = started
 
     def attach(self, job: Job, message: str = "starting…") -> Job:
         """Show ``job``'s progress from an empty bar; Cancel stops it."""
         import time
 
         self.job = job
-        self._started = time.perf_counter()
+        self._reset_stage(time.perf_counter())
         self.cancel_button.setEnabled(True)
         self.bar.setValue(0)
         self.status.setText(message)
-        self._warnings = []
-        self.warning.setText("")
-        self.warning.setVisible(False)
+        self.clear_warnings()
         job.progressed.connect(self.show_progress)
         job.warned.connect(self.show_warning)
         job.finished.connect(lambda _: self._done("done", 100))
-        job.failed.connect(lambda exc: self._done(f"error: {format_exception(exc)}", 0))
+        job.failed.connect(lambda exc: self._done(f"error: {self.word(format_exception(exc))}", 0))
         job.cancelled.connect(lambda: self._done("cancelled; nothing was changed", 0))
         return job
 
@@ -165,23 +204,38 @@ class ProgressPanel(QWidget):
         import time
 
         text = p.message or ""
+        now = time.perf_counter()
         if p.total:
             fraction = min(max(p.fraction, 0.0), 1.0)
             self.bar.setValue(int(round(100 * fraction)))
-            elapsed = time.perf_counter() - self._started
+            if self._stage is None:              # the first stage began with the job
+                self._stage = p.stage
+            elif p.stage != self._stage or fraction < self._stage_fraction:
+                # a new stage (or the bar restarts): it began when the previous one was last heard from
+                self._reset_stage(self._last_report, p.stage)
+            self._stage_fraction = fraction
+            elapsed = now - self._stage_started
             if 0.02 <= fraction < 1.0 and elapsed > 1.0:
                 left = elapsed * (1.0 - fraction) / fraction
                 text = f"{text} · about {format_seconds(left)} left" if text else f"about {format_seconds(left)} left"
+        self._last_report = now
         if text:
             self.status.setText(text)
 
     def show_warning(self, message: str) -> None:
         """Keep a warning of the running job in view under the status line (each message once)."""
+        message = self.word(message)
         if message in self._warnings:
             return
         self._warnings.append(message)
         self.warning.setText("\n".join(f"warning: {m}" for m in self._warnings))
         self.warning.setVisible(True)
+
+    def clear_warnings(self) -> None:
+        """Hide the last job's warnings (a new job or another action has started)."""
+        self._warnings = []
+        self.warning.setText("")
+        self.warning.setVisible(False)
 
     def _cancel(self) -> None:
         if self.job is not None:

@@ -225,3 +225,49 @@ def test_default_field_of_view_shrinks_to_fit_a_small_image(trained_classifier):
         probability_map(clf, big, P, stride=64)         # crops of a quarter of the side: no warning
     with pytest.raises(MicrostructureError, match="smaller fov_um"):
         probability_map(clf, image[: int(0.9 * lo / P)], P)   # smaller than every training crop
+
+
+def test_a_crop_the_caller_chose_warns_as_the_default_does_when_the_map_is_coarse(trained_classifier):
+    """The coarse-map warning depends on the share of the image a crop covers, not on where the crop
+    size came from: a field of view given explicitly, as large as the default one, warns too."""
+    clf = trained_classifier
+    lo = clf.fov_range_um_[0]
+    side_um = 0.5 * (lo + clf.map_fov_um_)
+    n = int(np.ceil(side_um / P))
+    image = make_micrograph("ferrite", (n, n + 40), P, seed=6)
+    fov = 0.97 * n * P                                 # covers 97 % of the shorter side
+    assert lo * 1.01 < fov < clf.fov_range_um_[1]      # inside the trained range: no other warning
+    with pytest.warns(UserWarning, match=r"covers 97% of the image's shorter side.*smaller field of view "
+                                         r"\(fov_um\) between"):
+        r = probability_map(clf, image, P, fov_um=fov, stride=16)
+    assert r.fov_um == pytest.approx(fov)
+
+
+@pytest.mark.parametrize("model", ["default", "compact"])
+def test_progress_is_reported_within_a_tile_batch_by_batch(trained_classifier, small_micrograph_model, model):
+    """A map of one tile reports after every batch of crops, not once per tile, so the bar moves
+    about every second whatever the image's size. On a CPU a batch of crops that go through the
+    network on their own (the default frozen ImageNet model) holds at most BATCH_PIXELS input pixels
+    whatever batch_size says; the result does not depend on the reports."""
+    clf = trained_classifier if model == "default" else small_micrograph_model[0]
+    image = make_micrograph("ferrite", (420, 460), P, seed=7)
+    reports = []
+    r = probability_map(clf, image, P, stride=12, progress=reports.append)
+    assert r.method == ("exact" if model == "default" else "shared")
+    n = r.n_crops
+    steps = [p.step for p in reports[:-1]]
+    assert all(p.stage == "map" and p.total == n + 1 for p in reports[:-1])
+    assert steps == sorted(steps) and steps[-1] == n        # every crop counted once, in order
+    assert (reports[-1].step, reports[-1].total) == (1, 1)
+    if model == "default":                                  # exact: at most BATCH_PIXELS per batch on a CPU
+        per_batch = pm.BATCH_PIXELS["cpu"] // int(clf.input_size) ** 2
+        assert n > 2 * per_batch, "too few crops to see batches"
+        assert max(np.diff([0, *steps])) <= per_batch
+        assert len(steps) >= n // per_batch
+    else:                                                   # shared: batch_size crops through the head
+        small = []
+        again = probability_map(clf, image, P, stride=12, batch_size=32, progress=small.append)
+        assert len(small) - 1 >= n // 32 and max(np.diff([0, *[p.step for p in small[:-1]]])) <= 32
+        np.testing.assert_array_equal(again.probabilities, r.probabilities)
+    quiet = probability_map(clf, image, P, stride=12)
+    np.testing.assert_array_equal(quiet.probabilities, r.probabilities)

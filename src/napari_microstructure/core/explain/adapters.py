@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from ..base import Estimator, check_is_fitted
+from ..choices import BACKBONES
 from ..errors import MicrostructureError, NotFittedError
 
 MICROGRAPH_SCORES = ("log-posterior", "log-joint")
@@ -284,6 +285,15 @@ class EBSDAdapter(ModelAdapter):
         return list(self.models)
 
 
+#: why a band-profile EBSD model has no attributions, kernels or feature maps, and what to use instead
+BAND_PROFILES_NOT_EXPLAINED = (
+    "a band-profile EBSD model (BandProfileClassifier) cannot be explained: it classifies the band profiles "
+    "indexed from each pattern, not the pattern's pixels, so it has no pixel attributions, kernels or "
+    "feature maps; its class probabilities per pattern are predict_proba(patterns). For attribution maps, "
+    "train an EBSDClassifier with a CNN backbone (backbone=" + " or ".join(repr(b) for b in BACKBONES) + ")"
+)
+
+
 def check_fitted(classifier: Any) -> None:
     """Raise :class:`NotFittedError` naming the fix if ``classifier`` is not fitted."""
     if isinstance(classifier, (ModelAdapter, nn.Module)):
@@ -302,6 +312,8 @@ def as_adapter(model: Any, **kwargs: Any) -> ModelAdapter:
     if kind == "ebsd":
         check_fitted(model)
         return EBSDAdapter(model, **kwargs)
+    if kind == "ebsd-bands":
+        raise MicrostructureError(BAND_PROFILES_NOT_EXPLAINED)
     raise MicrostructureError(
         f"cannot explain a {type(model).__name__}; give a fitted FewShotClassifier or EBSDClassifier, "
         "or wrap a torch module in TorchAdapter(module, classes, input_size)"

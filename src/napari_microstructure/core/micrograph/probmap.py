@@ -51,7 +51,7 @@ import math
 import numbers
 import time
 import warnings
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -75,6 +75,12 @@ NORMALISE_FOVS = 1.5
 COARSE_MAP_SHARE = 0.5
 #: Image pixels a crop of a requested ``fov_um`` covers at least (see :func:`_check_crop_pixels`).
 MIN_CROP_PX = MIN_WINDOW_PX
+#: Input pixels per batch of crops that pass through a network on their own ("exact", frozen ImageNet
+#: features), on a CPU and elsewhere. On 2 CPU cores a CPU batch (56 crops of 96 px) takes about a
+#: second, so progress is reported that often. EfficientNet-Lite0 ran 45-54 crops of 96 px per second
+#: in batches of 32 to 256 on a loaded 2-core machine; whether smaller batches cost anything there is
+#: not settled (see the commit that set this): re-measure on an idle machine before changing it.
+BATCH_PIXELS = {"cpu": 1 << 19, "other": 1 << 22}
 METHODS = MAP_METHODS
 
 
@@ -390,7 +396,9 @@ def probability_map(
         Field of view of one crop in micrometres. Default: the classifier's
         ``map_fov_um_`` (the median training field of view), or the image's
         shorter side when that is smaller (but not below the smallest
-        training field of view).
+        training field of view). Either way, a crop covering more than
+        :data:`COARSE_MAP_SHARE` of the image's shorter side gives a
+        ``UserWarning`` naming the finer fields of view the model can read.
     jitter : float
         0-1: each grid crop is shifted at random by up to ``jitter * stride / 2``
         along each axis.
@@ -423,9 +431,14 @@ def probability_map(
         on it.
     batch_size : int
         Crops per batch through the head (``"shared"``) or the network
-        (``"exact"``, capped at about 4 M input pixels per batch).
+        (``"exact"``, and the frozen ImageNet features of each crop; capped at
+        :data:`BATCH_PIXELS` input pixels per batch: about 0.5 M on a CPU,
+        4 M on an accelerator).
     progress : callable, optional
-        Receives :class:`~.progress.Progress` reports (stage ``"map"``).
+        Receives :class:`~.progress.Progress` reports (stage ``"map"``, in
+        crop evaluations): after every batch of crops in this process (on a
+        CPU, about every second whatever the image's size), after every tile
+        on a cluster.
     cancel : threading.Event, optional
         Set it to stop: :class:`~.errors.TrainingCancelled` is raised.
     seed : int, optional
@@ -482,6 +495,8 @@ def probability_map(
     opts = _check_options(stride, jitter, n_augment, n_random_crops, max_invalid_fraction, method,
                           tile_size, batch_size, normalise_fovs, seed)
     opts["transforms"] = dihedral_transforms(AugmentConfig.coerce(classifier.augment))[: opts["n_augment"]]
+    device = getattr(getattr(classifier, "device_", None), "type", str(getattr(classifier, "device_", "cpu")))
+    opts["batch_pixels"] = BATCH_PIXELS["cpu" if device == "cpu" else "other"]
     fov = _check_fov(classifier, fov_um)
     _check_crop_pixels(classifier, fov_um, fov, pixel_size)
     # the window follows the requested field of view (a crop shrunk to fit leaves one window: the whole image)
@@ -506,13 +521,14 @@ def probability_map(
         )
     share = crop_px / min(height, width)
     finest = max(float(classifier.fov_range_um_[0]), S * p)
-    if fov_um is None and share > COARSE_MAP_SHARE and finest < 0.9 * fov:
+    # whether the field of view is the model's (auto) or the caller's: a crop this large blurs the map
+    if share > COARSE_MAP_SHARE and finest < 0.9 * fov:
         warnings.warn(
             f"one crop of the map covers {share:.0%} of the image's shorter side ({fov:.3g} of "
             f"{min(height, width) * p:.3g} um), so regions narrower than a crop blur into their neighbours; "
-            f"for a finer map choose a field of view (fov_um) between {finest:.3g} um (the finest crop the model reads at "
-            f"{p:.3g} um per pixel) and {fov:.3g} um, knowing that smaller crops show less of an untrained "
-            "structure to flag",
+            f"for a finer map choose a smaller field of view (fov_um) between {finest:.3g} um (the finest crop "
+            f"the model reads at {p:.3g} um per pixel) and {fov:.3g} um, knowing that smaller crops show less "
+            "of an untrained structure to flag",
             UserWarning, stacklevel=2,
         )
     if stride is None:
@@ -852,29 +868,41 @@ def _run_tiles(classifier, plan: _Plan, resampler: Resampler, origins: np.ndarra
         if sel.any():
             tiles.append((region, origins[sel]))
     worker = TileWorker(classifier, plan.crop, plan.log_ppum, opts)
-    total = len(tiles)
+    # progress counts crop evaluations (crops x test-time transforms): in this process after every
+    # batch of crops (about a second or less, whatever the image's size), on a cluster per tile
+    n_crops, n_views = len(origins), len(opts["transforms"])
+    total = n_crops * n_views
+    done = [0]
+
+    def advance(n: int) -> None:
+        done[0] += int(n)
+        what = (f"{done[0]} of {n_crops} crops" if n_views == 1
+                else f"{done[0]} of {total} crop views ({n_crops} crops x {n_views} transforms)")
+        report(progress, "map", done[0], total + 1, what)   # + 1: the per-pixel maps once all are done
 
     def payloads() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for (r0, r1, c0, c1), own in tiles:
             yield resampler.tile(r0, r1, c0, c1).numpy(), own - np.array([r0, c0])
 
-    def on_result(i: int, out: tuple[np.ndarray, dict]) -> None:
+    def on_result(i: int, out: tuple[np.ndarray, dict], per_tile: bool = True) -> None:
         probs, tile_timings = out
         for k, v in tile_timings.items():
             timings[k] += v
         own = tiles[i][1]
         values = np.concatenate([probs, np.ones((len(own), 1))], 1)
         _spread(diff, own, plan.crop_cells, values)
-        report(progress, "map", i + 1, total + 1, f"tile {i + 1}/{total}: {len(own)} crops")
+        if per_tile:
+            advance(len(own) * n_views)
 
     from ..cluster import connect, run_tasks
 
     with connect(client) as cluster:
         if cluster is None:
             worker.cancel = cancel
+            worker.on_crops = advance if progress is not None else None
             for i, payload in enumerate(payloads()):
                 check_cancel(cancel)
-                on_result(i, worker(payload))
+                on_result(i, worker(payload), per_tile=False)
         else:
             check_cancel(cancel)
             run_tasks(cluster, _tile_task, worker, payloads(), on_result, cancel=cancel,
@@ -902,10 +930,13 @@ class TileWorker:
         self.log_ppum = log_ppum
         self.opts = opts
         self.cancel: Optional[CancelToken] = None
+        #: called with the number of crops after each batch (in this process: progress within a tile)
+        self.on_crops: Optional[Callable[[int], None]] = None
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["cancel"] = None  # an Event does not travel; cancel is checked between tasks
+        state["on_crops"] = None  # nor does a callback: a cluster reports per tile
         return state
 
     def __call__(self, payload: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, dict]:
@@ -924,10 +955,10 @@ class TileWorker:
             check_cancel(cancel)
             if opts["method"] == "exact":
                 desc = _exact_descriptors(model, x, local, self.crop, turns, mirror, self.log_ppum, opts, timings,
-                                          cancel, to_input)
+                                          cancel, to_input, on_crops=self.on_crops)
             else:
                 desc = _shared_descriptors(model, x, local, self.crop, turns, mirror, self.log_ppum, opts, timings,
-                                           cancel, to_input, novelty_cache)
+                                           cancel, to_input, novelty_cache, on_crops=self.on_crops)
             t0 = time.perf_counter()
             probs += scorer.crop_probabilities(desc)
             timings["mixture"] += time.perf_counter() - t0
@@ -959,7 +990,7 @@ def _wants_imagenet(to_input) -> bool:
 
 @torch.inference_mode()
 def _shared_descriptors(model, x, local, crop, turns, mirror, mag, opts, timings, cancel, to_input=None,
-                        novelty_cache=None) -> np.ndarray:
+                        novelty_cache=None, on_crops=None) -> np.ndarray:
     cell = int(model.stride)
     t0 = time.perf_counter()
     feat = _dihedral_inverse(model.feature_map(_dihedral(x, turns, mirror)), turns, mirror)[0]
@@ -970,10 +1001,12 @@ def _shared_descriptors(model, x, local, crop, turns, mirror, mag, opts, timings
     # pass see context an isolated crop does not, and measured on generated composites the
     # two disagreed (a trained half rejected entirely). Costly, but the answers are the crop's.
     per_crop = _wants_imagenet(to_input)
+    # crops through the ImageNet network one by one: batches of the per-crop size (progress as often)
+    batch = _crop_batch(opts, crop) if per_crop else opts["batch"]
     out = []
-    for s in range(0, len(local), opts["batch"]):
+    for s in range(0, len(local), batch):
         check_cancel(cancel)
-        o = torch.as_tensor(local[s:s + opts["batch"]], dtype=torch.float64, device=feat.device)
+        o = torch.as_tensor(local[s:s + batch], dtype=torch.float64, device=feat.device)
         ya, xa = o[:, 0] / cell, o[:, 1] / cell
         yb, xb = (o[:, 0] + crop) / cell, (o[:, 1] + crop) / cell
         total = (_integral_at(flat, h, w, yb, xb) - _integral_at(flat, h, w, ya, xb)
@@ -988,7 +1021,7 @@ def _shared_descriptors(model, x, local, crop, turns, mirror, mag, opts, timings
             if s not in cache:
                 from .imagenet_features import crop_features
 
-                stack = torch.stack([x[0, :, a:a + crop, b:b + crop] for a, b in local[s:s + opts["batch"]]])
+                stack = torch.stack([x[0, :, a:a + crop, b:b + crop] for a, b in local[s:s + batch]])
                 grains = None
                 if _wants_granulometry(to_input):
                     from .granulometry import granulometry
@@ -1000,8 +1033,15 @@ def _shared_descriptors(model, x, local, crop, turns, mirror, mag, opts, timings
             imagenet, grains = cache[s]
         out.append(_as_input(to_input, pooled, model.head_from_pooled(pooled, logp), logp, imagenet=imagenet,
                              granulometry=grains))
+        if on_crops is not None:
+            on_crops(len(o))
     timings["network"] += time.perf_counter() - t0
     return np.concatenate(out)
+
+
+def _crop_batch(opts: dict, crop: int) -> int:
+    """Crops per batch through a network on their own: ``batch_size``, within :data:`BATCH_PIXELS`."""
+    return max(1, min(opts["batch"], opts.get("batch_pixels", BATCH_PIXELS["other"]) // (crop * crop)))
 
 
 def _integral(feat: torch.Tensor) -> torch.Tensor:
@@ -1027,8 +1067,9 @@ def _integral_at(flat: torch.Tensor, h: int, w: int, y: torch.Tensor, x: torch.T
 
 
 @torch.inference_mode()
-def _exact_descriptors(model, x, local, crop, turns, mirror, mag, opts, timings, cancel, to_input=None) -> np.ndarray:
-    batch = max(1, min(opts["batch"], (1 << 22) // (crop * crop)))
+def _exact_descriptors(model, x, local, crop, turns, mirror, mag, opts, timings, cancel, to_input=None,
+                       on_crops=None) -> np.ndarray:
+    batch = _crop_batch(opts, crop)
     out = []
     for s in range(0, len(local), batch):
         check_cancel(cancel)
@@ -1040,4 +1081,6 @@ def _exact_descriptors(model, x, local, crop, turns, mirror, mag, opts, timings,
         pooled = model.pooled(turned)
         out.append(_as_input(to_input, pooled, model.head_from_pooled(pooled, logp), logp, turned))
         timings["network"] += time.perf_counter() - t0
+        if on_crops is not None:
+            on_crops(len(o))
     return np.concatenate(out)

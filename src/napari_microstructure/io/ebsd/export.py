@@ -18,7 +18,12 @@ classifier also finds its orientation. The files carry:
   orientations), else zero (orientation not determined); not-indexed
   points always get zero;
 - per phase, a name, the cubic Laue class m-3m, the space group and the
-  lattice parameters (1 Angstrom when not given).
+  lattice parameters (1 Angstrom when not given);
+- ``.ang`` only: the projection centre as EDAX/TSL ``x-star``, ``y-star``,
+  ``z-star`` when it is known (given in the Bruker convention the plugin uses,
+  converted by :func:`._common.projection_centre_to_tsl`). An unknown one is
+  left out, with the working distance, rather than written as a made-up
+  value: orix and MTEX read the phases and the columns and need neither.
 
 ``.ang`` columns: phi1 PHI phi2 (radians) x y IQ CI phase SEM-signal fit.
 ``.ctf`` columns: Phase X Y Bands Error Euler1 Euler2 Euler3 (degrees) MAD BC BS.
@@ -176,17 +181,44 @@ def write_ctf(path: PathLike, labels: Any, step_size_um: Any, classes: Optional[
     return _atomic_write(Path(path), "\n".join(head + lines) + "\n")
 
 
+def _tsl_header(projection_centre: Any, pattern_shape: Any) -> list[str]:
+    """``# x-star`` ... lines of a known projection centre (Bruker convention in), none when unknown."""
+    if projection_centre is None:
+        return []
+    from ._common import projection_centre_to_tsl
+
+    pc = np.asarray(projection_centre, float).ravel()
+    if pc.shape != (3,) or not np.all(np.isfinite(pc)):
+        raise MicrostructureError(
+            f"projection_centre={projection_centre!r}; give three numbers (PCx, PCy, PCz, Bruker convention), "
+            "or None when it is not known")
+    if pattern_shape is None or len(tuple(pattern_shape)) != 2 or min(int(v) for v in pattern_shape) < 1:
+        raise MicrostructureError(
+            f"pattern_shape={pattern_shape!r}; give the patterns' (height, width) in pixels with the projection "
+            "centre (EDAX/TSL measure z* in pattern widths, Bruker in heights)")
+    x, y, z = projection_centre_to_tsl(pc, tuple(int(v) for v in pattern_shape))
+    return [f"# x-star                {x:.6f}", f"# y-star                {y:.6f}", f"# z-star                {z:.6f}"]
+
+
 def write_ang(path: PathLike, labels: Any, step_size_um: Any, classes: Optional[Sequence] = None,
               confidence: Any = None, no_solution_label: Any = 0,
               phase_names: Optional[Mapping] = None, lattice_angstrom: Optional[Mapping] = None,
-              euler: Any = None) -> Path:
-    """Write a phase map as an EDAX TSL ``.ang`` file (see :func:`write_ctf` for the parameters)."""
+              euler: Any = None, projection_centre: Any = None, pattern_shape: Any = None) -> Path:
+    """Write a phase map as an EDAX TSL ``.ang`` file (see :func:`write_ctf` for the other parameters).
+
+    Parameters
+    ----------
+    projection_centre : (float, float, float), optional
+        The detector's projection centre (PCx, PCy, PCz), Bruker convention,
+        as the band-profile classifier takes it; written as EDAX/TSL
+        ``x-star``, ``y-star``, ``z-star``. Default: unknown, not written.
+    pattern_shape : (int, int), optional
+        Pattern (height, width) in pixels; needed with ``projection_centre``.
+    """
     labels, (dy, dx), conf = _check(labels, step_size_um, confidence)
     ids, classes = _phase_ids(labels, classes, no_solution_label)
     rows, cols = labels.shape
-    head = ["# TEM_PIXperUM          1.000000", "# x-star                0.500000",
-            "# y-star                0.500000", "# z-star                0.500000",
-            "# WorkingDistance       0.000000", "#"]
+    head = ["# TEM_PIXperUM          1.000000", *_tsl_header(projection_centre, pattern_shape), "#"]
     for k, c in enumerate(classes):
         name, sg, (a, b, cc) = _phase_info(c, phase_names, lattice_angstrom)
         head += [f"# Phase {k + 1}", f"# MaterialName  \t{name}", f"# Formula     \t{name}", "# Info          ",
@@ -210,6 +242,8 @@ def write_map(path: PathLike, result: Any, step_size_um: Any = None, *, sample_t
               detector_tilt_deg: float = 0.0, **kwargs) -> Path:
     """Write a :class:`~napari_microstructure.core.ebsd.mapping.MapResult` as ``.ang`` or ``.ctf``.
 
+    ``projection_centre`` and ``pattern_shape`` (``.ang`` only, see
+    :func:`write_ang`) are passed on; the ``.ctf`` header has no place for them.
     The step size defaults to the result's ``step_size_um``. A map classified
     by :class:`~napari_microstructure.core.ebsd.bandclassifier.BandProfileClassifier`
     carries each point's orientation: it is written as Bunge Euler angles in
@@ -225,6 +259,8 @@ def write_map(path: PathLike, result: Any, step_size_um: Any = None, *, sample_t
         kwargs["euler"] = result.sample_euler(sample_tilt_deg, detector_tilt_deg)
     if suffix == ".ctf":
         kwargs.setdefault("tilt_deg", sample_tilt_deg)
+        kwargs.pop("projection_centre", None)
+        kwargs.pop("pattern_shape", None)
     writer = write_ang if suffix == ".ang" else write_ctf
     return writer(path, result.labels, step, classes=list(result.classes), confidence=result.confidence,
                   no_solution_label=result.no_solution_label, **kwargs)
