@@ -789,8 +789,9 @@ def test_saves_keep_links_and_refuse_special_files(tiny_clf, tmp_path):
     assert Path("/dev/null").is_char_device() and fifo.is_fifo()
 
 
-def test_a_real_full_disk_keeps_the_users_file(tiny_clf, tmp_path):
-    """On a tiny tmpfs (needs root to mount; skipped elsewhere) the save fails cleanly."""
+@contextlib.contextmanager
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs mounted under ``tmp_path`` (needs root; the test is skipped elsewhere)."""
     import subprocess
 
     mount = tmp_path / "tiny"
@@ -799,12 +800,18 @@ def test_a_real_full_disk_keeps_the_users_file(tiny_clf, tmp_path):
                                            capture_output=True).returncode != 0:
         pytest.skip("cannot mount a tmpfs here")
     try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def test_a_real_full_disk_keeps_the_users_file(tiny_clf, tmp_path):
+    """On a tiny tmpfs the save fails cleanly."""
+    with tiny_disk(tmp_path) as mount:
         (mount / "model.pt").write_bytes(b"old model")
         with untouched(mount), pytest.raises(ModelFileError) as info:
             tiny_clf.save(mount / "model.pt")
         check_message(info.value, r"the disk is full", r"free some space")
-    finally:
-        subprocess.run(["umount", str(mount)], capture_output=True)
 
 
 def _probability_result():
@@ -839,25 +846,16 @@ def test_a_full_disk_is_named_by_every_tiff_writer(tmp_path, monkeypatch, writer
 
 
 def test_a_real_full_disk_is_named_by_the_probability_map_writer(tmp_path):
-    """On a tiny tmpfs (needs root to mount; skipped elsewhere)."""
-    import subprocess
-
+    """On a tiny tmpfs."""
     from napari_microstructure.io.probmap_tiff import write_probability_tiff
 
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
-                                           capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
+    with tiny_disk(tmp_path) as mount:
         (mount / "map.tif").write_bytes(b"old map")
         result = _probability_result()
         result.probabilities = np.full((3, 128, 128), 1 / 3, np.float32)   # 256 KB: more than the disk
         with untouched(mount), pytest.raises(MicrostructureError) as info:
             write_probability_tiff(mount / "map.tif", result)
         check_message(info.value, r"the disk is full \(0.0 MB free\)", r"free some space")
-    finally:
-        subprocess.run(["umount", str(mount)], capture_output=True)
 
 
 # ------------------------------------------------------- intensity normalisation

@@ -141,15 +141,21 @@ def test_cluster_field_sends_the_map_to_that_scheduler(widget_and_image):
     assert widget.layers_of("sample") == [] and len(viewer.layers) == 1
 
 
-def test_a_warning_of_the_map_stays_under_the_status_line(widget_and_image):
-    """A map whose crop covers more than half the image says so under the status line, and a
-    later run that does not warn clears it."""
-    viewer, widget, layer = widget_and_image
+def _run_a_coarse_map(viewer, widget):
+    """Map a 30 um image whose crop covers more than half of it (the coarse-map warning); returns the image."""
     small = make_micrograph("ferrite", (300, 300), 0.1, seed=2)
     viewer.add_image(small, name="small", scale=(0.1, 0.1))
     widget.image_combo.setCurrentText("small")
     with pytest.warns(UserWarning, match="covers"):
         widget.run()
+    return small
+
+
+def test_a_warning_of_the_map_stays_under_the_status_line(widget_and_image):
+    """A map whose crop covers more than half the image says so under the status line, and a
+    later run that does not warn clears it."""
+    viewer, widget, layer = widget_and_image
+    _run_a_coarse_map(viewer, widget)
     assert "small" in widget.results
     text = widget.panel.warning.text()
     assert text.startswith("warning: one crop of the map covers")
@@ -173,11 +179,7 @@ def test_a_warning_goes_when_the_next_action_starts_even_if_it_is_refused(widget
     """The orange warning belongs to the run it describes: a later Run refused before its job
     starts (an image with no pixel size), or a job that fails, does not leave it under its error."""
     viewer, widget, layer = widget_and_image
-    small = make_micrograph("ferrite", (300, 300), 0.1, seed=2)
-    viewer.add_image(small, name="small", scale=(0.1, 0.1))
-    widget.image_combo.setCurrentText("small")
-    with pytest.warns(UserWarning, match="covers"):
-        widget.run()
+    small = _run_a_coarse_map(viewer, widget)
     assert not widget.panel.warning.isHidden()
     viewer.add_image(small, name="no scale image")
     widget.image_combo.setCurrentText("no scale image")
