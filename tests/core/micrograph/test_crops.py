@@ -219,7 +219,7 @@ def test_micrograph_validates_normalises_once_and_masks():
     assert masked.valid_mask().sum() == 64 * 40 and np.all(masked.image[:, :40] == 0.5)
     with pytest.raises(MicrostructureError, match="no pixel is left"):
         Micrograph(image, 0.5, mask=np.zeros((64, 80), bool))
-    with pytest.raises(MicrostructureError, match="same size"):
+    with pytest.raises(MicrostructureError, match=r"mask has shape \(10, 10\) but its image has shape \(64, 80\); give a mask of the image.s shape"):
         Micrograph(image, 0.5, mask=np.ones((10, 10), bool))
     with pytest.raises(MicrostructureError, match="pixel_size"):
         Micrograph(image, -1.0)
