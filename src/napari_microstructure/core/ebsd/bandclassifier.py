@@ -419,8 +419,10 @@ class BandProfileClassifier(Estimator):
         acquisition = {"pc": self._projection_centre(), "pattern_shape": tuple(patterns.shape[1:]),
                        "n_patterns": len(patterns)}
         self._fit(x, labels, found, described, progress=progress, cancel=cancel, acquisition=acquisition)
-        self.labelled_recall_ = self._labelled_recall(described["features"], own_labels, found)
-        self._warn_weak_labels(described["features"], own_labels)
+        pred = self.classes_[self.predict_proba_features(described["features"]).argmax(1)]
+        self.labelled_recall_ = {c.item() if hasattr(c, "item") else c: float(np.mean(pred[own_labels == c] == c))
+                                 for c in found}
+        self._warn_weak_labels(pred, own_labels)
         self._warn_unindexed_labels(described)
         return self
 
@@ -435,16 +437,11 @@ class BandProfileClassifier(Estimator):
             "(blank or saturated): they were left out of the no-solution calibration and are 'no solution' on "
             "the map; check those patterns and their labels", stacklevel=3)
 
-    def _labelled_recall(self, features: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> dict:
-        pred = self.classes_[self.predict_proba_features(features).argmax(1)]
-        return {c.item() if hasattr(c, "item") else c: float(np.mean(pred[labels == c] == c)) for c in classes}
-
-    def _warn_weak_labels(self, features: np.ndarray, labels: np.ndarray) -> None:
-        """Warn about the labelled classes the model does not fit (see ``LABEL_RECALL_WARNING``)."""
+    def _warn_weak_labels(self, pred: np.ndarray, labels: np.ndarray) -> None:
+        """Warn about the labelled classes the model does not fit (``pred``: its calls of the labelled patterns)."""
         weak = {c: r for c, r in self.labelled_recall_.items() if r < LABEL_RECALL_WARNING}
         if not weak:
             return
-        pred = self.classes_[self.predict_proba_features(features).argmax(1)]
         parts = []
         for c, r in weak.items():
             wrong = pred[(labels == c) & (pred != c)]
