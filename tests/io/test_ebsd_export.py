@@ -43,13 +43,90 @@ def test_ang_columns_and_header(tmp_path):
     path = write_map(tmp_path / "map.ang", _result(step=1.5))
     text = path.read_text().splitlines()
     header = [l for l in text if l.startswith("#")]
-    assert "# Phase 1" in header and "# Phase 2" in header and "# MaterialName  \tSG225" in header
+    assert "# Phase 1" in header and "# Phase 2" in header and "# MaterialName  \tFm-3m" in header
     assert "# XSTEP: 1.500000" in header and "# NCOLS_ODD: 3" in header and "# NROWS: 2" in header
     data = np.loadtxt([l for l in text if not l.startswith("#")])
     assert data.shape == (6, 10)
     np.testing.assert_array_equal(data[:, 7], [2, 2, 1, 0, 1, 2])
     assert data[3, 6] == -1 and np.all(data[[0, 1, 2, 4, 5], 6] > 0)  # CI -1 = not indexed
     np.testing.assert_allclose(data[:, 3], [0, 1.5, 3, 0, 1.5, 3])
+
+
+def test_phase_names_and_lattice_parameters_default_to_what_is_known(tmp_path):
+    head, _ = _ctf_table(write_map(tmp_path / "groups.ctf", _result()))
+    i = head.index("Phases\t2")
+    # space groups: Hermann-Mauguin symbols; lattice unknown -> 1 Angstrom
+    assert [head[i + k].split("\t")[2:5] for k in (1, 2)] == [["Pm-3m", "11", "221"], ["Fm-3m", "11", "225"]]
+    assert head[i + 1].startswith("1.0000;1.0000;1.0000")
+    # text classes naming known materials: their space group and lattice parameter
+    res = _result()
+    names = np.where(res.labels == 221, "Ni3Al", np.where(res.labels == 225, "Ni", "no solution"))
+    named = MapResult(names, res.index, res.confidence, res.agreement, res.no_solution, res.probabilities,
+                      np.array(["Ni", "Ni3Al"]), "no solution", res.step_size_um)
+    text = write_map(tmp_path / "named.ang", named).read_text().splitlines()
+    assert "# LatticeConstants      3.524 3.524 3.524  90.000  90.000  90.000" in text
+    assert "# LatticeConstants      3.572 3.572 3.572  90.000  90.000  90.000" in text
+    head, _ = _ctf_table(write_map(tmp_path / "named.ctf", named, lattice_angstrom={"Ni": 3.52}))
+    i = head.index("Phases\t2")
+    assert head[i + 1].startswith("3.5200;") and head[i + 1].split("\t")[2:5] == ["Ni", "11", "225"]
+    assert head[i + 2].startswith("3.5720;") and head[i + 2].split("\t")[2:5] == ["Ni3Al", "11", "221"]
+    with pytest.raises(MicrostructureError, match="lattice parameter in Angstrom"):
+        write_map(tmp_path / "bad.ctf", named, lattice_angstrom={"Ni": -1})
+
+
+def test_os_failures_are_named_and_keep_the_existing_file(tmp_path):
+    import os
+
+    (tmp_path / "folder.ang").mkdir()
+    with pytest.raises(MicrostructureError, match="it is a folder"):
+        write_map(tmp_path / "folder.ang", _result())
+    with pytest.raises(MicrostructureError, match="does not exist"):
+        write_map(tmp_path / "missing" / "m.ctf", _result())
+    old = tmp_path / "old.ctf"
+    old.write_text("the user's file")
+    if os.geteuid() != 0:  # root writes anywhere
+        old.chmod(0o444)
+        with pytest.raises(MicrostructureError, match="read-only"):
+            write_map(old, _result())
+        old.chmod(0o644)
+    if os.path.exists("/dev/full"):
+        with pytest.raises(MicrostructureError, match="special file"):
+            write_ang("/dev/full", _result().labels, 1.0)
+    assert old.read_text() == "the user's file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.ang", "old.ctf"]
+
+
+def test_a_full_disk_is_named_and_leaves_nothing(tmp_path, monkeypatch):
+    import builtins
+    import errno
+
+    real_open = builtins.open
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    def fake_open(path, mode="r", *args, **kwargs):
+        f = real_open(path, mode, *args, **kwargs)
+        return Full(f) if "w" in mode and str(path).endswith(".ang") else f
+
+    old = tmp_path / "map.ang"
+    old.write_text("the user's file")
+    monkeypatch.setattr(builtins, "open", fake_open)
+    with pytest.raises(MicrostructureError, match="disk is full"):
+        write_map(old, _result(step=1.0))
+    monkeypatch.undo()
+    assert old.read_text() == "the user's file"
+    assert [p.name for p in tmp_path.iterdir()] == ["map.ang"]
 
 
 def test_export_errors_leave_nothing_behind(tmp_path):

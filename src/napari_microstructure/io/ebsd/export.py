@@ -17,8 +17,10 @@ classifier also finds its orientation. The files carry:
   of the band classifier's rotations; orix reads them back as the same
   orientations), else zero (orientation not determined); not-indexed
   points always get zero;
-- per phase, a name, the cubic Laue class m-3m, the space group and the
-  lattice parameters (1 Angstrom when not given);
+- per phase, a name (a space group's Hermann-Mauguin symbol such as
+  ``Fm-3m``, or the class's own name), the cubic Laue class m-3m, the space
+  group and the lattice parameter: given, or that of a material the package
+  knows by the class's name (``"Ni3Al"``: 3.572 Angstrom), else 1 Angstrom;
 - ``.ang`` only: the projection centre as EDAX/TSL ``x-star``, ``y-star``,
   ``z-star`` when it is known (given in the Bruker convention the plugin uses,
   converted by :func:`._common.projection_centre_to_tsl`). An unknown one is
@@ -34,7 +36,6 @@ half-written file behind.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
@@ -105,27 +106,37 @@ def _phase_ids(labels: np.ndarray, classes: Optional[Sequence], no_solution_labe
 
 
 def _phase_info(c, names, lattice) -> tuple[str, int, tuple]:
-    name = str((names or {}).get(c, f"SG{c}" if str(c).isdigit() else c)).replace("\t", " ").replace(" ", "_")
+    """Name, space group and lattice parameters (Angstrom) written for class ``c``.
+
+    A space-group class is named by its Hermann-Mauguin symbol (``Fm-3m``); a
+    text class that names a material the package knows (``"Ni3Al"``) takes
+    that material's space group and lattice parameter; ``names`` and
+    ``lattice`` override both. Otherwise the lattice parameter is unknown and
+    written as 1 Angstrom (readers need a number; orientations do not depend on it).
+    """
+    from ...core.ebsd.simulate.structures import ALL_MATERIALS
+    from ...core.ebsd.simulate.symmetry import SYMBOLS
+
+    known = ALL_MATERIALS.get(c) if isinstance(c, str) else None
     try:
         sg = int(c)
     except (TypeError, ValueError):
-        sg = 0
-    a = float((lattice or {}).get(c, 1.0))
+        sg = known.space_group if known is not None else 0
+    default = SYMBOLS.get(sg, f"SG{sg}") if str(c).isdigit() else str(c)
+    name = str((names or {}).get(c, default)).replace("\t", " ").replace(" ", "_")
+    a = float((lattice or {}).get(c, known.a if known is not None else 1.0))
+    if not (np.isfinite(a) and a > 0):
+        raise MicrostructureError(f"lattice_angstrom[{c!r}]={a!r}; give the cubic lattice parameter in Angstrom (> 0)")
     return name, sg if 1 <= sg <= 230 else 0, (a, a, a)
 
 
 def _atomic_write(path: Path, text: str) -> Path:
-    if not path.parent.exists():
-        raise MicrostructureError(f"folder {str(path.parent)!r} does not exist; create it or choose another path")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", newline="\n") as f:
+    """Write ``text`` atomically (:func:`~napari_microstructure.core._files.atomic_path`): clear OS errors."""
+    from ...core._files import atomic_path
+
+    with atomic_path(path, f"{path.suffix.lstrip('.')} file") as tmp:
+        with open(tmp, "w", newline="\n") as f:
             f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return path
 
 
@@ -150,9 +161,12 @@ def write_ctf(path: PathLike, labels: Any, step_size_um: Any, classes: Optional[
     no_solution_label : int or str
         Label of not-indexed points.
     phase_names : mapping, optional
-        Class -> phase name (default ``"SG<number>"``).
+        Class -> phase name. Default: a space group's Hermann-Mauguin symbol
+        (``"Fm-3m"``), a text class's own name.
     lattice_angstrom : mapping, optional
-        Class -> cubic lattice parameter in Angstrom, default 1.
+        Class -> cubic lattice parameter in Angstrom. Default: that of a
+        material the package knows by the class's name (``"Ni"``: 3.524),
+        else 1 (unknown; orientations do not depend on it).
     kv, tilt_deg : float
         Header values.
     euler : array-like (rows, cols, 3), optional
