@@ -36,12 +36,16 @@ def test_map_refuses_wrong_inputs(tmp_path, trained_model_path, capsys):
     image, _ = make_composite("ferrite", "pearlite", shape=(48, 48), pixel_size_um=0.1, seed=2)
     src = write_micrograph(tmp_path / "small.tif", image, 0.1)
     assert _main(["map", str(trained_model_path), str(src), "-o", str(tmp_path / "m.tif")]) == 2
-    assert "smaller fov_um" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "smaller --fov" in err and "fov_um" not in err  # the command's option, not the API's name
     assert not (tmp_path / "m.tif").exists()
     # not constant: a constant image is refused before the options are looked at
     noise = (np.random.default_rng(0).random((300, 300)) * 255).astype(np.uint8)
     big = write_micrograph(tmp_path / "big.tif", noise, 0.1)
     assert _main(["map", str(trained_model_path), str(big), "-o", str(tmp_path / "m.tif"), "--stride", "0"]) == 2
     assert "stride" in capsys.readouterr().err
+    assert _main(["map", str(trained_model_path), str(big), "-o", str(tmp_path / "m.tif"), "--fov", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "--fov 0.5 is too small" in err and "give --fov of at least" in err and "fov_um" not in err
     assert _main(["map", str(trained_model_path), str(big), "-o", str(tmp_path / "m.png")]) == 2
     assert ".tif" in capsys.readouterr().err

@@ -9,7 +9,9 @@ written as it is computed (:mod:`.io.store`), and prints the area fractions.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+import warnings
 from pathlib import Path
 
 from .core.choices import MAP_METHODS
@@ -68,6 +70,18 @@ def _refuse_inputs_as_output(out: Path, inputs: dict) -> None:
             )
 
 
+#: the API's parameter names in ``probability_map``'s messages, and the options that set them here
+_OPTIONS = {"fov_um": "--fov", "n_random_crops": "--random-crops", "n_augment": "--augment"}
+
+
+def in_option_terms(message: str) -> str:
+    """``message`` with the API's parameter names replaced by this command's options (``fov_um=2`` -> ``--fov 2``)."""
+    for name, flag in _OPTIONS.items():
+        message = re.sub(rf"\b{name}=", f"{flag} ", message)
+        message = re.sub(rf"\b{name}\b", flag, message)
+    return message
+
+
 def run_map(args: argparse.Namespace) -> int:
     """Compute, write and summarise one map; returns the exit status."""
     from .api import load_model
@@ -106,12 +120,23 @@ def run_map(args: argparse.Namespace) -> int:
             "(use 'ebsd-map' for EBSD pattern maps)"
         )
     image, size = read_image_file(Path(args.image), args.pixel_size)
-    result = probability_map(
-        clf, image, size, stride=args.stride, fov_um=args.fov, jitter=args.jitter,
-        n_augment=args.augment, n_random_crops=args.random_crops, method=args.method,
-        progress=TerminalProgress(sys.stderr), seed=args.seed, client=args.scheduler,
-        **({"store": out, "dtype": "float16", "overwrite": args.overwrite} if to_store else {}),
-    )
+    shown = warnings.showwarning
+
+    def in_options(message, *rest, **kwargs):  # the warnings too speak of this command's options
+        return shown(in_option_terms(str(message)), *rest, **kwargs)
+
+    try:
+        warnings.showwarning = in_options
+        result = probability_map(
+            clf, image, size, stride=args.stride, fov_um=args.fov, jitter=args.jitter,
+            n_augment=args.augment, n_random_crops=args.random_crops, method=args.method,
+            progress=TerminalProgress(sys.stderr), seed=args.seed, client=args.scheduler,
+            **({"store": out, "dtype": "float16", "overwrite": args.overwrite} if to_store else {}),
+        )
+    except MicrostructureError as exc:
+        raise type(exc)(in_option_terms(str(exc))) from exc
+    finally:
+        warnings.showwarning = shown
     if to_store:
         print(f"wrote {out} (zarr store: {len(result.class_names)} float16 probability maps, labels; "
               f"{result.n_crops} crops of {result.fov_um:.3g} um in {result.timings['total']:.1f} s)")
