@@ -468,6 +468,19 @@ def test_patterns_under_16_pixels_are_refused_clearly(shape, tmp_path):
         assert len(clf.predict(np.random.default_rng(1).random((2, 16, 16)).astype(np.float32))) == 2
 
 
+def test_a_map_with_its_axes_in_the_wrong_order_is_told_to_reorder_them(tmp_path):
+    """(height, width, rows, cols) instead of (rows, cols, height, width): the error names the order and the fix,
+    not "acquire with less binning"."""
+    clf = BandProfileClassifier.from_pretrained(pc=(0.5, 0.3, 0.6))
+    wrong = np.random.default_rng(0).random((40, 40, 3, 4)).astype(np.float32)
+    with pytest.raises(MicrostructureError, match=r"first two axes \(40 x 40\) look like a pattern.*moveaxis") as err:
+        clf.classify_map(wrong, store=tmp_path / "map.zarr")
+    assert "binning" not in str(err.value)
+    assert not (tmp_path / "map.zarr").exists()
+    with pytest.raises(MicrostructureError, match="less binning"):  # a small map of small patterns: as before
+        clf.classify_map(wrong[:3, :4, :12, :12])
+
+
 def test_a_blank_labelled_pattern_does_not_switch_no_solution_off(learning_seed):
     """The user's thresholds come from their labelled patterns, but a blank one among them is named in a
     warning and left out: before, it set the thresholds to 0 and -1 and every blank pattern of the map got

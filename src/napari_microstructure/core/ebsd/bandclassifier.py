@@ -122,9 +122,19 @@ def _indexed_at_all(described: dict) -> np.ndarray:
     return (np.asarray(described["fit"]) > 0) & (np.asarray(described["symmetry"]) > SYMMETRY_RANGE[0])
 
 
-def check_pattern_side(shape: Sequence[int]) -> None:
-    """A clear error for patterns with a side under :data:`MIN_SIDE` pixels: too few bands to index."""
+def check_pattern_side(shape: Sequence[int], map_shape: Optional[Sequence[int]] = None) -> None:
+    """A clear error for patterns with a side under :data:`MIN_SIDE` pixels: too few bands to index.
+
+    ``map_shape``: the whole map's (rows, cols, h, w); when its first two axes
+    look like a pattern and the last two do not, the error says to reorder them.
+    """
     h, w = int(shape[0]), int(shape[1])
+    if min(h, w) < MIN_SIDE and map_shape is not None and min(int(v) for v in map_shape[:2]) >= MIN_SIDE:
+        rows, cols = (int(v) for v in map_shape[:2])
+        raise MicrostructureError(
+            f"the map's patterns would be {h} x {w} pixels, but its first two axes ({rows} x {cols}) look like "
+            "a pattern: the array's axes must be (map rows, map columns, pattern height, pattern width); "
+            "reorder them, e.g. numpy.moveaxis(patterns, (0, 1), (2, 3)), or check how the file was read")
     if min(h, w) < MIN_SIDE:
         raise MicrostructureError(
             f"patterns are {h} x {w} pixels, too small for band profiles (at least {MIN_SIDE} x {MIN_SIDE}: at 12 "
@@ -669,7 +679,7 @@ class BandProfileClassifier(Estimator):
 
         shape = getattr(pattern_map, "shape", ())
         if len(shape) == 4:
-            check_pattern_side(shape[2:])  # before a chunk is read or a cluster started
+            check_pattern_side(shape[2:], shape)  # before a chunk is read or a cluster started
         return classify_map(self, pattern_map, chunk_size=chunk_size, background=background, progress=progress,
                             cancel=cancel, client=client, store=store, overwrite=overwrite,
                             step_size_um=step_size_um)
