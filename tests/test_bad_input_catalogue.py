@@ -1066,8 +1066,9 @@ def _garbage_tiff(path):
     return path
 
 
-def _truncated_tiff(path):
-    tifffile.imwrite(path, _noise((256, 256)))
+def _truncated_tiff(path, pages=None):
+    """A TIFF cut in half, as an interrupted copy leaves it: one image, or a stack of ``pages``."""
+    tifffile.imwrite(path, (_noise((256, 256) if pages is None else (pages, 60, 60)) * 255).astype(np.uint8))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     return path
@@ -1086,6 +1087,10 @@ MICROGRAPH_READER_CASES = [
     ("empty", lambda p: (p.write_bytes(b""), p)[1], r"cannot read .* as a TIFF", r"check that the file is complete"),
     ("text", lambda p: (p.write_text("not an image\n"), p)[1], r"cannot read .* as a TIFF", r"is a TIFF image"),
     ("garbage-header", _garbage_tiff, r"cannot read .* as a TIFF", r"check that the file is complete"),
+    ("truncated", _truncated_tiff, r"truncated or damaged.*data of its pages run past its end", r"copy or export"),
+    # a stack cut short still opens with its first page: not a 60 x 60 micrograph
+    ("truncated-stack", lambda p: _truncated_tiff(p, pages=20), r"truncated or damaged: it breaks off after 1 readable page",
+     r"copy or export the file again"),
     ("png-named-tif", lambda p: (__import__("imageio").v3.imwrite(p, np.zeros((8, 8), np.uint8), extension=".png"), p)[1],
      r"cannot read .* as a TIFF", r"is a TIFF image"),
 ]
@@ -1146,6 +1151,9 @@ PATTERN_READER_CASES = [
     ("rgb.tif", _rgb_tiff, r"colour", r"grey|convert"),
     ("garbage.tif", _garbage_tiff, r"not a readable TIFF|could not be read|holds no images", r"truncated|export|choose a TIFF"),
     ("text.tif", lambda p: (p.write_text("hello"), p)[1], r"not a readable TIFF", r"copy it again|export"),
+    # was "holds one 2-D image of 60 x 60 pixels, not a stack" (the pages before the cut)
+    ("truncated-stack.tif", lambda p: _truncated_tiff(p, pages=20),
+     r"truncated or damaged: it breaks off after 1 readable page", r"copy or export the file again"),
     ("image2d.npy", _npy((64, 64)), r"shape \(64, 64\)", r"stack \(N, h, w\)"),
     ("five-d.npy", _npy((2, 2, 2, 16, 16)), r"shape \(2, 2, 2, 16, 16\)", r"stack \(N, h, w\)"),
     ("tiny.npy", _npy((10, 4, 4)), r"patterns of 4 x 4 pixels", r"at least 8 x 8"),

@@ -91,7 +91,7 @@ def test_corrupt_files_raise_microstructure_error(tmp_path, image):
     good = write_micrograph(tmp_path / "good.tif", image, 0.1)
     truncated = tmp_path / "truncated.tif"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    with pytest.raises(MicrostructureError, match="complete"):
+    with pytest.raises(MicrostructureError, match="truncated or damaged.*copy or export the file again"):
         read_micrograph(truncated)
     with pytest.raises(MicrostructureError):
         read_micrograph(tmp_path / "missing.tif")

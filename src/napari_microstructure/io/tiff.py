@@ -85,6 +85,53 @@ def _ome_um(tif: tifffile.TiffFile) -> Optional[float]:
     return float(m.group(1)) * factor
 
 
+def open_complete(path: PathLike) -> tifffile.TiffFile:
+    """Open a TIFF and check that its page chain and its pages' data are all in the file.
+
+    A file cut short (an interrupted copy or download) often still opens: the
+    pages before the cut read, the rest are dropped with a line in the log, and
+    a stack of 20 patterns reads as one 2-D image. This refuses it instead.
+
+    Raises
+    ------
+    MicrostructureError
+        Naming the file, where it breaks off, and the fix.
+    """
+    import logging
+    import struct
+
+    log = logging.getLogger("tifffile")
+    level = log.level
+    log.setLevel(logging.CRITICAL)  # tifffile's own line about the broken chain: the error below says it
+    try:
+        tif = tifffile.TiffFile(path)
+        try:
+            n = len(tif.pages)
+            size = os.path.getsize(path)
+            fmt = tif.tiff
+            last = tif.pages[n - 1]
+            fh = tif.filehandle
+            fh.seek(last.offset)
+            tags = struct.unpack(fmt.tagnoformat, fh.read(fmt.tagnosize))[0]
+            fh.seek(last.offset + fmt.tagnosize + tags * fmt.tagsize)
+            raw = fh.read(fmt.offsetsize)
+            following = struct.unpack(fmt.offsetformat, raw)[0] if len(raw) == fmt.offsetsize else 0
+            ends = [o + c for page in tif.pages for o, c in zip(page.dataoffsets, page.databytecounts)]
+        except Exception:
+            tif.close()
+            raise
+    finally:
+        log.setLevel(level)
+    if following != 0 or len(raw) != fmt.offsetsize or (ends and max(ends) > size):
+        tif.close()
+        raise MicrostructureError(
+            f"{str(path)!r} is truncated or damaged: it breaks off after {n} readable page"
+            f"{'s' if n != 1 else ''} ({size:,} bytes){' and the data of its pages run past its end' if ends and max(ends) > size else ''}; "
+            "copy or export the file again"
+        )
+    return tif
+
+
 def read_micrograph(path: PathLike) -> tuple[np.ndarray, Optional[float], dict[str, Any]]:
     """Read a grey micrograph and its pixel size.
 
@@ -108,13 +155,13 @@ def read_micrograph(path: PathLike) -> tuple[np.ndarray, Optional[float], dict[s
             f"{str(path)!r} {'is a folder' if path.is_dir() else 'does not exist'}; give a TIFF file"
         )
     try:
-        with tifffile.TiffFile(path) as tif:
+        with open_complete(path) as tif:
             image = tif.asarray()
             page = tif.pages[0]
             imagej = tif.imagej_metadata
             size = _ome_um(tif) or _resolution_um(page, imagej)
             description = page.description or ""
-    except MemoryError:
+    except (MemoryError, MicrostructureError):
         raise
     except Exception as exc:  # noqa: BLE001 - a damaged header makes tifffile raise anything
         message = " ".join(str(exc).split())[:120]

@@ -63,9 +63,13 @@ def file_reader(filename: Union[str, os.PathLike], lazy: bool = True) -> Pattern
     """
     import tifffile
 
+    from ..tiff import open_complete
+
     filename = str(filename)
     try:
-        tif = tifffile.TiffFile(filename)
+        tif = open_complete(filename)
+    except MicrostructureError:
+        raise
     except Exception as exc:
         raise MicrostructureError(
             f"{filename!r} is not a readable TIFF file ({exc.__class__.__name__}: {exc}); "
