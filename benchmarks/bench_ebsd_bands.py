@@ -17,7 +17,7 @@ training split; never on a named material):
 3. **few-shot fine-tuning**: 10 / 20 / 50 / 100 / 400 labelled patterns per
    space group of one material per group (set A), labelled either on maps
    holding all six (three maps, one acquisition each: only the crystal tells
-   the labels apart) or on one sample per group (each its own acquisition on the same
+   the labels apart; 80 x 80 and 160 x 160 patterns, rendered at full resolution) or on one sample per group (each its own acquisition on the same
    detector, so the acquisition differs with the label too); tested on 40
    other patterns of the same acquisitions (the rest of the user's own
    maps), on new sessions of set A (seen materials) and on set B (other
@@ -192,8 +192,10 @@ def labelled_set(n, geometry, acquisition=None):
     for sg, name in SET_A.items():
         if acquisition is not None:
             rng = np.random.default_rng(acquisition * 1000 + sg * 10 + n)
+            # rendered at the detector's full resolution, as a camera records it (not at 64 pixels and
+            # interpolated, the simulator's shortcut for training data)
             p = simulate_session(dataclasses.replace(common, structure=ALL_MATERIALS[name]),
-                                 n + SAME_SESSION_TEST, rng, pc_scan=0.0)
+                                 n + SAME_SESSION_TEST, rng, pc_scan=0.0, render_height=None)
         else:
             p, _, _ = session_of(ALL_MATERIALS[name], n + SAME_SESSION_TEST, 50000 + sg * 10 + n, geometry)
         pats.append(p[:n])
@@ -203,7 +205,9 @@ def labelled_set(n, geometry, acquisition=None):
     return np.concatenate(pats), np.array(ys), np.concatenate(same), np.array(same_y)
 
 
-def few_shot(shots, test_sessions, per_session, maps=3):
+def few_shot(shots, test_sessions, per_session, maps=3, sizes=(80, 160)):
+    import dataclasses
+
     from napari_microstructure.core.ebsd.bandclassifier import BandProfileClassifier
     from napari_microstructure.core.ebsd.simulate import ALL_MATERIALS, sample_geometry
 
@@ -230,10 +234,11 @@ def few_shot(shots, test_sessions, per_session, maps=3):
     for part, (_, y) in test.items():
         pred = zero.classes_[zero.predict_proba_features(desc[part]["features"]).argmax(1)]
         per_group[part] = [" ".join(f"{np.mean(pred[y == sg] == sg):.2f}" for sg in SET_A)]
+    runs = [(size, 52000 + m) for size in sizes for m in range(maps)] + [(geometry.shape[0], None)]
     for n in shots:
-        # maps holding all six phases (one acquisition each), then one sample per group
-        for acquisition in [52000 + m for m in range(maps)] + [None]:
-            pats, ys, same, same_y = labelled_set(n, geometry, acquisition)
+        # maps holding all six phases (one acquisition each) at each pattern size, then one sample per group
+        for size, acquisition in runs:
+            pats, ys, same, same_y = labelled_set(n, dataclasses.replace(geometry, shape=(size, size)), acquisition)
             t = time.perf_counter()
             clf = BandProfileClassifier(pc=pc).fit(pats, ys)
             fit_s = time.perf_counter() - t
@@ -241,14 +246,14 @@ def few_shot(shots, test_sessions, per_session, maps=3):
             same_zero = np.mean(zero.classes_[zero.predict_proba_features(same_f).argmax(1)] == same_y)
             same_pred = clf.classes_[clf.predict_proba_features(same_f).argmax(1)]
             same_pr = weighted_pr(same_y, same_pred)
-            where = (f"map {acquisition - 52000} (all six, one acquisition)" if acquisition is not None
-                     else "one sample per group (own acquisitions)")
+            where = (f"map {acquisition - 52000} (all six, one acquisition), {size} x {size} patterns"
+                     if acquisition is not None else f"one sample per group (own acquisitions), {size} x {size}")
             print(f"{n:3d} per class, labelled on {where}; the same acquisitions' other patterns: "
                   f"{np.mean(same_pred == same_y):.3f} (P/R {same_pr[0]:.2f}/{same_pr[1]:.2f}; zero-shot {same_zero:.3f}); "
                   f"per group {' '.join(f'{np.mean(same_pred[same_y == sg] == sg):.2f}' for sg in SET_A)}; "
                   f"fine-tuning {fit_s:.1f} s", flush=True)
-            if acquisition is not None and acquisition > 52000:
-                continue  # new sessions: the first map's and the separate samples' labels
+            if size != geometry.shape[0] or (acquisition is not None and acquisition > 52000):
+                continue  # new sessions (on the detector's own size): the first map's and the separate samples' labels
             acc = {}
             for part, (_, y) in test.items():
                 pred = clf.classes_[clf.predict_proba_features(desc[part]["features"]).argmax(1)]
@@ -457,7 +462,8 @@ def main() -> None:
     if run("structures"):
         by_structure(2 if q else 20, 4 if q else 10)
     if run("fewshot"):
-        few_shot((10,) if q else (10, 20, 50, 100, 400), 1 if q else 2, 10 if q else 20, 1 if q else 3)
+        few_shot((10,) if q else (10, 20, 50, 100, 400), 1 if q else 2, 10 if q else 20, 1 if q else 3,
+                 (80,) if q else (80, 160))
     if run("dual"):
         dual_phase((20, 25) if q else (40, 50))
     if run("open"):

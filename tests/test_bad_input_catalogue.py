@@ -1320,7 +1320,7 @@ def _cli_cases():
                                                      "--threshold", "nan"],
          r"--threshold nan is not a probability", r"between 0 and 1"),
         ("map-fov-tiny", lambda t, m, e, i, c: ["map", m, i, "-o", t / "o.tif", "--fov", "0.001"],
-         r"fov_um=0.001 is too small", r"give fov_um of at least 1.6 um"),
+         r"--fov 0.001 is too small", r"give --fov of at least 1.6 um"),
         ("map-output-exists", lambda t, m, e, i, c: ["map", m, i, "-o", _text(t / "earlier.tif")],
          r"earlier.tif' already exists", r"pass --overwrite"),
         # ebsd-train
