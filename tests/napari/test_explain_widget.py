@@ -160,3 +160,22 @@ def test_a_band_profile_model_is_refused_in_user_terms(make_napari_viewer, micro
     with pytest.raises(MicrostructureError, match=r"band profiles indexed .* predict_proba\(patterns\).*"
                                                   r"backbone='compact'"):
         as_adapter(bands)                                   # the API says it in the API's terms
+
+
+def test_the_model_in_memory_belongs_to_its_viewer(make_napari_viewer, micro):
+    """A model published in one viewer (the training widget's) reaches that viewer's docks, also through
+    napari's plugin proxy, and no other viewer's: a later viewer of the process starts without it."""
+    from napari_microstructure._napari._session import session_for
+
+    clf = micro[0]
+    first, second = make_napari_viewer(), make_napari_viewer()
+    session_for(first).set_classifier(clf)
+    assert ExplainWidget(second).classifier is None
+    assert not ExplainWidget(second).attr_button.isEnabled()
+    _, docked = first.window.add_plugin_dock_widget("napari-microstructure", "Explain")
+    assert docked.classifier is clf
+    assert session_for(docked.viewer) is session_for(first)
+    # published later: the docks of that viewer follow, the other viewer's do not
+    later = ExplainWidget(second)
+    session_for(first).set_classifier(clf)
+    assert later.classifier is None

@@ -27,10 +27,6 @@ def settle(rounds: int = 20) -> None:
 @pytest.fixture
 def screen_viewer(make_napari_viewer, monkeypatch):
     monkeypatch.setenv("NAPARI_MICROSTRUCTURE_SYNC", "1")
-    from napari_microstructure._napari._session import session
-
-    # the model these tests train is shared with later widgets through the session: forget it afterwards
-    monkeypatch.setattr(session, "classifier", session.classifier)
     viewer = make_napari_viewer(show=True)
     window = viewer.window._qt_window
     window.resize(*SCREEN)

@@ -126,8 +126,9 @@ class ExplainWidget(DockWidget):
                      self.png_button, self.csv_button, self.load_button)
 
         # the model trained or loaded in the other widgets, now and later
-        from ._session import session
+        from ._session import session_for
 
+        session = session_for(self.viewer)
         session.model_changed.connect(self._on_session_model)
         if session.classifier is not None:
             self._on_session_model(session.classifier)

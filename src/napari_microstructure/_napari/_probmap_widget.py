@@ -153,8 +153,9 @@ class ProbabilityMapWidget(DockWidget):
         self.actions(self.run_button, self.save_button, *self.model_files.buttons())
 
         # the model trained or loaded in the training widget, now and later
-        from ._session import session
+        from ._session import session_for
 
+        session = session_for(self.viewer)
         session.model_changed.connect(self._on_session_model)
         if session.classifier is not None:
             self._on_session_model(session.classifier)

@@ -542,8 +542,9 @@ class TrainingWidget(DockWidget):
         self._clear_result()
         self._update_buttons()
         self.model_changed.emit(classifier)
-        from ._session import session
+        from ._session import session_for
 
+        session = session_for(self.viewer)
         if session.classifier is not classifier:
             session.set_classifier(classifier)
 
