@@ -486,3 +486,16 @@ def test_no_button_changes_the_model_while_a_job_runs(viewer_with_sample, monkey
         release.set()
     qtbot.waitUntil(lambda: not widget.busy, timeout=20_000)
     qtbot.waitUntil(lambda: all(b.isEnabled() for b in buttons), timeout=5_000)
+
+
+def test_training_shows_only_the_chosen_sources_fields(viewer_with_sample):
+    """Each Training choice shows its own fields and hides the others', following the choice."""
+    _, widget = viewer_with_sample
+    for chosen in (SOURCE_FILE, SOURCE_LAYER, SOURCE_PAINTED, SOURCE_FILE):
+        widget.source_combo.setCurrentText(chosen)
+        shown = widget.source_fields_visible()
+        assert shown == {source: source == chosen for source in shown}, (chosen, shown)
+    assert widget.file_edit.isVisibleTo(widget) and not widget.class_table.isVisibleTo(widget)
+    widget.add_training_labels_layer()        # New: painting is the source, its fields come back
+    assert widget.class_table.isVisibleTo(widget) and not widget.file_edit.isVisibleTo(widget)
+
