@@ -61,6 +61,8 @@ SOURCE_TIPS = {
                  "or a pattern file with a labels file",
     SOURCE_LAYER: "the labelled patterns stored with the pattern layer (the sample data has 150 per phase)",
 }
+#: the brush of a new training Labels layer: one map pixel, one pattern
+TRAINING_BRUSH_SIZE = 1
 
 RESULT_SUFFIXES = ("space groups", "confidence", "no solution", "orientation IPF-Z")
 #: the Backbone choice that trains a :class:`~napari_microstructure.core.ebsd.bandclassifier.BandProfileClassifier`
@@ -174,6 +176,7 @@ class EBSDWidget(DockWidget):
         self.class_table.verticalHeader().setVisible(False)
         self.class_table.setMaximumHeight(110)
         self.class_table.setToolTip("each painted label value needs its space group number (221-230) or class name")
+        self.class_table.itemChanged.connect(self._colour_training_labels)
         form.addRow(self.class_table)
         self.file_edit = QLineEdit()
         self.file_edit.setPlaceholderText(".npz, folder of class folders, or pattern file")
@@ -432,7 +435,8 @@ class EBSDWidget(DockWidget):
         pl = self.pattern_layer()
         rows, cols = pl.data.shape[:2]
         layer = self.viewer.add_labels(np.zeros((rows, cols), np.int32), name="EBSD training labels",
-                                       **self._map_place())
+                                       colormap=self._training_colormap({}), **self._map_place())
+        layer.brush_size = TRAINING_BRUSH_SIZE  # one pattern per map pixel: label patterns, not areas
         self.viewer.layers.selection.active = layer
         layer.mode = "paint"
         self.set_status("paint a few pixels of each phase with its own label value, then type each "
@@ -462,9 +466,39 @@ class EBSDWidget(DockWidget):
                 cell.setBackground(QColor("#7a5a00"))
             self.class_table.setItem(i, 1, cell)
         self.class_table.blockSignals(False)
+        self._colour_training_labels()
         missing = [v for v in values if v not in known]
         if missing and not self.busy:
             self.set_status(f"label value(s) {missing}: {ASK_SPACE_GROUP} in the table")
+
+    @staticmethod
+    def _training_colormap(names: dict[int, Any]) -> Any:
+        """Colours of training label values in the space-group scheme of the result layers.
+
+        A value with a class in the table takes the colour that class gets in
+        the space-group map (225 is blue in both); a value without one the
+        colour of value N of a map (``label_colour``), so label N looks like
+        result N.
+        """
+        from napari.utils.colormaps import DirectLabelColormap
+
+        # the classes in the order a trained model sorts them (numbers first), as the result layers index them
+        order = sorted(set(names.values()), key=lambda c: (isinstance(c, str), c))
+        colours: dict[Any, str] = {v: class_colour(names[v], order.index(names[v])) if v in names
+                                   else class_colour(None, v - 1) for v in range(1, 256)}
+        colours.update({0: "transparent", None: "transparent"})
+        return DirectLabelColormap(color_dict=colours)
+
+    def _colour_training_labels(self, *_: Any) -> None:
+        """The chosen training Labels layer follows the class table's colours."""
+        name = self.labels_combo.currentText()
+        if not name or name not in self.viewer.layers:
+            return
+        layer, names = self.viewer.layers[name], self.class_names()
+        key = (id(layer), tuple(sorted(names.items(), key=str)))
+        if getattr(self, "_training_colours_of", None) != key:  # (not on every paint stroke)
+            layer.colormap = self._training_colormap(names)
+            self._training_colours_of = key
 
     def _painted_values(self) -> list[int]:
         return [int(self.class_table.item(i, 0).text()) for i in range(self.class_table.rowCount())
@@ -484,6 +518,7 @@ class EBSDWidget(DockWidget):
         for i in range(self.class_table.rowCount()):
             if self.class_table.item(i, 0).text() == str(value):
                 self.class_table.setItem(i, 1, QTableWidgetItem(str(name)))
+                self._colour_training_labels()
                 if not [v for v in self._painted_values() if v not in self.class_names()]:
                     self.set_status("every painted label value has a space group; press Train")
                 return
