@@ -79,9 +79,9 @@ def test_readable_layer_names():
     from napari_microstructure.core.explain.filters import readable_layer_name
 
     assert readable_layer_name("_conv_stem", 0, 49) == "first convolution (stem)"
-    assert readable_layer_name("_blocks.0._depthwise_conv", 1, 49) == "block 1: depthwise convolution"
-    assert readable_layer_name("_blocks.3._expand_conv", 9, 49) == "block 4: expansion (1x1)"
-    assert readable_layer_name("_blocks.15._project_conv", 47, 49) == "block 16: projection (1x1)"
+    assert readable_layer_name("_blocks.0._depthwise_conv", 1, 49) == "block 1: depthwise"
+    assert readable_layer_name("_blocks.3._expand_conv", 9, 49) == "block 4: expansion"
+    assert readable_layer_name("_blocks.15._project_conv", 47, 49) == "block 16: projection"
     assert readable_layer_name("_conv_head", 48, 49) == "last convolution (head)"
     assert [readable_layer_name(f"features.{3 * i}", i, 3) for i in range(3)] == [
         "first convolution", "convolution 2 of 3", "last convolution (3 of 3)"]

@@ -41,8 +41,8 @@ def conv_layers(model: Any, member: int = 0) -> list[str]:
     return [n for n, m in _backbone(model, member).named_modules() if isinstance(m, nn.Conv2d)]
 
 
-_EFFICIENTNET_PARTS = {"expand": "expansion (1x1)", "depthwise": "depthwise convolution",
-                       "project": "projection (1x1)"}
+#: the convolutions of an EfficientNet block (short: the names fill a dock-wide list)
+_EFFICIENTNET_PARTS = {"expand": "expansion", "depthwise": "depthwise", "project": "projection"}
 
 
 def readable_layer_name(name: str, position: int, count: int) -> str:
