@@ -18,7 +18,8 @@ from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QLabel, QPushBut
 
 from ..core.choices import BACKBONES
 from ..core.errors import MicrostructureError
-from ._kit import DockWidget, LayerPicker, ModelFileRow, add_buttons, is_source_image, place_like, theme_figure
+from ._kit import (DockWidget, LayerPicker, ModelFileRow, add_buttons, is_source_image, place_like, theme_figure,
+                   unwrap)
 from ._workers import Job
 
 METHOD_LABELS = {"Integrated gradients": "integrated-gradients", "GradientSHAP": "gradient-shap"}
@@ -107,7 +108,9 @@ class ExplainWidget(DockWidget):
         form.addRow("Score", self.score_combo)
         form.addRow("Steps / samples", self.n_steps)
         form.addRow("Crops on map", self.n_crops)
-        form.addRow("Feature-map layer", self.conv_layer)
+        # the convolutions' names are long for the field column: the list spans the dock's width
+        form.addRow(QLabel("Feature maps of the"))
+        form.addRow(self.conv_layer)
 
         self.map_button = QPushButton("Descriptor map")
         self.attr_button = QPushButton("Attributions")
@@ -225,7 +228,7 @@ class ExplainWidget(DockWidget):
             return
         if self.busy:
             return
-        active = self.viewer.layers.selection.active
+        active = unwrap(self.viewer.layers.selection.active)  # (napari's proxy warns on the layer's type)
         if active is not None and is_source_image(active):
             self.layer_combo.set_layer(active)
 
