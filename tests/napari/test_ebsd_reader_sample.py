@@ -99,3 +99,25 @@ def test_sample_layer_has_the_simulated_projection_centre():
 
     (_, pmeta, _), _, _ = make_ebsd_sample()
     assert pmeta["metadata"]["projection_centre"] == [0.5, 0.3, 0.6] == list(SAMPLE_SETTINGS["pc"])
+
+
+def test_a_pattern_keeps_square_pixels_on_a_map_in_micrometres():
+    """The sample's 30 x 40 map of 40 x 40 patterns: the map layers are in micrometres from the 0.5 um step,
+    the pattern's pixels are square (it was drawn 4:3) and the pattern lies within the map's extent."""
+    (pats, pmeta, _), (nav, nmeta, _), (_, tmeta, _) = make_ebsd_sample()
+    rows, cols, h, w = pats.shape
+    assert (rows, cols) != (h, w) and rows / cols != h / w        # a case where per-axis fitting distorts
+    assert nmeta["scale"] == (0.5, 0.5) == tmeta["scale"] and nmeta["units"] == ("um", "um")
+    sy, sx, py, px = pmeta["scale"]
+    assert (sy, sx) == (0.5, 0.5)
+    assert py == pytest.approx(px)
+    assert h * py <= rows * sy + 1e-9 and w * px <= cols * sx + 1e-9
+    assert max(h * py, w * px) == pytest.approx(min(rows * sy, cols * sx))  # as large as fits
+
+
+def test_a_pattern_of_a_map_without_step_size_keeps_square_pixels(tmp_path):
+    m = np.random.default_rng(0).integers(0, 200, (3, 8, 16, 20), dtype=np.uint8)
+    np.save(tmp_path / "m.npy", m)
+    (_, pmeta, _), (_, nmeta, _) = get_reader(str(tmp_path / "m.npy"))(str(tmp_path / "m.npy"))
+    _, _, py, px = pmeta["scale"]
+    assert py == pytest.approx(px) and 16 * py <= 3 and 20 * px <= 8

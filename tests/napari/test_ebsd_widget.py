@@ -486,3 +486,46 @@ def test_no_button_changes_the_model_while_a_job_runs(viewer_with_sample, monkey
         release.set()
     qtbot.waitUntil(lambda: not widget.busy, timeout=20_000)
     qtbot.waitUntil(lambda: all(b.isEnabled() for b in buttons), timeout=5_000)
+
+
+def test_training_shows_only_the_chosen_sources_fields(viewer_with_sample):
+    """Each Training choice shows its own fields and hides the others', following the choice."""
+    _, widget = viewer_with_sample
+    for chosen in (SOURCE_FILE, SOURCE_LAYER, SOURCE_PAINTED, SOURCE_FILE):
+        widget.source_combo.setCurrentText(chosen)
+        shown = widget.source_fields_visible()
+        assert shown == {source: source == chosen for source in shown}, (chosen, shown)
+    assert widget.file_edit.isVisibleTo(widget) and not widget.class_table.isVisibleTo(widget)
+    widget.add_training_labels_layer()        # New: painting is the source, its fields come back
+    assert widget.class_table.isVisibleTo(widget) and not widget.file_edit.isVisibleTo(widget)
+
+
+def test_new_training_labels_paint_single_patterns_in_the_result_colours(viewer_with_sample):
+    """A new training Labels layer paints one pattern at a time, and a label value named by a space group
+    is drawn in the colour that space group has in the space-group map."""
+    viewer, widget = viewer_with_sample
+    layer = widget.add_training_labels_layer()
+    assert layer.brush_size == 1
+    from napari_microstructure.core.colours import CLASS_COLOURS, hex_to_rgb
+
+    def colour(lay, value):
+        return tuple(round(float(c), 3) for c in lay.colormap.map(np.array([value]))[0][:3])
+
+    def rgb(hex_colour):
+        return tuple(round(float(c), 3) for c in hex_to_rgb(hex_colour))
+
+    painted = np.zeros_like(layer.data)
+    painted[2:4, 2:6], painted[20:22, 30:34] = 1, 2
+    layer.data = painted
+    # unnamed values: the colours of values 1, 2 of a map (not napari's random label colours)
+    assert [colour(layer, v) for v in (1, 2)] == [rgb(CLASS_COLOURS[0]), rgb(CLASS_COLOURS[1])]
+    widget.set_class_name(1, 225)
+    widget.set_class_name(2, 221)
+    widget.use_shipped_model()
+    widget.classify()
+    sg = viewer.layers["Ni-Ni3Al sample space groups"]
+    index = {c: i for i, c in enumerate(sg.features["class"])}
+    assert colour(layer, 1) == colour(sg, index["225"]) != colour(layer, 2) == colour(sg, index["221"])
+    # a class typed in the table recolours at once
+    widget.class_table.item(0, 1).setText("221")
+    assert colour(layer, 1) == colour(sg, index["221"])

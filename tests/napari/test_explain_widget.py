@@ -131,9 +131,15 @@ def test_ebsd_pattern_at_the_current_slice(make_napari_viewer, ebsd, tmp_path, m
     widget.show_kernels()
     widget.export_png(tmp_path / "kernels.png")
     assert _non_blank(tmp_path / "kernels.png")
-    widget.conv_layer.setValue(2)
+    # the convolutions by readable names, not module names such as "features.6"
+    names = [widget.conv_layer.itemText(i) for i in range(widget.conv_layer.count())]
+    assert names == ["first convolution", "convolution 2 of 6", "convolution 3 of 6", "convolution 4 of 6",
+                     "convolution 5 of 6", "last convolution (6 of 6)"]
+    widget.conv_layer.setCurrentIndex(2)
     widget.run_feature_maps()
-    assert widget.result.layer == "features.6"
+    assert widget.result.layer == "features.6" and widget.result.label == "convolution 3 of 6"
+    title = widget.figure._suptitle.get_text()
+    assert "convolution 3 of 6" in title and "features" not in title
     widget.export_png(tmp_path / "fmaps.png")
     assert _non_blank(tmp_path / "fmaps.png")
 
@@ -160,3 +166,85 @@ def test_a_band_profile_model_is_refused_in_user_terms(make_napari_viewer, micro
     with pytest.raises(MicrostructureError, match=r"band profiles indexed .* predict_proba\(patterns\).*"
                                                   r"backbone='compact'"):
         as_adapter(bands)                                   # the API says it in the API's terms
+
+
+def test_the_model_in_memory_belongs_to_its_viewer(make_napari_viewer, micro):
+    """A model published in one viewer (the training widget's) reaches that viewer's docks, also through
+    napari's plugin proxy, and no other viewer's: a later viewer of the process starts without it."""
+    from napari_microstructure._napari._session import session_for
+
+    clf = micro[0]
+    first, second = make_napari_viewer(), make_napari_viewer()
+    session_for(first).set_classifier(clf)
+    assert ExplainWidget(second).classifier is None
+    assert not ExplainWidget(second).attr_button.isEnabled()
+    _, docked = first.window.add_plugin_dock_widget("napari-microstructure", "Explain")
+    assert docked.classifier is clf
+    assert session_for(docked.viewer) is session_for(first)
+    # published later: the docks of that viewer follow, the other viewer's do not
+    later = ExplainWidget(second)
+    session_for(first).set_classifier(clf)
+    assert later.classifier is None
+
+
+def test_data_layer_follows_the_selected_layer_but_not_mid_job(make_napari_viewer, micro):
+    from types import SimpleNamespace
+
+    clf, images, sizes = micro
+    viewer = make_napari_viewer()
+    first = viewer.add_image(images[0], name="first", scale=(sizes[0],) * 2)
+    second = viewer.add_image(images[1], name="second", scale=(sizes[1],) * 2)
+    widget = ExplainWidget(viewer)
+    assert widget.layer_combo.currentText() == "second"       # the active layer when docked
+    viewer.layers.selection.active = first
+    assert widget.layer_combo.currentText() == "first"
+    viewer.add_labels(np.zeros((8, 8), np.int32), name="scribbles")   # not an input: the choice stays
+    assert widget.layer_combo.currentText() == "first"
+    widget.job = SimpleNamespace(running=True)                 # a job explains "first": it stays chosen
+    viewer.layers.selection.active = second
+    assert widget.layer_combo.currentText() == "first"
+    widget.job = None
+    viewer.layers.selection.active = first
+    viewer.layers.selection.active = second
+    assert widget.layer_combo.currentText() == "second"
+
+
+def test_figure_follows_the_viewer_theme(make_napari_viewer, micro):
+    """No white canvas in napari's dark theme, before and after a figure is drawn; a theme change redraws."""
+    from matplotlib.colors import to_hex
+    from napari.utils.theme import get_theme
+
+    clf, images, sizes = micro
+    viewer = make_napari_viewer()
+    viewer.add_image(images[0], name="img", scale=(sizes[0],) * 2)
+    viewer.theme = "dark"
+    widget = ExplainWidget(viewer)
+    dark, light = get_theme("dark"), get_theme("light")
+    assert to_hex(widget.figure.get_facecolor()) == dark.background.as_hex() != "#ffffff"
+    widget.set_classifier(clf)
+    widget.show_kernels()
+    assert to_hex(widget.figure._suptitle.get_color()) == dark.text.as_hex()
+    viewer.theme = "light"
+    assert to_hex(widget.figure.get_facecolor()) == light.background.as_hex()
+    assert to_hex(widget.figure._suptitle.get_color()) == light.text.as_hex()
+
+
+def test_messages_name_the_widgets_controls(make_napari_viewer, micro, monkeypatch):
+    """The core's warning about too few integration steps is told in the widget's terms."""
+    import importlib
+
+    attribution = importlib.import_module("napari_microstructure.core.explain.attribution")
+    monkeypatch.setenv("NAPARI_MICROSTRUCTURE_SYNC", "1")
+    monkeypatch.setattr(attribution, "COMPLETENESS_TOLERANCE", -1.0)  # always short of the score difference
+    clf, images, sizes = micro
+    viewer = make_napari_viewer()
+    viewer.add_image(images[1][:96, :96], name="sample", scale=(sizes[1],) * 2)
+    widget = ExplainWidget(viewer)
+    widget.set_classifier(clf)
+    widget.method_combo.setCurrentText("Integrated gradients")
+    widget.n_steps.setValue(4)
+    widget.run_attributions()
+    warning = widget.panel.warning.text()
+    assert "'Steps / samples' at 4" in warning and "raise 'Steps / samples'" in warning, warning
+    assert "choose GradientSHAP under 'Attribution'" in warning, warning
+    assert "n_steps" not in warning and "method=" not in warning and "gradient-shap" not in warning

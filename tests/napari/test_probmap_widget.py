@@ -58,6 +58,22 @@ def test_run_adds_aligned_layers_and_table(widget_and_image):
     assert all(lay.name.startswith(lay.metadata["probmap"]["class_name"]) for lay in probs)
 
 
+def test_auto_crop_shows_the_field_of_view_used(widget_and_image, trained_classifier):
+    """"auto" in the Crop field says which field of view it stands for: the model's, then the map's."""
+    viewer, widget, layer = widget_and_image
+    assert widget.fov_spin.value() == 0
+    assert widget.fov_spin.text() == f"auto ({trained_classifier.map_fov_um_:.3g} µm)"
+    widget.run()
+    result = widget.results["sample"]
+    assert widget.fov_spin.value() == 0                                   # still auto for the next image
+    assert widget.fov_spin.text() == f"auto ({result.fov_um:.3g} µm)"
+    assert f"crops of {result.fov_um:.3g} µm (auto)" in widget.panel.status.text()
+    widget.fov_spin.setValue(round(result.fov_um * 0.8, 1))              # a size set: no "(auto)"
+    widget.run()
+    assert "(auto)" not in widget.panel.status.text()
+    assert f"crops of {widget.results['sample'].fov_um:.3g} µm" in widget.panel.status.text()
+
+
 def test_slider_updates_outliers_and_rerun_replaces(widget_and_image):
     viewer, widget, layer = widget_and_image
     widget.run()

@@ -27,10 +27,6 @@ def settle(rounds: int = 20) -> None:
 @pytest.fixture
 def screen_viewer(make_napari_viewer, monkeypatch):
     monkeypatch.setenv("NAPARI_MICROSTRUCTURE_SYNC", "1")
-    from napari_microstructure._napari._session import session
-
-    # the model these tests train is shared with later widgets through the session: forget it afterwards
-    monkeypatch.setattr(session, "classifier", session.classifier)
     viewer = make_napari_viewer(show=True)
     window = viewer.window._qt_window
     window.resize(*SCREEN)
@@ -60,6 +56,38 @@ def assert_fits_screen(viewer, widgets) -> None:
             if child.isVisible() and child.width() > 0:
                 right = child.mapTo(body, child.rect().topRight()).x()
                 assert right <= body.width() + 1, f"{type(widget).__name__}: {child!r} is cut at the right"
+
+
+def assert_choices_fit(widget) -> None:
+    """No choice of the dock's own combo boxes is cut at the dock's width (layer names, the user's, may be)."""
+    from qtpy.QtWidgets import QComboBox, QStyle, QStyleOptionComboBox
+
+    from napari_microstructure._napari._kit import LayerPicker
+
+    settle()
+    for combo in widget.body.findChildren(QComboBox):
+        if not combo.isVisible() or isinstance(combo, LayerPicker):
+            continue
+        option = QStyleOptionComboBox()
+        combo.initStyleOption(option)
+        field = combo.style().subControlRect(QStyle.ComplexControl.CC_ComboBox, option,
+                                             QStyle.SubControl.SC_ComboBoxEditField, combo)
+        for i in range(combo.count()):
+            text = combo.itemText(i)
+            need = combo.fontMetrics().horizontalAdvance(text)
+            assert need <= field.width(), f"{type(widget).__name__}: {text!r} needs {need} px of {field.width()}"
+
+
+def assert_figure_texts_inside(canvas, what: str) -> None:
+    """Titles and axis labels (a colour bar's too) lie within the canvas: none is cut at its edges."""
+    canvas.draw()
+    renderer, figure = canvas.get_renderer(), canvas.figure
+    texts = [t for ax in figure.axes for t in (ax.title, ax.xaxis.label, ax.yaxis.label)]
+    texts += [figure._suptitle] if getattr(figure, "_suptitle", None) is not None else []
+    for text in texts:
+        if text.get_visible() and text.get_text().strip():
+            box = text.get_window_extent(renderer)
+            assert box.x0 >= -1 and box.x1 <= figure.bbox.width + 1, f"{what}: {text.get_text()!r} is cut"
 
 
 def figure_pixels(canvas) -> np.ndarray:
@@ -110,6 +138,7 @@ def test_probmap_layers_legend_and_units(screen_viewer, trained_classifier):
     assert viewer.scale_bar.visible
     assert probmap.table.rowCount() == len(trained_classifier.classes_) + 1  # the outlier row included
     assert_fits_screen(viewer, [probmap, explain])
+    assert_choices_fit(probmap)
 
 
 def test_explain_figures_are_drawn_at_dock_width(screen_viewer, trained_classifier):
@@ -128,6 +157,8 @@ def test_explain_figures_are_drawn_at_dock_width(screen_viewer, trained_classifi
     explain.run_attributions()
     assert explain.attributions, explain.panel.status.text()
     assert_not_blank(explain.canvas, "the attribution figure")
+    assert_figure_texts_inside(explain.canvas, "the attribution figure")
+    assert_choices_fit(explain)
     # the default score is informative for a confident prediction: the map is not empty
     assert np.abs(explain.attributions[0].attributions).max() > 0
     assert_consistent_units(viewer)
@@ -141,6 +172,7 @@ def test_ebsd_dock_fits_and_pattern_view_is_drawn(screen_viewer):
     explain = dock(viewer, "Explain")
     assert_fits_screen(viewer, [ebsd, explain])
     assert viewer.scale_bar.visible  # 0.5 um steps
+    assert_choices_fit(ebsd)
     ebsd.backbone_combo.setCurrentText("compact")
     ebsd.size_spin.setValue(32)
     ebsd.epochs_spin.setValue(1)

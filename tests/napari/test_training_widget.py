@@ -241,6 +241,10 @@ def test_save_load_round_trip(make_napari_viewer, tmp_path, trained_model_path):
     # the options and the answer rule show the loaded model's (the fixture: 64 px input, 8-D, 20 epochs)
     assert (widget.input_size.value(), widget.embedding_dim.value(), widget.epochs.value()) == (64, 8, 20)
     assert (widget.backbone.currentText(), widget.loss.currentText()) == (second.backbone, second.loss)
+    # the crop fields of view the model chose itself (no size was set) are shown, with the maps' size
+    lo, hi = second.fov_range_um_
+    assert second.fov_um is None
+    assert f"crops {lo:.3g}-{hi:.3g} µm (auto), maps {second.map_fov_um_:.3g} µm" in widget.model_label.text()
     assert widget.image_rule.currentData() == "most-probable"
     second.set_params(image_rule="fov-bins")
     widget.save_model(tmp_path / "fov.pt")

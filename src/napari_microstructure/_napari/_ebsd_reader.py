@@ -1,9 +1,9 @@
 """npe2 reader for EBSD pattern maps and stacks.
 
 Opens a map as two layers: the patterns as a (rows, cols, h, w) image layer
-(lazy: memory map or dask array; scaled so that one pattern covers the same
-extent as the map, hidden at first; the sliders of the first two axes pick
-the pattern) and its navigator, the mean intensity of every pattern as a
+(lazy: memory map or dask array; its pixels square, scaled so that one
+pattern fits in the map's extent (:func:`pattern_pixel_scale`), hidden at
+first; the sliders of the first two axes pick the pattern) and its navigator, the mean intensity of every pattern as a
 (rows, cols) image (computed in one streaming pass), on which training
 labels are painted and where the space-group map appears.
 
@@ -87,6 +87,19 @@ def navigator_image(patterns: Any, chunk: int = 4096) -> np.ndarray:
     return out.reshape(rows, cols)
 
 
+def pattern_pixel_scale(rows: int, cols: int, h: int, w: int, sy: float = 1.0, sx: float = 1.0
+                        ) -> tuple[float, float]:
+    """World size of one pattern pixel: square, so a detector image keeps its shape.
+
+    The pattern axes are displayed over the map (the navigator, in micrometres
+    from the step size); the pattern is scaled to fit inside the map's extent,
+    its longer side spanning the map's shorter one. Scaling each axis to the
+    map's extent on its own stretched a square pattern of a 30 x 40 map to 4:3.
+    """
+    s = min(sy * rows / h, sx * cols / w)
+    return s, s
+
+
 def layer_data_for(data, name: str) -> list:
     """Layer data tuples (patterns, navigator) for a :class:`PatternData`."""
     patterns = data.as_map()
@@ -111,7 +124,7 @@ def layer_data_for(data, name: str) -> list:
     pattern_layer = (
         patterns,
         {"name": f"{name} patterns", "visible": False, "contrast_limits": (lo, hi if hi > lo else lo + 1),
-         "scale": (sy, sx, sy * rows / h, sx * cols / w),
+         "scale": (sy, sx, *pattern_pixel_scale(rows, cols, h, w, sy, sx)),
          "metadata": dict(meta, role="patterns", static_background=data.static_background),
          "colormap": "gray", **units},
         "image",

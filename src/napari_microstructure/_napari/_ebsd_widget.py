@@ -50,9 +50,19 @@ from ._kit import (BACKBONES, DockWidget, LayerPicker, ModelFileRow, SchedulerEd
                    theme_figure)
 from ._workers import Job
 
-SOURCE_PAINTED = "Labels painted on the navigator"
-SOURCE_FILE = "File or folder of labelled patterns"
-SOURCE_LAYER = "Labelled patterns of the layer (sample)"
+# the Training choices: short enough for the dock's width, the detail in their tooltips (SOURCE_TIPS)
+SOURCE_PAINTED = "Paint on the navigator"
+SOURCE_FILE = "File or folder"
+SOURCE_LAYER = "Layer's own labelled patterns"
+SOURCE_TIPS = {
+    SOURCE_PAINTED: "labels painted on the navigator (press New), one label value per phase; type each value's "
+                    "space group in the table",
+    SOURCE_FILE: "a file or folder of labelled patterns: .npz (patterns, labels), a folder of class folders, "
+                 "or a pattern file with a labels file",
+    SOURCE_LAYER: "the labelled patterns stored with the pattern layer (the sample data has 150 per phase)",
+}
+#: the brush of a new training Labels layer: one map pixel, one pattern
+TRAINING_BRUSH_SIZE = 1
 
 RESULT_SUFFIXES = ("space groups", "confidence", "no solution", "orientation IPF-Z")
 #: the Backbone choice that trains a :class:`~napari_microstructure.core.ebsd.bandclassifier.BandProfileClassifier`
@@ -74,6 +84,18 @@ def _is_training_labels(layer: Any) -> bool:
     return (getattr(layer, "_type_string", "") == "labels" and layer.ndim == 2
             and not layer.name.endswith(RESULT_SUFFIXES) and layer.metadata.get("role") != "ground truth"
             and not layer.metadata.get("ebsd"))
+
+
+def _row_widgets(form: QFormLayout, row: Any) -> list:
+    """The widgets of a form row: its label, if any, and its field (a widget, or a layout's widgets)."""
+    from qtpy.QtWidgets import QLayout
+
+    label = form.labelForField(row)
+    if isinstance(row, QLayout):
+        fields = [row.itemAt(i).widget() for i in range(row.count()) if row.itemAt(i).widget() is not None]
+    else:
+        fields = [row]
+    return ([label] if label is not None else []) + fields
 
 
 def _pc_text(pc: Any) -> str:
@@ -133,36 +155,52 @@ class EBSDWidget(DockWidget):
         self.map_combo = LayerPicker(self.viewer, _is_pattern_map)
         form.addRow("Pattern map", self.map_combo)
         self.source_combo = QComboBox()
-        self.source_combo.addItems([SOURCE_PAINTED, SOURCE_FILE, SOURCE_LAYER])
+        for i, source in enumerate((SOURCE_PAINTED, SOURCE_FILE, SOURCE_LAYER)):
+            self.source_combo.addItem(source)
+            self.source_combo.setItemData(i, SOURCE_TIPS[source], Qt.ItemDataRole.ToolTipRole)
         self.source_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.source_combo.setMinimumContentsLength(14)
+        self.source_combo.setToolTip("where the training patterns come from; only that source's fields are shown")
         form.addRow("Training", self.source_combo)
         self.labels_combo = LayerPicker(self.viewer, _is_training_labels)
         new_labels = QPushButton("New")
         new_labels.setToolTip("Add a Labels layer over the navigator to paint training pixels")
         new_labels.clicked.connect(self._on_new_labels)
-        row = QHBoxLayout()
-        row.addWidget(self.labels_combo, 1)
-        row.addWidget(new_labels)
-        form.addRow("Painted labels", row)
+        labels_row = QHBoxLayout()
+        labels_row.addWidget(self.labels_combo, 1)
+        labels_row.addWidget(new_labels)
+        form.addRow("Painted labels", labels_row)
         self.class_table = QTableWidget(0, 2)
         self.class_table.setHorizontalHeaderLabels(["label", "space group (type it)"])
         self.class_table.horizontalHeader().setStretchLastSection(True)
         self.class_table.verticalHeader().setVisible(False)
         self.class_table.setMaximumHeight(110)
         self.class_table.setToolTip("each painted label value needs its space group number (221-230) or class name")
+        self.class_table.itemChanged.connect(self._colour_training_labels)
         form.addRow(self.class_table)
         self.file_edit = QLineEdit()
         self.file_edit.setPlaceholderText(".npz, folder of class folders, or pattern file")
         browse = QPushButton("…")
         browse.clicked.connect(self._browse_training)
-        row = QHBoxLayout()
-        row.addWidget(self.file_edit, 1)
-        row.addWidget(browse)
-        form.addRow("Pattern file", row)
+        file_row = QHBoxLayout()
+        file_row.addWidget(self.file_edit, 1)
+        file_row.addWidget(browse)
+        form.addRow("Pattern file", file_row)
         self.labels_file_edit = QLineEdit()
-        self.labels_file_edit.setPlaceholderText("labels file (only with a plain pattern file)")
+        self.labels_file_edit.setPlaceholderText("only with a plain pattern file")
+        self.labels_file_edit.setToolTip("the labels of a plain pattern file (.npy, or text/CSV with one label per "
+                                         "line or a column space_group); not needed for .npz or a folder")
         form.addRow("Labels file", self.labels_file_edit)
+        self.layer_source_note = QLabel("trains on the labelled patterns stored with the pattern layer")
+        self.layer_source_note.setWordWrap(True)
+        form.addRow(self.layer_source_note)
+        # each Training choice shows its own fields only
+        self._source_form = form
+        self._source_rows = {SOURCE_PAINTED: [labels_row, self.class_table],
+                             SOURCE_FILE: [file_row, self.labels_file_edit],
+                             SOURCE_LAYER: [self.layer_source_note]}
+        self.source_combo.currentTextChanged.connect(self._source_changed)
+        self._source_changed()
 
         # --- options
         opts = QFormLayout(self.section("Classifier"))
@@ -397,7 +435,8 @@ class EBSDWidget(DockWidget):
         pl = self.pattern_layer()
         rows, cols = pl.data.shape[:2]
         layer = self.viewer.add_labels(np.zeros((rows, cols), np.int32), name="EBSD training labels",
-                                       **self._map_place())
+                                       colormap=self._training_colormap({}), **self._map_place())
+        layer.brush_size = TRAINING_BRUSH_SIZE  # one pattern per map pixel: label patterns, not areas
         self.viewer.layers.selection.active = layer
         layer.mode = "paint"
         self.set_status("paint a few pixels of each phase with its own label value, then type each "
@@ -427,9 +466,39 @@ class EBSDWidget(DockWidget):
                 cell.setBackground(QColor("#7a5a00"))
             self.class_table.setItem(i, 1, cell)
         self.class_table.blockSignals(False)
+        self._colour_training_labels()
         missing = [v for v in values if v not in known]
         if missing and not self.busy:
             self.set_status(f"label value(s) {missing}: {ASK_SPACE_GROUP} in the table")
+
+    @staticmethod
+    def _training_colormap(names: dict[int, Any]) -> Any:
+        """Colours of training label values in the space-group scheme of the result layers.
+
+        A value with a class in the table takes the colour that class gets in
+        the space-group map (225 is blue in both); a value without one the
+        colour of value N of a map (``label_colour``), so label N looks like
+        result N.
+        """
+        from napari.utils.colormaps import DirectLabelColormap
+
+        # the classes in the order a trained model sorts them (numbers first), as the result layers index them
+        order = sorted(set(names.values()), key=lambda c: (isinstance(c, str), c))
+        colours: dict[Any, str] = {v: class_colour(names[v], order.index(names[v])) if v in names
+                                   else class_colour(None, v - 1) for v in range(1, 256)}
+        colours.update({0: "transparent", None: "transparent"})
+        return DirectLabelColormap(color_dict=colours)
+
+    def _colour_training_labels(self, *_: Any) -> None:
+        """The chosen training Labels layer follows the class table's colours."""
+        name = self.labels_combo.currentText()
+        if not name or name not in self.viewer.layers:
+            return
+        layer, names = self.viewer.layers[name], self.class_names()
+        key = (id(layer), tuple(sorted(names.items(), key=str)))
+        if getattr(self, "_training_colours_of", None) != key:  # (not on every paint stroke)
+            layer.colormap = self._training_colormap(names)
+            self._training_colours_of = key
 
     def _painted_values(self) -> list[int]:
         return [int(self.class_table.item(i, 0).text()) for i in range(self.class_table.rowCount())
@@ -449,6 +518,7 @@ class EBSDWidget(DockWidget):
         for i in range(self.class_table.rowCount()):
             if self.class_table.item(i, 0).text() == str(value):
                 self.class_table.setItem(i, 1, QTableWidgetItem(str(name)))
+                self._colour_training_labels()
                 if not [v for v in self._painted_values() if v not in self.class_names()]:
                     self.set_status("every painted label value has a space group; press Train")
                 return
@@ -515,6 +585,18 @@ class EBSDWidget(DockWidget):
             w.setEnabled(not band)
         if self.threshold_spin.value() == self._thresholds[not band]:  # the other method's default
             self.threshold_spin.setValue(self._thresholds[band])
+
+    def _source_changed(self, *_: Any) -> None:
+        """Show the fields of the chosen Training source, hide the others'."""
+        chosen = self.source_combo.currentText()
+        for source, rows in self._source_rows.items():
+            for row in rows:
+                self._source_form.setRowVisible(row, source == chosen)
+
+    def source_fields_visible(self) -> dict[str, bool]:
+        """``{Training choice: whether its fields are shown}`` (what a user sees; for tests)."""
+        return {source: all(w.isVisibleTo(self) for row in rows for w in _row_widgets(self._source_form, row))
+                for source, rows in self._source_rows.items()}
 
     def band_profiles(self) -> bool:
         """True when the Backbone choice is the band-profile classifier."""

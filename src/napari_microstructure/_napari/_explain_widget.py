@@ -18,7 +18,8 @@ from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QLabel, QPushBut
 
 from ..core.choices import BACKBONES
 from ..core.errors import MicrostructureError
-from ._kit import DockWidget, LayerPicker, ModelFileRow, add_buttons, is_source_image, place_like, theme_figure
+from ._kit import (DockWidget, LayerPicker, ModelFileRow, add_buttons, is_source_image, place_like, theme_figure,
+                   unwrap)
 from ._workers import Job
 
 METHOD_LABELS = {"Integrated gradients": "integrated-gradients", "GradientSHAP": "gradient-shap"}
@@ -81,8 +82,11 @@ class ExplainWidget(DockWidget):
         self.score_combo.setToolTip(
             "micrograph models: the class log-likelihood under the mixture (informative even where the "
             "model is sure) or the class's log posterior (saturates, so a sure prediction gives an empty map)")
-        self.conv_layer = QSpinBox()
-        self.conv_layer.setRange(0, 0)
+        # the backbone's convolutions by readable name (item data: the index feature_maps takes)
+        self.conv_layer = QComboBox()
+        self.conv_layer.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.conv_layer.setMinimumContentsLength(12)
+        self.conv_layer.setToolTip("the convolution whose outputs Feature maps shows, input side first")
         self.n_crops = QSpinBox()
         self.n_crops.setRange(4, 2000)
         self.n_crops.setValue(64)
@@ -90,6 +94,13 @@ class ExplainWidget(DockWidget):
         self.n_steps.setRange(4, 512)
         self.n_steps.setValue(32)
         self.n_steps.setToolTip("integration steps (integrated gradients) or samples (GradientSHAP)")
+        # the core's messages name its parameters: say the controls' names instead
+        self.panel.control_names.update({"n_steps": "Steps / samples", "n_samples": "Steps / samples",
+                                         "n_crops": "Crops on map"})
+        self.panel.control_phrases.update({
+            f"use method='{api}'": f"choose {label} under 'Attribution'" for label, api in METHOD_LABELS.items()})
+        self.panel.control_phrases.update({
+            f"method='{api}'": f"'Attribution' {label}" for label, api in METHOD_LABELS.items()})
         form = QFormLayout(self.section("Data and settings"))
         form.setContentsMargins(2, 0, 2, 0)
         form.addRow("Data layer", self.layer_combo)
@@ -97,7 +108,9 @@ class ExplainWidget(DockWidget):
         form.addRow("Score", self.score_combo)
         form.addRow("Steps / samples", self.n_steps)
         form.addRow("Crops on map", self.n_crops)
-        form.addRow("Feature-map layer", self.conv_layer)
+        # the convolutions' names are long for the field column: the list spans the dock's width
+        form.addRow(QLabel("Feature maps of the"))
+        form.addRow(self.conv_layer)
 
         self.map_button = QPushButton("Descriptor map")
         self.attr_button = QPushButton("Attributions")
@@ -119,15 +132,24 @@ class ExplainWidget(DockWidget):
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(300)
         self.canvas.mpl_connect("pick_event", self._on_pick)
+        self._drawn: Optional[tuple] = None   # (plot, args, kwargs) of the figure on the canvas
+        theme_figure(self.figure, self.viewer)  # the empty canvas too: no white block in a dark viewer
+        theme_events = getattr(getattr(self.viewer, "events", None), "theme", None)
+        if theme_events is not None:
+            theme_events.connect(self._on_theme)
         fv.addWidget(self.canvas)
         add_buttons(fv, (self.png_button, self.csv_button))
         self.finish_layout()
+        # the Data layer follows the layer selected in the viewer (when it is an input to explain)
+        self.viewer.layers.selection.events.active.connect(self._follow_active_layer)
+        self._follow_active_layer()
         self.actions(self.map_button, self.attr_button, self.kernel_button, self.fmap_button,
                      self.png_button, self.csv_button, self.load_button)
 
         # the model trained or loaded in the other widgets, now and later
-        from ._session import session
+        from ._session import session_for
 
+        session = session_for(self.viewer)
         session.model_changed.connect(self._on_session_model)
         if session.classifier is not None:
             self._on_session_model(session.classifier)
@@ -147,7 +169,7 @@ class ExplainWidget(DockWidget):
     def set_classifier(self, classifier: Any) -> None:
         """Explain ``classifier`` (a fitted FewShotClassifier or EBSDClassifier)."""
         from ..core.explain.adapters import as_adapter
-        from ..core.explain.filters import conv_layers
+        from ..core.explain.filters import conv_layer_labels
 
         if getattr(classifier, "kind", None) == "ebsd-bands":
             raise MicrostructureError(BAND_PROFILES_HERE)
@@ -155,7 +177,9 @@ class ExplainWidget(DockWidget):
         self.classifier = classifier
         kind = "micrograph" if adapter.kind == "micrograph" else "EBSD"
         self.model_label.setText(f"{kind} model: {', '.join(map(str, adapter.classes))}")
-        self.conv_layer.setRange(0, len(conv_layers(adapter)) - 1)
+        self.conv_layer.clear()
+        for i, label in enumerate(conv_layer_labels(adapter)):
+            self.conv_layer.addItem(label, i)
         self.score_combo.setEnabled(adapter.kind == "micrograph")
         self._update_buttons()
 
@@ -191,6 +215,23 @@ class ExplainWidget(DockWidget):
         self.refresh_actions()
 
     # ----------------------------------------------------------------- data
+    def _follow_active_layer(self, event: Any = None) -> None:
+        """Choose the viewer's active layer as Data layer when it is an image to explain.
+
+        Not while a job runs: the layer it explains stays chosen (and the
+        choice made for it is not overridden); other layers (labels, the
+        plugin's results) leave the choice as it is.
+        """
+        try:
+            self.objectName()
+        except RuntimeError:
+            return
+        if self.busy:
+            return
+        active = unwrap(self.viewer.layers.selection.active)  # (napari's proxy warns on the layer's type)
+        if active is not None and is_source_image(active):
+            self.layer_combo.set_layer(active)
+
     def current_layer(self) -> Any:
         layer = self.layer_combo.layer()
         if layer is None:
@@ -338,7 +379,7 @@ class ExplainWidget(DockWidget):
             return None
 
         def compute(progress=None, cancel=None):
-            return feature_maps(self.classifier, data, int(self.conv_layer.value()), pixel_size=pixel)
+            return feature_maps(self.classifier, data, int(self.conv_layer.currentData() or 0), pixel_size=pixel)
 
         return self._start(compute, self._show_feature_maps, message="feature maps…")
 
@@ -349,8 +390,22 @@ class ExplainWidget(DockWidget):
         self._draw(plot_feature_maps, fmaps)
         self._update_buttons()
 
+    def _on_theme(self, event: Any = None) -> None:
+        """The viewer's theme changed: draw the figure again in its colours."""
+        try:
+            self.objectName()
+        except RuntimeError:
+            return
+        if self._drawn is not None:
+            plot, args, kwargs = self._drawn
+            self._draw(plot, *args, **kwargs)
+        else:
+            theme_figure(self.figure, self.viewer)
+            self.canvas.draw_idle()
+
     def _draw(self, plot: Any, *args: Any, **kwargs: Any) -> None:
         """Draw a core figure on the canvas in napari's theme, the canvas as tall as the figure needs."""
+        self._drawn = (plot, args, kwargs)
         plot(*args, fig=self.figure, **kwargs)
         theme_figure(self.figure, self.viewer)
         w_in, h_in = self.figure.get_size_inches()  # the proportions the plot asked for

@@ -44,6 +44,13 @@ from ._writer import METADATA_KEY
 VISIBLE_CLASSES = 2
 #: the map methods, default first (the core's default)
 METHODS = ("shared", "exact")
+#: the Crop field at 0 before a field of view is known
+AUTO_CROP = "auto (model's)"
+
+
+def auto_crop_text(fov_um: float) -> str:
+    """The Crop field at 0 once the field of view it stands for is known, e.g. ``"auto (48 µm)"``."""
+    return f"auto ({fov_um:.3g} µm)"
 
 
 def class_colour(index: int, n_classes: int) -> tuple[float, float, float]:
@@ -88,7 +95,7 @@ class ProbabilityMapWidget(DockWidget):
         self.fov_spin = QDoubleSpinBox()
         self.fov_spin.setRange(0, 100000)
         self.fov_spin.setDecimals(1)
-        self.fov_spin.setSpecialValueText("auto (model's)")
+        self.fov_spin.setSpecialValueText(AUTO_CROP)
         self.fov_spin.setToolTip("field of view of one crop in micrometres; 0: the model's (the median training "
                                  "field of view, or the image's shorter side when smaller). Smaller crops give a "
                                  "finer map but show less of an untrained structure to flag")
@@ -104,11 +111,15 @@ class ProbabilityMapWidget(DockWidget):
                                      "frozen ImageNet features (the default) always map exactly")
         self.normalise_fovs = defaults.get("normalise_fovs")
         self.intensity_combo = QComboBox()
-        self.intensity_combo.addItems([f"per neighbourhood ({self.normalise_fovs:g} crops)", "whole image"])
+        # short items (the dock may be narrow); the neighbourhood's size is in the tooltip
+        self.intensity_combo.addItems(["per region", "whole image"])
+        self.intensity_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.intensity_combo.setMinimumContentsLength(10)
         self.intensity_combo.setToolTip(
-            "how intensities are scaled before the crops are read: per neighbourhood (each region as a "
-            "training image of it alone would be, whatever the rest of the image holds: a porous region's "
-            "black pores no longer dim its neighbour), or over the whole image at once")
+            f"how intensities are scaled before the crops are read: per region (each neighbourhood of "
+            f"{self.normalise_fovs:g} crops as a training image of it alone would be, whatever the rest of the "
+            "image holds: a porous region's black pores no longer dim its neighbour), or over the whole image "
+            "at once")
         self.scheduler_edit = SchedulerEdit()
         self.run_button = QPushButton("Run")
         self.run_button.clicked.connect(self.run)
@@ -153,8 +164,9 @@ class ProbabilityMapWidget(DockWidget):
         self.actions(self.run_button, self.save_button, *self.model_files.buttons())
 
         # the model trained or loaded in the training widget, now and later
-        from ._session import session
+        from ._session import session_for
 
+        session = session_for(self.viewer)
         session.model_changed.connect(self._on_session_model)
         if session.classifier is not None:
             self._on_session_model(session.classifier)
@@ -183,6 +195,9 @@ class ProbabilityMapWidget(DockWidget):
         _check_classifier(classifier)
         self.classifier = classifier
         self.model_label.setText(f"{name}: {', '.join(classifier.classes_)} (+ none)")
+        # what "auto" stands for with this model (an image smaller than it gets its shorter side)
+        fov = getattr(classifier, "map_fov_um_", None)
+        self.fov_spin.setSpecialValueText(auto_crop_text(float(fov)) if fov else AUTO_CROP)
         self.refresh_actions()
 
     def load_model_file(self, path: str) -> bool:
@@ -223,12 +238,14 @@ class ProbabilityMapWidget(DockWidget):
             self.error(exc)
             return None
         stride = self.stride_spin.value() or None
+        auto_fov = not self.fov_spin.value()
         self._clear_table()
         return self.start_job(probability_map, self.classifier, data, size, stride=stride,
                               fov_um=self.fov_spin.value() or None,
                               n_augment=self.augment_spin.value(), method=self.method_combo.currentText(),
                               normalise_fovs=self.normalise_fovs if self.intensity_combo.currentIndex() == 0 else None,
-                              client=self.scheduler_edit.client(), on_done=lambda result: self._show(layer, result),
+                              client=self.scheduler_edit.client(),
+                              on_done=lambda result: self._show(layer, result, auto_fov),
                               message=f"mapping {layer.name!r}…")
 
     # --------------------------------------------------------------- layers
@@ -241,7 +258,7 @@ class ProbabilityMapWidget(DockWidget):
         return [lay for lay in self.viewer.layers
                 if (lay.metadata.get(METADATA_KEY) or {}).get("image") == image_name]
 
-    def _show(self, image_layer: Any, result: Any) -> None:
+    def _show(self, image_layer: Any, result: Any, auto_fov: bool = False) -> None:
         from napari.utils.colormaps import Colormap, DirectLabelColormap
 
         image_name = image_layer.name
@@ -285,7 +302,11 @@ class ProbabilityMapWidget(DockWidget):
         self.viewer.layers.selection.active = image_layer
         self.show_scale_bar()
         self.refresh_actions()
-        self.set_status(f"{image_name!r}: {result.n_crops} crops in {result.timings.get('total', 0):.0f} s")
+        auto = " (auto)" if auto_fov else ""
+        if auto_fov:  # the value the map used: the model's, or the image's shorter side when smaller
+            self.fov_spin.setSpecialValueText(auto_crop_text(result.fov_um))
+        self.set_status(f"{image_name!r}: {result.n_crops} crops of {result.fov_um:.3g} µm{auto} in "
+                        f"{result.timings.get('total', 0):.0f} s")
 
     def outlier_layer(self, image_name: str) -> Optional[Any]:
         for lay in self.layers_of(image_name):

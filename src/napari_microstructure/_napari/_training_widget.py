@@ -70,6 +70,23 @@ def _format_size(size: Optional[float]) -> str:
     return "" if size is None else f"{size:.4g}"
 
 
+def _crop_sizes_text(classifier: Any) -> str:
+    """The crop fields of view a fitted model used, e.g. ``"; crops 6.4-26 µm (auto), maps 13 µm"``.
+
+    The sizes the model chose itself ("auto": no field of view was set) are
+    otherwise nowhere to be seen; the Probability maps widget's "auto" crop
+    is the maps' size.
+    """
+    fov_range = getattr(classifier, "fov_range_um_", None)
+    if fov_range is None:
+        return ""
+    lo, hi = (float(v) for v in fov_range)
+    auto = " (auto)" if getattr(classifier, "fov_um", None) is None else ""
+    crops = f"{lo:.3g} µm" if abs(hi - lo) <= 1e-9 * max(hi, 1.0) else f"{lo:.3g}-{hi:.3g} µm"
+    maps = getattr(classifier, "map_fov_um_", None)
+    return f"; crops {crops}{auto}" + (f", maps {float(maps):.3g} µm" if maps else "")
+
+
 def _predict(classifier: Any, image: np.ndarray, pixel_size_um: float, progress=None, cancel=None):
     """Adapter for :class:`Job`: the image's answer and probabilities (``predict_image``)."""
     return classifier.predict_image(image, pixel_size_um, progress=progress, cancel=cancel)
@@ -528,6 +545,7 @@ class TrainingWidget(DockWidget):
         self.model_label.setText(
             f"Model: {classifier.backbone}, {classifier.loss} loss, "
             f"{classifier.embedding_dim}-D descriptors; classes {', '.join(classifier.classes_)} (+ none)"
+            + _crop_sizes_text(classifier)
         )
         # the options show what this model was trained with (training again starts from them)
         self.backbone.setCurrentText(str(classifier.backbone))
@@ -542,8 +560,9 @@ class TrainingWidget(DockWidget):
         self._clear_result()
         self._update_buttons()
         self.model_changed.emit(classifier)
-        from ._session import session
+        from ._session import session_for
 
+        session = session_for(self.viewer)
         if session.classifier is not classifier:
             session.set_classifier(classifier)
 

@@ -166,14 +166,21 @@ class ProgressPanel(QWidget):
         self._reset_stage(0.0)
         #: the widget's names of the API's parameters, e.g. ``{"fov_um": "Crop (µm)"}`` (see :meth:`word`)
         self.control_names: dict[str, str] = {}
+        #: whole API phrases and what the widget says instead, e.g. a parameter's value as the
+        #: control's choice: ``{"method='gradient-shap'": "Attribution: GradientSHAP"}`` (see :meth:`word`)
+        self.control_phrases: dict[str, str] = {}
 
     def word(self, message: str) -> str:
-        """A core message in the widget's terms: its controls' names for the API's parameters
-        (:attr:`control_names`), and "µm" for the core's plain-text "um" after a number."""
+        """A core message in the widget's terms: the widget's phrases for API phrases
+        (:attr:`control_phrases`), its controls' names for the API's parameters (:attr:`control_names`;
+        ``n_steps=4`` becomes ``'Steps' at 4``), and "µm" for the core's plain-text "um" after a number."""
         import re
 
+        for phrase, said in self.control_phrases.items():
+            message = message.replace(phrase, said)
         for name, control in self.control_names.items():
-            message = re.sub(rf"\b{re.escape(name)}\b", f"'{control}'", message)
+            message = re.sub(rf"\b{re.escape(name)}=([^\s,;)]+)", lambda m: f"'{control}' at {m.group(1)}", message)
+            message = re.sub(rf"\b{re.escape(name)}\b", lambda m: f"'{control}'", message)
         return re.sub(r"(\d) um\b", "\\1 µm", message)
 
     def _reset_stage(self, started: float, stage: Optional[str] = None) -> None:

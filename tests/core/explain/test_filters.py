@@ -72,3 +72,16 @@ def test_similar_kernel_pairs_find_a_permuted_copy():
     assert len(similar_kernel_pairs(a, EfficientNetLite0(), n_pairs=3).pairs) == 3
     with pytest.raises(MicrostructureError, match="3x3 in one model and 5x5.*same backbone"):
         similar_kernel_pairs(a, torch.nn.Sequential(torch.nn.Conv2d(1, 4, 5)))
+
+
+def test_readable_layer_names():
+    """Users see what a convolution is, not a module name such as ``_conv_stem`` or ``features.6``."""
+    from napari_microstructure.core.explain.filters import readable_layer_name
+
+    assert readable_layer_name("_conv_stem", 0, 49) == "first convolution (stem)"
+    assert readable_layer_name("_blocks.0._depthwise_conv", 1, 49) == "block 1: depthwise"
+    assert readable_layer_name("_blocks.3._expand_conv", 9, 49) == "block 4: expansion"
+    assert readable_layer_name("_blocks.15._project_conv", 47, 49) == "block 16: projection"
+    assert readable_layer_name("_conv_head", 48, 49) == "last convolution (head)"
+    assert [readable_layer_name(f"features.{3 * i}", i, 3) for i in range(3)] == [
+        "first convolution", "convolution 2 of 3", "last convolution (3 of 3)"]

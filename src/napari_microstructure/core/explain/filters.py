@@ -41,6 +41,39 @@ def conv_layers(model: Any, member: int = 0) -> list[str]:
     return [n for n, m in _backbone(model, member).named_modules() if isinstance(m, nn.Conv2d)]
 
 
+#: the convolutions of an EfficientNet block (short: the names fill a dock-wide list)
+_EFFICIENTNET_PARTS = {"expand": "expansion", "depthwise": "depthwise", "project": "projection"}
+
+
+def readable_layer_name(name: str, position: int, count: int) -> str:
+    """A convolution's module name as a reader says it, e.g. ``"_conv_stem"``: "first convolution (stem)".
+
+    ``position`` and ``count`` place it among the backbone's convolutions
+    (:func:`conv_layers`); module names without meaning (``"features.6"``)
+    are told by their place ("convolution 3 of 6").
+    """
+    import re
+
+    if name == "_conv_stem":
+        return "first convolution (stem)"
+    if name == "_conv_head":
+        return "last convolution (head)"
+    block = re.fullmatch(r"_blocks\.(\d+)\._(expand|depthwise|project)_conv", name)
+    if block:
+        return f"block {int(block[1]) + 1}: {_EFFICIENTNET_PARTS[block[2]]}"
+    if position == 0:
+        return "first convolution"
+    if position == count - 1:
+        return f"last convolution ({count} of {count})"
+    return f"convolution {position + 1} of {count}"
+
+
+def conv_layer_labels(model: Any, member: int = 0) -> list[str]:
+    """Readable names of :func:`conv_layers`, in the same order (:func:`readable_layer_name`)."""
+    names = conv_layers(model, member)
+    return [readable_layer_name(n, i, len(names)) for i, n in enumerate(names)]
+
+
 @dataclasses.dataclass
 class Kernels:
     """First-layer kernels.
@@ -51,11 +84,15 @@ class Kernels:
     grey : numpy.ndarray (O, k, k)
         Grey-equivalent kernels (see the module docstring).
     layer : str
+        The convolution's module name.
+    label : str
+        The same, as a reader says it (:func:`readable_layer_name`).
     """
 
     weights: np.ndarray
     grey: np.ndarray
     layer: str
+    label: str = ""
 
     def to_csv(self, path: Union[str, os.PathLike]) -> None:
         """One row per kernel: index, then its grey-equivalent weights row by row."""
@@ -86,7 +123,9 @@ def first_layer_kernels(model: Any, member: int = 0) -> Kernels:
     if slope.numel() != w.shape[1]:
         slope = torch.ones(w.shape[1], dtype=torch.float64)
     grey = (w * slope[None, :, None, None]).sum(1)
-    return Kernels(w.numpy(), grey.numpy(), name)
+    names = conv_layers(bb)
+    label = readable_layer_name(name, names.index(name), len(names)) if name in names else name
+    return Kernels(w.numpy(), grey.numpy(), name, label)
 
 
 @dataclasses.dataclass
@@ -97,13 +136,17 @@ class FeatureMaps:
     ----------
     maps : numpy.ndarray (C, h, w)
     layer : str
+        The layer's module name.
     input : numpy.ndarray (S, S)
         The network input, grey in [0, 1].
+    label : str
+        The layer as a reader says it (:func:`readable_layer_name`).
     """
 
     maps: np.ndarray
     layer: str
     input: np.ndarray
+    label: str = ""
 
     def to_csv(self, path: Union[str, os.PathLike]) -> None:
         """Per channel: mean, standard deviation, minimum, maximum of the activation."""
@@ -162,7 +205,8 @@ def feature_maps(model: Any, data: Any, layer: Union[str, int, None] = None, *,
             bb.forward_features(bb.prepare(x))
     finally:
         handle.remove()
-    return FeatureMaps(captured[0][0].double().cpu().numpy(), layer, x[0, 0].cpu().numpy())
+    label = readable_layer_name(layer, convs.index(layer), len(convs)) if layer in convs else layer
+    return FeatureMaps(captured[0][0].double().cpu().numpy(), layer, x[0, 0].cpu().numpy(), label)
 
 
 @dataclasses.dataclass

@@ -252,9 +252,15 @@ def plot_attribution(attributions: Union[Any, Sequence[Any]], fig: Optional[Figu
     if shared_limit and im is not None:
         cb = fig.colorbar(im, ax=axes, location="bottom", shrink=0.9, aspect=30, pad=0.03)
         cb.solids.set_alpha(1.0)
-        cb.set_label(f"attribution to {items[0].score_name} (red raises the class, blue lowers it)", fontsize=7)
+        # two short lines: a dock-wide figure cut the one long line at both ends
+        cb.set_label(f"attribution to {items[0].score_name}\nred raises the class, blue lowers it", fontsize=7)
         cb.ax.tick_params(labelsize=7)
     return fig
+
+
+def _layer_title(result: Any) -> str:
+    """The layer of kernels or feature maps as a reader says it (its module name when it has no label)."""
+    return getattr(result, "label", "") or str(result.layer)
 
 
 def _grid(n: int) -> tuple[int, int]:
@@ -274,7 +280,7 @@ def plot_kernels(kernels: Any, fig: Optional[Figure] = None, max_kernels: int = 
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(str(i), fontsize=7, pad=1)
-    fig.suptitle(f"first-layer kernels ({kernels.layer}, {g.shape[1]}x{g.shape[2]})", fontsize=10)
+    fig.suptitle(f"kernels of the {_layer_title(kernels)}, {g.shape[1]}x{g.shape[2]}", fontsize=10)
     return fig
 
 
@@ -294,7 +300,8 @@ def plot_feature_maps(maps: Any, fig: Optional[Figure] = None, max_maps: int = 1
         ax.set_title(f"channel {i}", fontsize=7, pad=1)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"feature maps of {maps.layer} {tuple(maps.maps.shape)}", fontsize=10)
+    channels, h, w = maps.maps.shape
+    fig.suptitle(f"feature maps of the {_layer_title(maps)}\n{channels} channels of {h}x{w}", fontsize=10)
     return fig
 
 
