@@ -746,7 +746,8 @@ class EBSDWidget(DockWidget):
             note += "\nfine-tuned labels may not carry: label a few here"
             tip = (f"the model was fine-tuned on {clf.labelled_acquisition_['n_patterns']} labelled patterns of "
                    f"another acquisition ({'; '.join(differs)}). Labels of one acquisition classify about 0.8 of "
-                   "another's patterns right, against 0.87-0.96 of their own map's (simulated maps of six phases): "
+                   "another's patterns right, against 0.73-1.00 of their own map's (simulated maps of six "
+                   "phases, by acquisition): "
                    "label a few patterns of this map and train again.")
         self.model_label.setText(f"model: band profiles (indexed patterns), classes "
                                  f"{', '.join(str(c) for c in clf.classes_)}{note}")
