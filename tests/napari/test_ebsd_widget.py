@@ -529,3 +529,21 @@ def test_new_training_labels_paint_single_patterns_in_the_result_colours(viewer_
     # a class typed in the table recolours at once
     widget.class_table.item(0, 1).setText("221")
     assert colour(layer, 1) == colour(sg, index["221"])
+
+
+def test_pattern_view_follows_the_viewer_theme(viewer_with_sample):
+    """The pattern view is drawn in the viewer's colours; a theme change draws the shown pattern again in the new ones."""
+    from matplotlib.colors import to_hex
+    from napari.utils.theme import get_theme
+
+    viewer, widget = viewer_with_sample
+    widget.use_shipped_model()
+    viewer.theme = "dark"
+    widget.show_pattern(2, 5)
+    for name in ("light", "dark"):
+        viewer.theme = name
+        theme = get_theme(name)
+        assert to_hex(widget.figure.get_facecolor()) == theme.background.as_hex()
+        assert to_hex(widget.ax_pattern.title.get_color()) == theme.text.as_hex()
+        assert widget.ax_pattern.title.get_text() == "(2, 5)"  # the same pattern, drawn again
+        assert to_hex(widget.ax_proba.title.get_color()) == theme.text.as_hex()

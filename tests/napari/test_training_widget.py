@@ -314,3 +314,17 @@ def test_scribble_inputs_follow_painting(make_napari_viewer, qtbot):
     assert sizes == [0.05] and names == {3: "pearlite", 5: "class 5"}
     assert masks[0].shape == (80, 80) and set(np.unique(masks[0])) == {0, 3, 5}
     assert masks[0] is not labels.data  # a copy: painting during training does not race
+
+
+def test_loss_plot_follows_the_viewer_theme(make_napari_viewer):
+    """The loss plot is drawn in the viewer's colours, and recoloured when the theme changes."""
+    from matplotlib.colors import to_hex
+    from napari.utils.theme import get_theme
+
+    viewer, widget = _widget(make_napari_viewer, per_class=1, shape=(96, 96))
+    for name in ("dark", "light", "dark"):
+        viewer.theme = name
+        theme = get_theme(name)
+        assert to_hex(widget.figure.get_facecolor()) == theme.background.as_hex()
+        assert to_hex(widget.loss_axes.xaxis.label.get_color()) == theme.text.as_hex()
+        assert to_hex(widget.loss_axes.get_legend().get_texts()[0].get_color()) == theme.text.as_hex()

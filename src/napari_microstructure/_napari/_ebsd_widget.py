@@ -990,10 +990,27 @@ class EBSDWidget(DockWidget):
         hint.setWordWrap(True)
         layout.addWidget(hint)
         layout.addWidget(self.canvas)
+        self._shown: Optional[tuple[int, int]] = None
         self._theme_figure()
+        theme_events = getattr(getattr(self.viewer, "events", None), "theme", None)
+        if theme_events is not None:
+            theme_events.connect(self._on_theme)
 
     def _theme_figure(self) -> None:
         theme_figure(self.figure, self.viewer)
+
+    def _on_theme(self, event: Any = None) -> None:
+        """The viewer's theme changed: draw the pattern view again in its colours."""
+        if not self._alive():
+            return
+        if self._shown is not None:
+            try:
+                self.show_pattern(*self._shown)
+                return
+            except (MicrostructureError, KeyError, IndexError):  # the pattern layer has gone
+                self._shown = None
+        self._theme_figure()
+        self.canvas.draw_idle()
 
     def _on_click(self, source: Any, event: Any) -> None:
         """Show the pattern under a click, whichever layer is active (a viewer mouse callback)."""
@@ -1048,6 +1065,7 @@ class EBSDWidget(DockWidget):
             self.ax_proba.set_title("probability", fontsize=8)
         self._theme_figure()
         self.canvas.draw_idle()
+        self._shown = (row, col)
         try:
             self.viewer.dims.set_current_step(0, row)
             self.viewer.dims.set_current_step(1, col)

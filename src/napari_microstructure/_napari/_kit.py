@@ -120,19 +120,24 @@ def show_scale_bar_in_current_viewer() -> None:
         pass
 
 
-def theme_figure(figure: Any, viewer: Any) -> None:
-    """Colour a matplotlib figure in the viewer's theme (napari's dark colours if it has none)."""
-    from ..core.explain.plots import DARK_THEME, apply_theme
+def theme_colours(viewer: Any) -> tuple[str, str]:
+    """The viewer's theme as (background, text) hex colours (napari's dark colours if it has none)."""
+    from ..core.explain.plots import DARK_THEME
 
-    background, text = DARK_THEME
     try:
         from napari.utils.theme import get_theme
 
         theme = get_theme(viewer.theme)
-        background, text = theme.background.as_hex(), theme.text.as_hex()
+        return theme.background.as_hex(), theme.text.as_hex()
     except Exception:  # noqa: BLE001 - the default dark colours
-        pass
-    apply_theme(figure, background, text)
+        return DARK_THEME
+
+
+def theme_figure(figure: Any, viewer: Any) -> None:
+    """Colour a matplotlib figure in the viewer's theme (napari's dark colours if it has none)."""
+    from ..core.explain.plots import apply_theme
+
+    apply_theme(figure, *theme_colours(viewer))
 
 
 class Section(QWidget):

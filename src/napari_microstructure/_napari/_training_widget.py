@@ -37,7 +37,7 @@ from qtpy.QtWidgets import (
 from ..core.errors import MicrostructureError
 from ._kit import (
     LOSSES, MICROGRAPH_BACKBONES, DockWidget, LayerPicker, ModelFileRow, estimator_defaults, is_result_layer,
-    is_source_image, unwrap,
+    is_source_image, theme_colours, unwrap,
 )
 from ._workers import Job, format_exception, format_seconds
 
@@ -571,30 +571,41 @@ class TrainingWidget(DockWidget):
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 
-        background, text = "#262930", "#f0f1f2"
-        try:
-            from napari.utils.theme import get_theme
-
-            theme = get_theme(self.viewer.theme)
-            background, text = theme.background.as_hex(), theme.text.as_hex()
-        except Exception:  # noqa: BLE001 - a plain plot is fine
-            pass
-        self.figure = Figure(figsize=(3.6, 2.2), dpi=100, facecolor=background, layout="constrained")
+        self.figure = Figure(figsize=(3.6, 2.2), dpi=100, layout="constrained")
         ax = self.figure.add_subplot(111)
-        ax.set_facecolor(background)
-        for spine in ax.spines.values():
-            spine.set_color(text)
-        ax.tick_params(colors=text, labelsize=8)
-        ax.set_xlabel("epoch", color=text, fontsize=9)
-        ax.set_ylabel("loss", color=text, fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.set_xlabel("epoch", fontsize=9)
+        ax.set_ylabel("loss", fontsize=9)
         (self.train_line,) = ax.plot([], [], "o-", color="#5aa9e6", ms=3, lw=1.5, label="training")
         (self.val_line,) = ax.plot([], [], "s-", color="#f4a259", ms=3, lw=1.5, label="validation")
-        self.best_marker = ax.axvline(np.nan, color=text, lw=0.8, ls=":", alpha=0.7)
-        legend = ax.legend(fontsize=8, facecolor=background, edgecolor=text, labelcolor=text, loc="upper right")
-        legend.get_frame().set_alpha(0.8)
+        self.best_marker = ax.axvline(np.nan, lw=0.8, ls=":", alpha=0.7)
         self.loss_axes = ax
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(170)
+        self._style_loss_plot()
+        theme_events = getattr(getattr(self.viewer, "events", None), "theme", None)
+        if theme_events is not None:
+            theme_events.connect(self._style_loss_plot)
+
+    def _style_loss_plot(self, event: Any = None) -> None:
+        """Colour the loss plot in the viewer's theme (at creation and when the theme changes)."""
+        try:
+            self.objectName()
+        except RuntimeError:  # the widget is gone
+            return
+        background, text = theme_colours(self.viewer)
+        ax = self.loss_axes
+        self.figure.set_facecolor(background)
+        ax.set_facecolor(background)
+        for spine in ax.spines.values():
+            spine.set_color(text)
+        ax.tick_params(colors=text)
+        ax.xaxis.label.set_color(text)
+        ax.yaxis.label.set_color(text)
+        self.best_marker.set_color(text)
+        legend = ax.legend(fontsize=8, facecolor=background, edgecolor=text, labelcolor=text, loc="upper right")
+        legend.get_frame().set_alpha(0.8)
+        self.canvas.draw_idle()
 
     def _update_plot(self, best_epoch: Optional[int] = None) -> None:
         h = self.loss_history
