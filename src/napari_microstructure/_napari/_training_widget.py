@@ -579,6 +579,8 @@ class TrainingWidget(DockWidget):
         (self.train_line,) = ax.plot([], [], "o-", color="#5aa9e6", ms=3, lw=1.5, label="training")
         (self.val_line,) = ax.plot([], [], "s-", color="#f4a259", ms=3, lw=1.5, label="validation")
         self.best_marker = ax.axvline(np.nan, lw=0.8, ls=":", alpha=0.7)
+        ax.set_xlim(0.5, 10.5)  # before any epoch: whole epochs, not matplotlib's -0.04..0.04
+        ax.set_ylim(0, 1)
         self.loss_axes = ax
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(170)
