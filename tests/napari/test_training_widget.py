@@ -87,7 +87,8 @@ def test_rows_follow_layers_with_class_and_pixel_size(make_napari_viewer):
 def test_the_plugins_result_layers_are_not_offered_as_training_images(make_napari_viewer):
     """Probability maps, outliers, the most probable class, attribution overlays and EBSD results are
     the plugin's outputs: neither the table, nor the classify list, nor the scribble lists offer them
-    (the Probability maps widget's filter, :func:`is_source_image`, is the one rule)."""
+    (the Probability maps widget's filter, :func:`is_micrograph_image`, is the one rule), nor the EBSD
+    reader's inputs (a pattern map and its navigator)."""
     from napari_microstructure._napari._probmap_widget import ProbabilityMapWidget
 
     viewer, widget = _widget(make_napari_viewer, per_class=1, shape=(96, 96))
@@ -99,18 +100,22 @@ def test_the_plugins_result_layers_are_not_offered_as_training_images(make_napar
                       metadata={"probmap": dict(tag, role="labels")})
     viewer.add_image(np.zeros((96, 96)), name="attribution (predicted): ferrite", metadata={"role": "attribution"})
     viewer.add_image(np.zeros((8, 8)), name="EBSD confidence", metadata={"ebsd": True, "role": "confidence"})
+    # the EBSD reader's inputs are the EBSD widget's: a pattern map and its navigator are not micrographs
     viewer.add_image(np.zeros((8, 8)), name="map navigator", metadata={"ebsd": True, "role": "navigator"})
+    viewer.add_image(np.zeros((3, 4, 16, 16)), name="map patterns", metadata={"ebsd": True, "role": "patterns"})
     offered = [layer.name for layer in widget._row_layers]
-    assert offered == [*images, "map navigator"]          # an input the EBSD reader opened stays
+    assert offered == images
     classify = [widget.classify_layer.itemText(i) for i in range(widget.classify_layer.count())]
     assert classify == offered
     assert [widget.scribble_image.itemText(i) for i in range(widget.scribble_image.count())] == offered
     assert widget.scribble_labels.count() == 0
     probmap = ProbabilityMapWidget(viewer)                  # the same rule as the map widget's
     assert [layer.name for layer in probmap.image_combo.layers()] == offered
-    from napari_microstructure._napari._kit import is_source_image
+    from napari_microstructure._napari._kit import is_micrograph_image, is_source_image
 
-    assert all(is_source_image(layer) == (layer.name in offered) for layer in viewer.layers)
+    assert all(is_micrograph_image(layer) == (layer.name in offered) for layer in viewer.layers)
+    # Explain takes EBSD inputs too (an EBSD model explains patterns): they stay source images
+    assert is_source_image(viewer.layers["map patterns"]) and is_source_image(viewer.layers["map navigator"])
 
 
 def test_train_in_worker_fills_classifier_and_loss_curve(make_napari_viewer, qtbot):

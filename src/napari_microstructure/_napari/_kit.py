@@ -41,7 +41,7 @@ from ._workers import Job, ProgressPanel, format_exception
 from ._writer import METADATA_KEY
 
 __all__ = ["BACKBONES", "LOSSES", "MICROGRAPH_BACKBONES", "DockWidget", "LayerPicker", "ModelFileRow", "SchedulerEdit", "Section", "estimator_defaults",
-           "is_result_layer", "is_source_image", "place_like", "unwrap"]
+           "is_micrograph_image", "is_result_layer", "is_source_image", "place_like", "unwrap"]
 
 MODEL_FILTER = "napari-microstructure model (*.pt);;All files (*)"
 #: the widest a dock's content may be, in pixels: two docks side by side leave most of a
@@ -86,6 +86,11 @@ def is_result_layer(layer: Any) -> bool:
 def is_source_image(layer: Any) -> bool:
     """An image layer the user can train on, classify, map or explain: not one of the plugin's results."""
     return getattr(layer, "_type_string", "") == "image" and not is_result_layer(layer)
+
+
+def is_micrograph_image(layer: Any) -> bool:
+    """A source image that may be a micrograph: not an EBSD pattern map or its navigator (:data:`INPUT_ROLES`)."""
+    return is_source_image(layer) and (getattr(layer, "metadata", None) or {}).get("role") not in INPUT_ROLES
 
 
 def place_like(layer: Any) -> dict[str, Any]:

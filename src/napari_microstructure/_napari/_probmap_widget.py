@@ -36,7 +36,7 @@ from qtpy.QtWidgets import (
 from ..core.colours import NONE_COLOUR, OUTLIER_COLOUR, hex_to_rgb
 from ..core.colours import class_colour as _class_colour_hex
 from ..core.errors import MicrostructureError
-from ._kit import DockWidget, LayerPicker, ModelFileRow, SchedulerEdit, is_source_image, place_like
+from ._kit import DockWidget, LayerPicker, ModelFileRow, SchedulerEdit, is_micrograph_image, place_like
 from ._workers import Job
 from ._writer import METADATA_KEY
 
@@ -86,7 +86,7 @@ class ProbabilityMapWidget(DockWidget):
 
         form = QFormLayout(self.section("Map"))
         form.setContentsMargins(2, 0, 2, 0)
-        self.image_combo = LayerPicker(self.viewer, is_source_image)
+        self.image_combo = LayerPicker(self.viewer, is_micrograph_image)
         self.stride_spin = QDoubleSpinBox()
         self.stride_spin.setRange(0, 100000)
         self.stride_spin.setDecimals(0)

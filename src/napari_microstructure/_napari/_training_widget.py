@@ -37,7 +37,7 @@ from qtpy.QtWidgets import (
 from ..core.errors import MicrostructureError
 from ._kit import (
     LOSSES, MICROGRAPH_BACKBONES, DockWidget, LayerPicker, ModelFileRow, estimator_defaults, is_result_layer,
-    is_source_image, theme_colours, unwrap,
+    is_micrograph_image, theme_colours, unwrap,
 )
 from ._workers import Job, format_exception, format_seconds
 
@@ -153,7 +153,7 @@ class TrainingWidget(DockWidget):
         scribble_tab = QWidget()
         form = QFormLayout(scribble_tab)
         form.setContentsMargins(2, 2, 2, 2)
-        self.scribble_image = LayerPicker(self.viewer, is_source_image)
+        self.scribble_image = LayerPicker(self.viewer, is_micrograph_image)
         self.scribble_pixel_size = QLineEdit()
         self.scribble_pixel_size.setPlaceholderText("micrometres per pixel")
         self.scribble_labels = LayerPicker(self.viewer, _is_labels)
@@ -214,7 +214,7 @@ class TrainingWidget(DockWidget):
         cv = QVBoxLayout(self.section("Classify an image layer"))
         cv.setContentsMargins(0, 0, 0, 0)
         crow = QHBoxLayout()
-        self.classify_layer = LayerPicker(self.viewer, is_source_image)
+        self.classify_layer = LayerPicker(self.viewer, is_micrograph_image)
         self.classify_button = QPushButton("Classify")
         self.classify_button.clicked.connect(self.classify)
         crow.addWidget(self.classify_layer, 1)
@@ -275,7 +275,7 @@ class TrainingWidget(DockWidget):
             self._refresh_layers()
 
     def _image_layers(self) -> list[Any]:
-        return [_unwrap(layer) for layer in self.viewer.layers if is_source_image(layer)]
+        return [_unwrap(layer) for layer in self.viewer.layers if is_micrograph_image(layer)]
 
     def _labels_layers(self) -> list[Any]:
         return [_unwrap(layer) for layer in self.viewer.layers if _is_labels(layer)]
