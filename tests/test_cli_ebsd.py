@@ -83,8 +83,14 @@ def test_band_profiles_train_then_map_with_another_projection_centre(files, caps
     rc = cli.main(["ebsd-train", str(files / "train.npy"), str(files / "labels.csv"), "-o", str(model),
                    "--backbone", "band-profiles", "--pc", "0.5", "0.3", "0.6"])
     assert rc == 0 and model.is_file()
+    # the label check per class, as the saved model holds it (10 patterns of each: cross-validated)
+    from napari_microstructure.core.ebsd.bandclassifier import BandProfileClassifier
+
+    recall = BandProfileClassifier.load(model).labelled_recall_
+    err = capsys.readouterr().err
+    assert "labelled patterns called right (cross-validated" in err
+    assert f"221 {recall[221]:.2f}, 225 {recall[225]:.2f}" in err
     out = files / "out-bands"
-    capsys.readouterr()
     rc = cli.main(["ebsd-map", str(model), str(files / "map.npy"), "-o", str(out), "--pc", "0.5", "0.3", "0.6"])
     assert rc == 0
     # 32 x 32 patterns are below the network's training sizes: said in one line, no source location

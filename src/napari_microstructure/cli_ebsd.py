@@ -203,6 +203,14 @@ def _train_band_profiles(args: argparse.Namespace, out: Path) -> int:
           + ", ".join(f"{c} ({n})" for c, n in zip(classes, counts)), file=sys.stderr)
     clf.fit(patterns, labels, progress=TerminalProgress(sys.stderr))
     clf.save(out)
+    recall = clf.labelled_recall_ or {}
+    if recall:  # what to expect of each labelled class on the rest of the map
+        from .core.ebsd.bandclassifier import LABEL_CHECK_FOLDS
+
+        how = ("cross-validated: each called by a model fine-tuned without it" if min(counts) >= LABEL_CHECK_FOLDS
+               else "the model's calls of its own labels, optimistic")
+        print(f"labelled patterns called right ({how}): "
+              + ", ".join(f"{c} {v:.2f}" for c, v in recall.items()), file=sys.stderr)
     print(f"wrote {out}")
     return 0
 
