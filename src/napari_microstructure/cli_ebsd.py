@@ -209,8 +209,7 @@ def _train_band_profiles(args: argparse.Namespace, out: Path) -> int:
 
         how = ("cross-validated: each called by a model fine-tuned without it" if min(counts) >= LABEL_CHECK_FOLDS
                else "the model's calls of its own labels, optimistic")
-        print(f"labelled patterns called right ({how}): "
-              + ", ".join(f"{c} {v:.2f}" for c, v in recall.items()), file=sys.stderr)
+        print(f"labelled patterns called right ({how}): {clf.label_check_text()}", file=sys.stderr)
     print(f"wrote {out}")
     return 0
 

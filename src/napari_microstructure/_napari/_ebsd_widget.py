@@ -697,7 +697,9 @@ class EBSDWidget(DockWidget):
 
     def _on_trained(self, classifier: Any) -> None:
         self.set_classifier(classifier)
-        self.set_status(f"trained; {self.model_label.text()}")
+        check = getattr(classifier, "label_check_text", lambda: "")()
+        self.set_status(f"trained; {self.model_label.text()}"
+                        + (f"; label check (share of each class's labels called right): {check}" if check else ""))
 
     def set_classifier(self, classifier: Any) -> None:
         self.classifier = classifier

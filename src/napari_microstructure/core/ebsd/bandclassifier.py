@@ -476,6 +476,10 @@ class BandProfileClassifier(Estimator):
             calls[~keep] = check.classes_[check.predict_proba_features(features[~keep]).argmax(1)]
         return calls
 
+    def label_check_text(self) -> str:
+        """``labelled_recall_`` in one line, ``"221 0.40, 225 1.00"`` (empty when there is none)."""
+        return ", ".join(f"{c} {v:.2f}" for c, v in (self.labelled_recall_ or {}).items())
+
     def _warn_unindexed_labels(self, described: dict) -> None:
         """Warn about labelled patterns in which no band was found at all (``_indexed_at_all``)."""
         out = np.flatnonzero(~_indexed_at_all(described))
