@@ -158,11 +158,11 @@ def test_band_profiles_shipped_and_fine_tuned(viewer_with_sample, tmp_path):
     widget.source_combo.setCurrentText(SOURCE_LAYER)
     widget.train()
     assert widget.classifier.classes_.tolist() == [221, 223, 225, 227, 229, 230]  # space groups: fine-tuned
-    # the label check per labelled class, in the status line
+    # the label check per labelled class, with the model (it stays while maps are classified)
     check = widget.classifier.labelled_recall_
     assert set(check) == {221, 225}
-    assert f"label check (share of each class's labels called right): 221 {check[221]:.2f}, 225 {check[225]:.2f}" \
-        in widget.progress_panel.status.text()
+    line = f"label check (share of each class's labels called right): 221 {check[221]:.2f}, 225 {check[225]:.2f}"
+    assert line in widget.model_label.text() and line in widget.progress_panel.status.text()
     widget.classify()
     assert "Ni-Ni3Al sample space groups" in viewer.layers
     truth = make_ebsd_sample()[2][0]

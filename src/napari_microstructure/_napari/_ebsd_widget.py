@@ -697,9 +697,7 @@ class EBSDWidget(DockWidget):
 
     def _on_trained(self, classifier: Any) -> None:
         self.set_classifier(classifier)
-        check = getattr(classifier, "label_check_text", lambda: "")()
-        self.set_status(f"trained; {self.model_label.text()}"
-                        + (f"; label check (share of each class's labels called right): {check}" if check else ""))
+        self.set_status(f"trained; {self.model_label.text()}")
 
     def set_classifier(self, classifier: Any) -> None:
         self.classifier = classifier
@@ -751,6 +749,9 @@ class EBSDWidget(DockWidget):
                    "another's patterns right, against 0.73-1.00 of their own map's (simulated maps of six "
                    "phases, by acquisition): "
                    "label a few patterns of this map and train again.")
+        check = clf.label_check_text()
+        if check:  # what to expect of each labelled class on the rest of the map
+            note += f"\nlabel check (share of each class's labels called right): {check}"
         self.model_label.setText(f"model: band profiles (indexed patterns), classes "
                                  f"{', '.join(str(c) for c in clf.classes_)}{note}")
         self.model_label.setToolTip(tip)
