@@ -508,3 +508,29 @@ def test_a_blank_labelled_pattern_does_not_switch_no_solution_off(learning_seed)
     assert np.all(clf.predict(blank, no_solution=True) == 0)
     good = np.delete(np.arange(20), 3)
     assert np.mean(clf.predict(pats[good], no_solution=True) != 0) >= 0.9
+
+
+@pytest.mark.parametrize("stage", ["check labels", "train"])
+def test_a_fit_cancelled_in_the_label_check_or_the_training_keeps_the_model(stage):
+    """fit() trains the label check's models and then its own: a cancel in either leaves the fitted model,
+    its label check and its thresholds as they were."""
+    import threading
+
+    from napari_microstructure.core.errors import TrainingCancelled
+
+    (a, b), pc = _one_map_of(["Ni", "Fe"], 6, 53000, 31)
+    pats, labels = np.concatenate([a, b]), [225] * 6 + [229] * 6
+    clf = BandProfileClassifier(pc=pc, max_epochs=3).fit(pats, labels)
+    before = (clf.predict_proba(pats), dict(clf.labelled_recall_), clf.fit_threshold_, clf.symmetry_threshold_)
+    seen, cancel = [], threading.Event()
+
+    def progress(p):
+        seen.append(p.stage)
+        if p.stage == stage:
+            cancel.set()
+
+    with pytest.raises(TrainingCancelled):
+        clf.fit(pats[::-1], labels[::-1], progress=progress, cancel=cancel)
+    assert stage in seen
+    np.testing.assert_array_equal(clf.predict_proba(pats), before[0])
+    assert (clf.labelled_recall_, clf.fit_threshold_, clf.symmetry_threshold_) == before[1:]

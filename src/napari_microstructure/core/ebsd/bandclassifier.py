@@ -433,32 +433,35 @@ class BandProfileClassifier(Estimator):
             x, labels = np.concatenate([x, extra]), np.concatenate([labels] * (1 + int(self.augment)))
         acquisition = {"pc": self._projection_centre(), "pattern_shape": tuple(patterns.shape[1:]),
                        "n_patterns": len(patterns)}
+        # the check first: it trains models of its own, so a cancel during it leaves this one as it was
+        pred = self._cross_validated_calls(described["features"], own_labels, found, progress, cancel)
         self._fit(x, labels, found, described, progress=progress, cancel=cancel, acquisition=acquisition)
-        pred = self._check_calls(described["features"], own_labels, found, progress, cancel)
+        if pred is None:  # too few patterns in some class for folds: the fitted model's own calls
+            pred = self.classes_[self.predict_proba_features(described["features"]).argmax(1)]
         self.labelled_recall_ = {c.item() if hasattr(c, "item") else c: float(np.mean(pred[own_labels == c] == c))
                                  for c in found}
         self._warn_weak_labels(pred, own_labels)
         self._warn_unindexed_labels(described)
         return self
 
-    def _check_calls(self, features: np.ndarray, labels: np.ndarray, found: np.ndarray,
-                     progress: Optional[ProgressCallback], cancel: Optional[CancelToken]) -> np.ndarray:
-        """Each labelled pattern's call for ``labelled_recall_``: cross-validated when every class allows it.
+    def _cross_validated_calls(self, features: np.ndarray, labels: np.ndarray, found: np.ndarray,
+                               progress: Optional[ProgressCallback],
+                               cancel: Optional[CancelToken]) -> Optional[np.ndarray]:
+        """Each labelled pattern's call by a model fine-tuned without it, for ``labelled_recall_``.
 
         With at least :data:`LABEL_CHECK_FOLDS` patterns in every labelled class, the patterns are split
         into that many folds (stratified, seeded) and each is called by a model fine-tuned the same way
         on the other folds (``augment`` copies of those alone): a fair estimate of how the map's other
-        patterns will fare. With fewer, the fitted model's calls of its own labelled patterns.
+        patterns will fare. With fewer: None (:meth:`fit` then uses the fitted model's own calls).
         """
-        counts = [int(np.sum(labels == c)) for c in found]
-        if min(counts) < LABEL_CHECK_FOLDS:
-            return self.classes_[self.predict_proba_features(features).argmax(1)]
+        if min(int(np.sum(labels == c)) for c in found) < LABEL_CHECK_FOLDS:
+            return None
         rng = np.random.default_rng(int(self.seed) + 1)
         fold = np.empty(len(labels), np.int64)
         for c in found:
             where = np.flatnonzero(labels == c)
             fold[where] = rng.permutation(len(where)) % LABEL_CHECK_FOLDS
-        calls = np.empty(len(labels), self.classes_.dtype)
+        calls = None
         for f in range(LABEL_CHECK_FOLDS):
             keep = fold != f
             x, y = features[keep], labels[keep]
@@ -473,6 +476,8 @@ class BandProfileClassifier(Estimator):
 
             check = type(self)(**self.get_params())
             check._fit(x, y, found, None, progress=None if progress is None else relay, cancel=cancel)
+            if calls is None:
+                calls = np.empty(len(labels), check.classes_.dtype)
             calls[~keep] = check.classes_[check.predict_proba_features(features[~keep]).argmax(1)]
         return calls
 
