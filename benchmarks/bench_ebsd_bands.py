@@ -22,6 +22,8 @@ training split; never on a named material):
    other patterns of the same acquisitions (the rest of the user's own
    maps), on new sessions of set A (seen materials) and on set B (other
    materials of the same groups, held out of pretraining and fine-tuning);
+   **label check** (section ``check``): ``fit``'s cross-validated estimate of each labelled group
+   against the map's other patterns, on six development acquisitions;
 4. **dual-phase map** (Ni matrix, Ni3Al precipitates, cube-on-cube): Ni3Al
    fraction against the truth, zero-shot and after fine-tuning on 20
    labelled patterns per phase of the map;
@@ -251,7 +253,7 @@ def few_shot(shots, test_sessions, per_session, maps=3, sizes=(80, 160)):
             print(f"{n:3d} per class, labelled on {where}; the same acquisitions' other patterns: "
                   f"{np.mean(same_pred == same_y):.3f} (P/R {same_pr[0]:.2f}/{same_pr[1]:.2f}; zero-shot {same_zero:.3f}); "
                   f"per group {' '.join(f'{np.mean(same_pred[same_y == sg] == sg):.2f}' for sg in SET_A)}; "
-                  f"fine-tuning {fit_s:.1f} s", flush=True)
+                  f"label check {clf.label_check_text()}; fine-tuning {fit_s:.1f} s", flush=True)
             if size != geometry.shape[0] or (acquisition is not None and acquisition > 52000):
                 continue  # new sessions (on the detector's own size): the first map's and the separate samples' labels
             acc = {}
@@ -266,6 +268,37 @@ def few_shot(shots, test_sessions, per_session, maps=3, sizes=(80, 160)):
     for part in ("A", "B"):
         print(f"per group {' '.join(map(str, SET_A))}, set {part}, labels of map 0, by shots (0, {', '.join(map(str, shots))}): "
               + " | ".join(per_group[part]))
+
+
+def label_check(shots, acquisitions=tuple(range(53000, 53006))):
+    """The cross-validated label check of ``fit`` against the map's other patterns, per group.
+
+    Development acquisitions (seeds 53000-53005: the same recipe as the few-shot maps, other
+    acquisitions), 80 x 80 patterns rendered at full resolution, 40 other patterns per group.
+    """
+    import warnings
+
+    from napari_microstructure.core.ebsd.bandclassifier import LABEL_RECALL_WARNING, BandProfileClassifier
+    from napari_microstructure.core.ebsd.simulate import sample_geometry
+
+    header("label check (cross-validated, in fit) against the map's other patterns, development acquisitions")
+    geometry = sample_geometry(np.random.default_rng(5))
+    print(f"per group {' '.join(map(str, SET_A))}; a warning under {LABEL_RECALL_WARNING}")
+    for n in shots:
+        for acquisition in acquisitions:
+            pats, ys, same, same_y = labelled_set(n, geometry, acquisition)
+            t = time.perf_counter()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                clf = BandProfileClassifier(pc=geometry.pc).fit(pats, ys)
+            fit_s = time.perf_counter() - t
+            warned = any("does not tell these labels" in str(w.message) for w in caught)
+            pred = clf.classes_[clf.predict_proba(same).argmax(1)]
+            check = " ".join(f"{clf.labelled_recall_[sg]:.2f}" for sg in SET_A)
+            on_map = " ".join(f"{np.mean(pred[same_y == sg] == sg):.2f}" for sg in SET_A)
+            print(f"{n:3d} per class, acquisition {acquisition}: check {check} | map {on_map} "
+                  f"(accuracy {np.mean(pred == same_y):.3f}); {'warned' if warned else 'no warning'}; "
+                  f"fine-tuning {fit_s:.1f} s", flush=True)
 
 
 def dual_phase(shape):
@@ -446,7 +479,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer sessions (a smoke run)")
     ap.add_argument("--ni", default=None, help="dump of bench_ebsd_real_ni.py --dump (with 'pc')")
     ap.add_argument("--dyn", default=None, help="dump of bench_ebsd_real_ni.py --dump-dynamical")
-    ap.add_argument("--only", default=None, help="comma-separated sections: named,heldout,structures,fewshot,dual,open,speed,large; "
+    ap.add_argument("--only", default=None, help="comma-separated sections: named,heldout,structures,fewshot,check,dual,open,speed,large; "
                                                    "also cluster (not run by default)")
     args = ap.parse_args()
     from napari_microstructure.core.ebsd.bandclassifier import BandProfileClassifier
@@ -464,6 +497,8 @@ def main() -> None:
     if run("fewshot"):
         few_shot((10,) if q else (10, 20, 50, 100, 400), 1 if q else 2, 10 if q else 20, 1 if q else 3,
                  (80,) if q else (80, 160))
+    if run("check"):
+        label_check((10, 20) if q else (10, 20, 400), (53000, 53001) if q else tuple(range(53000, 53006)))
     if run("dual"):
         dual_phase((20, 25) if q else (40, 50))
     if run("open"):
