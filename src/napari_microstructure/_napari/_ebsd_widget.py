@@ -739,6 +739,9 @@ class EBSDWidget(DockWidget):
             # the projection centre belongs to the acquisition: the map's (typed or from its file) wins
             note = (f"; maps use the projection centre of the field ({self.pc_edit.text().strip()}), not the "
                     f"model's ({_pc_text(clf.pc)})")
+        check = clf.label_check_text()  # what to expect of each labelled class on the rest of the map
+        if check:
+            note += f"\nlabel check (share of each class's labels called right): {check}"
         layer = self.map_combo.layer()
         differs = [] if layer is None else clf.acquisition_differences(layer.data.shape, field_pc)
         tip = ""
@@ -749,9 +752,6 @@ class EBSDWidget(DockWidget):
                    "another's patterns right, against 0.73-1.00 of their own map's (simulated maps of six "
                    "phases, by acquisition): "
                    "label a few patterns of this map and train again.")
-        check = clf.label_check_text()
-        if check:  # what to expect of each labelled class on the rest of the map
-            note += f"\nlabel check (share of each class's labels called right): {check}"
         self.model_label.setText(f"model: band profiles (indexed patterns), classes "
                                  f"{', '.join(str(c) for c in clf.classes_)}{note}")
         self.model_label.setToolTip(tip)

@@ -607,7 +607,8 @@ class TrainingWidget(DockWidget):
         self.best_marker.set_color(text)
         legend = ax.legend(fontsize=8, facecolor=background, edgecolor=text, labelcolor=text, loc="upper right")
         legend.get_frame().set_alpha(0.8)
-        self.canvas.draw_idle()
+        if event is not None:  # a theme change (at creation the canvas draws when first shown)
+            self.canvas.draw_idle()
 
     def _update_plot(self, best_epoch: Optional[int] = None) -> None:
         h = self.loss_history
