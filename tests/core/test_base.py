@@ -6,7 +6,7 @@ import torch
 from sklearn.base import clone
 
 from napari_microstructure.core.base import (
-    MODEL_KINDS, Estimator, check_is_fitted, estimator_class, isolated_torch_rng, load_estimator,
+    MODEL_KINDS, Estimator, check_is_fitted, estimator_class, isolated_torch_rng, load_estimator, torch_threads,
 )
 from napari_microstructure.core.ebsd import EBSDClassifier
 from napari_microstructure.core.ebsd import simulate as S
@@ -198,3 +198,16 @@ def test_incomplete_model_file_is_a_clear_error(trained_model_path, tmp_path):
     path = modelio.save_model_file(tmp_path / "broken2.pt", "micrograph", metadata, tensors)
     with pytest.raises(ModelFileError, match="mixture.means"):
         FewShotClassifier.load(path)
+
+
+def test_torch_threads_sets_and_restores_the_thread_count():
+    import torch
+
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError, match="inside"):
+        with torch_threads(1):
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..base import Estimator, check_is_fitted, isolated_torch_rng, torch_generator
+from ..base import Estimator, check_is_fitted, isolated_torch_rng, torch_generator, torch_threads
 from ..errors import MicrostructureError
 from ..nn.modelio import split_prefix, with_prefix
 from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
@@ -623,6 +623,11 @@ class BandProfileClassifier(Estimator):
 
     def _train(self, net: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, lr: float,
                progress, cancel) -> None:
+        with torch_threads(1):  # a small network: one thread, unhurt by other work (core.base.torch_threads)
+            self._train_epochs(net, x, y, epochs, lr, progress, cancel)
+
+    def _train_epochs(self, net: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, lr: float,
+                      progress, cancel) -> None:
         xt = torch.from_numpy(np.ascontiguousarray(x, np.float32))
         yt = torch.from_numpy(np.asarray(y, np.int64))
         batch = 256
