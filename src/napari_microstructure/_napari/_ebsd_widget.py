@@ -47,7 +47,7 @@ from qtpy.QtWidgets import (
 from ..core.colours import NO_SOLUTION_COLOUR, label_colour
 from ..core.errors import MicrostructureError
 from ._kit import (BACKBONES, DockWidget, LayerPicker, ModelFileRow, SchedulerEdit, estimator_defaults, place_like,
-                   theme_figure)
+                   on_theme_change, theme_figure)
 from ._workers import Job
 
 # the Training choices: short enough for the dock's width, the detail in their tooltips (SOURCE_TIPS)
@@ -995,9 +995,7 @@ class EBSDWidget(DockWidget):
         layout.addWidget(self.canvas)
         self._shown: Optional[tuple[int, int]] = None
         self._theme_figure()
-        theme_events = getattr(getattr(self.viewer, "events", None), "theme", None)
-        if theme_events is not None:
-            theme_events.connect(self._on_theme)
+        on_theme_change(self.viewer, self._on_theme)
 
     def _theme_figure(self) -> None:
         theme_figure(self.figure, self.viewer)

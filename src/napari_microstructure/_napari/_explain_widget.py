@@ -19,7 +19,7 @@ from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QLabel, QPushBut
 from ..core.choices import BACKBONES
 from ..core.errors import MicrostructureError
 from ._kit import (DockWidget, LayerPicker, ModelFileRow, add_buttons, is_source_image, place_like, theme_figure,
-                   unwrap)
+                   on_theme_change, unwrap)
 from ._workers import Job
 
 METHOD_LABELS = {"Integrated gradients": "integrated-gradients", "GradientSHAP": "gradient-shap"}
@@ -134,9 +134,7 @@ class ExplainWidget(DockWidget):
         self.canvas.mpl_connect("pick_event", self._on_pick)
         self._drawn: Optional[tuple] = None   # (plot, args, kwargs) of the figure on the canvas
         theme_figure(self.figure, self.viewer)  # the empty canvas too: no white block in a dark viewer
-        theme_events = getattr(getattr(self.viewer, "events", None), "theme", None)
-        if theme_events is not None:
-            theme_events.connect(self._on_theme)
+        on_theme_change(self.viewer, self._on_theme)
         fv.addWidget(self.canvas)
         add_buttons(fv, (self.png_button, self.csv_button))
         self.finish_layout()

@@ -41,7 +41,7 @@ from ._workers import Job, ProgressPanel, format_exception
 from ._writer import METADATA_KEY
 
 __all__ = ["BACKBONES", "LOSSES", "MICROGRAPH_BACKBONES", "DockWidget", "LayerPicker", "ModelFileRow", "SchedulerEdit", "Section", "estimator_defaults",
-           "is_micrograph_image", "is_result_layer", "is_source_image", "place_like", "unwrap"]
+           "is_micrograph_image", "is_result_layer", "is_source_image", "on_theme_change", "place_like", "unwrap"]
 
 MODEL_FILTER = "napari-microstructure model (*.pt);;All files (*)"
 #: the widest a dock's content may be, in pixels: two docks side by side leave most of a
@@ -136,6 +136,13 @@ def theme_colours(viewer: Any) -> tuple[str, str]:
         return theme.background.as_hex(), theme.text.as_hex()
     except Exception:  # noqa: BLE001 - the default dark colours
         return DARK_THEME
+
+
+def on_theme_change(viewer: Any, callback: Any) -> None:
+    """Call ``callback(event)`` whenever the viewer's theme changes (nothing for a viewer without themes)."""
+    events = getattr(getattr(viewer, "events", None), "theme", None)
+    if events is not None:
+        events.connect(callback)
 
 
 def theme_figure(figure: Any, viewer: Any) -> None:

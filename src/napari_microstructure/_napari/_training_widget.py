@@ -37,7 +37,7 @@ from qtpy.QtWidgets import (
 from ..core.errors import MicrostructureError
 from ._kit import (
     LOSSES, MICROGRAPH_BACKBONES, DockWidget, LayerPicker, ModelFileRow, estimator_defaults, is_result_layer,
-    is_micrograph_image, theme_colours, unwrap,
+    is_micrograph_image, on_theme_change, theme_colours, unwrap,
 )
 from ._workers import Job, format_exception, format_seconds
 
@@ -585,9 +585,7 @@ class TrainingWidget(DockWidget):
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(170)
         self._style_loss_plot()
-        theme_events = getattr(getattr(self.viewer, "events", None), "theme", None)
-        if theme_events is not None:
-            theme_events.connect(self._style_loss_plot)
+        on_theme_change(self.viewer, self._style_loss_plot)
 
     def _style_loss_plot(self, event: Any = None) -> None:
         """Colour the loss plot in the viewer's theme (at creation and when the theme changes)."""

@@ -436,11 +436,12 @@ class BandProfileClassifier(Estimator):
         # the check first: it trains models of its own, so a cancel during it leaves this one as it was
         pred = self._cross_validated_calls(described["features"], own_labels, found, progress, cancel)
         self._fit(x, labels, found, described, progress=progress, cancel=cancel, acquisition=acquisition)
-        if pred is None:  # too few patterns in some class for folds: the fitted model's own calls
+        cross_validated = pred is not None
+        if not cross_validated:  # too few patterns in some class for folds: the fitted model's own calls
             pred = self.classes_[self.predict_proba_features(described["features"]).argmax(1)]
         self.labelled_recall_ = {c.item() if hasattr(c, "item") else c: float(np.mean(pred[own_labels == c] == c))
                                  for c in found}
-        self._warn_weak_labels(pred, own_labels)
+        self._warn_weak_labels(pred, own_labels, cross_validated)
         self._warn_unindexed_labels(described)
         return self
 
@@ -496,7 +497,7 @@ class BandProfileClassifier(Estimator):
             "(blank or saturated): they were left out of the no-solution calibration and are 'no solution' on "
             "the map; check those patterns and their labels", stacklevel=3)
 
-    def _warn_weak_labels(self, pred: np.ndarray, labels: np.ndarray) -> None:
+    def _warn_weak_labels(self, pred: np.ndarray, labels: np.ndarray, cross_validated: bool) -> None:
         """Warn about the labelled classes whose patterns are called wrongly (``pred``: the check's calls)."""
         weak = {c: r for c, r in self.labelled_recall_.items() if r < LABEL_RECALL_WARNING}
         if not weak:
@@ -508,8 +509,7 @@ class BandProfileClassifier(Estimator):
             parts.append(f"{c} ({100 * r:.0f} % of its labelled patterns called {c}, most others "
                          f"{values[counts.argmax()]})")
         check = ("in a check where each labelled pattern is called by a model fine-tuned without it"
-                 if min(np.sum(labels == c) for c in self.labelled_recall_) >= LABEL_CHECK_FOLDS
-                 else "on their own patterns")
+                 if cross_validated else "on their own patterns")
         warnings.warn(
             f"the fine-tuned model does not tell these labels from others {check}: "
             + "; ".join(parts) + ". On this acquisition the patterns of these classes look alike (for an "
