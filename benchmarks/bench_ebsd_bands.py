@@ -57,6 +57,12 @@ SET_B = {225: ("Cu", "Al"), 221: ("Ni3Al", "Cu3Au"), 223: ("V3Si", "Nb3Sn"), 227
          229: ("W", "Mo"), 230: ("Ca3Al2Si3O12", "Al4Ni3")}
 
 
+#: Every session is rendered at the detector's full resolution, as a camera records it (not at 64 pixels
+#: and interpolated, the simulator's speed shortcut for training data; figures before 2026-11-30 stop 27
+#: used that shortcut outside the few-shot maps).
+RENDER_HEIGHT = None
+
+
 def session_of(structure, n, seed, geometry=None):
     """Patterns, simulated rotations and projection centre of one random session."""
     from napari_microstructure.core.ebsd.simulate import random_rotations, sample_session, simulate_session
@@ -64,7 +70,7 @@ def session_of(structure, n, seed, geometry=None):
     rng = np.random.default_rng(seed)
     s = sample_session(structure, rng, geometry=geometry)
     rot = random_rotations(n, rng)
-    return simulate_session(s, n, rng, rotations=rot, pc_scan=0.0), rot, s.geometry.pc
+    return simulate_session(s, n, rng, rotations=rot, pc_scan=0.0, render_height=RENDER_HEIGHT), rot, s.geometry.pc
 
 
 def weighted_pr(y, p):
@@ -74,12 +80,27 @@ def weighted_pr(y, p):
     return pr, rc
 
 
+def calibration_line(clf, proba, truth):
+    """The confidence's calibration: mean confidence, accuracy, expected calibration error with the model's
+    temperature and with none (the raw network: softmax of log(proba) * temperature)."""
+    from napari_microstructure.core.ebsd.calibration import expected_calibration_error, softmax
+
+    proba = np.asarray(proba, np.float64)
+    y = np.searchsorted(clf.classes_, truth)
+    raw = softmax(np.log(np.clip(proba, 1e-30, 1)) * clf.temperature_)
+    return (f"confidence {proba.max(1).mean():.3f} against accuracy {np.mean(proba.argmax(1) == y):.3f}; "
+            f"calibration error {expected_calibration_error(proba, y):.3f} at temperature {clf.temperature_:.2f} "
+            f"({expected_calibration_error(raw, y):.3f} at 1, confidence {raw.max(1).mean():.3f}); "
+            f"confidence under {clf.confidence_threshold}: {np.mean(proba.max(1) < clf.confidence_threshold):.3f} "
+            f"({np.mean(raw.max(1) < clf.confidence_threshold):.3f} at 1)")
+
+
 def zero_shot_named(clf, sessions, per_session):
     from napari_microstructure.core.ebsd.bands import misorientation_deg
     from napari_microstructure.core.ebsd.simulate import ALL_MATERIALS
 
     header(f"zero-shot, named materials ({sessions} sessions x {per_session} patterns each)")
-    ys, ps, errs, per = [], [], [], {}
+    ys, ps, errs, per, probas = [], [], [], {}, []
     t = time.perf_counter()
     for i, (name, st) in enumerate(ALL_MATERIALS.items()):
         for j in range(sessions):
@@ -87,6 +108,7 @@ def zero_shot_named(clf, sessions, per_session):
             clf.set_params(pc=pc)
             u = clf.predict_uncertainty(pats)
             pred = clf.classes_[u["index"]]
+            probas.append(u["probabilities"])
             errs += [misorientation_deg(a, b) for a, b in zip(u["rotations"], rot)]
             ys += [int(st.space_group)] * len(pred)
             ps += pred.tolist()
@@ -97,6 +119,7 @@ def zero_shot_named(clf, sessions, per_session):
           f"({len(ys)} patterns, {time.perf_counter() - t:.0f} s)")
     print("per material: " + ", ".join(f"{k} {np.mean(v):.2f}" for k, v in per.items()))
     print(f"orientation search: median error {np.median(errs):.2f} deg, within 3 deg {np.mean(errs < 3):.3f}")
+    print(calibration_line(clf, np.concatenate(probas), ys))
     return np.mean(ys == ps)
 
 
@@ -105,18 +128,20 @@ def zero_shot_heldout(clf, sessions, per_session):
 
     header(f"zero-shot, held-out structures ({sessions} per space group x {per_session} patterns)")
     sampler = StructureSampler("heldout", 0.5)
-    ys, ps = [], []
+    ys, ps, probas = [], [], []
     for k, sg in enumerate(SPACE_GROUPS):
         for j in range(sessions):
             rng = np.random.default_rng(90000 + 1000 * k + j)
             pats, _, pc = session_of(sampler.draw(sg, rng), per_session, 91000 + 1000 * k + j)
             clf.set_params(pc=pc)
-            ps += clf.predict(pats).tolist()
+            probas.append(clf.predict_proba(pats))
+            ps += clf.classes_[probas[-1].argmax(1)].tolist()
             ys += [sg] * len(pats)
     ys, ps = np.array(ys), np.array(ps)
     pr, rc = weighted_pr(ys, ps)
     print(f"accuracy {np.mean(ys == ps):.3f}; class-weighted precision / recall {pr:.3f} / {rc:.3f}; "
           "per group: " + ", ".join(f"{sg} {np.mean(ps[ys == sg] == sg):.2f}" for sg in SPACE_GROUPS))
+    print(calibration_line(clf, np.concatenate(probas), ys))
 
 
 #: Relative |F| levels at which a structure's own group is tested for being told from a more restrictive one.
@@ -148,7 +173,7 @@ def by_structure(per_group, per_session):
                 st = sampler.draw(sg, rng)
                 margin = max([w for w in MARGIN_WEIGHTS if is_unambiguous(st, min_weight=w)], default=0.0)
                 session = sample_session(st, rng)
-                pats = simulate_session(session, per_session, rng)
+                pats = simulate_session(session, per_session, rng, render_height=RENDER_HEIGHT)
                 clf = BandProfileClassifier.from_pretrained(pc=session.geometry.pc)
                 u = clf.predict_uncertainty(pats)
                 right = np.asarray(clf.classes_)[u["index"]] == sg
@@ -293,12 +318,14 @@ def label_check(shots, acquisitions=tuple(range(53000, 53006))):
                 clf = BandProfileClassifier(pc=geometry.pc).fit(pats, ys)
             fit_s = time.perf_counter() - t
             warned = any("does not tell these labels" in str(w.message) for w in caught)
-            pred = clf.classes_[clf.predict_proba(same).argmax(1)]
+            proba = clf.predict_proba(same)
+            pred = clf.classes_[proba.argmax(1)]
             check = " ".join(f"{clf.labelled_recall_[sg]:.2f}" for sg in SET_A)
             on_map = " ".join(f"{np.mean(pred[same_y == sg] == sg):.2f}" for sg in SET_A)
             print(f"{n:3d} per class, acquisition {acquisition}: check {check} | map {on_map} "
                   f"(accuracy {np.mean(pred == same_y):.3f}); {'warned' if warned else 'no warning'}; "
                   f"fine-tuning {fit_s:.1f} s", flush=True)
+            print(f"    map's other patterns: {calibration_line(clf, proba, same_y)}", flush=True)
 
 
 def dual_phase(shape):

@@ -32,7 +32,12 @@ Stages (each resumable; finished chunks are kept in ``--out``):
    (:func:`~napari_microstructure.core.ebsd.simulate.random_non_cubic_structure`,
    seeds from 779,000; not the benchmark's named phases) only measure the
    result: AUROC and the share rejected. The thresholds do not depend on
-   the network, so a retrained model gets the same ones.
+   the network, so a retrained model gets the same ones. It also prints the
+   expected calibration error of the network's confidence on the cubic
+   development patterns (:mod:`napari_microstructure.core.ebsd.calibration`).
+   It leaves the network's temperature at 1: one temperature fitted on these
+   patterns (1.42) softened the random structures' overconfidence but made
+   the prototypes' confidence, calibrated as it was, worse (docs/ebsd.md).
 
 Usage::
 
@@ -67,7 +72,7 @@ JITTER_DEG = 0.8
 
 
 def _session(args):
-    seed, sg, n = args
+    seed, sg, n, render_height = args
     from napari_microstructure.core.ebsd.bands import BandIndexer, prepare_patterns
     from napari_microstructure.core.ebsd.simulate import (StructureSampler, random_rotations, sample_session,
                                                            simulate_session)
@@ -75,7 +80,7 @@ def _session(args):
     rng = np.random.default_rng(seed)
     session = sample_session(StructureSampler("train", 0.5).draw(sg, rng), rng)
     rot = random_rotations(n, rng)
-    patterns = simulate_session(session, n, rng, rotations=rot, pc_scan=0.0)
+    patterns = simulate_session(session, n, rng, rotations=rot, pc_scan=0.0, render_height=render_height)
     indexer = BandIndexer(patterns.shape[1:], session.geometry.pc)
     prepared = prepare_patterns(patterns)
     v = rng.normal(size=(n, 3)) * np.deg2rad(JITTER_DEG)
@@ -108,7 +113,7 @@ def features(args) -> None:
         if path.exists():
             continue
         t = time.time()
-        jobs = [((args.seed * 1000 + c) * 100000 + i * 10 + k, sg, args.patterns_per_session)
+        jobs = [((args.seed * 1000 + c) * 100000 + i * 10 + k, sg, args.patterns_per_session, args.render_height)
                 for i in range(args.sessions_per_chunk) for k, sg in enumerate(SPACE_GROUPS)]
         res = _map(_session, jobs, args.workers)
         x = np.concatenate([r[0] for r in res])
@@ -127,7 +132,8 @@ MISINDEXED_DEG = 3.0
 
 
 def _development_session(args):
-    """Fit, symmetry and orientation error (degrees; NaN for non-cubic) of one development session."""
+    """Fit, symmetry, orientation error (degrees; NaN for non-cubic), space group (0 for non-cubic) and the
+    band-profile features of one development session's patterns."""
     seed, sg, n = args
     from napari_microstructure.core.ebsd.bands import BandIndexer, misorientation_deg
     from napari_microstructure.core.ebsd.simulate import (StructureSampler, random_non_cubic_structure,
@@ -140,7 +146,7 @@ def _development_session(args):
     patterns = simulate_session(session, n, rng, rotations=rot, pc_scan=0.0)
     d = BandIndexer(patterns.shape[1:], session.geometry.pc).describe(patterns)
     error = [misorientation_deg(a, b) if sg else np.nan for a, b in zip(d["rotations"], rot)]
-    return np.stack([d["fit"], d["symmetry"], error], 1)
+    return np.concatenate([np.stack([d["fit"], d["symmetry"], error, np.full(n, sg)], 1), d["features"]], 1)
 
 
 def development_set(sessions: int, patterns: int, workers: int) -> dict:
@@ -152,18 +158,23 @@ def development_set(sessions: int, patterns: int, workers: int) -> dict:
     c = np.concatenate(_map(_development_session, cubic, workers))
     o = np.concatenate(_map(_development_session, other, workers))
     return {"fit": np.r_[c[:, 0], o[:, 0]], "symmetry": np.r_[c[:, 1], o[:, 1]],
-            "error_deg": np.r_[c[:, 2], o[:, 2]], "cubic": np.r_[np.ones(len(c), bool), np.zeros(len(o), bool)]}
+            "error_deg": np.r_[c[:, 2], o[:, 2]], "cubic": np.r_[np.ones(len(c), bool), np.zeros(len(o), bool)],
+            "space_group": np.r_[c[:, 3], o[:, 3]].astype(np.int64), "features": np.r_[c[:, 4:], o[:, 4:]]}
 
 
 def calibrate_model(clf, sessions: int, patterns: int, rate: float, workers: int,
                     dev_out: Optional[str] = None) -> dict:
     """Set ``clf``'s no-solution thresholds on the development set; print and return its figures.
 
+    Also the expected calibration error of the confidence on the development set's cubic patterns,
+    each as the search indexed it (:mod:`~napari_microstructure.core.ebsd.calibration`).
+
     ``dev_out``: also write the development set's per-pattern arrays there (``.npz``).
     """
     from sklearn.metrics import roc_auc_score
 
     from napari_microstructure.core.ebsd.bandclassifier import no_solution_thresholds
+    from napari_microstructure.core.ebsd.calibration import expected_calibration_error
 
     t = time.time()
     dev = development_set(sessions, patterns, workers)
@@ -175,10 +186,14 @@ def calibrate_model(clf, sessions: int, patterns: int, rate: float, workers: int
     basis = good if good.sum() >= 10 else cubic  # a tiny run may index too few
     clf.fit_threshold_, clf.symmetry_threshold_ = no_solution_thresholds(dev["fit"][basis], dev["symmetry"][basis],
                                                                          rate)
+    proba = clf.predict_proba_features(dev["features"][cubic].astype(np.float32))
+    truth = np.searchsorted(clf.classes_, dev["space_group"][cubic])
     rejected = (dev["fit"] < clf.fit_threshold_) | (dev["symmetry"] < clf.symmetry_threshold_)
     figures = {"cubic_patterns": int(cubic.sum()), "misindexed": float(bad.sum() / max(cubic.sum(), 1)),
                "non_cubic_patterns": int((~cubic).sum()),
-               "fit_threshold": clf.fit_threshold_, "symmetry_threshold": clf.symmetry_threshold_}
+               "fit_threshold": clf.fit_threshold_, "symmetry_threshold": clf.symmetry_threshold_,
+               "calibration_error": expected_calibration_error(proba, truth),
+               "confidence": float(proba.max(1).mean()), "accuracy": float(np.mean(proba.argmax(1) == truth))}
     for name, part in (("indexed_cubic", good), ("misindexed_cubic", bad), ("cubic", cubic), ("non_cubic", ~cubic)):
         figures[f"rejected_{name}"] = float(rejected[part].mean()) if part.any() else float("nan")
     if good.any() and (~cubic).any():
@@ -228,6 +243,10 @@ def export(args) -> None:
           f"({target.stat().st_size / 1e6:.2f} MB)")
 
 
+def _render_height(text: str) -> Optional[int]:
+    return None if text == "full" else int(text)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("stage", choices=("features", "export", "calibrate"))
@@ -237,6 +256,8 @@ def main(argv=None) -> None:
     ap.add_argument("--patterns-per-session", type=int, default=10)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--render-height", type=_render_height, default=64,
+                    help="render the bands at most this many pixels high and interpolate, or 'full' (features)")
     ap.add_argument("--calibration-sessions", type=int, default=24,
                     help="development sessions per space group (and 6 times as many non-cubic ones)")
     ap.add_argument("--calibration-patterns", type=int, default=6, help="patterns per development session")

@@ -330,6 +330,35 @@ def test_fit_records_the_acquisition_of_its_labelled_patterns(tmp_path):
     assert old.labelled_acquisition_ is None
 
 
+def test_the_confidence_is_calibrated_by_the_models_temperature(tmp_path):
+    """fit() fits a temperature on the label check's cross-validated calls (1.0 without the check; the
+    shipped model's is 1.0, see docs/ebsd.md); probabilities are softmax(logits / T), which never changes the
+    call; the temperature survives a save, and version-4 files (none) read as 1.0."""
+    from napari_microstructure.core.ebsd.calibration import softmax
+    from napari_microstructure.core.nn.modelio import save_model_file
+
+    shipped = BandProfileClassifier.from_pretrained()
+    assert shipped.temperature_ == 1.0
+    (a, b), pc = _one_map_of(["Ni", "Fe"], 8, 53000, 31)
+    pats, labels = np.concatenate([a, b]), [225] * 8 + [229] * 8
+    clf = BandProfileClassifier(pc=pc, max_epochs=3).fit(pats, labels)
+    features = clf.describe(pats)["features"]
+    logits = clf._logits(features)
+    assert clf.temperature_ != 1.0 and clf.temperature_ != shipped.temperature_
+    np.testing.assert_allclose(clf.predict_proba_features(features), softmax(logits, clf.temperature_), atol=1e-6)
+    np.testing.assert_array_equal(clf.predict(pats), clf.classes_[logits.argmax(1)])
+    back = BandProfileClassifier.load(clf.save(tmp_path / "tuned.pt"))
+    assert back.temperature_ == clf.temperature_
+    small = BandProfileClassifier(pc=pc, max_epochs=3).fit(pats[[0, 1, 8, 9]], [225, 225, 229, 229])
+    assert small.temperature_ == 1.0  # two patterns a class: no folds, no calls to calibrate on
+    metadata, tensors = clf._get_state()
+    metadata = {"params": clf._params_to_json(), **metadata, "model_version": 4}
+    del metadata["temperature"]
+    old = BandProfileClassifier.load(save_model_file(tmp_path / "v4.pt", clf.kind, metadata, tensors))
+    assert old.temperature_ == 1.0
+    np.testing.assert_allclose(old.predict_proba_features(features), softmax(logits), atol=1e-6)
+
+
 def test_version_1_model_files_load_without_a_symmetry_check(tmp_path):
     """Files written before the symmetry score: the fit alone decides "no solution", as it did."""
     from napari_microstructure.core.nn.modelio import save_model_file
@@ -521,7 +550,8 @@ def test_a_fit_cancelled_in_the_label_check_or_the_training_keeps_the_model(stag
     (a, b), pc = _one_map_of(["Ni", "Fe"], 6, 53000, 31)
     pats, labels = np.concatenate([a, b]), [225] * 6 + [229] * 6
     clf = BandProfileClassifier(pc=pc, max_epochs=3).fit(pats, labels)
-    before = (clf.predict_proba(pats), dict(clf.labelled_recall_), clf.fit_threshold_, clf.symmetry_threshold_)
+    before = (clf.predict_proba(pats), dict(clf.labelled_recall_), clf.fit_threshold_, clf.symmetry_threshold_,
+              clf.temperature_)
     seen, cancel = [], threading.Event()
 
     def progress(p):
@@ -533,4 +563,4 @@ def test_a_fit_cancelled_in_the_label_check_or_the_training_keeps_the_model(stag
         clf.fit(pats[::-1], labels[::-1], progress=progress, cancel=cancel)
     assert stage in seen
     np.testing.assert_array_equal(clf.predict_proba(pats), before[0])
-    assert (clf.labelled_recall_, clf.fit_threshold_, clf.symmetry_threshold_) == before[1:]
+    assert (clf.labelled_recall_, clf.fit_threshold_, clf.symmetry_threshold_, clf.temperature_) == before[1:]

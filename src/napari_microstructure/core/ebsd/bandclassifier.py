@@ -57,6 +57,7 @@ from ..nn.progress import CancelToken, ProgressCallback, check_cancel, report
 from ._validation import NO_SOLUTION_TEXT, check_labels, check_stack, resolve_classes
 from .augment import augment_profiles
 from .bands import N_FEATURES, SYMMETRY_RANGE, BandIndexer, bin_patterns, binning_factor, check_projection_centre
+from .calibration import fit_temperature, softmax
 from .metrics import ClassificationReport, classification_report
 
 #: Simulated profiles per space group kept in the shipped model for rehearsal while fine-tuning.
@@ -64,7 +65,7 @@ BANK_PER_CLASS = 600
 #: 2: adds ``symmetry_threshold`` (files of version 1 load with no symmetry check);
 #: 3: adds ``labelled_acquisition`` (older files load with none);
 #: 4: adds ``labelled_recall`` (older files load with none).
-MODEL_VERSION = 4
+MODEL_VERSION = 5
 #: Share of a no-solution rejection budget spent on the fit (the rest on the symmetry).
 FIT_SHARE = 0.2
 #: Fewest optimiser steps of a fit, however few the patterns.
@@ -243,6 +244,14 @@ class BandProfileClassifier(Estimator):
         (``pc`` as given to ``fit``, ``pattern_shape`` before binning); ``None``
         for the shipped model and :meth:`fit_features`. Labels of one
         acquisition carry less well to another (``pc`` is set anew for each map).
+    temperature_ : float
+        The network's logits are divided by this before the softmax
+        (:mod:`.calibration`), so that a confidence of 0.8 means about 0.8
+        right. The shipped model's was fitted on simulated development
+        patterns (``scripts/train_band_profiles.py calibrate``); :meth:`fit`
+        fits it anew on the cross-validated label check's calls (1.0 when
+        a class has too few patterns for the check, and after
+        :meth:`fit_features`).
     labelled_recall_ : dict or None
         Share of each labelled class's patterns called that class
         (``{class: share}``, the classes :meth:`fit` was given), each pattern
@@ -434,10 +443,16 @@ class BandProfileClassifier(Estimator):
         acquisition = {"pc": self._projection_centre(), "pattern_shape": tuple(patterns.shape[1:]),
                        "n_patterns": len(patterns)}
         # the check first: it trains models of its own, so a cancel during it leaves this one as it was
-        pred = self._cross_validated_calls(described["features"], own_labels, found, progress, cancel)
+        checked = self._cross_validated_calls(described["features"], own_labels, found, progress, cancel)
         self._fit(x, labels, found, described, progress=progress, cancel=cancel, acquisition=acquisition)
-        cross_validated = pred is not None
-        if not cross_validated:  # too few patterns in some class for folds: the fitted model's own calls
+        cross_validated = checked is not None
+        if cross_validated:  # calls the fitted model's kin did not train on: the confidence's calibration too
+            logits, check_classes = checked
+            pred = check_classes[logits.argmax(1)]
+            column = {c.item() if hasattr(c, "item") else c: i for i, c in enumerate(check_classes)}
+            self.temperature_ = fit_temperature(logits, np.array([column[c.item() if hasattr(c, "item") else c]
+                                                                  for c in own_labels]))
+        else:  # too few patterns in some class for folds: the fitted model's own calls
             pred = self.classes_[self.predict_proba_features(described["features"]).argmax(1)]
         self.labelled_recall_ = {c.item() if hasattr(c, "item") else c: float(np.mean(pred[own_labels == c] == c))
                                  for c in found}
@@ -447,13 +462,14 @@ class BandProfileClassifier(Estimator):
 
     def _cross_validated_calls(self, features: np.ndarray, labels: np.ndarray, found: np.ndarray,
                                progress: Optional[ProgressCallback],
-                               cancel: Optional[CancelToken]) -> Optional[np.ndarray]:
-        """Each labelled pattern's call by a model fine-tuned without it, for ``labelled_recall_``.
+                               cancel: Optional[CancelToken]) -> Optional[tuple[np.ndarray, np.ndarray]]:
+        """Each labelled pattern's logits from a model fine-tuned without it, and the classes of their columns.
 
         With at least :data:`LABEL_CHECK_FOLDS` patterns in every labelled class, the patterns are split
         into that many folds (stratified, seeded) and each is called by a model fine-tuned the same way
         on the other folds (``augment`` copies of those alone): a fair estimate of how the map's other
-        patterns will fare. With fewer: None (:meth:`fit` then uses the fitted model's own calls).
+        patterns will fare (``labelled_recall_``) and of how confident the model should be
+        (``temperature_``). With fewer: None (:meth:`fit` then uses the fitted model's own calls).
         """
         if min(int(np.sum(labels == c)) for c in found) < LABEL_CHECK_FOLDS:
             return None
@@ -462,7 +478,7 @@ class BandProfileClassifier(Estimator):
         for c in found:
             where = np.flatnonzero(labels == c)
             fold[where] = rng.permutation(len(where)) % LABEL_CHECK_FOLDS
-        calls = None
+        logits = None
         for f in range(LABEL_CHECK_FOLDS):
             keep = fold != f
             x, y = features[keep], labels[keep]
@@ -477,10 +493,10 @@ class BandProfileClassifier(Estimator):
 
             check = type(self)(**self.get_params())
             check._fit(x, y, found, None, progress=None if progress is None else relay, cancel=cancel)
-            if calls is None:
-                calls = np.empty(len(labels), check.classes_.dtype)
-            calls[~keep] = check.classes_[check.predict_proba_features(features[~keep]).argmax(1)]
-        return calls
+            if logits is None:
+                logits = np.empty((len(labels), len(check.classes_)), np.float32)
+            logits[~keep] = check._logits(_check_features(features[~keep]))
+        return logits, check.classes_
 
     def label_check_text(self) -> str:
         """``labelled_recall_`` in one line, ``"221 0.40, 225 1.00"`` (empty when there is none)."""
@@ -586,6 +602,7 @@ class BandProfileClassifier(Estimator):
         self.bank_features_ = bank_x.astype(np.float16)
         self.bank_labels_ = bank_y
         self.labelled_acquisition_ = acquisition
+        self.temperature_ = 1.0  # fit() sets it from the label check's calls; the training script from its own
 
     def acquisition_differences(self, pattern_shape: Sequence[int],
                                 pc: Optional[Sequence[float]] = None) -> list[str]:
@@ -668,10 +685,13 @@ class BandProfileClassifier(Estimator):
         check_is_fitted(self)
         return self._probabilities(_check_features(features))
 
-    def _probabilities(self, features: np.ndarray) -> np.ndarray:
+    def _logits(self, features: np.ndarray) -> np.ndarray:
         x = (np.asarray(features, np.float32) - self.feature_mean_) / self.feature_std_
         with torch.inference_mode():
-            return torch.softmax(self.net_(torch.from_numpy(x)), 1).numpy()
+            return self.net_(torch.from_numpy(x)).numpy()
+
+    def _probabilities(self, features: np.ndarray) -> np.ndarray:
+        return softmax(self._logits(features), self.temperature_).astype(np.float32)
 
     def predict_uncertainty(self, patterns: Any, background: Optional[np.ndarray] = None, *,
                             check: bool = True, progress: Optional[ProgressCallback] = None,
@@ -750,7 +770,7 @@ class BandProfileClassifier(Estimator):
                     "symmetry_threshold": self.symmetry_threshold_,
                     "bank_labels": [int(c) if kind == "int" else str(c) for c in self.bank_labels_],
                     "labelled_acquisition": self.labelled_acquisition_,
-                    "labelled_recall": self._recall_to_json()}
+                    "labelled_recall": self._recall_to_json(), "temperature": float(self.temperature_)}
         tensors = with_prefix(self.net_.state_dict(), "net")
         tensors.update({"feature_mean": torch.from_numpy(self.feature_mean_),
                         "feature_std": torch.from_numpy(self.feature_std_),
@@ -785,6 +805,7 @@ class BandProfileClassifier(Estimator):
             "n_patterns": int(acquisition["n_patterns"])}
         recall = metadata.get("labelled_recall")  # version 3 and older files have none
         self.labelled_recall_ = None if recall is None else {c: float(r) for c, r in recall}
+        self.temperature_ = float(metadata.get("temperature", 1.0))  # version 4 and older files have none
 
 
 def load_ebsd_model(path: Union[str, os.PathLike], device: str = "auto") -> Any:
