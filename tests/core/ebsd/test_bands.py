@@ -357,6 +357,13 @@ def test_the_confidence_is_calibrated_by_the_models_temperature(tmp_path):
     old = BandProfileClassifier.load(save_model_file(tmp_path / "v4.pt", clf.kind, metadata, tensors))
     assert old.temperature_ == 1.0
     np.testing.assert_allclose(old.predict_proba_features(features), softmax(logits), atol=1e-6)
+    from napari_microstructure.core.errors import ModelFileError
+
+    for bad in (0.0, -1.0, float("nan")):
+        metadata["temperature"] = bad
+        path = save_model_file(tmp_path / "bad.pt", clf.kind, metadata, tensors)
+        with pytest.raises(ModelFileError, match=f"damaged or incomplete .*temperature {bad} is not a positive"):
+            BandProfileClassifier.load(path)
 
 
 def test_version_1_model_files_load_without_a_symmetry_check(tmp_path):

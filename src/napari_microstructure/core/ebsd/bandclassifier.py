@@ -805,7 +805,10 @@ class BandProfileClassifier(Estimator):
             "n_patterns": int(acquisition["n_patterns"])}
         recall = metadata.get("labelled_recall")  # version 3 and older files have none
         self.labelled_recall_ = None if recall is None else {c: float(r) for c, r in recall}
-        self.temperature_ = float(metadata.get("temperature", 1.0))  # version 4 and older files have none
+        temperature = float(metadata.get("temperature", 1.0))  # version 4 and older files have none
+        if not np.isfinite(temperature) or temperature <= 0:
+            raise ValueError(f"its temperature {temperature} is not a positive number")
+        self.temperature_ = temperature
 
 
 def load_ebsd_model(path: Union[str, os.PathLike], device: str = "auto") -> Any:
