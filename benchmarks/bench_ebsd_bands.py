@@ -80,19 +80,27 @@ def weighted_pr(y, p):
     return pr, rc
 
 
-def calibration_line(clf, proba, truth):
+def calibration_line(clf, proba, truth, indexed=None):
     """The confidence's calibration: mean confidence, accuracy, expected calibration error with the model's
-    temperature and with none (the raw network: softmax of log(proba) * temperature)."""
+    temperature and with none (the raw network: softmax of log(proba) * temperature); with ``indexed`` (the
+    patterns indexed as cubic, which the map gives a space group unless uncertain), also among those."""
     from napari_microstructure.core.ebsd.calibration import expected_calibration_error, softmax
 
     proba = np.asarray(proba, np.float64)
     y = np.searchsorted(clf.classes_, truth)
     raw = softmax(np.log(np.clip(proba, 1e-30, 1)) * clf.temperature_)
+    among = ""
+    if indexed is not None:
+        i = np.asarray(indexed, bool)
+        among = (f"; indexed as cubic ({i.mean():.3f} of the patterns): confidence {proba[i].max(1).mean():.3f} "
+                 f"against accuracy {np.mean(proba[i].argmax(1) == y[i]):.3f}, calibration error "
+                 f"{expected_calibration_error(proba[i], y[i]):.3f}; the others: confidence "
+                 f"{proba[~i].max(1).mean():.3f} against accuracy {np.mean(proba[~i].argmax(1) == y[~i]):.3f}")
     return (f"confidence {proba.max(1).mean():.3f} against accuracy {np.mean(proba.argmax(1) == y):.3f}; "
             f"calibration error {expected_calibration_error(proba, y):.3f} at temperature {clf.temperature_:.2f} "
             f"({expected_calibration_error(raw, y):.3f} at 1, confidence {raw.max(1).mean():.3f}); "
             f"confidence under {clf.confidence_threshold}: {np.mean(proba.max(1) < clf.confidence_threshold):.3f} "
-            f"({np.mean(raw.max(1) < clf.confidence_threshold):.3f} at 1)")
+            f"({np.mean(raw.max(1) < clf.confidence_threshold):.3f} at 1){among}")
 
 
 def zero_shot_named(clf, sessions, per_session):
@@ -100,7 +108,7 @@ def zero_shot_named(clf, sessions, per_session):
     from napari_microstructure.core.ebsd.simulate import ALL_MATERIALS
 
     header(f"zero-shot, named materials ({sessions} sessions x {per_session} patterns each)")
-    ys, ps, errs, per, probas = [], [], [], {}, []
+    ys, ps, errs, per, probas, indexed = [], [], [], {}, [], []
     t = time.perf_counter()
     for i, (name, st) in enumerate(ALL_MATERIALS.items()):
         for j in range(sessions):
@@ -109,6 +117,7 @@ def zero_shot_named(clf, sessions, per_session):
             u = clf.predict_uncertainty(pats)
             pred = clf.classes_[u["index"]]
             probas.append(u["probabilities"])
+            indexed.append(u["agreement"] > 0)
             errs += [misorientation_deg(a, b) for a, b in zip(u["rotations"], rot)]
             ys += [int(st.space_group)] * len(pred)
             ps += pred.tolist()
@@ -119,7 +128,7 @@ def zero_shot_named(clf, sessions, per_session):
           f"({len(ys)} patterns, {time.perf_counter() - t:.0f} s)")
     print("per material: " + ", ".join(f"{k} {np.mean(v):.2f}" for k, v in per.items()))
     print(f"orientation search: median error {np.median(errs):.2f} deg, within 3 deg {np.mean(errs < 3):.3f}")
-    print(calibration_line(clf, np.concatenate(probas), ys))
+    print(calibration_line(clf, np.concatenate(probas), ys, np.concatenate(indexed)))
     return np.mean(ys == ps)
 
 
@@ -128,20 +137,22 @@ def zero_shot_heldout(clf, sessions, per_session):
 
     header(f"zero-shot, held-out structures ({sessions} per space group x {per_session} patterns)")
     sampler = StructureSampler("heldout", 0.5)
-    ys, ps, probas = [], [], []
+    ys, ps, probas, indexed = [], [], [], []
     for k, sg in enumerate(SPACE_GROUPS):
         for j in range(sessions):
             rng = np.random.default_rng(90000 + 1000 * k + j)
             pats, _, pc = session_of(sampler.draw(sg, rng), per_session, 91000 + 1000 * k + j)
             clf.set_params(pc=pc)
-            probas.append(clf.predict_proba(pats))
+            u = clf.predict_uncertainty(pats)
+            probas.append(u["probabilities"])
+            indexed.append(u["agreement"] > 0)
             ps += clf.classes_[probas[-1].argmax(1)].tolist()
             ys += [sg] * len(pats)
     ys, ps = np.array(ys), np.array(ps)
     pr, rc = weighted_pr(ys, ps)
     print(f"accuracy {np.mean(ys == ps):.3f}; class-weighted precision / recall {pr:.3f} / {rc:.3f}; "
           "per group: " + ", ".join(f"{sg} {np.mean(ps[ys == sg] == sg):.2f}" for sg in SPACE_GROUPS))
-    print(calibration_line(clf, np.concatenate(probas), ys))
+    print(calibration_line(clf, np.concatenate(probas), ys, np.concatenate(indexed)))
 
 
 #: Relative |F| levels at which a structure's own group is tested for being told from a more restrictive one.
