@@ -64,7 +64,8 @@ from .metrics import ClassificationReport, classification_report
 BANK_PER_CLASS = 600
 #: 2: adds ``symmetry_threshold`` (files of version 1 load with no symmetry check);
 #: 3: adds ``labelled_acquisition`` (older files load with none);
-#: 4: adds ``labelled_recall`` (older files load with none).
+#: 4: adds ``labelled_recall`` (older files load with none);
+#: 5: adds ``temperature`` (older files load with 1.0).
 MODEL_VERSION = 5
 #: Share of a no-solution rejection budget spent on the fit (the rest on the symmetry).
 FIT_SHARE = 0.2
@@ -247,11 +248,11 @@ class BandProfileClassifier(Estimator):
     temperature_ : float
         The network's logits are divided by this before the softmax
         (:mod:`.calibration`), so that a confidence of 0.8 means about 0.8
-        right. The shipped model's was fitted on simulated development
-        patterns (``scripts/train_band_profiles.py calibrate``); :meth:`fit`
-        fits it anew on the cross-validated label check's calls (1.0 when
-        a class has too few patterns for the check, and after
-        :meth:`fit_features`).
+        right. :meth:`fit` fits it on the cross-validated label check's calls
+        (1.0 when a class has too few patterns for the check). The shipped
+        model's is 1.0: its zero-shot confidence is calibrated on simulated
+        prototype structures and overconfident on random ones, which one
+        temperature cannot mend (docs/ebsd.md, section 4).
     labelled_recall_ : dict or None
         Share of each labelled class's patterns called that class
         (``{class: share}``, the classes :meth:`fit` was given), each pattern
@@ -449,9 +450,8 @@ class BandProfileClassifier(Estimator):
         if cross_validated:  # calls the fitted model's kin did not train on: the confidence's calibration too
             logits, check_classes = checked
             pred = check_classes[logits.argmax(1)]
-            column = {c.item() if hasattr(c, "item") else c: i for i, c in enumerate(check_classes)}
-            self.temperature_ = fit_temperature(logits, np.array([column[c.item() if hasattr(c, "item") else c]
-                                                                  for c in own_labels]))
+            column = {c: i for i, c in enumerate(check_classes.tolist())}
+            self.temperature_ = fit_temperature(logits, np.array([column[c] for c in own_labels.tolist()]))
         else:  # too few patterns in some class for folds: the fitted model's own calls
             pred = self.classes_[self.predict_proba_features(described["features"]).argmax(1)]
         self.labelled_recall_ = {c.item() if hasattr(c, "item") else c: float(np.mean(pred[own_labels == c] == c))
@@ -602,7 +602,7 @@ class BandProfileClassifier(Estimator):
         self.bank_features_ = bank_x.astype(np.float16)
         self.bank_labels_ = bank_y
         self.labelled_acquisition_ = acquisition
-        self.temperature_ = 1.0  # fit() sets it from the label check's calls; the training script from its own
+        self.temperature_ = 1.0  # fit() then sets it from the label check's calls
 
     def acquisition_differences(self, pattern_shape: Sequence[int],
                                 pc: Optional[Sequence[float]] = None) -> list[str]:
