@@ -8,7 +8,8 @@ training split; never on a named material):
    (Ni, Cu, Al, Ni3Al, NiAl, Cr3Si, Si, Fe, W, garnets...), each in
    ``--sessions`` random detector / acquisition sessions; per-material
    accuracy, class-weighted precision / recall; orientation-search error
-   against the simulated orientation;
+   against the simulated orientation; the confidence's calibration (here and
+   in sections ``heldout`` and ``check``);
 2. **zero-shot, held-out structures**: structures of the held-out prototypes
    and random structures (``StructureSampler("heldout")``); and, section
    ``structures``, accuracy by kind of structure (each prototype, random
@@ -146,7 +147,7 @@ def zero_shot_heldout(clf, sessions, per_session):
             u = clf.predict_uncertainty(pats)
             probas.append(u["probabilities"])
             indexed.append(u["agreement"] > 0)
-            ps += clf.classes_[probas[-1].argmax(1)].tolist()
+            ps += clf.classes_[u["index"]].tolist()
             ys += [sg] * len(pats)
     ys, ps = np.array(ys), np.array(ps)
     pr, rc = weighted_pr(ys, ps)
