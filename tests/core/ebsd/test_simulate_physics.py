@@ -112,6 +112,48 @@ def test_reflector_half_width_is_the_bragg_angle():
     np.testing.assert_allclose(refl.half_width, S.electron_wavelength(20) / (2 * d), rtol=1e-5)
 
 
+def _families(hkl):
+    return {tuple(sorted(np.abs(h).tolist(), reverse=True)) for h in hkl}
+
+
+@pytest.mark.parametrize("debye_waller", [1.5, 2.5, 3.5])
+def test_the_reflector_cap_keeps_the_ordered_phases_superlattice_bands(debye_waller):
+    # the bands that tell B2 from bcc and L1_2 from fcc are weak low-index families; a cap on the
+    # strongest reflectors alone dropped them in most sessions, leaving NiAl a bcc pattern
+    for name, superlattice in (("NiAl", {(1, 0, 0), (1, 1, 1), (2, 1, 0)}),
+                               ("Ni3Al", {(1, 0, 0), (1, 1, 0), (2, 1, 0)}),
+                               ("Cu3Au", {(1, 0, 0), (1, 1, 0), (2, 1, 0)})):
+        for kv in (10.0, 20.0, 30.0):
+            refl = S.reflectors(S.ALL_MATERIALS[name], kv, d_min=0.6, min_weight=0.02,
+                                debye_waller=debye_waller, max_reflectors=100)
+            assert superlattice <= _families(refl.hkl), (name, kv)
+            assert len(refl.hkl) <= 100
+    fe = S.reflectors(S.ALL_MATERIALS["Fe"], 20.0, d_min=0.6, debye_waller=debye_waller, max_reflectors=100)
+    assert not {(1, 0, 0), (1, 1, 1), (2, 1, 0)} & _families(fe.hkl)  # bcc: absent, not merely weak
+
+
+def test_the_reflector_cap_keeps_whole_families():
+    rng = np.random.default_rng(11)
+    structures = [S.ALL_MATERIALS[n] for n in ("Cr3Si", "Si", "Y3Al5O12", "Al4Ni3", "CaF2")]
+    structures += [S.random_structure(sg, rng) for sg in S.SPACE_GROUPS]
+    for structure in structures:
+        full = S.reflectors(structure, 20.0, d_min=0.6, debye_waller=2.0)
+        capped = S.reflectors(structure, 20.0, d_min=0.6, debye_waller=2.0, max_reflectors=60)
+        kept = _families(capped.hkl)
+        count = {f: 0 for f in kept}
+        for h in full.hkl:
+            f = tuple(sorted(np.abs(h).tolist(), reverse=True))
+            if f in count:
+                count[f] += 1
+        for f in kept:  # every equivalent of a kept family is kept
+            assert sum(tuple(sorted(np.abs(h).tolist(), reverse=True)) == f for h in capped.hkl) == count[f]
+        if len(full.hkl) > 60:
+            # the strongest family is always among them, and the cap holds unless low-index families need more
+            assert _families(full.hkl[[np.argmax(full.weight)]]) <= kept
+            low = S.reflectors(structure, 20.0, d_min=0.6, debye_waller=2.0, max_reflectors=1)
+            assert len(capped.hkl) <= max(60, len(low.hkl))
+
+
 def test_domain_sessions_are_reproducible_and_labelled():
     out1 = S.simulate_space_groups([221, 230], 4, np.random.default_rng(5))
     out2 = S.simulate_space_groups([221, 230], 4, np.random.default_rng(5))

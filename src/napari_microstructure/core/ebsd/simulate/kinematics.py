@@ -11,7 +11,14 @@ preprocessing to them):
 - band weight ``|F|`` rather than ``|F|**2``: weak bands stay visible, as
   dynamical scattering makes them in real patterns;
 - reflectors weaker than ``min_weight`` times the strongest are dropped;
-  ``max_reflectors`` keeps only the strongest (speed).
+  ``max_reflectors`` caps their number (speed) by whole families of
+  equivalent planes, the strongest first, but never drops a visible
+  low-index family (``d >= d_max / sqrt(12)``, ``{100}`` to ``{222}`` in a
+  cubic cell). The ``Z**(2/3) exp(-B s**2)`` fall-off is gentler than real
+  electron scattering factors, so strong high-order reflections would
+  otherwise crowd out weak low-index ones: the superlattice bands that tell
+  ordered B2 and L1_2 cells from bcc and fcc (dropped in most sessions
+  before 2026-12-01).
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ import numpy as np
 
 from .structures import CubicStructure
 from .symmetry import SPACE_GROUPS, allowed_reflections
+
+#: Families with ``d`` at least the largest ``d`` over this are always rendered when visible.
+LOW_INDEX_D_RATIO = 1.0 / np.sqrt(12.0)
 
 
 def electron_wavelength(kv: float) -> float:
@@ -127,14 +137,17 @@ def reflectors(structure: CubicStructure, kv: float = 20.0, d_min: float = 0.6,
     debye_waller : float
         ``B`` in Angstrom**2 of the scattering-factor fall-off.
     max_reflectors : int, optional
-        Keep at most this many (the strongest).
+        Keep about this many: whole families of equivalent reflectors, the
+        visible low-index ones (``d >= d_max / sqrt(12)``) always, then the
+        strongest families that fit.
     """
     lam = electron_wavelength(kv)
     hkl, d, amp = structure_factors(structure, d_min, debye_waller)
+    low_index = d >= d.max() * LOW_INDEX_D_RATIO - 1e-9
     keep = amp > min_weight * amp.max()
-    hkl, d, amp = hkl[keep], d[keep], amp[keep]
+    hkl, d, amp, low_index = hkl[keep], d[keep], amp[keep], low_index[keep]
     if max_reflectors is not None and len(amp) > max_reflectors:
-        top = np.argsort(-amp, kind="stable")[:max_reflectors]
+        top = _whole_families(d, amp, low_index, max_reflectors)
         hkl, d, amp = hkl[top], d[top], amp[top]
     if hasattr(structure, "lattice"):  # plane normals along the reciprocal vectors
         g = hkl @ np.linalg.inv(np.asarray(structure.lattice, float)).T
@@ -143,6 +156,32 @@ def reflectors(structure: CubicStructure, kv: float = 20.0, d_min: float = 0.6,
     normals = g / np.linalg.norm(g, axis=1, keepdims=True)
     return Reflectors(normals.astype(np.float32), (lam / (2.0 * d)).astype(np.float32),
                       (amp / amp.max()).astype(np.float32), hkl.astype(int))
+
+
+def _whole_families(d: np.ndarray, amp: np.ndarray, low_index: np.ndarray, budget: int) -> np.ndarray:
+    """Indices of the reflectors kept under a budget, family by family (see :func:`reflectors`).
+
+    Equivalent reflectors share ``d`` and ``|F|``; a family is kept or dropped
+    whole, so that no pattern shows some of a family's bands and not the rest.
+    The low-index families come first whatever the budget; the others follow
+    strongest first while they fit.
+    """
+    key = np.stack([np.round(d, 5), np.round(amp / amp.max(), 5)], 1)
+    _, family = np.unique(key, axis=0, return_inverse=True)
+    family = family.ravel()
+    n_fam = family.max() + 1
+    size = np.bincount(family, minlength=n_fam)
+    strength = np.zeros(n_fam)
+    np.maximum.at(strength, family, amp)
+    forced = np.zeros(n_fam, bool)
+    forced[family[low_index]] = True
+    chosen = forced.copy()
+    used = int(size[forced].sum())
+    for f in np.argsort(-strength, kind="stable"):
+        if not chosen[f] and used + size[f] <= budget:
+            chosen[f] = True
+            used += int(size[f])
+    return np.flatnonzero(chosen[family])
 
 
 def consistent_space_groups(structure: CubicStructure, min_weight: float = 0.03,
