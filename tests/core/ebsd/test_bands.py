@@ -249,37 +249,34 @@ def _one_map_of(materials, n, acquisition_seed, data_seed):
 
 
 def test_fit_warns_about_labels_its_patterns_do_not_tell_apart(learning_seed):
-    """Six phases in one map (80 x 80 patterns), 20 labelled per phase. At 13 kV (wide bands) B2 NiAl's
-    superlattice band tells it from bcc Fe: no warning, and the map's other NiAl patterns are mostly right.
-    At 23 kV with blur it does not: fit() warns that the 221 labels look like 229, and the map's other NiAl
-    patterns fare no better than the labelled ones (measured 0.15-0.65 against 0.75-1.00 at 13 kV).
-    The check is cross-validated: on the 11.6 kV map the model learns its 20 NiAl labels by heart (it
-    calls 0.9 of them right) while the map's other NiAl patterns reach about 0.5; the check warns."""
+    """Six phases in one map (80 x 80 patterns), 20 labelled per phase. On a bright map at 13 kV and on
+    one at 23 kV with blur, B2 NiAl's superlattice bands tell it from bcc Fe: no warning, and the map's
+    other patterns are right (measured 0.95-1.00 per phase). On a dim map (11.6 kV, 24 electrons per
+    pixel) the phases blur into each other: fit() warns, naming 229 (bcc Fe, measured 0.55-0.60 of the
+    map's other patterns right). The check is cross-validated: the model knows its own 229 labels better
+    (0.85-1.00) than the check says, and than the map's other patterns bear out."""
     materials = {"Ni": 225, "NiAl": 221, "Cr3Si": 223, "Si": 227, "Fe": 229, "Y3Al5O12": 230}
     labels = np.repeat(list(materials.values()), 20)
     result = {}
-    for acquisition in (53000, 53001, 53002):  # 12.8 kV, blur 0.48 px; 22.9 kV, 0.61 px; 11.6 kV, 0.57 px
+    for acquisition in (53000, 53001, 53002):  # 12.8 kV, blur 0.48 px; 22.9 kV, 0.61 px; 11.6 kV, 24 e-/px
         pats, pc = _one_map_of(materials, 40, acquisition, 54000 + 100 * learning_seed)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             clf = BandProfileClassifier(pc=pc, seed=learning_seed).fit(np.concatenate([p[:20] for p in pats]),
                                                                         labels)
         told = [str(w.message) for w in caught if "does not tell these labels" in str(w.message)]
-        others = np.concatenate([p[20:] for p in pats])
-        pred = clf.predict(others)
+        pred = clf.predict(np.concatenate([p[20:] for p in pats]))
         own = clf.predict(np.concatenate([p[:20] for p in pats]))
-        result[acquisition] = (told, clf.labelled_recall_, np.mean(pred[20:40] == 221), np.mean(pred == labels),
-                               np.mean(own[20:40] == 221))
-    told, recall, map_221, overall, _ = result[53000]
-    assert not told and set(recall) == set(materials.values()) and min(recall.values()) >= 0.9
-    assert map_221 >= 0.7 and overall >= 0.9
-    told, recall, bad_221, _, _ = result[53001]
-    assert len(told) == 1 and "221 (" in told[0] and "most others 229" in told[0]
-    assert recall[221] < 0.9 and bad_221 < 0.9 and bad_221 < map_221
-    told, recall, bad_221, _, by_heart = result[53002]
-    assert len(told) == 1 and "221 (" in told[0]
-    assert recall[221] < 0.9 and bad_221 < 0.9 and bad_221 < map_221
-    assert by_heart > recall[221]  # the fitted model's own labels would have looked better than the map
+        on_map = {sg: np.mean(pred[20 * i:20 * i + 20] == sg) for i, sg in enumerate(materials.values())}
+        result[acquisition] = (told, clf.labelled_recall_, on_map, np.mean(own[80:100] == 229))
+    for acquisition in (53000, 53001):
+        told, recall, on_map, _ = result[acquisition]
+        assert not told and set(recall) == set(materials.values()) and min(recall.values()) >= 0.9
+        assert min(on_map.values()) >= 0.85 and np.mean(list(on_map.values())) >= 0.95, on_map
+    told, recall, on_map, by_heart = result[53002]
+    assert len(told) == 1 and "229 (" in told[0]
+    assert recall[229] < 0.9 and on_map[229] < 0.9 and on_map[229] < result[53000][2][229]
+    assert by_heart > recall[229]  # the fitted model's own labels would have looked better than the map
 
 
 def test_save_load_round_trip_and_bad_features(tmp_path):

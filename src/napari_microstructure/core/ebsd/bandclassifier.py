@@ -530,7 +530,7 @@ class BandProfileClassifier(Estimator):
             f"the fine-tuned model does not tell these labels from others {check}: "
             + "; ".join(parts) + ". On this acquisition the patterns of these classes look alike (for an "
             "ordered phase and its disordered parent, e.g. B2 NiAl and bcc Fe or L1_2 Ni3Al and fcc Ni, the "
-            "superlattice bands are too faint), so expect about as many of the map's other patterns of them "
+            "superlattice bands are lost in the noise of dim or blurred patterns), so expect about as many of the map's other patterns of them "
             "to be called wrongly. Check the labels, label more patterns, or record patterns with more "
             "pixels or at a lower voltage (wider bands)", stacklevel=3)
 
