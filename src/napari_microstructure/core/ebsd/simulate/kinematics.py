@@ -18,7 +18,7 @@ preprocessing to them):
   electron scattering factors, so strong high-order reflections would
   otherwise crowd out weak low-index ones: the superlattice bands that tell
   ordered B2 and L1_2 cells from bcc and fcc (dropped in most sessions
-  before 2026-12-01).
+  until 2026-11-30, stop 28).
 """
 
 from __future__ import annotations
