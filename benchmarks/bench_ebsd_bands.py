@@ -64,14 +64,19 @@ SET_B = {225: ("Cu", "Al"), 221: ("Ni3Al", "Cu3Au"), 223: ("V3Si", "Nb3Sn"), 227
 RENDER_HEIGHT = None
 
 
-def session_of(structure, n, seed, geometry=None):
-    """Patterns, simulated rotations and projection centre of one random session."""
+def session_of(structure, n, seed, geometry=None, max_reflectors=100):
+    """Patterns, simulated rotations and projection centre of one random session.
+
+    ``max_reflectors``: the simulator's cap on rendered bands (None: every band).
+    """
     from napari_microstructure.core.ebsd.simulate import random_rotations, sample_session, simulate_session
 
     rng = np.random.default_rng(seed)
     s = sample_session(structure, rng, geometry=geometry)
     rot = random_rotations(n, rng)
-    return simulate_session(s, n, rng, rotations=rot, pc_scan=0.0, render_height=RENDER_HEIGHT), rot, s.geometry.pc
+    pats = simulate_session(s, n, rng, rotations=rot, pc_scan=0.0, render_height=RENDER_HEIGHT,
+                            max_reflectors=max_reflectors or 10 ** 6)
+    return pats, rot, s.geometry.pc
 
 
 def weighted_pr(y, p):
@@ -142,8 +147,7 @@ CLUTTER_MATERIALS = ("Ni", "Ni3Al", "Cu3Au", "Fe", "NiAl", "Cr3Si", "Si", "Y3Al5
 
 def clutter(clf, sessions, per_session):
     """Zero-shot on named materials with sessions rendered at several reflector caps (same seeds)."""
-    from napari_microstructure.core.ebsd.simulate import (ALL_MATERIALS, random_rotations, sample_session,
-                                                           session_reflectors, simulate_session)
+    from napari_microstructure.core.ebsd.simulate import ALL_MATERIALS
 
     header(f"zero-shot against rendered clutter: reflector caps {CLUTTER_CAPS} ({sessions} sessions x "
            f"{per_session} patterns per material)")
@@ -152,13 +156,8 @@ def clutter(clf, sessions, per_session):
         for i, name in enumerate(CLUTTER_MATERIALS):
             st = ALL_MATERIALS[name]
             for j in range(sessions):
-                rng = np.random.default_rng(71000 + 100 * i + j)
-                s = sample_session(st, rng)
-                rot = random_rotations(per_session, rng)
-                refl = session_reflectors(s, max_reflectors=cap if cap else 10 ** 6)
-                pats = simulate_session(s, per_session, rng, rotations=rot, pc_scan=0.0, render_height=RENDER_HEIGHT,
-                                        refl=refl)
-                clf.set_params(pc=s.geometry.pc)
+                pats, _, pc = session_of(st, per_session, 71000 + 100 * i + j, max_reflectors=cap)
+                clf.set_params(pc=pc)
                 per.setdefault(name, []).extend((clf.predict(pats) == int(st.space_group)).tolist())
         print(f"cap {cap or 'all'}: accuracy {np.mean([v for vs in per.values() for v in vs]):.3f}; "
               + ", ".join(f"{k} {np.mean(v):.2f}" for k, v in per.items()), flush=True)
