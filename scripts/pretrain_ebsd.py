@@ -63,6 +63,9 @@ from napari_microstructure.core.nn.backbones import build_backbone  # noqa: E402
 from napari_microstructure.core.nn.training import TrainingHistory  # noqa: E402
 
 CLASSES = np.array(S.SPACE_GROUPS)
+#: The committed CNN checkpoints were trained with the first simulator's scattering factors; kept so that
+#: a resumed run sees the same data (the band-profile model uses the electron factors since stop 29).
+SCATTERING = "z23"
 SETTINGS_KEYS = ("backbone", "input_size", "batch_size", "session_size", "sessions_per_step", "pool",
                  "buffer", "lr", "weight_decay", "seed", "dynamic_sigma", "prototype_fraction", "min_counts")
 
@@ -120,23 +123,23 @@ def make_eval_set(args, pre) -> dict:
         with np.load(path) as z:
             return {k: z[k] for k in z.files}
     rng = np.random.default_rng(args.eval_seed)
-    sampler = S.StructureSampler("heldout", prototype_fraction=0.5)
+    sampler = S.StructureSampler("heldout", prototype_fraction=0.5, scattering=SCATTERING)
     xs, ys, group = [], [], []
     for sg in CLASSES:
         for _ in range(args.eval_sessions):
-            session = S.sample_session(sampler.draw(int(sg), rng), rng)
+            session = S.sample_session(sampler.draw(int(sg), rng), rng, scattering=SCATTERING)
             xs.append(pre.transform(S.simulate_session(session, 8, rng), check=False))
             ys.append(np.full(8, sg))
             group.append(np.zeros(8, int))
-    train_sampler = S.StructureSampler("train")
+    train_sampler = S.StructureSampler("train", scattering=SCATTERING)
     for sg in CLASSES:  # new structures of the training distribution (not in the pool)
         for _ in range(max(1, args.eval_sessions // 2)):
-            session = S.sample_session(train_sampler.draw(int(sg), rng), rng)
+            session = S.sample_session(train_sampler.draw(int(sg), rng), rng, scattering=SCATTERING)
             xs.append(pre.transform(S.simulate_session(session, 8, rng), check=False))
             ys.append(np.full(8, sg))
             group.append(np.full(8, 2))
     for name, structure in S.ALL_MATERIALS.items():
-        session = S.sample_session(structure, rng)
+        session = S.sample_session(structure, rng, scattering=SCATTERING)
         m = args.eval_per_material
         xs.append(pre.transform(S.simulate_session(session, m, rng), check=False))
         ys.append(np.full(m, structure.space_group))
@@ -198,7 +201,7 @@ def pool_from_json(text: str) -> dict:
         pool[int(sg)] = []
         for e in entries:
             st = S.CubicStructure(e["name"], int(e["space_group"]), float(e["a"]), tuple(map(tuple, e["atoms"])))
-            base = S.Session(st, None, None, float(e["kv"]), float(e["B"]))
+            base = S.Session(st, None, None, float(e["kv"]), float(e["B"]), SCATTERING)
             pool[int(sg)].append((base, S.session_reflectors(base)))
     return pool
 
@@ -298,11 +301,11 @@ def main(argv=None) -> None:
     if args.evaluate:
         print(json.dumps({"step": step, **evaluate(net, data)}))
         return
-    sampler = S.StructureSampler("train", prototype_fraction=args.prototype_fraction)
+    sampler = S.StructureSampler("train", prototype_fraction=args.prototype_fraction, scattering=SCATTERING)
     noise = dict(S.NOISE_RANGES, counts=(max(args.min_counts, 1.0), S.NOISE_RANGES["counts"][1]))
 
     def new_entry(sg):
-        session = S.sample_session(sampler.draw(int(sg), rng), rng)
+        session = S.sample_session(sampler.draw(int(sg), rng), rng, scattering=SCATTERING)
         return session, S.session_reflectors(session)
 
     if ck is not None and "pool" in ck:
@@ -324,10 +327,10 @@ def main(argv=None) -> None:
             for _ in range(args.sessions_per_step):
                 sg = int(CLASSES[rng.integers(0, len(CLASSES))])
                 base, refl = pool[sg][int(rng.integers(0, args.pool))]
-                session = S.sample_session(base.structure, rng,  # new detector and noise
+                session = S.sample_session(base.structure, rng, scattering=SCATTERING,  # new detector and noise
                                            acquisition=S.sample_acquisition(rng, noise))
                 session = S.Session(base.structure, session.geometry, session.acquisition, base.kv,
-                                    base.debye_waller)
+                                    base.debye_waller, SCATTERING)
                 x = pre.transform(S.simulate_session(session, args.session_size, rng, refl=refl), check=False)
                 q = np.rint(x * 255).astype(np.uint8)
                 pos = (np.arange(len(q)) + seen - ring_base) % args.buffer  # ring buffer

@@ -104,6 +104,15 @@ def test_wavelength_and_band_geometry():
     # a horizontal band through the projection centre (PCy = 0.5): centre row brightest
     rows = img.reshape(41, 41).mean(1)
     assert rows.argmax() == 20
+    # unnormalised: the band's weight times its profile, about 1 inside and 0 far outside; additive
+    raw = S.band_image(refl, np.eye(3)[None], dirs, normalise=False)[0]
+    assert raw[t < 0.2 * hw].min() > 0.9 and raw[t > 3 * hw].max() < 0.01
+    two = S.Reflectors(np.array([[0, 1.0, 0], [1.0, 0, 0]], np.float32), np.array([hw, hw], np.float32),
+                       np.array([1.0, 0.3], np.float32))
+    other = S.Reflectors(two.normals[1:], two.half_width[1:], np.array([1.0], np.float32))
+    np.testing.assert_allclose(S.band_image(two, np.eye(3)[None], dirs, normalise=False)[0],
+                               raw + 0.3 * S.band_image(other, np.eye(3)[None], dirs, normalise=False)[0], atol=1e-5)
+    np.testing.assert_allclose(img, (raw - raw.mean()) / (raw.std() + 1e-6), atol=1e-4)
 
 
 def test_reflector_half_width_is_the_bragg_angle():
@@ -125,10 +134,11 @@ def test_the_reflector_cap_keeps_the_ordered_phases_superlattice_bands(debye_wal
                                ("Cu3Au", {(1, 0, 0), (1, 1, 0), (2, 1, 0)})):
         for kv in (10.0, 20.0, 30.0):
             refl = S.reflectors(S.ALL_MATERIALS[name], kv, d_min=0.6, min_weight=0.02,
-                                debye_waller=debye_waller, max_reflectors=100)
+                                debye_waller=debye_waller, max_reflectors=100, scattering="z23")
             assert superlattice <= _families(refl.hkl), (name, kv)
             assert len(refl.hkl) <= 100
-    fe = S.reflectors(S.ALL_MATERIALS["Fe"], 20.0, d_min=0.6, debye_waller=debye_waller, max_reflectors=100)
+    fe = S.reflectors(S.ALL_MATERIALS["Fe"], 20.0, d_min=0.6, debye_waller=debye_waller, max_reflectors=100,
+                      scattering="z23")
     assert not {(1, 0, 0), (1, 1, 1), (2, 1, 0)} & _families(fe.hkl)  # bcc: absent, not merely weak
 
 

@@ -136,7 +136,7 @@ def simulate_patterns(
     rng = np.random.default_rng() if rng is None else rng
     rotations = np.asarray(rotations, dtype=np.float64).reshape(-1, 3, 3)
     h, w = shape
-    refl = reflectors(structure, kv)
+    refl = reflectors(structure, kv, scattering="z23")
     n = len(rotations)
     if pc_per_pattern is None:
         bands = band_image(refl, rotations, detector_directions(shape, pc)).reshape(n, h, w)

@@ -89,8 +89,10 @@ def detector_directions(shape: tuple[int, int], pc: Sequence[float]) -> np.ndarr
 
 
 def band_image(refl: Reflectors, rotations: np.ndarray, directions: np.ndarray,
-               batch: int = 64) -> np.ndarray:
+               batch: int = 64, normalise: bool = True) -> np.ndarray:
     """Noise-free kinematical band intensity, (n, n_pixels) float32, zero mean, unit std per pattern.
+
+    ``normalise=False`` returns the weighted sum of the band profiles as it is.
 
     Parameters
     ----------
@@ -123,7 +125,8 @@ def band_image(refl: Reflectors, rotations: np.ndarray, directions: np.ndarray,
             t = np.abs(np.einsum("bni,pi->bnp", g, dirs))
         prof = 1.0 / (1.0 + np.exp(np.clip((t - hw[None, :, None]) / soft[None, :, None], -30, 30)))
         img = np.einsum("bnp,n->bp", prof, w)
-        img -= img.mean(1, keepdims=True)
-        img /= img.std(1, keepdims=True) + 1e-6
+        if normalise:
+            img -= img.mean(1, keepdims=True)
+            img /= img.std(1, keepdims=True) + 1e-6
         out[start:start + batch] = img
     return out

@@ -9,7 +9,10 @@ session (beam scan). Everything else is drawn at random:
   :mod:`.structures` with random species, lattice parameter, free
   coordinates and order, half random Wyckoff structures; only structures whose
   label is unambiguous (:func:`~.kinematics.is_unambiguous`);
-- accelerating voltage 10-30 kV, scattering fall-off ``B`` 1.5-3.5 A^2;
+- accelerating voltage 10-30 kV; the atomic scattering factors of
+  :data:`~.kinematics.SCATTERING` (:mod:`.kinematics`) with ``B`` from
+  :data:`FALLOFF_RANGES`: 1.5-3.5 A^2 for ``"z23"``, 2-5 A^2 for
+  ``"electron"`` (around the 3.5 A^2 fitted to dynamical Ni patterns);
 - detector geometry (:data:`~.detector.GEOMETRY_RANGES`);
 - acquisition (:data:`~.noise.NOISE_RANGES`).
 
@@ -28,12 +31,14 @@ import numpy as np
 from ...errors import MicrostructureError
 from ._legacy import random_rotations
 from .detector import DetectorGeometry, band_image, detector_directions, sample_geometry
-from .kinematics import is_unambiguous, reflectors
+from .kinematics import SCATTERING, SCATTERING_MODELS, is_unambiguous, reflectors
 from .noise import Acquisition, acquire, sample_acquisition
 from .structures import HELD_OUT_PROTOTYPES, PROTOTYPES, CubicStructure, draw_prototype, random_structure
 from .symmetry import SPACE_GROUPS
 
 SPLITS = ("train", "heldout")
+#: ``B`` (Angstrom**2) of a session is drawn uniformly from this range of its model.
+FALLOFF_RANGES = {"z23": (1.5, 3.5), "electron": (2.0, 5.0)}
 
 
 class StructureSampler:
@@ -47,13 +52,18 @@ class StructureSampler:
         structures (from the caller's own seed).
     prototype_fraction : float
         Chance of a prototype rather than a random Wyckoff structure.
+    scattering : str, optional
+        Scattering-factor model under which a drawn structure's label must be
+        unambiguous (default :data:`~.kinematics.SCATTERING`).
     """
 
-    def __init__(self, split: str = "train", prototype_fraction: float = 0.5) -> None:
+    def __init__(self, split: str = "train", prototype_fraction: float = 0.5,
+                 scattering: Optional[str] = None) -> None:
         if split not in SPLITS:
             raise MicrostructureError(f"split={split!r}; choose 'train' or 'heldout'")
         self.split = split
         self.prototype_fraction = float(prototype_fraction)
+        self.scattering = _scattering(scattering)
         held = set(HELD_OUT_PROTOTYPES)
         self.prototypes = {sg: [name for name, p in PROTOTYPES.items() if p.space_group == sg
                                 and ((name in held) == (split == "heldout"))] for sg in SPACE_GROUPS}
@@ -69,7 +79,7 @@ class StructureSampler:
                 s = draw_prototype(names[int(rng.integers(0, len(names)))], rng)
             else:
                 s = random_structure(space_group, rng)
-            if is_unambiguous(s):
+            if is_unambiguous(s, scattering=self.scattering):
                 return s
         raise RuntimeError(f"no unambiguous structure of {space_group} drawn")  # pragma: no cover
 
@@ -83,20 +93,34 @@ class Session:
     acquisition: Acquisition
     kv: float
     debye_waller: float
+    scattering: str = SCATTERING
+
+
+def _scattering(scattering: Optional[str]) -> str:
+    scattering = SCATTERING if scattering is None else scattering
+    if scattering not in SCATTERING_MODELS:
+        raise MicrostructureError(f"scattering={scattering!r}; choose one of {', '.join(SCATTERING_MODELS)}")
+    return scattering
 
 
 def sample_session(structure: CubicStructure, rng: np.random.Generator,
                    geometry: Optional[DetectorGeometry] = None,
-                   acquisition: Optional[Acquisition] = None) -> Session:
-    """Random detector, acquisition, voltage and fall-off for a structure."""
+                   acquisition: Optional[Acquisition] = None, scattering: Optional[str] = None) -> Session:
+    """Random detector, acquisition, voltage and fall-off for a structure.
+
+    ``scattering`` (default :data:`~.kinematics.SCATTERING`) names the scattering-factor
+    model; the random draws do not depend on it (only ``B``'s range does).
+    """
+    scattering = _scattering(scattering)
     return Session(structure, geometry or sample_geometry(rng), acquisition or sample_acquisition(rng),
-                   float(rng.uniform(10.0, 30.0)), float(rng.uniform(1.5, 3.5)))
+                   float(rng.uniform(10.0, 30.0)), float(rng.uniform(*FALLOFF_RANGES[scattering])), scattering)
 
 
 def session_reflectors(session: Session, max_reflectors: int = 100):
     """The reflectors :func:`simulate_session` uses for a session (structure, voltage, fall-off)."""
     return reflectors(session.structure, session.kv, d_min=0.6, min_weight=0.02,
-                      debye_waller=session.debye_waller, max_reflectors=max_reflectors)
+                      debye_waller=session.debye_waller, max_reflectors=max_reflectors,
+                      scattering=session.scattering)
 
 
 def simulate_session(session: Session, n: int, rng: np.random.Generator,

@@ -5,20 +5,25 @@ Each reflector ``g = (hkl)`` contributes a Kikuchi band of half-width
 weighted by ``|F_hkl|``. Approximations (documented so that nobody tunes
 preprocessing to them):
 
-- atomic scattering factor ``f(Z, s) = Z**(2/3) * exp(-B s**2)`` with
-  ``s = 1 / (2 d)`` in 1/Angstrom and ``B`` (default 2.5 Angstrom**2) for
-  form-factor fall-off and Debye-Waller together;
+- atomic scattering factor, ``s = 1 / (2 d)`` in 1/Angstrom, one of two
+  models (``scattering``): ``"electron"``, the electron scattering factors of
+  Doyle and Turner (:mod:`.scattering`) times ``exp(-B s**2)``, ``B``
+  (default 3.5 Angstrom**2) standing for the Debye-Waller factor and the
+  damping of high-order bands by dynamical scattering together (fitted to
+  EMsoft's dynamical Ni patterns, docs/ebsd.md); or ``"z23"``, the first
+  simulator's ``Z**(2/3) * exp(-B s**2)`` with ``B`` (default 2.5
+  Angstrom**2) standing for form-factor fall-off and Debye-Waller together;
 - band weight ``|F|`` rather than ``|F|**2``: weak bands stay visible, as
   dynamical scattering makes them in real patterns;
 - reflectors weaker than ``min_weight`` times the strongest are dropped;
   ``max_reflectors`` caps their number (speed) by whole families of
   equivalent planes, the strongest first, but never drops a visible
   low-index family (``d >= d_max / sqrt(12)``, ``{100}`` to ``{222}`` in a
-  cubic cell). The ``Z**(2/3) exp(-B s**2)`` fall-off is gentler than real
-  electron scattering factors, so strong high-order reflections would
-  otherwise crowd out weak low-index ones: the superlattice bands that tell
-  ordered B2 and L1_2 cells from bcc and fcc (dropped in most sessions
-  until 2026-11-30, stop 28).
+  cubic cell). The ``"z23"`` fall-off is gentler than real electron
+  scattering factors, so strong high-order reflections would otherwise crowd
+  out weak low-index ones: the superlattice bands that tell ordered B2 and
+  L1_2 cells from bcc and fcc (dropped in most sessions until 2026-11-30,
+  stop 28).
 """
 
 from __future__ import annotations
@@ -28,8 +33,15 @@ from typing import Optional
 
 import numpy as np
 
+from .scattering import site_scattering_factor
 from .structures import CubicStructure
 from .symmetry import SPACE_GROUPS, allowed_reflections
+
+#: The atomic scattering-factor models, and the default ``B`` (Angstrom**2) of each.
+SCATTERING_MODELS = ("electron", "z23")
+DEFAULT_DEBYE_WALLER = {"electron": 3.5, "z23": 2.5}
+#: The model used when none is named (the legacy generator names ``"z23"``).
+SCATTERING = "electron"
 
 #: Families with ``d`` at least the largest ``d`` over this are always rendered when visible.
 LOW_INDEX_D_RATIO = 1.0 / np.sqrt(12.0)
@@ -51,18 +63,21 @@ class Reflectors:
     hkl: Optional[np.ndarray] = None  # (n, 3) int
 
 
-def structure_factors(structure: CubicStructure, d_min: float = 0.6,
-                      debye_waller: float = 2.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def structure_factors(structure: CubicStructure, d_min: float = 0.6, debye_waller: Optional[float] = None,
+                      scattering: Optional[str] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``|F_hkl|`` of one of each ``+-g`` pair with ``d >= d_min``.
 
     Returns
     -------
     hkl : ndarray (n, 3) int
     d : ndarray (n,) interplanar spacing in Angstrom
-    amplitude : ndarray (n,) ``|F|`` in units of the scattering power ``Z**(2/3)``
+    amplitude : ndarray (n,) ``|F|``, in Angstrom (``"electron"``) or in units
+        of the scattering power ``Z**(2/3)`` (``"z23"``)
     """
+    scattering = SCATTERING if scattering is None else scattering
+    debye_waller = _check_scattering(scattering, debye_waller)
     if hasattr(structure, "lattice"):
-        return _structure_factors_general(structure, d_min, debye_waller)
+        return _structure_factors_general(structure, d_min, debye_waller, scattering)
     n = int(np.ceil(structure.a / d_min))
     # |F| is the same for all reflections related by the Laue class m-3m: compute it
     # on the unique indices h >= k >= l >= 0 and expand to every equivalent
@@ -74,9 +89,10 @@ def structure_factors(structure: CubicStructure, d_min: float = 0.6,
     atoms = np.asarray(structure.atoms, dtype=float)
     z, xyz = atoms[:, 0], atoms[:, 1:]
     amp_u = np.zeros(len(uniq), complex)
+    s_u = 1.0 / (2.0 * d_u)
     for zz in np.unique(z):  # one matrix product per species
-        amp_u += zz ** (2.0 / 3.0) * np.exp(2j * np.pi * (uniq @ xyz[z == zz].T)).sum(1)
-    amp_u = np.abs(amp_u) * np.exp(-debye_waller * (1.0 / (2.0 * d_u)) ** 2)
+        amp_u += _factor(structure, zz, s_u, scattering) * np.exp(2j * np.pi * (uniq @ xyz[z == zz].T)).sum(1)
+    amp_u = np.abs(amp_u) * np.exp(-debye_waller * s_u ** 2)
     hkl, src = _expand_m3m(uniq)
     # one of each +-g pair: first non-zero index positive
     first = np.where(hkl[:, 0] != 0, hkl[:, 0], np.where(hkl[:, 1] != 0, hkl[:, 1], hkl[:, 2]))
@@ -89,7 +105,21 @@ def structure_factors(structure: CubicStructure, d_min: float = 0.6,
     return hkl, d, amp
 
 
-def _structure_factors_general(structure, d_min: float, debye_waller: float):
+def _check_scattering(scattering: str, debye_waller: Optional[float]) -> float:
+    if scattering not in SCATTERING_MODELS:
+        raise ValueError(f"scattering={scattering!r}; choose one of {', '.join(SCATTERING_MODELS)}")
+    return DEFAULT_DEBYE_WALLER[scattering] if debye_waller is None else float(debye_waller)
+
+
+def _factor(structure, z: float, s: np.ndarray, scattering: str):
+    """Scattering factor of the atoms with (effective) number ``z`` at ``s``: array or scalar."""
+    if scattering == "z23":
+        return z ** (2.0 / 3.0)
+    species = structure.species(z) if hasattr(structure, "species") else ((z, 1.0),)
+    return site_scattering_factor(species, s)
+
+
+def _structure_factors_general(structure, d_min: float, debye_waller: float, scattering: str):
     """``|F|`` for any lattice (full index grid; returns Cartesian reciprocal vectors' hkl)."""
     direct = np.asarray(structure.lattice, float)
     recip = np.linalg.inv(direct).T  # rows: a*, b*, c* (no 2 pi)
@@ -104,9 +134,10 @@ def _structure_factors_general(structure, d_min: float, debye_waller: float):
     atoms = np.asarray(structure.atoms, dtype=float)
     z, xyz = atoms[:, 0], atoms[:, 1:]
     amp = np.zeros(len(hkl), complex)
+    s = 1.0 / (2.0 * d)
     for zz in np.unique(z):
-        amp += zz ** (2.0 / 3.0) * np.exp(2j * np.pi * (hkl @ xyz[z == zz].T)).sum(1)
-    return hkl, d, np.abs(amp) * np.exp(-debye_waller * (1.0 / (2.0 * d)) ** 2)
+        amp += _factor(structure, zz, s, scattering) * np.exp(2j * np.pi * (hkl @ xyz[z == zz].T)).sum(1)
+    return hkl, d, np.abs(amp) * np.exp(-debye_waller * s ** 2)
 
 
 def _expand_m3m(uniq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -121,8 +152,8 @@ def _expand_m3m(uniq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def reflectors(structure: CubicStructure, kv: float = 20.0, d_min: float = 0.6,
-               min_weight: float = 0.02, debye_waller: float = 2.5,
-               max_reflectors: Optional[int] = None) -> Reflectors:
+               min_weight: float = 0.02, debye_waller: Optional[float] = None,
+               max_reflectors: Optional[int] = None, scattering: Optional[str] = None) -> Reflectors:
     """Kinematical reflectors of a structure.
 
     Parameters
@@ -134,15 +165,17 @@ def reflectors(structure: CubicStructure, kv: float = 20.0, d_min: float = 0.6,
         Smallest interplanar spacing kept, in Angstrom.
     min_weight : float
         Reflectors whose ``|F|`` is below this fraction of the strongest are dropped.
-    debye_waller : float
-        ``B`` in Angstrom**2 of the scattering-factor fall-off.
+    debye_waller : float, optional
+        ``B`` in Angstrom**2 (default :data:`DEFAULT_DEBYE_WALLER` of the model).
     max_reflectors : int, optional
         Keep about this many: whole families of equivalent reflectors, the
         visible low-index ones (``d >= d_max / sqrt(12)``) always, then the
         strongest families that fit.
+    scattering : {"electron", "z23"}, optional
+        Atomic scattering-factor model (see the module's docstring); default :data:`SCATTERING`.
     """
     lam = electron_wavelength(kv)
-    hkl, d, amp = structure_factors(structure, d_min, debye_waller)
+    hkl, d, amp = structure_factors(structure, d_min, debye_waller, scattering)
     low_index = d >= d.max() * LOW_INDEX_D_RATIO - 1e-9
     keep = amp > min_weight * amp.max()
     hkl, d, amp, low_index = hkl[keep], d[keep], amp[keep], low_index[keep]
@@ -184,16 +217,16 @@ def _whole_families(d: np.ndarray, amp: np.ndarray, low_index: np.ndarray, budge
     return np.flatnonzero(chosen[family])
 
 
-def consistent_space_groups(structure: CubicStructure, min_weight: float = 0.03,
-                            d_min: float = 0.7, debye_waller: float = 2.5) -> list[int]:
+def consistent_space_groups(structure: CubicStructure, min_weight: float = 0.03, d_min: float = 0.7,
+                            debye_waller: Optional[float] = None, scattering: Optional[str] = None) -> list[int]:
     """The space groups among the six whose reflection conditions all visible reflections obey."""
-    hkl, _, amp = structure_factors(structure, d_min, debye_waller)
+    hkl, _, amp = structure_factors(structure, d_min, debye_waller, scattering)
     visible = hkl[amp > min_weight * amp.max()]
     return [sg for sg in SPACE_GROUPS if allowed_reflections(sg, visible).all()]
 
 
 def is_unambiguous(structure: CubicStructure, min_weight: float = 0.03, d_min: float = 0.7,
-                   debye_waller: float = 2.5) -> bool:
+                   debye_waller: Optional[float] = None, scattering: Optional[str] = None) -> bool:
     """True when no group more restrictive than the structure's own explains its visible bands.
 
     A group Y is more restrictive than X when every reflection Y allows, X
@@ -203,7 +236,7 @@ def is_unambiguous(structure: CubicStructure, min_weight: float = 0.03, d_min: f
     atoms on 2a only (a bcc lattice) or a B2 cell with equal species.
     """
     own = int(structure.space_group)
-    ok = consistent_space_groups(structure, min_weight, d_min, debye_waller)
+    ok = consistent_space_groups(structure, min_weight, d_min, debye_waller, scattering)
     if own not in ok:
         return False
     r = np.arange(-8, 9)

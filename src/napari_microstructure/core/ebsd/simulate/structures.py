@@ -2,9 +2,11 @@
 
 A structure is a lattice parameter and a list of atoms ``(Z, x, y, z)`` in
 the conventional cubic cell. ``Z`` may be an *effective* atomic number for a
-site shared by several species (disorder): the kinematical scattering power
-``Z**(2/3)`` of the site is the occupancy-weighted mean, so
-``Z_eff = (sum_i c_i Z_i**(2/3))**(3/2)``.
+site shared by several species (disorder): the first simulator's scattering
+power ``Z**(2/3)`` of the site is the occupancy-weighted mean, so
+``Z_eff = (sum_i c_i Z_i**(2/3))**(3/2)``; the structure keeps the species
+and occupancies behind each ``Z_eff`` (``mixtures``) for the electron
+scattering factors, which mix the species' factors instead.
 
 Three sources, all for the space groups 221, 223, 225, 227, 229 and 230:
 
@@ -50,12 +52,23 @@ class CubicStructure:
         Lattice parameter in Angstrom.
     atoms : tuple of (Z, x, y, z)
         (Effective) atomic number and fractional coordinates of every atom of the cell.
+    mixtures : tuple of (Z_eff, ((Z, occupancy), ...))
+        The species behind each effective (mixed-site) atomic number of ``atoms``,
+        for the electron scattering factors (:mod:`.scattering`).
     """
 
     name: str
     space_group: int
     a: float
     atoms: tuple
+    mixtures: tuple = ()
+
+    def species(self, z: float) -> tuple:
+        """``((Z, occupancy), ...)`` of the atoms with (effective) atomic number ``z``."""
+        for key, mix in self.mixtures:
+            if abs(key - z) < 1e-9:
+                return mix
+        return ((z, 1.0),)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,7 +267,7 @@ PROTOTYPES: dict[str, Prototype] = {p.name: p for p in [
 HELD_OUT_PROTOTYPES = ("Fe4N", "Cr3O-type", "fluorite", "pyrochlore-lattice", "W-Cr-12e", "Ia-3d-48g")
 
 
-def _species(role, rng: np.random.Generator, chosen: list) -> float:
+def _species(role, rng: np.random.Generator, chosen: list, mixtures: dict) -> float:
     if isinstance(role, (int, np.integer)):
         return chosen[int(role)]
     if role == "M":
@@ -262,9 +275,16 @@ def _species(role, rng: np.random.Generator, chosen: list) -> float:
     if role == "X":
         return float(rng.choice(LIGHT))
     if role == "MM":  # a random binary solid solution
-        z = rng.choice(METALS, 2, replace=False)
-        return effective_z(z, [1.0 - (c := rng.uniform(0.05, 0.5)), c])
+        return _mix(rng.choice(METALS, 2, replace=False), [1.0 - (c := rng.uniform(0.05, 0.5)), c], mixtures)
     raise MicrostructureError(f"unknown site role {role!r}")
+
+
+def _mix(zs: Sequence[float], fractions: Sequence[float], mixtures: dict) -> float:
+    """The effective Z of a mixed site, recording its species in ``mixtures``."""
+    z = effective_z(zs, fractions)
+    c = np.asarray(fractions, float) / np.sum(fractions)
+    mixtures[z] = tuple((float(zz), float(cc)) for zz, cc in zip(zs, c) if cc > 0)
+    return z
 
 
 def draw_prototype(name: str, rng: np.random.Generator) -> CubicStructure:
@@ -273,19 +293,22 @@ def draw_prototype(name: str, rng: np.random.Generator) -> CubicStructure:
         raise MicrostructureError(f"unknown prototype {name!r}; choose one of {', '.join(PROTOTYPES)}")
     proto = PROTOTYPES[name]
     zs: list = []
+    mixtures: dict = {}
     for role, _ in proto.sites:
-        zs.append(_species(role, rng, zs))
+        zs.append(_species(role, rng, zs, mixtures))
     if proto.orderable and len(set(zs[:2])) == 2 and rng.random() < 0.5:
         s = rng.uniform(0.35, 1.0)  # long-range order parameter: exchange part of the first two species
         m = len(orbit(proto.space_group, proto.sites[0][1](rng)))
         n = len(orbit(proto.space_group, proto.sites[1][1](rng)))
         xa = m / (m + n)
-        za = effective_z([zs[0], zs[1]], [xa + (1 - xa) * s, (1 - xa) * (1 - s)])
-        zb = effective_z([zs[0], zs[1]], [xa * (1 - s), (1 - xa) + xa * s])
+        za = _mix([zs[0], zs[1]], [xa + (1 - xa) * s, (1 - xa) * (1 - s)], mixtures)
+        zb = _mix([zs[0], zs[1]], [xa * (1 - s), (1 - xa) + xa * s], mixtures)
         zs[0], zs[1] = za, zb
     pts = [fn(rng) for _, fn in proto.sites]
     a = float(rng.uniform(*proto.a_range))
-    return CubicStructure(name, proto.space_group, a, _sites(proto.space_group, zip(zs, pts)))
+    used = set(zs)
+    return CubicStructure(name, proto.space_group, a, _sites(proto.space_group, zip(zs, pts)),
+                          tuple((z, mix) for z, mix in mixtures.items() if z in used))
 
 
 _SPECIAL = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875)
