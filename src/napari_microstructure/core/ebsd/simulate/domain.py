@@ -31,7 +31,7 @@ import numpy as np
 from ...errors import MicrostructureError
 from ._legacy import random_rotations
 from .detector import DetectorGeometry, band_image, detector_directions, sample_geometry
-from .kinematics import SCATTERING, SCATTERING_MODELS, is_unambiguous, reflectors
+from .kinematics import SCATTERING, is_unambiguous, reflectors, resolve_scattering
 from .noise import Acquisition, acquire, sample_acquisition
 from .structures import HELD_OUT_PROTOTYPES, PROTOTYPES, CubicStructure, draw_prototype, random_structure
 from .symmetry import SPACE_GROUPS
@@ -63,7 +63,7 @@ class StructureSampler:
             raise MicrostructureError(f"split={split!r}; choose 'train' or 'heldout'")
         self.split = split
         self.prototype_fraction = float(prototype_fraction)
-        self.scattering = _scattering(scattering)
+        self.scattering = resolve_scattering(scattering)
         held = set(HELD_OUT_PROTOTYPES)
         self.prototypes = {sg: [name for name, p in PROTOTYPES.items() if p.space_group == sg
                                 and ((name in held) == (split == "heldout"))] for sg in SPACE_GROUPS}
@@ -96,13 +96,6 @@ class Session:
     scattering: str = SCATTERING
 
 
-def _scattering(scattering: Optional[str]) -> str:
-    scattering = SCATTERING if scattering is None else scattering
-    if scattering not in SCATTERING_MODELS:
-        raise MicrostructureError(f"scattering={scattering!r}; choose one of {', '.join(SCATTERING_MODELS)}")
-    return scattering
-
-
 def sample_session(structure: CubicStructure, rng: np.random.Generator,
                    geometry: Optional[DetectorGeometry] = None,
                    acquisition: Optional[Acquisition] = None, scattering: Optional[str] = None) -> Session:
@@ -111,7 +104,7 @@ def sample_session(structure: CubicStructure, rng: np.random.Generator,
     ``scattering`` (default :data:`~.kinematics.SCATTERING`) names the scattering-factor
     model; the random draws do not depend on it (only ``B``'s range does).
     """
-    scattering = _scattering(scattering)
+    scattering = resolve_scattering(scattering)
     return Session(structure, geometry or sample_geometry(rng), acquisition or sample_acquisition(rng),
                    float(rng.uniform(10.0, 30.0)), float(rng.uniform(*FALLOFF_RANGES[scattering])), scattering)
 

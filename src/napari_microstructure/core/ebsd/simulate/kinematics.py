@@ -33,6 +33,7 @@ from typing import Optional
 
 import numpy as np
 
+from ...errors import MicrostructureError
 from .scattering import site_scattering_factor
 from .structures import CubicStructure
 from .symmetry import SPACE_GROUPS, allowed_reflections
@@ -74,8 +75,8 @@ def structure_factors(structure: CubicStructure, d_min: float = 0.6, debye_walle
     amplitude : ndarray (n,) ``|F|``, in Angstrom (``"electron"``) or in units
         of the scattering power ``Z**(2/3)`` (``"z23"``)
     """
-    scattering = SCATTERING if scattering is None else scattering
-    debye_waller = _check_scattering(scattering, debye_waller)
+    scattering = resolve_scattering(scattering)
+    debye_waller = DEFAULT_DEBYE_WALLER[scattering] if debye_waller is None else float(debye_waller)
     if hasattr(structure, "lattice"):
         return _structure_factors_general(structure, d_min, debye_waller, scattering)
     n = int(np.ceil(structure.a / d_min))
@@ -105,10 +106,12 @@ def structure_factors(structure: CubicStructure, d_min: float = 0.6, debye_walle
     return hkl, d, amp
 
 
-def _check_scattering(scattering: str, debye_waller: Optional[float]) -> float:
+def resolve_scattering(scattering: Optional[str]) -> str:
+    """The scattering-factor model named (None: :data:`SCATTERING`); a clear error for an unknown one."""
+    scattering = SCATTERING if scattering is None else scattering
     if scattering not in SCATTERING_MODELS:
-        raise ValueError(f"scattering={scattering!r}; choose one of {', '.join(SCATTERING_MODELS)}")
-    return DEFAULT_DEBYE_WALLER[scattering] if debye_waller is None else float(debye_waller)
+        raise MicrostructureError(f"scattering={scattering!r}; choose one of {', '.join(SCATTERING_MODELS)}")
+    return scattering
 
 
 def _factor(structure, z: float, s: np.ndarray, scattering: str):
