@@ -68,21 +68,21 @@ def family_contrast(patterns: np.ndarray, pc, kv: float = 20.0):
     yy, xx = np.meshgrid(np.linspace(-1, 1, h), np.linspace(-1, 1, w), indexing="ij")
     x, y = xx.ravel(), yy.ravel()
     q, _ = np.linalg.qr(np.stack([np.ones_like(x), x, y, x * x, x * y, y * y, x ** 3, y ** 3, x * x * y, x * y * y], 1))
-    cols, target = [], []
-    for f in range(len(families)):
-        sel = fam == f
-        refl = Reflectors(g[sel].astype(np.float32), half[sel].astype(np.float32), np.ones(sel.sum(), np.float32))
-        cols.append(band_image(refl, rotations, dirs, normalise=False).astype(np.float64))  # (n, pixels)
+    refls = [Reflectors(g[fam == f].astype(np.float32), half[fam == f].astype(np.float32),
+                        np.ones(int((fam == f).sum()), np.float32)) for f in range(len(families))]
+    # normal equations summed pattern by pattern (a 480 x 640 set would otherwise hold gigabytes of columns)
+    ata, atb, btb = np.zeros((len(refls), len(refls))), np.zeros(len(refls)), 0.0
     for i in range(n):  # project each pattern's cubic background out of it and of its columns
-        a = np.stack([c[i] for c in cols], 1)
+        a = np.stack([band_image(r, rotations[i:i + 1], dirs, normalise=False)[0] for r in refls], 1).astype(np.float64)
         b = patterns[i].ravel().astype(np.float64)
         a -= q @ (q.T @ a)
         b -= q @ (q.T @ b)
-        target.append((a, b / b.std()))
-    a = np.concatenate([t[0] for t in target])
-    b = np.concatenate([t[1] for t in target])
-    coef, *_ = np.linalg.lstsq(a, b, rcond=None)
-    r2 = 1.0 - np.var(b - a @ coef) / np.var(b)
+        b /= b.std()
+        ata += a.T @ a
+        atb += a.T @ b
+        btb += b @ b
+    coef = np.linalg.lstsq(ata, atb, rcond=None)[0]
+    r2 = 1.0 - (btb - 2.0 * coef @ atb + coef @ ata @ coef) / btb  # b has zero mean (the constant is projected out)
     s = np.array([np.sqrt(sum(v * v for v in k)) / (2.0 * ALL_MATERIALS["Ni"].a) for k in families])
     return coef / coef[0], families, s, float(r2)
 
