@@ -96,10 +96,11 @@ JITTER_DEG = 0.8
 
 
 def _session(args):
-    seed, sg, n, render_height, max_reflectors, scattering = args
+    seed, sg, n, render_height, max_reflectors, scattering, jitter = args
     from napari_microstructure.core.ebsd.bands import BandIndexer, prepare_patterns
     from napari_microstructure.core.ebsd.simulate import (StructureSampler, random_rotations, sample_session,
                                                            simulate_session)
+    from napari_microstructure.core.ebsd.simulate.domain import jitter_families, session_reflectors
 
     rng = np.random.default_rng(seed)
     if scattering == "mixed":  # its own generator, as the cap's below
@@ -109,8 +110,10 @@ def _session(args):
     lo, hi = max_reflectors
     # its own generator, so that the structures, sessions and orientations do not depend on the cap
     cap = int(round(np.exp(np.random.default_rng([seed, 1]).uniform(np.log(lo), np.log(hi))))) if hi > lo else lo
+    # the jitter from its own generator too: the same sessions with and without it
+    refl = jitter_families(session_reflectors(session, cap), jitter, np.random.default_rng([seed, 3]))
     patterns = simulate_session(session, n, rng, rotations=rot, pc_scan=0.0, render_height=render_height,
-                                max_reflectors=cap)
+                                refl=refl)
     indexer = BandIndexer(patterns.shape[1:], session.geometry.pc)
     prepared = prepare_patterns(patterns)
     v = rng.normal(size=(n, 3)) * np.deg2rad(JITTER_DEG)
@@ -144,7 +147,7 @@ def features(args) -> None:
             continue
         t = time.time()
         jobs = [((args.seed * 1000 + c) * 100000 + i * 10 + k, sg, args.patterns_per_session, args.render_height,
-                 args.max_reflectors, args.scattering)
+                 args.max_reflectors, args.scattering, args.intensity_jitter)
                 for i in range(args.sessions_per_chunk) for k, sg in enumerate(SPACE_GROUPS)]
         res = _map(_session, jobs, args.workers)
         x = np.concatenate([r[0] for r in res])
@@ -303,6 +306,9 @@ def main(argv=None) -> None:
     ap.add_argument("--max-reflectors", type=_reflector_range, default=(100, 100),
                     help="bands rendered per session (the simulator's cap), or a range LOW-HIGH drawn "
                          "log-uniformly per session: how much faint high-order clutter (features)")
+    ap.add_argument("--intensity-jitter", type=float, default=0.0,
+                    help="scale each band family's intensity by exp(s * N(0, 1)), s this spread, drawn per session "
+                         "(simulate.domain.jitter_families; features)")
     ap.add_argument("--calibration-sessions", type=int, default=24,
                     help="development sessions per space group (and 6 times as many non-cubic ones)")
     ap.add_argument("--calibration-patterns", type=int, default=6, help="patterns per development session")

@@ -35,3 +35,13 @@ def test_chunks_resume_and_export_loads(tmp_path):
     assert clf.bank_features_.shape == (24, 240)  # all patterns of the tiny run (<= 600 per class)
     clf.set_params(pc=(0.5, 0.3, 0.6))
     assert clf.predict(np.random.default_rng(0).random((2, 40, 40))).shape == (2,)
+
+
+def test_intensity_jitter_changes_the_bands_not_the_sessions(tmp_path):
+    plain, jittered = tmp_path / "plain", tmp_path / "jittered"
+    script.main(["features", "--out", str(plain), "--chunks", "1", *TINY])
+    script.main(["features", "--out", str(jittered), "--chunks", "1", "--intensity-jitter", "1.0", *TINY])
+    a, b = np.load(plain / "chunk_000.npz"), np.load(jittered / "chunk_000.npz")
+    np.testing.assert_array_equal(a["labels"], b["labels"])
+    # same structures, sessions and orientations; only the band intensities differ
+    assert a["features"].shape == b["features"].shape and not np.allclose(a["features"], b["features"], atol=1e-3)

@@ -164,6 +164,25 @@ def test_the_reflector_cap_keeps_whole_families():
             assert len(capped.hkl) <= max(60, len(low.hkl))
 
 
+def test_jittered_families_keep_their_symmetry_and_absences():
+    from napari_microstructure.core.ebsd.simulate.domain import jitter_families
+
+    refl = S.reflectors(S.ALL_MATERIALS["Cr3Si"], 20.0, d_min=0.6, debye_waller=2.0)
+    out = jitter_families(refl, 0.8, np.random.default_rng(4))
+    np.testing.assert_array_equal(out.hkl, refl.hkl)  # nothing added: forbidden families stay absent
+    assert out.weight.max() == pytest.approx(1.0)
+    ratio = out.weight / refl.weight
+    families = {}
+    for h, r in zip(refl.hkl, ratio):
+        families.setdefault(tuple(sorted(np.abs(h).tolist())), []).append(r)
+    assert all(np.ptp(v) < 1e-5 * max(v) for v in families.values())  # one factor per family
+    factors = np.array([v[0] for v in families.values()])
+    assert np.std(np.log(factors)) > 0.3  # and the families do differ
+    assert jitter_families(refl, 0.0, np.random.default_rng(4)) is refl
+    with pytest.raises(MicrostructureError, match="sigma"):
+        jitter_families(refl, -1.0, np.random.default_rng(4))
+
+
 def test_domain_sessions_are_reproducible_and_labelled():
     out1 = S.simulate_space_groups([221, 230], 4, np.random.default_rng(5))
     out2 = S.simulate_space_groups([221, 230], 4, np.random.default_rng(5))

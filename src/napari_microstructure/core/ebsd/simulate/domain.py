@@ -116,6 +116,27 @@ def session_reflectors(session: Session, max_reflectors: int = 100):
                       scattering=session.scattering)
 
 
+def jitter_families(refl, sigma: float, rng: np.random.Generator):
+    """Reflectors with each family's weight scaled by its own random factor ``exp(sigma * N(0, 1))``.
+
+    A family is the set of reflectors equivalent under m-3m (the same sorted
+    ``|h|, |k|, |l|``), so a pattern keeps its cubic symmetry, and a reflection
+    its space group forbids stays absent. Domain randomisation of the band
+    intensities: a classifier trained on jittered sessions cannot lean on the
+    intensity ratios of the structures it was shown, only on which families
+    are there.
+    """
+    if sigma < 0:
+        raise MicrostructureError(f"sigma={sigma!r}; give a spread of at least 0")
+    if sigma == 0 or not len(refl.weight):
+        return refl
+    key = np.sort(np.abs(np.asarray(refl.hkl)), axis=1)
+    _, family = np.unique(key, axis=0, return_inverse=True)
+    family = family.ravel()
+    w = refl.weight * np.exp(sigma * rng.standard_normal(family.max() + 1))[family]
+    return dataclasses.replace(refl, weight=(w / w.max()).astype(np.float32))
+
+
 def simulate_session(session: Session, n: int, rng: np.random.Generator,
                      rotations: Optional[np.ndarray] = None, pc_scan: float = 0.01,
                      max_reflectors: int = 100, render_height: Optional[int] = 64,

@@ -1,0 +1,169 @@
+"""Leave-prototypes-out: how well the band-profile recipe carries to structure types it was not trained on.
+
+The benchmark's held-out structures (``HELD_OUT_PROTOTYPES``) must not steer
+design choices, so this development study makes its own held-out split out of
+the *training* prototypes: a fold leaves one training prototype per space group
+out of the training chunks, trains a model on the rest, and scores it on fresh
+development sessions (seeds from 7,760,000: no training chunk, test, benchmark
+or other development set uses them) of the prototypes it left out ("held"),
+of the ones it kept ("kept") and of random Wyckoff structures ("random").
+The gap between held and kept is this recipe's generalisation gap to new
+structure types; a change to the recipe is worth keeping when it narrows the
+gap without losing the kept prototypes.
+
+Stages:
+
+1. ``kinds CHUNKS``: the structure kind (prototype name or ``random``) of each
+   session of the chunks written by ``train_band_profiles.py features`` with the
+   same ``--seed``, ``--sessions-per-chunk`` and ``--scattering`` (the structures
+   are drawn again from the chunk seeds; no pattern is simulated). Writes
+   ``CHUNKS/kinds.npy``.
+2. ``evalset OUT.npz``: the development sessions (8 per prototype and per group of
+   random structures, under each scattering model, 8 patterns each, at most 100
+   bands, full resolution), described by the orientation search.
+3. ``run CHUNKS EVAL.npz [VARIANT ...]``: for each fold and variant, train and
+   print held / kept / random accuracy per scattering model. A variant is
+   ``name`` or ``name:param=value,...`` (:class:`BandProfileClassifier` parameters).
+
+Usage::
+
+    python scripts/dev_leave_prototypes_out.py kinds /tmp/band-profiles
+    python scripts/dev_leave_prototypes_out.py evalset /tmp/lpo-eval.npz
+    python scripts/dev_leave_prototypes_out.py run /tmp/band-profiles /tmp/lpo-eval.npz base drop:dropout=0.5
+
+Figures (2026-12-01): docs/benchmarks.md, "Leave-prototypes-out".
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import time
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+
+#: One training prototype per space group (221, 223, 225, 227, 229, 230) left out per fold.
+FOLDS = {"A": ("perovskite", "clathrate-I", "rocksalt", "spinel", "H3S-type", "garnet"),
+         "B": ("ReO3", "beta-W", "Heusler-L2_1", "Laves-C15", "A2-solid-solution", "Al4Ni3-type")}
+EVAL_SEED = 7_760_000
+EVAL_SESSIONS, EVAL_PATTERNS = 8, 8
+
+
+def _kind(job) -> str:
+    seed, sg, scattering = job
+    from napari_microstructure.core.ebsd.simulate import StructureSampler
+
+    if scattering == "mixed":  # as train_band_profiles._session draws it
+        scattering = ("electron", "z23")[int(np.random.default_rng([seed, 2]).integers(0, 2))]
+    st = StructureSampler("train", 0.5, scattering).draw(sg, np.random.default_rng(seed))
+    return "random" if st.name.startswith("random") else st.name
+
+
+def kinds(args) -> None:
+    from napari_microstructure.core.ebsd.simulate import SPACE_GROUPS
+
+    n = len(glob.glob(str(Path(args.chunks) / "chunk_*.npz")))
+    jobs = [((args.seed * 1000 + c) * 100000 + i * 10 + k, sg, args.scattering)
+            for c in range(n) for i in range(args.sessions_per_chunk) for k, sg in enumerate(SPACE_GROUPS)]
+    with Pool(args.workers) as pool:
+        names = pool.map(_kind, jobs, chunksize=50)
+    np.save(Path(args.chunks) / "kinds.npy", np.array(names))
+    print({k: names.count(k) for k in sorted(set(names))})
+
+
+def _eval_session(job):
+    ki, name, sg, j, scattering = job
+    from napari_microstructure.core.ebsd.bands import BandIndexer
+    from napari_microstructure.core.ebsd.simulate import sample_session, simulate_session
+    from napari_microstructure.core.ebsd.simulate.kinematics import is_unambiguous
+    from napari_microstructure.core.ebsd.simulate.structures import draw_prototype, random_structure
+
+    rng = np.random.default_rng(EVAL_SEED + 1000 * ki + 10 * j + (scattering == "z23"))
+    for _ in range(200):
+        st = random_structure(sg, rng) if name == "random" else draw_prototype(name, rng)
+        if is_unambiguous(st, scattering=scattering):
+            break
+    session = sample_session(st, rng, scattering=scattering)
+    patterns = simulate_session(session, EVAL_PATTERNS, rng, pc_scan=0.0, render_height=None, max_reflectors=100)
+    features = BandIndexer(patterns.shape[1:], session.geometry.pc).describe(patterns)["features"]
+    return features.astype(np.float32), sg, name, scattering
+
+
+def evalset(args) -> None:
+    from napari_microstructure.core.ebsd.simulate import SPACE_GROUPS, StructureSampler
+
+    sampler = StructureSampler("train", 0.5)
+    kinds_ = [(n, sg) for sg in SPACE_GROUPS for n in sampler.prototypes[sg]] + [("random", sg) for sg in SPACE_GROUPS]
+    jobs = [(ki, n, sg, j, sc) for ki, (n, sg) in enumerate(kinds_) for j in range(EVAL_SESSIONS)
+            for sc in ("electron", "z23")]
+    t = time.time()
+    with Pool(args.workers) as pool:
+        res = pool.map(_eval_session, jobs, chunksize=4)
+    rep = lambda i: np.repeat([r[i] for r in res], EVAL_PATTERNS)  # noqa: E731
+    np.savez(args.out, features=np.concatenate([r[0] for r in res]), labels=rep(1), names=rep(2), scattering=rep(3))
+    print(f"{len(jobs)} sessions in {time.time() - t:.0f} s; wrote {args.out}")
+
+
+def _parse_variant(text: str) -> tuple[str, dict]:
+    tag, _, kv = text.partition(":")
+    params = {}
+    for item in filter(None, kv.split(",")):
+        key, value = item.split("=")
+        params[key] = float(value) if any(c in value for c in ".e") else int(value)
+    return tag, params
+
+
+def run(args) -> None:
+    from napari_microstructure.core.ebsd.bandclassifier import BandProfileClassifier
+
+    chunks = sorted(glob.glob(str(Path(args.chunks) / "chunk_*.npz")))[: args.max_chunks]
+    data = [np.load(c) for c in chunks]
+    x = np.concatenate([d["features"] for d in data])
+    y = np.concatenate([d["labels"] for d in data])
+    per_session = args.patterns_per_session
+    names = np.repeat(np.load(Path(args.chunks) / "kinds.npy")[: len(y) // per_session], per_session)
+    ev = np.load(args.eval)
+    for variant in args.variants:
+        tag, params = _parse_variant(variant)
+        for fold, held in FOLDS.items():
+            t = time.time()
+            keep = ~np.isin(names, held)
+            clf = BandProfileClassifier(simulation_pretrained=False, **params).fit_features(x[keep], y[keep])
+            right = clf.classes_[clf.predict_proba_features(ev["features"]).argmax(1)] == ev["labels"]
+            in_held = np.isin(ev["names"], held)
+            parts = {"held": in_held, "kept": ~in_held & (ev["names"] != "random"), "random": ev["names"] == "random"}
+            cells = []
+            for sc in ("electron", "z23"):
+                s = ev["scattering"] == sc
+                cells.append(f"{sc} " + " / ".join(f"{right[s & m].mean():.3f}" for m in parts.values()))
+            means = " / ".join(f"{right[m].mean():.3f}" for m in parts.values())
+            print(f"{tag:<12} fold {fold} ({time.time() - t:.0f} s) held / kept / random: {'; '.join(cells)}; "
+                  f"both {means}; " + ", ".join(f"{n} {right[ev['names'] == n].mean():.2f}" for n in held), flush=True)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="stage", required=True)
+    k = sub.add_parser("kinds")
+    k.add_argument("chunks")
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--sessions-per-chunk", type=int, default=50)
+    k.add_argument("--scattering", choices=("electron", "z23", "mixed"), default="mixed")
+    k.add_argument("--workers", type=int, default=2)
+    e = sub.add_parser("evalset")
+    e.add_argument("out")
+    e.add_argument("--workers", type=int, default=2)
+    r = sub.add_parser("run")
+    r.add_argument("chunks")
+    r.add_argument("eval")
+    r.add_argument("variants", nargs="*", default=["base"])
+    r.add_argument("--max-chunks", type=int, default=None)
+    r.add_argument("--patterns-per-session", type=int, default=10)
+    args = ap.parse_args(argv)
+    {"kinds": kinds, "evalset": evalset, "run": run}[args.stage](args)
+
+
+if __name__ == "__main__":
+    main()
