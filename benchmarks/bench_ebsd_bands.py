@@ -190,6 +190,9 @@ def zero_shot_heldout(clf, sessions, per_session):
     print(calibration_line(clf, np.concatenate(probas), ys, np.concatenate(indexed)))
 
 
+#: Lattice-parameter bins (Angstrom) of the by-structure section: in a cell above about 7 A the first orders
+#: that carry the centring and glide absences are bands narrower than a pixel of a 60-100 pixel pattern.
+CELL_BINS = ((2.0, 7.0), (7.0, 14.0))
 #: Relative |F| levels at which a structure's own group is tested for being told from a more restrictive one.
 MARGIN_WEIGHTS = (0.03, 0.05, 0.1, 0.2, 0.3, 0.5)
 
@@ -225,7 +228,7 @@ def by_structure(per_group, per_session):
                 right = np.asarray(clf.classes_)[u["index"]] == sg
                 answered = ~u["no_solution"]
                 rows.append((sg, margin, right.mean(), answered.mean(),
-                             right[answered].mean() if answered.any() else np.nan))
+                             right[answered].mean() if answered.any() else np.nan, st.a))
                 names.append("random" if st.name.startswith("random") else st.name)
         r, names = np.array(rows), np.array(names)
         rnd = names == "random"
@@ -236,6 +239,12 @@ def by_structure(per_group, per_session):
             if sel.any():
                 print(f"  margin {w:4.2f}: {sel.sum():3d} structures, accuracy {r[sel, 2].mean():.3f}, answered "
                       f"{r[sel, 3].mean():.2f}, accuracy of the answered {np.nanmean(r[sel, 4]):.3f}")
+        for lo, hi in CELL_BINS:
+            sel = (r[:, 5] >= lo) & (r[:, 5] < hi)
+            if sel.any():
+                print(f"  cell {lo:4.1f}-{hi:4.1f} A: {sel.sum():3d} structures, accuracy {r[sel, 2].mean():.3f} "
+                      f"(random {r[sel & rnd, 2].mean() if (sel & rnd).any() else float('nan'):.3f}, "
+                      f"prototypes {r[sel & ~rnd, 2].mean() if (sel & ~rnd).any() else float('nan'):.3f})")
         for nm in sorted(set(names)):
             sel = names == nm
             print(f"  {nm:<20} {sel.sum():3d} structures ({', '.join(map(str, sorted(set(r[sel, 0].astype(int)))))}): "

@@ -76,7 +76,12 @@ The electron-only model called 5 of 40 dynamical Ni patterns 227; the mixed
 one ships. Its "no solution" thresholds, set by ``calibrate`` (defaults, on
 development sessions with electron factors): fit 0.078, symmetry 0.527.
 The stop-28 model (``--scattering z23``, cap 100) and the 100-400 band
-variant tried then are described in docs/benchmarks.md. Figures:
+variant tried then are described in docs/benchmarks.md. ``--intensity-jitter``
+(each band family's intensity scaled by its own random factor per session)
+and 64 chunks instead of 32 were measured on a leave-prototypes-out
+development split (``scripts/dev_leave_prototypes_out.py``, stop 30) and
+not adopted: the jitter cost the kept structure types more than it gained on
+the left-out ones, and the larger set's gains were within noise. Figures:
 ``benchmarks/bench_ebsd_bands.py`` and docs/ebsd.md.
 """
 
