@@ -1347,6 +1347,12 @@ def _cli_cases():
          r"is a file", r"-o takes a folder"),
         ("ebsd-map-output-parent-missing", lambda t, m, e, i, c: ["ebsd-map", e, _map_npy(t), "-o", t / "a" / "b"],
          r"does not exist", r"create it first"),
+        # an earlier run's results are never replaced without --overwrite (checked before the work)
+        ("ebsd-map-output-has-results", lambda t, m, e, i, c: ["ebsd-map", e, _map_npy(t), "-o", _earlier_results(t / "out")],
+         r"already holds the results of an earlier run \(space_groups.tif, fractions.csv\)", r"--overwrite"),
+        ("ebsd-map-store-exists", lambda t, m, e, i, c: ["ebsd-map", e, _map_npy(t), "-o", t / "out",
+                                                         "--store", _earlier_results(t / "s.zarr")],
+         r"store .*s.zarr' already exists", r"--overwrite"),
         ("ebsd-map-chunk-zero", lambda t, m, e, i, c: ["ebsd-map", e, _map_npy(t), "-o", t / "out", "--chunk-size", "0"],
          r"--chunk-size 0", r"positive number"),
         ("ebsd-map-shape-mismatch", lambda t, m, e, i, c: ["ebsd-map", e, _map_npy(t, stack=True), "-o", t / "out",
@@ -1405,6 +1411,13 @@ def _one_class(c):
 
     shutil.rmtree(c / "pearlite")
     return c
+
+
+def _earlier_results(folder):
+    folder.mkdir()
+    for name in ("space_groups.tif", "fractions.csv"):
+        (folder / name).write_bytes(b"an earlier run's " + name.encode())
+    return folder
 
 
 def _text(p):

@@ -132,9 +132,16 @@ def test_band_profiles_map_exports_ang_and_ctf_with_orientations(files, capsys):
     ang = np.loadtxt([line for line in text if not line.startswith("#")])
     indexed = ang[:, 7] > 0
     assert indexed.any() and np.all(np.abs(ang[indexed, :3]).sum(1) > 0) and np.all(ang[~indexed, :3] == 0)
-    # a later run without --export leaves no stale map files behind
-    assert cli.main(["ebsd-map", str(model), str(files / "map.npy"), "-o", str(out)]) == 0
+    # a later run into the same folder is refused, and the earlier results are left as they were
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    rc = cli.main(["ebsd-map", str(model), str(files / "map.npy"), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "already holds the results of an earlier run" in err and "--overwrite" in err
+    assert "map.ang" in err and {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    # with --overwrite, a run without --export replaces them and leaves no stale map files behind
+    assert cli.main(["ebsd-map", str(model), str(files / "map.npy"), "-o", str(out), "--overwrite"]) == 0
     assert not (out / "map.ang").exists() and not (out / "map.ctf").exists()
+    assert (out / "space_groups.tif").is_file()
     # without the flags the tilts come from the map file's header (here 65 and 4 degrees), as if typed
     from napari_microstructure.io.ebsd import h5ebsd
 
@@ -201,17 +208,18 @@ def test_default_method_takes_the_projection_centre_of_the_pattern_file(files, c
            "(0.5, 0.3, 0.6)" in err
     assert used[-1] == pytest.approx((0.52, 0.31, 0.6), abs=1e-6)
     assert cli.main(["ebsd-map", str(model), str(files / "map-other.h5"), "-o", str(out),
-                     "--pc", "0.49", "0.29", "0.61"]) == 0  # --pc overrides the file
+                     "--pc", "0.49", "0.29", "0.61", "--overwrite"]) == 0  # --pc overrides the file
     assert "using the projection centre" not in capsys.readouterr().err
     assert used[-1] == pytest.approx((0.49, 0.29, 0.61))
-    assert cli.main(["ebsd-map", str(model), str(files / "map-same.h5"), "-o", str(out)]) == 0
+    assert cli.main(["ebsd-map", str(model), str(files / "map-same.h5"), "-o", str(out), "--overwrite"]) == 0
     assert "using the projection centre" not in capsys.readouterr().err
     assert used[-1] == pytest.approx((0.5, 0.3, 0.6), abs=1e-6)
     # a model without a projection centre and a map file without one: a clear error
     BandProfileClassifier.from_pretrained().save(files / "no-pc.pt")
     rc = cli.main(["ebsd-map", str(files / "no-pc.pt"), str(files / "map.npy"), "-o", str(files / "out-no-pc")])
     assert rc == 2 and "gives none; add --pc PCX PCY PCZ" in capsys.readouterr().err
-    assert cli.main(["ebsd-map", str(files / "no-pc.pt"), str(files / "map-other.h5"), "-o", str(out)]) == 0
+    assert cli.main(["ebsd-map", str(files / "no-pc.pt"), str(files / "map-other.h5"), "-o", str(out),
+                     "--overwrite"]) == 0
     assert used[-1] == pytest.approx((0.52, 0.31, 0.6), abs=1e-6)
 
 

@@ -100,7 +100,11 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     )
     m.add_argument("model", help="EBSD model file (from ebsd-train or the EBSD widget)")
     m.add_argument("map", help="pattern map: .npy (rows, cols, h, w), TIFF, h5ebsd, folder, vendor file")
-    m.add_argument("-o", "--output", required=True, help="output folder (created)")
+    m.add_argument("-o", "--output", required=True,
+                   help="output folder (created); one that holds an earlier run's results is refused unless "
+                        "--overwrite is given")
+    m.add_argument("--overwrite", action="store_true",
+                   help="replace the results of an earlier run in the output folder (and an existing --store)")
     m.add_argument("--chunk-size", type=int, default=2048, help="patterns per chunk (bounds memory)")
     m.add_argument("--background", default="model", choices=EBSD_BACKGROUNDS,
                    help="static background: CNN models: the model's (training) mean pattern or this map's; "
@@ -285,6 +289,14 @@ def run_map(args: argparse.Namespace) -> int:
         raise MicrostructureError(
             f"cannot write the map to {str(out)!r}: permission denied; choose a folder you may write to"
         )
+    earlier = [name for name in ALL_OUTPUT_FILES if (out / name).exists()] if out.is_dir() else []
+    if earlier and not args.overwrite:  # before the work, and nothing of the earlier run is touched
+        raise MicrostructureError(
+            f"{str(out)!r} already holds the results of an earlier run ({', '.join(earlier)}); choose another "
+            "output folder, or pass --overwrite to replace them")
+    if args.store and Path(args.store).exists() and not args.overwrite:
+        raise MicrostructureError(
+            f"store {args.store!r} already exists; choose another name, or pass --overwrite to replace it")
     if args.chunk_size < 1:
         raise MicrostructureError(f"--chunk-size {args.chunk_size}; give a positive number of patterns")
     clf = load_ebsd_model(args.model, device=args.device)
@@ -345,7 +357,7 @@ def run_map(args: argparse.Namespace) -> int:
                 print(f"static background: the one stored in {Path(args.map).name!r} (subtracted)", file=sys.stderr)
         result = clf.classify_map(pattern_map, chunk_size=args.chunk_size, background=background,
                                   progress=TerminalProgress(sys.stderr), client=args.scheduler,
-                                  store=args.store)
+                                  store=args.store, overwrite=args.overwrite)
     finally:
         data.close()
     if args.store:  # the 2-D maps below are written from memory: read them from the store
