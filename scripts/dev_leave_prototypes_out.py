@@ -13,11 +13,12 @@ gap without losing the kept prototypes.
 
 Stages:
 
-1. ``kinds CHUNKS``: the structure kind (prototype name or ``random``) of each
-   session of the chunks written by ``train_band_profiles.py features`` with the
-   same ``--seed``, ``--sessions-per-chunk`` and ``--scattering`` (the structures
-   are drawn again from the chunk seeds; no pattern is simulated). Writes
-   ``CHUNKS/kinds.npy``.
+1. ``kinds CHUNKS``: only for chunks written before stop 30, which do not record
+   each pattern's structure kind (prototype name or ``random``): draws the
+   structures again from the chunk seeds (no pattern is simulated), for chunks
+   written by ``train_band_profiles.py features`` with the same ``--seed``,
+   ``--sessions-per-chunk`` and ``--scattering``. Writes ``CHUNKS/kinds.npy``
+   (one entry per session).
 2. ``evalset OUT.npz``: the development sessions (8 per prototype and per group of
    random structures, under each scattering model, 8 patterns each, at most 100
    bands, full resolution), described by the orientation search.
@@ -51,6 +52,13 @@ EVAL_SEED = 7_760_000
 EVAL_SESSIONS, EVAL_PATTERNS = 8, 8
 
 
+def _map(func, jobs, workers: int, chunksize: int) -> list:
+    if workers <= 1:
+        return [func(job) for job in jobs]
+    with Pool(workers) as pool:
+        return pool.map(func, jobs, chunksize=chunksize)
+
+
 def _kind(job) -> str:
     seed, sg, scattering = job
     from napari_microstructure.core.ebsd.simulate import StructureSampler
@@ -67,8 +75,7 @@ def kinds(args) -> None:
     n = len(glob.glob(str(Path(args.chunks) / "chunk_*.npz")))
     jobs = [((args.seed * 1000 + c) * 100000 + i * 10 + k, sg, args.scattering)
             for c in range(n) for i in range(args.sessions_per_chunk) for k, sg in enumerate(SPACE_GROUPS)]
-    with Pool(args.workers) as pool:
-        names = pool.map(_kind, jobs, chunksize=50)
+    names = _map(_kind, jobs, args.workers, 50)
     np.save(Path(args.chunks) / "kinds.npy", np.array(names))
     print({k: names.count(k) for k in sorted(set(names))})
 
@@ -99,8 +106,7 @@ def evalset(args) -> None:
     jobs = [(ki, n, sg, j, sc) for ki, (n, sg) in enumerate(kinds_) for j in range(EVAL_SESSIONS)
             for sc in ("electron", "z23")]
     t = time.time()
-    with Pool(args.workers) as pool:
-        res = pool.map(_eval_session, jobs, chunksize=4)
+    res = _map(_eval_session, jobs, args.workers, 4)
     rep = lambda i: np.repeat([r[i] for r in res], EVAL_PATTERNS)  # noqa: E731
     np.savez(args.out, features=np.concatenate([r[0] for r in res]), labels=rep(1), names=rep(2), scattering=rep(3))
     print(f"{len(jobs)} sessions in {time.time() - t:.0f} s; wrote {args.out}")
@@ -122,8 +128,11 @@ def run(args) -> None:
     data = [np.load(c) for c in chunks]
     x = np.concatenate([d["features"] for d in data])
     y = np.concatenate([d["labels"] for d in data])
-    per_session = args.patterns_per_session
-    names = np.repeat(np.load(Path(args.chunks) / "kinds.npy")[: len(y) // per_session], per_session)
+    if all("kinds" in d.files for d in data):
+        names = np.concatenate([d["kinds"] for d in data])
+    else:  # older chunks: the kinds drawn again by the kinds stage, one per session
+        per_session = args.patterns_per_session
+        names = np.repeat(np.load(Path(args.chunks) / "kinds.npy")[: len(y) // per_session], per_session)
     ev = np.load(args.eval)
     for variant in args.variants:
         tag, params = _parse_variant(variant)

@@ -110,7 +110,8 @@ def _session(args):
     rng = np.random.default_rng(seed)
     if scattering == "mixed":  # its own generator, as the cap's below
         scattering = ("electron", "z23")[int(np.random.default_rng([seed, 2]).integers(0, 2))]
-    session = sample_session(StructureSampler("train", 0.5, scattering).draw(sg, rng), rng, scattering=scattering)
+    structure = StructureSampler("train", 0.5, scattering).draw(sg, rng)
+    session = sample_session(structure, rng, scattering=scattering)
     rot = random_rotations(n, rng)
     lo, hi = max_reflectors
     # its own generator, so that the structures, sessions and orientations do not depend on the cap
@@ -124,7 +125,8 @@ def _session(args):
     v = rng.normal(size=(n, 3)) * np.deg2rad(JITTER_DEG)
     feats = np.stack([indexer.profiles(p, _small_rotation(vv) @ r).ravel()
                       for p, r, vv in zip(prepared, rot, v)])
-    return feats.astype(np.float32), np.full(n, sg)
+    kind = "random" if structure.name.startswith("random") else structure.name
+    return feats.astype(np.float32), np.full(n, sg), np.full(n, kind)
 
 
 def _small_rotation(v):
@@ -157,7 +159,8 @@ def features(args) -> None:
         res = _map(_session, jobs, args.workers)
         x = np.concatenate([r[0] for r in res])
         y = np.concatenate([r[1] for r in res])
-        np.savez(path.with_suffix(".tmp.npz"), features=x, labels=y)
+        kinds = np.concatenate([r[2] for r in res])  # prototype name or "random" (development studies)
+        np.savez(path.with_suffix(".tmp.npz"), features=x, labels=y, kinds=kinds)
         path.with_suffix(".tmp.npz").rename(path)
         line = {"chunk": c, "patterns": int(len(y)), "seconds": round(time.time() - t, 1)}
         with open(out / "log.jsonl", "a") as f:
