@@ -1639,7 +1639,7 @@ def test_ebsd_map_removes_outputs_of_an_earlier_run(tiny_ebsd, ebsd_file, ebsd_m
     rc, _ = _run(["ebsd-map", ebsd_file, ebsd_map_run, "-o", out, "--probabilities", "--device", "cpu"], capsys)
     assert rc == 0 and (out / "probabilities.tif").is_file()
     (out / "notes.txt").write_text("the user's own notes")
-    rc, _ = _run(["ebsd-map", ebsd_file, ebsd_map_run, "-o", out, "--device", "cpu"], capsys)
+    rc, _ = _run(["ebsd-map", ebsd_file, ebsd_map_run, "-o", out, "--device", "cpu", "--overwrite"], capsys)
     assert rc == 0
     assert not (out / "probabilities.tif").exists(), "an earlier run's probabilities sit beside the new map"
     assert (out / "notes.txt").read_text() == "the user's own notes"
@@ -1657,7 +1657,7 @@ def test_ebsd_map_failed_write_keeps_the_earlier_run(ebsd_file, ebsd_map_run, tm
 
     monkeypatch.setattr(tifffile, "imwrite", full)
     with untouched(tmp_path):
-        rc, err = _run(["ebsd-map", ebsd_file, ebsd_map_run, "-o", out, "--device", "cpu"], capsys)
+        rc, err = _run(["ebsd-map", ebsd_file, ebsd_map_run, "-o", out, "--device", "cpu", "--overwrite"], capsys)
     check_cli(rc, err, r"the disk is full", r"free some space")
 
 
