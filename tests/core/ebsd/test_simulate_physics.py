@@ -179,8 +179,9 @@ def test_jittered_families_keep_their_symmetry_and_absences():
     factors = np.array([v[0] for v in families.values()])
     assert np.std(np.log(factors)) > 0.3  # and the families do differ
     assert jitter_families(refl, 0.0, np.random.default_rng(4)) is refl
-    with pytest.raises(MicrostructureError, match="sigma"):
-        jitter_families(refl, -1.0, np.random.default_rng(4))
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(MicrostructureError, match="finite spread"):
+            jitter_families(refl, bad, np.random.default_rng(4))
 
 
 def test_domain_sessions_are_reproducible_and_labelled():
