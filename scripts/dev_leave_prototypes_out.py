@@ -13,22 +13,18 @@ gap without losing the kept prototypes.
 
 Stages:
 
-1. ``kinds CHUNKS``: only for chunks written before stop 30, which do not record
-   each pattern's structure kind (prototype name or ``random``): draws the
-   structures again from the chunk seeds (no pattern is simulated), for chunks
-   written by ``train_band_profiles.py features`` with the same ``--seed``,
-   ``--sessions-per-chunk`` and ``--scattering``. Writes ``CHUNKS/kinds.npy``
-   (one entry per session).
-2. ``evalset OUT.npz``: the development sessions (8 per prototype and per group of
+1. ``evalset OUT.npz``: the development sessions (8 per prototype and per group of
    random structures, under each scattering model, 8 patterns each, at most 100
    bands, full resolution), described by the orientation search.
-3. ``run CHUNKS EVAL.npz [VARIANT ...]``: for each fold and variant, train and
-   print held / kept / random accuracy per scattering model. A variant is
-   ``name`` or ``name:param=value,...`` (:class:`BandProfileClassifier` parameters).
+2. ``run CHUNKS EVAL.npz [VARIANT ...]``: for each fold and variant, train on the
+   chunks of ``train_band_profiles.py features`` (which record each pattern's
+   structure kind; chunks written before stop 30 do not, and the same command
+   writes them again identically with the kinds) and print held / kept / random
+   accuracy per scattering model. A variant is ``name`` or
+   ``name:param=value,...`` (:class:`BandProfileClassifier` parameters).
 
 Usage::
 
-    python scripts/dev_leave_prototypes_out.py kinds /tmp/band-profiles
     python scripts/dev_leave_prototypes_out.py evalset /tmp/lpo-eval.npz
     python scripts/dev_leave_prototypes_out.py run /tmp/band-profiles /tmp/lpo-eval.npz base drop:dropout=0.5
 
@@ -57,27 +53,6 @@ def _map(func, jobs, workers: int, chunksize: int) -> list:
         return [func(job) for job in jobs]
     with Pool(workers) as pool:
         return pool.map(func, jobs, chunksize=chunksize)
-
-
-def _kind(job) -> str:
-    seed, sg, scattering = job
-    from napari_microstructure.core.ebsd.simulate import StructureSampler
-
-    if scattering == "mixed":  # as train_band_profiles._session draws it
-        scattering = ("electron", "z23")[int(np.random.default_rng([seed, 2]).integers(0, 2))]
-    st = StructureSampler("train", 0.5, scattering).draw(sg, np.random.default_rng(seed))
-    return "random" if st.name.startswith("random") else st.name
-
-
-def kinds(args) -> None:
-    from napari_microstructure.core.ebsd.simulate import SPACE_GROUPS
-
-    n = len(glob.glob(str(Path(args.chunks) / "chunk_*.npz")))
-    jobs = [((args.seed * 1000 + c) * 100000 + i * 10 + k, sg, args.scattering)
-            for c in range(n) for i in range(args.sessions_per_chunk) for k, sg in enumerate(SPACE_GROUPS)]
-    names = _map(_kind, jobs, args.workers, 50)
-    np.save(Path(args.chunks) / "kinds.npy", np.array(names))
-    print({k: names.count(k) for k in sorted(set(names))})
 
 
 def _eval_session(job):
@@ -128,11 +103,10 @@ def run(args) -> None:
     data = [np.load(c) for c in chunks]
     x = np.concatenate([d["features"] for d in data])
     y = np.concatenate([d["labels"] for d in data])
-    if all("kinds" in d.files for d in data):
-        names = np.concatenate([d["kinds"] for d in data])
-    else:  # older chunks: the kinds drawn again by the kinds stage, one per session
-        per_session = args.patterns_per_session
-        names = np.repeat(np.load(Path(args.chunks) / "kinds.npy")[: len(y) // per_session], per_session)
+    if not all("kinds" in d.files for d in data):
+        raise SystemExit(f"chunks in {args.chunks} do not record structure kinds (written before stop 30); write "
+                         "them again with train_band_profiles.py features (same settings, same features)")
+    names = np.concatenate([d["kinds"] for d in data])
     ev = np.load(args.eval)
     for variant in args.variants:
         tag, params = _parse_variant(variant)
@@ -155,12 +129,6 @@ def run(args) -> None:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="stage", required=True)
-    k = sub.add_parser("kinds")
-    k.add_argument("chunks")
-    k.add_argument("--seed", type=int, default=0)
-    k.add_argument("--sessions-per-chunk", type=int, default=50)
-    k.add_argument("--scattering", choices=("electron", "z23", "mixed"), default="mixed")
-    k.add_argument("--workers", type=int, default=2)
     e = sub.add_parser("evalset")
     e.add_argument("out")
     e.add_argument("--workers", type=int, default=2)
@@ -169,9 +137,8 @@ def main(argv=None) -> None:
     r.add_argument("eval")
     r.add_argument("variants", nargs="*", default=["base"])
     r.add_argument("--max-chunks", type=int, default=None)
-    r.add_argument("--patterns-per-session", type=int, default=10)
     args = ap.parse_args(argv)
-    {"kinds": kinds, "evalset": evalset, "run": run}[args.stage](args)
+    {"evalset": evalset, "run": run}[args.stage](args)
 
 
 if __name__ == "__main__":
