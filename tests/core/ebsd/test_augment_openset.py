@@ -101,13 +101,15 @@ def test_fine_tuning_starts_from_the_pretrained_weights(tiny_pretrained):
     assert ft.preprocessor_.get_params() == tiny_pretrained.preprocessor_.get_params()
     with pytest.raises(MicrostructureError, match="backbone='compact'"):
         EBSDClassifier(backbone="efficientnet-lite0", simulation_pretrained=True).fit(pats, sg)
-    with pytest.raises(MicrostructureError, match="from_pretrained"):
+    with pytest.raises(MicrostructureError, match=r"BandProfileClassifier\.from_pretrained\(pc=\.\.\.\) classifies"):
         EBSDClassifier(backbone="compact").fit(pats[:4], [225] * 4)
 
 
 def test_missing_pretrained_file_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(P, "PRETRAINED_FILE", tmp_path / "absent.pt")
-    with pytest.raises(ModelFileError, match="not installed"):
+    # the package ships no simulation-pretrained CNN: the error must point to the model that does ship
+    with pytest.raises(ModelFileError, match=r"not installed: this version ships none .*"
+                                             r"BandProfileClassifier\.from_pretrained\(pc=\.\.\.\)"):
         EBSDClassifier.from_pretrained()
 
 

@@ -210,7 +210,7 @@ def as_lazy_map(pattern_map: Any, chunk_size: int) -> Any:
 
 
 def resolve_classes(labels: np.ndarray, classes: Optional[Sequence] = None,
-                    zero_shot: str = "EBSDClassifier.from_pretrained()") -> np.ndarray:
+                    zero_shot: str = "BandProfileClassifier.from_pretrained(pc=...)") -> np.ndarray:
     """The sorted classes of a training set: ``classes`` checked against ``labels``, or the labels found.
 
     Raises

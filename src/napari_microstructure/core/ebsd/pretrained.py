@@ -39,8 +39,11 @@ def pretrained_path() -> Path:
     """
     if not pretrained_available():
         raise ModelFileError(
-            f"the pretrained EBSD model {str(PRETRAINED_FILE)!r} is not installed; reinstall "
-            "napari-microstructure or train with simulation_pretrained=False")
+            f"the simulation-pretrained CNN {str(PRETRAINED_FILE)!r} is not installed: this version ships "
+            "none (on unseen structures it did not beat training from labels; docs/ebsd.md, section 7). "
+            "To classify space groups with no labelled patterns use "
+            "BandProfileClassifier.from_pretrained(pc=...); to train the CNN on labelled patterns use "
+            "EBSDClassifier(simulation_pretrained=False), the default")
     return PRETRAINED_FILE
 
 
