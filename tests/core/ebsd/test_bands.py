@@ -45,6 +45,62 @@ def test_misorientation_ignores_cubic_symmetry():
     assert abs(B.misorientation_deg(a, tilt @ a) - np.degrees(0.1)) < 1e-3
 
 
+def _about_axis(axis, degrees):
+    """Rotation matrix of ``degrees`` about a unit ``axis`` (Rodrigues)."""
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]], float)
+    t = np.radians(degrees)
+    return np.eye(3) + np.sin(t) * k + (1 - np.cos(t)) * k @ k
+
+
+def test_orientation_groups_keep_a_grain_together_across_cubic_symmetry():
+    rng = np.random.default_rng(3)
+    grains = S.random_rotations(3, rng)
+    # two grains 20 degrees apart, a third at random; each pattern within about a degree of its grain,
+    # some written as a symmetry-equivalent rotation (the search may return any of the 24)
+    grains[1] = _about_axis(np.array([0.0, 0.6, 0.8]), 20.0) @ grains[0]
+    four_fold = np.array([[0, -1, 0], [1, 0, 0], [0, 0, 1]], float)
+    rotations, truth = [], []
+    for i in range(12):
+        g = [0, 1, 2, 0][i % 4]
+        axis = rng.normal(size=3)
+        r = _about_axis(axis / np.linalg.norm(axis), rng.uniform(0, 1.5)) @ grains[g]
+        rotations.append(r @ four_fold if i % 3 == 0 else r)
+        truth.append(g)
+    groups = B.orientation_groups(np.array(rotations), 5.0)
+    truth = np.array(truth)
+    assert groups[0] == 0 and len(np.unique(groups)) == 3
+    for g in range(3):  # one group per grain, exactly
+        assert len(np.unique(groups[truth == g])) == 1
+    # a tolerance under the spread inside a grain splits it; over the 20 degrees between grains merges them
+    assert len(np.unique(B.orientation_groups(np.array(rotations), 0.1))) > 3
+    merged = B.orientation_groups(np.array(rotations), 25.0)
+    assert merged[truth == 0][0] == merged[truth == 1][0]
+    # near_orientations: the same tolerance, against a set of reference orientations
+    near = B.near_orientations(np.array(rotations), grains[[0, 2]], 5.0)
+    np.testing.assert_array_equal(near, truth != 1)
+    assert not B.near_orientations(np.array(rotations), grains[:0], 5.0).any()
+
+
+def test_label_check_folds_keep_grains_whole_and_share_classes():
+    from napari_microstructure.core.ebsd.bandclassifier import LABEL_CHECK_FOLDS, _balanced_folds
+
+    classes = np.array([221, 225])
+    # one pattern per group: a stratified split, every fold about a third of each class
+    labels = np.repeat(classes, [30, 12])
+    fold = _balanced_folds(labels, classes, np.arange(42), np.random.default_rng(0))
+    for c, n in zip(classes, (30, 12)):
+        assert np.bincount(fold[labels == c], minlength=LABEL_CHECK_FOLDS).tolist() == [n // 3] * 3
+    # grains: each goes to one fold whole
+    groups = np.repeat(np.arange(6), 7)
+    fold = _balanced_folds(labels, classes, groups, np.random.default_rng(1))
+    assert all(len(np.unique(fold[groups == g])) == 1 for g in range(6))
+    assert len(np.unique(fold)) == LABEL_CHECK_FOLDS
+    # two grains (one per class) make two folds, so that each is called by a model trained on the other
+    labels2, groups2 = np.repeat(classes, 10), np.repeat([0, 1], 10)
+    fold = _balanced_folds(labels2, classes, groups2, np.random.default_rng(2))
+    assert fold[0] != fold[-1] and len(np.unique(fold)) == 2
+
+
 @pytest.mark.parametrize("name", ["Ni", "Fe", "Si"])
 def test_orientation_search_finds_the_simulated_orientation(name, learning_seed):
     pats, rot, pc = _session(name, 8, 4000 + learning_seed)
@@ -294,6 +350,73 @@ def test_fit_warns_about_labels_its_patterns_do_not_tell_apart(learning_seed):
     assert len(told) == 1 and "229 (" in told[0]
     assert recall[229] < 0.9 and on_map[229] < 0.9 and on_map[229] < result[53000][2][229]
     assert by_heart > recall[229]  # the fitted model's own labels would have looked better than the map
+
+
+def _grain_patterns(name, grain, n, seed, pc_seed=7):
+    """``n`` patterns of one grain (orientation ``grain``, spread under a degree) on one detector."""
+    rng = np.random.default_rng(seed)
+    session = S.sample_session(S.ALL_MATERIALS[name], np.random.default_rng(pc_seed))
+    rotations = []
+    for _ in range(n):
+        axis = rng.normal(size=3)
+        rotations.append(_about_axis(axis / np.linalg.norm(axis), rng.uniform(0, 0.8)) @ grain)
+    return S.simulate_session(session, n, rng, rotations=np.array(rotations), pc_scan=0.0), session.geometry.pc
+
+
+def test_label_check_across_grains_and_maps_of_grains_without_labels(learning_seed, tmp_path):
+    """Two grains of one material labelled as two phases: the labels tell the grains apart, not the phases.
+    The check of random folds calls each label from near copies of it in its own grain and passes them; the
+    check across grains leaves each grain out whole, so the model that calls a grain never saw its label.
+    A map of the labelled grains is called as labelled, silently; a map of a third grain warns that its
+    patterns lie in grains without labels, to which the labels carry poorly."""
+    grains = S.random_rotations(3, np.random.default_rng(30 + learning_seed))
+    first, pc = _grain_patterns("Ni", grains[0], 9, 100 + learning_seed)
+    second, _ = _grain_patterns("Ni", grains[1], 9, 200 + learning_seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf = BandProfileClassifier(pc=pc, seed=learning_seed).fit(np.concatenate([first, second]),
+                                                                    ["grain A"] * 9 + ["grain B"] * 9)
+    assert not [w for w in caught if "does not tell these labels" in str(w.message)]
+    assert min(clf.labelled_recall_.values()) >= 0.9  # what a check of random folds says
+    assert clf.grain_recall_ == {"grain A": 0.0, "grain B": 0.0}
+    assert clf.labelled_grains_ == {"grain A": 1, "grain B": 1} and clf.labelled_orientations_.shape == (2, 3, 3)
+    assert clf.label_check_text().endswith("; grains without labels: grain A 0.00, grain B 0.00")
+
+    def classify(patterns):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = clf.classify_map(patterns.reshape(2, -1, *patterns.shape[1:]))
+        return result, [str(w.message) for w in caught if "grains without labels" in str(w.message)]
+
+    labelled, told = classify(np.concatenate([first[:4], second[:4]]))
+    assert not told and clf.unlabelled_grain_share(clf.describe(first)["rotations"]) == 0.0
+    third, _ = _grain_patterns("Ni", grains[2], 8, 300 + learning_seed)
+    result, told = classify(third)
+    assert clf.unlabelled_grain_share(clf.describe(third)["rotations"]) == 1.0
+    assert len(told) == 1 and told[0].startswith("100 % of the map's indexed patterns lie in grains without labels")
+    assert "grain A 0.00 (labelled in 1 grain); grain B 0.00 (labelled in 1 grain)" in told[0]
+    assert "label patterns of these classes in more grains" in told[0]
+    back = BandProfileClassifier.load(clf.save(tmp_path / "grains.pt"))
+    assert back.grain_recall_ == clf.grain_recall_ and back.labelled_recall_ == clf.labelled_recall_
+    assert back.labelled_grains_ == clf.labelled_grains_
+    np.testing.assert_array_equal(back.labelled_orientations_, clf.labelled_orientations_)
+    # the shipped model learnt no labels: nothing to compare a map with
+    assert BandProfileClassifier.from_pretrained(pc=pc).unlabelled_grain_share(grains) is None
+
+
+def test_labels_of_one_grain_are_warned_about():
+    """A precipitate and the matrix around it share an orientation (cube-on-cube): labels of both from
+    one grain cannot be checked against other grains, and fit says so."""
+    grain = S.random_rotations(1, np.random.default_rng(41))[0]
+    ni, pc = _grain_patterns("Ni", grain, 6, 300)
+    ni3al, _ = _grain_patterns("Ni3Al", grain, 6, 301)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf = BandProfileClassifier(pc=pc).fit(np.concatenate([ni, ni3al]), [225] * 6 + [221] * 6)
+    one = [str(w.message) for w in caught if "share one orientation" in str(w.message)]
+    assert len(one) == 1 and "all 12 labelled patterns share one orientation (one grain, within 5 degrees)" in one[0]
+    assert "Label patterns in other grains" in one[0]
+    assert set(clf.labelled_recall_) == {221, 225}  # from the fitted model's own calls
 
 
 def test_save_load_round_trip_and_bad_features(tmp_path):

@@ -590,15 +590,87 @@ class BandIndexer:
         return {"features": feats, "rotations": rots, "fit": fit, "symmetry": symmetry}
 
 
-def misorientation_deg(a: np.ndarray, b: np.ndarray) -> float:
-    """Smallest rotation angle (degrees) between two cubic orientations, over the 24 symmetry operations."""
-    best = 180.0
+def _cubic_rotations() -> np.ndarray:
+    """The 24 proper rotations of the cubic point group (signed permutation matrices of determinant 1)."""
+    ops = []
     for perm in itertools.permutations(range(3)):
         for signs in itertools.product((1, -1), repeat=3):
             op = np.zeros((3, 3))
             op[range(3), perm] = signs
-            if np.linalg.det(op) < 0:
+            if np.linalg.det(op) > 0:
+                ops.append(op)
+    return np.array(ops)
+
+
+_CUBIC_ROTATIONS = _cubic_rotations()
+
+
+def misorientation_deg(a: np.ndarray, b: np.ndarray) -> float:
+    """Smallest rotation angle (degrees) between two cubic orientations, over the 24 symmetry operations."""
+    d = np.asarray(a, float) @ _CUBIC_ROTATIONS @ np.asarray(b, float).T
+    cos_angle = (np.trace(d, axis1=1, axis2=2).max() - 1) / 2
+    return float(np.degrees(np.arccos(np.clip(cos_angle, -1, 1))))
+
+
+def orientation_groups(rotations: np.ndarray, tolerance_deg: float) -> np.ndarray:
+    """Group the patterns of one orientation (a grain) together: a group index per rotation.
+
+    Each rotation joins the first group whose first member lies within ``tolerance_deg``
+    (cubic symmetry, :func:`misorientation_deg`), else starts a group; groups are numbered
+    in order of appearance.
+
+    Parameters
+    ----------
+    rotations : ndarray (N, 3, 3)
+        Crystal-to-detector rotations (``describe(...)["rotations"]``).
+    tolerance_deg : float
+        Largest misorientation (degrees) from a group's first member.
+
+    Returns
+    -------
+    ndarray (N,) int
+    """
+    rotations = np.asarray(rotations, float)
+    cos_tolerance = np.cos(np.radians(float(tolerance_deg)))
+    first: list[np.ndarray] = []
+    groups = np.empty(len(rotations), np.int64)
+    for i, rotation in enumerate(rotations):
+        if first:
+            # trace(R op F^T) for every group's first member F and operation op
+            traces = np.einsum("oij,mij->mo", rotation @ _CUBIC_ROTATIONS, np.asarray(first))
+            near = np.flatnonzero((traces.max(1) - 1) / 2 >= cos_tolerance)
+            if near.size:
+                groups[i] = near[0]
                 continue
-            d = np.asarray(a, float) @ op @ np.asarray(b, float).T
-            best = min(best, float(np.degrees(np.arccos(np.clip((np.trace(d) - 1) / 2, -1, 1)))))
-    return best
+        first.append(rotation)
+        groups[i] = len(first) - 1
+    return groups
+
+
+def near_orientations(rotations: np.ndarray, reference: np.ndarray, tolerance_deg: float,
+                      chunk: int = 256) -> np.ndarray:
+    """True for each rotation within ``tolerance_deg`` of one of ``reference`` (cubic symmetry).
+
+    Parameters
+    ----------
+    rotations : ndarray (N, 3, 3)
+    reference : ndarray (K, 3, 3)
+        Crystal-to-detector rotations, as :func:`orientation_groups` takes.
+    tolerance_deg : float
+
+    Returns
+    -------
+    ndarray (N,) bool
+    """
+    rotations, reference = np.asarray(rotations, np.float32), np.asarray(reference, np.float32)
+    out = np.zeros(len(rotations), bool)
+    if not len(reference):
+        return out
+    cos_tolerance = np.cos(np.radians(float(tolerance_deg)))
+    ops = _CUBIC_ROTATIONS.astype(np.float32)
+    flat_reference = reference.reshape(len(reference), 9).T
+    for s in range(0, len(rotations), chunk):
+        turned = np.einsum("nij,ojk->noik", rotations[s:s + chunk], ops)  # R op
+        traces = turned.reshape(-1, 9) @ flat_reference  # trace(R op F^T): a dot product of the flattened matrices
+        out[s:s + chunk] = ((traces.reshape(len(turned), -1).max(1) - 1) / 2) >= cos_tolerance
+    return out
