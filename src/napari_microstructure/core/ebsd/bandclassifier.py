@@ -92,6 +92,9 @@ LABEL_CHECK_FOLDS = 3
 #: (20 patterns a phase, 12 draws), the Ni3Al fraction was 0.2-32 points off while the check of random folds
 #: called 0.90-1.00 of the labelled patterns right and never warned; across grains, 0.05-1.00.
 LABEL_CHECK_GRAIN_DEG = 5.0
+#: The check across grains runs when the labelled patterns lie in fewer grains than this share of their
+#: number; else (random orientations: a few pairs within 5 degrees among hundreds) it would repeat the first.
+GRAIN_CHECK_SHARE = 0.9
 #: :meth:`BandProfileClassifier.classify_map` warns when at least this share of a map's indexed patterns lies
 #: in grains without labels (orientations more than ``LABEL_CHECK_GRAIN_DEG`` from every labelled one) and
 #: ``grain_recall_`` is under ``LABEL_RECALL_WARNING`` for some class. On development dual-phase maps of six
@@ -316,8 +319,8 @@ class BandProfileClassifier(Estimator):
         ``LABEL_CHECK_GRAIN_DEG`` (5) degrees of each other's orientation (a
         grain) are left out together, so each is called by models that saw no
         label of its grain: what to expect on grains without labels. Equal to
-        ``labelled_recall_`` when every labelled pattern lies in a grain of its
-        own; ``None`` when all lie in one grain (:meth:`fit` warns), without
+        ``labelled_recall_`` when the labelled patterns lie in about as many
+        grains as there are patterns (``GRAIN_CHECK_SHARE``); ``None`` when all lie in one grain (:meth:`fit` warns), without
         the check, and for files saved before it. :meth:`classify_map` warns
         when a class is under 0.9 here and at least ``UNLABELLED_GRAIN_SHARE``
         (0.2) of the map lies in grains without labels.
@@ -512,8 +515,8 @@ class BandProfileClassifier(Estimator):
         checked = self._cross_validated_calls(features, own_labels, found, np.arange(len(own_labels)), progress,
                                               cancel)
         grains = orientation_groups(described["rotations"], LABEL_CHECK_GRAIN_DEG)
-        by_grain = checked if grains.max() > 0 else None  # one pattern a grain: the check left grains out
-        if checked is not None and 0 < grains.max() < len(grains) - 1:  # several grains, some labelled twice
+        by_grain = checked if grains.max() > 0 else None  # about one pattern a grain: the check left grains out
+        if checked is not None and 0 < grains.max() < GRAIN_CHECK_SHARE * len(grains) - 1:  # a few grains
             by_grain = self._cross_validated_calls(features, own_labels, found, grains, progress, cancel,
                                                    stage="check labels across grains")
         self._fit(x, labels, found, described, progress=progress, cancel=cancel, acquisition=acquisition)
