@@ -92,9 +92,10 @@ LABEL_CHECK_FOLDS = 3
 #: (20 patterns a phase, 12 draws), the Ni3Al fraction was 0.2-32 points off while the check of random folds
 #: called 0.90-1.00 of the labelled patterns right and never warned; across grains, 0.05-1.00.
 LABEL_CHECK_GRAIN_DEG = 5.0
-#: The check across grains runs when the labelled patterns lie in fewer grains than this share of their
-#: number; else (random orientations: a few pairs within 5 degrees among hundreds) it would repeat the first.
-GRAIN_CHECK_SHARE = 0.9
+#: The check across grains runs when the labelled patterns lie in grains of at least this many patterns on
+#: average (painted labels: about ten). Random orientations fall within 5 degrees of each other by chance:
+#: 1.1 patterns a group among 120, 2.0 among 2,400; there it would repeat the first check at twice the cost.
+GRAIN_CHECK_PATTERNS_PER_GRAIN = 3
 #: :meth:`BandProfileClassifier.classify_map` warns when at least this share of a map's indexed patterns lies
 #: in grains without labels (orientations more than ``LABEL_CHECK_GRAIN_DEG`` from every labelled one) and
 #: ``grain_recall_`` is under ``LABEL_RECALL_WARNING`` for some class. On development dual-phase maps of six
@@ -319,11 +320,12 @@ class BandProfileClassifier(Estimator):
         ``LABEL_CHECK_GRAIN_DEG`` (5) degrees of each other's orientation (a
         grain) are left out together, so each is called by models that saw no
         label of its grain: what to expect on grains without labels. Equal to
-        ``labelled_recall_`` when the labelled patterns lie in about as many
-        grains as there are patterns (``GRAIN_CHECK_SHARE``); ``None`` when all lie in one grain (:meth:`fit` warns), without
-        the check, and for files saved before it. :meth:`classify_map` warns
-        when a class is under 0.9 here and at least ``UNLABELLED_GRAIN_SHARE``
-        (0.2) of the map lies in grains without labels.
+        ``labelled_recall_`` when the labelled patterns lie in grains of under
+        ``GRAIN_CHECK_PATTERNS_PER_GRAIN`` (3) patterns on average; ``None``
+        when all lie in one grain (:meth:`fit` warns), without the check, and
+        for files saved before it. :meth:`classify_map` warns when a class is
+        under 0.9 here and at least ``UNLABELLED_GRAIN_SHARE`` (0.2) of the map
+        lies in grains without labels.
     labelled_orientations_ : ndarray (K, 3, 3) or None
         One crystal-to-detector rotation per labelled grain (what
         :meth:`unlabelled_grain_share` compares a map with).
@@ -516,7 +518,8 @@ class BandProfileClassifier(Estimator):
                                               cancel)
         grains = orientation_groups(described["rotations"], LABEL_CHECK_GRAIN_DEG)
         by_grain = checked if grains.max() > 0 else None  # about one pattern a grain: the check left grains out
-        if checked is not None and 0 < grains.max() < GRAIN_CHECK_SHARE * len(grains) - 1:  # a few grains
+        in_grains = len(grains) >= GRAIN_CHECK_PATTERNS_PER_GRAIN * (grains.max() + 1)  # labels painted in grains
+        if checked is not None and grains.max() > 0 and in_grains:
             by_grain = self._cross_validated_calls(features, own_labels, found, grains, progress, cancel,
                                                    stage="check labels across grains")
         self._fit(x, labels, found, described, progress=progress, cancel=cancel, acquisition=acquisition)
