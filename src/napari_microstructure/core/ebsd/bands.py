@@ -605,11 +605,20 @@ def _cubic_rotations() -> np.ndarray:
 _CUBIC_ROTATIONS = _cubic_rotations()
 
 
+def _misorientation_cosines(rotations: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Cosine of the smallest misorientation (cubic symmetry) of each rotation to each reference, (N, K).
+
+    ``trace(R op F^T)`` is the dot product of the flattened ``R op`` and ``F``: one matrix product.
+    """
+    turned = np.einsum("nij,ojk->noik", rotations, _CUBIC_ROTATIONS.astype(rotations.dtype))  # R op
+    traces = turned.reshape(-1, 9) @ reference.reshape(len(reference), 9).T
+    return (traces.reshape(len(rotations), len(_CUBIC_ROTATIONS), len(reference)).max(1) - 1) / 2
+
+
 def misorientation_deg(a: np.ndarray, b: np.ndarray) -> float:
     """Smallest rotation angle (degrees) between two cubic orientations, over the 24 symmetry operations."""
-    d = np.asarray(a, float) @ _CUBIC_ROTATIONS @ np.asarray(b, float).T
-    cos_angle = (np.trace(d, axis1=1, axis2=2).max() - 1) / 2
-    return float(np.degrees(np.arccos(np.clip(cos_angle, -1, 1))))
+    cosine = _misorientation_cosines(np.asarray(a, float)[None], np.asarray(b, float)[None])[0, 0]
+    return float(np.degrees(np.arccos(np.clip(cosine, -1, 1))))
 
 
 def orientation_groups(rotations: np.ndarray, tolerance_deg: float) -> np.ndarray:
@@ -636,9 +645,7 @@ def orientation_groups(rotations: np.ndarray, tolerance_deg: float) -> np.ndarra
     groups = np.empty(len(rotations), np.int64)
     for i, rotation in enumerate(rotations):
         if first:
-            # trace(R op F^T) for every group's first member F and operation op
-            traces = np.einsum("oij,mij->mo", rotation @ _CUBIC_ROTATIONS, np.asarray(first))
-            near = np.flatnonzero((traces.max(1) - 1) / 2 >= cos_tolerance)
+            near = np.flatnonzero(_misorientation_cosines(rotation[None], np.asarray(first))[0] >= cos_tolerance)
             if near.size:
                 groups[i] = near[0]
                 continue
@@ -667,10 +674,6 @@ def near_orientations(rotations: np.ndarray, reference: np.ndarray, tolerance_de
     if not len(reference):
         return out
     cos_tolerance = np.cos(np.radians(float(tolerance_deg)))
-    ops = _CUBIC_ROTATIONS.astype(np.float32)
-    flat_reference = reference.reshape(len(reference), 9).T
     for s in range(0, len(rotations), chunk):
-        turned = np.einsum("nij,ojk->noik", rotations[s:s + chunk], ops)  # R op
-        traces = turned.reshape(-1, 9) @ flat_reference  # trace(R op F^T): a dot product of the flattened matrices
-        out[s:s + chunk] = ((traces.reshape(len(turned), -1).max(1) - 1) / 2) >= cos_tolerance
+        out[s:s + chunk] = _misorientation_cosines(rotations[s:s + chunk], reference).max(1) >= cos_tolerance
     return out
