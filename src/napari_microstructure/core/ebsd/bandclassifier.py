@@ -141,7 +141,12 @@ def no_solution_thresholds(fit: np.ndarray, symmetry: np.ndarray, rate: float) -
 
 def _recall(pred: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> dict:
     """Share of each class's patterns called that class, ``{class: share}`` with plain Python keys."""
-    return {c.item() if hasattr(c, "item") else c: float(np.mean(pred[labels == c] == c)) for c in classes}
+    return {_plain(c): float(np.mean(pred[labels == c] == c)) for c in classes}
+
+
+def _plain(c: Any) -> Any:
+    """A class label as a plain Python value (a dict key that JSON and comparisons with labels take)."""
+    return c.item() if hasattr(c, "item") else c
 
 
 def _per_class_to_json(recall: Optional[dict]) -> Optional[list]:
@@ -517,11 +522,12 @@ class BandProfileClassifier(Estimator):
         checked = self._cross_validated_calls(features, own_labels, found, np.arange(len(own_labels)), progress,
                                               cancel)
         grains = orientation_groups(described["rotations"], LABEL_CHECK_GRAIN_DEG)
-        by_grain = checked if grains.max() > 0 else None  # about one pattern a grain: the check left grains out
-        in_grains = len(grains) >= GRAIN_CHECK_PATTERNS_PER_GRAIN * (grains.max() + 1)  # labels painted in grains
-        if checked is not None and grains.max() > 0 and in_grains:
-            by_grain = self._cross_validated_calls(features, own_labels, found, grains, progress, cancel,
-                                                   stage="check labels across grains")
+        by_grain = None  # all labels in one grain: nothing to check across grains
+        if grains.max() > 0:
+            by_grain = checked  # about one pattern a grain: the check left grains out already
+            if checked is not None and len(grains) >= GRAIN_CHECK_PATTERNS_PER_GRAIN * (grains.max() + 1):
+                by_grain = self._cross_validated_calls(features, own_labels, found, grains, progress, cancel,
+                                                       stage="check labels across grains")
         self._fit(x, labels, found, described, progress=progress, cancel=cancel, acquisition=acquisition)
         cross_validated = checked is not None
         if cross_validated:  # calls the fitted model's kin did not train on: the confidence's calibration too
@@ -530,15 +536,14 @@ class BandProfileClassifier(Estimator):
             column = {c: i for i, c in enumerate(check_classes.tolist())}
             self.temperature_ = fit_temperature(logits, np.array([column[c] for c in own_labels.tolist()]))
         else:  # too few patterns in some class for folds: the fitted model's own calls
-            pred = self.classes_[self.predict_proba_features(described["features"]).argmax(1)]
+            pred = self.classes_[self.predict_proba_features(features).argmax(1)]
         self.labelled_recall_ = _recall(pred, own_labels, found)
         self.grain_recall_ = None
         if by_grain is not None:
             self.grain_recall_ = _recall(by_grain[1][by_grain[0].argmax(1)], own_labels, found)
         first = np.unique(grains, return_index=True)[1]
         self.labelled_orientations_ = np.asarray(described["rotations"][first], np.float32)
-        self.labelled_grains_ = {c.item() if hasattr(c, "item") else c: len(np.unique(grains[own_labels == c]))
-                                 for c in found}
+        self.labelled_grains_ = {_plain(c): len(np.unique(grains[own_labels == c])) for c in found}
         self._warn_weak_labels(pred, own_labels, cross_validated)
         if cross_validated and grains.max() < 1:
             warnings.warn(
