@@ -122,8 +122,10 @@ def _classify(classifier, pattern_map, chunk_size, client=None, background=None,
                                    cancel=cancel, **extra)
 
 
-def _fit(classifier, patterns, labels, background=None, progress=None, cancel=None):
+def _fit(classifier, patterns, labels, background=None, map_patterns=None, progress=None, cancel=None):
     extra = {} if background is None else {"background": background}
+    if map_patterns is not None:  # a band-profile model: the map's grains carry the labels to every orientation
+        extra["map_patterns"] = map_patterns
     return classifier.fit(patterns, labels, progress=progress, cancel=cancel, **extra)
 
 
@@ -688,9 +690,10 @@ class EBSDWidget(DockWidget):
         classes = sorted({str(c) for c in labels.tolist()})
         # patterns painted on the map come from its detector: a band-profile model subtracts its
         # stored static background, as when the map is classified
-        bg = self.static_background() if self.band_profiles() and \
-            self.source_combo.currentText() == SOURCE_PAINTED else None
-        return self._start(_fit, classifier, patterns, labels, bg, on_done=self._on_trained,
+        painted = self.band_profiles() and self.source_combo.currentText() == SOURCE_PAINTED
+        bg = self.static_background() if painted else None
+        pattern_map = self.pattern_layer().data if painted else None
+        return self._start(_fit, classifier, patterns, labels, bg, pattern_map, on_done=self._on_trained,
                            message=f"training on {len(labels)} patterns of {', '.join(classes)}"
                            + (" (the file's static background subtracted)" if bg is not None else "")
                            + ": preparing…")
