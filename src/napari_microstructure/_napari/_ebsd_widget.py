@@ -122,7 +122,7 @@ def _classify(classifier, pattern_map, chunk_size, client=None, background=None,
                                    cancel=cancel, **extra)
 
 
-def _fit(classifier, patterns, labels, background=None, map_patterns=None, progress=None, cancel=None):
+def _fit(classifier, patterns, labels, map_patterns=None, background=None, progress=None, cancel=None):
     extra = {} if background is None else {"background": background}
     if map_patterns is not None:  # a band-profile model: the map's grains carry the labels to every orientation
         extra["map_patterns"] = map_patterns
@@ -693,7 +693,7 @@ class EBSDWidget(DockWidget):
         painted = self.band_profiles() and self.source_combo.currentText() == SOURCE_PAINTED
         bg = self.static_background() if painted else None
         pattern_map = self.pattern_layer().data if painted else None
-        return self._start(_fit, classifier, patterns, labels, bg, pattern_map, on_done=self._on_trained,
+        return self._start(_fit, classifier, patterns, labels, pattern_map, bg, on_done=self._on_trained,
                            message=f"training on {len(labels)} patterns of {', '.join(classes)}"
                            + (" (the file's static background subtracted)" if bg is not None else "")
                            + ": preparing…")
@@ -745,6 +745,9 @@ class EBSDWidget(DockWidget):
         check = clf.label_check_text()  # what to expect of each labelled class on the rest of the map
         if check:
             note += f"\nlabel check (share of each class's labels called right): {check}"
+        if getattr(clf, "map_grains_", None) == 0:  # painted labels: the map was given to fit, and left out
+            note += ("\nthe map's grains were not used: no labelled grain holds two phases. Where the phases "
+                     "share orientations (coherent precipitates), paint a precipitate and the matrix around it")
         layer = self.map_combo.layer()
         differs = [] if layer is None else clf.acquisition_differences(layer.data.shape, field_pc)
         tip = ""
