@@ -28,7 +28,8 @@ training split; never on a named material):
 4. **dual-phase map** (Ni matrix, Ni3Al precipitates, cube-on-cube): Ni3Al
    fraction against the truth, zero-shot and after fine-tuning on 20
    labelled patterns per phase of the map, drawn anywhere or painted in two
-   precipitates and two matrix spots as a user labels (five draws each),
+   precipitates and two matrix spots as a user labels, or in two precipitates
+   and the matrix around each (five draws each),
    without and with the map given to ``fit`` (``map_patterns``: its grains
    carry the labels to every orientation), and whether ``fit``'s label check
    or the map warned;
@@ -416,7 +417,8 @@ def dual_phase(shape):
     flat, lab = pats.reshape(-1, 60, 60), truth.ravel()
     grains, n_precipitates = ndimage.label(phase == 1)
     rows, cols = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
-    for scheme, labels, with_map in [(way, kind, given) for given in (False, True) for way in ("random", "painted")
+    for scheme, labels, with_map in [(way, kind, given) for given in (False, True)
+                                     for way in ("random", "painted", "painted around")
                                      for kind in ("space groups", "phase names")]:
         errors, warned = [], []
         how = f"{labels}{', with the map' if with_map else ''}"
@@ -424,13 +426,17 @@ def dual_phase(shape):
             rng = np.random.default_rng(draw)
             if scheme == "random":  # 20 per phase anywhere on the map
                 train = np.concatenate([rng.choice(np.flatnonzero(lab == c), 20, replace=False) for c in (221, 225)])
-            else:  # as a user paints labels: 10 patterns in each of two precipitates and two matrix spots
-                picked = []
+            else:  # as a user paints labels: 10 patterns in each of two precipitates and two matrix spots,
+                # at random ("painted") or around the two precipitates ("painted around": docs/ebsd.md's advice)
+                picked, matrix = [], np.flatnonzero(lab == 225)
                 for k in rng.choice(np.arange(1, n_precipitates + 1), 2, replace=False):
                     inside = np.flatnonzero(grains.ravel() == k)
                     picked.append(rng.choice(inside, min(10, inside.size), replace=False))
-                matrix = np.flatnonzero(lab == 225)
-                for _ in range(2):
+                    if scheme == "painted around":
+                        r0, c0 = rows.ravel()[inside].mean(), cols.ravel()[inside].mean()
+                        dist = (rows.ravel()[matrix] - r0) ** 2 + (cols.ravel()[matrix] - c0) ** 2
+                        picked.append(matrix[np.argsort(dist, kind="stable")[:10]])
+                for _ in range(2 if scheme == "painted" else 0):
                     centre = rng.choice(matrix)
                     dist = (rows.ravel() - rows.ravel()[centre]) ** 2 + (cols.ravel() - cols.ravel()[centre]) ** 2
                     picked.append(matrix[np.argsort(dist[matrix], kind="stable")[:10]])
