@@ -122,10 +122,8 @@ def _classify(classifier, pattern_map, chunk_size, client=None, background=None,
                                    cancel=cancel, **extra)
 
 
-def _fit(classifier, patterns, labels, map_patterns=None, background=None, progress=None, cancel=None):
+def _fit(classifier, patterns, labels, background=None, progress=None, cancel=None):
     extra = {} if background is None else {"background": background}
-    if map_patterns is not None:  # a band-profile model: the map's grains carry the labels to every orientation
-        extra["map_patterns"] = map_patterns
     return classifier.fit(patterns, labels, progress=progress, cancel=cancel, **extra)
 
 
@@ -690,10 +688,9 @@ class EBSDWidget(DockWidget):
         classes = sorted({str(c) for c in labels.tolist()})
         # patterns painted on the map come from its detector: a band-profile model subtracts its
         # stored static background, as when the map is classified
-        painted = self.band_profiles() and self.source_combo.currentText() == SOURCE_PAINTED
-        bg = self.static_background() if painted else None
-        pattern_map = self.pattern_layer().data if painted else None
-        return self._start(_fit, classifier, patterns, labels, pattern_map, bg, on_done=self._on_trained,
+        bg = self.static_background() if self.band_profiles() and \
+            self.source_combo.currentText() == SOURCE_PAINTED else None
+        return self._start(_fit, classifier, patterns, labels, bg, on_done=self._on_trained,
                            message=f"training on {len(labels)} patterns of {', '.join(classes)}"
                            + (" (the file's static background subtracted)" if bg is not None else "")
                            + ": preparing…")
@@ -745,9 +742,6 @@ class EBSDWidget(DockWidget):
         check = clf.label_check_text()  # what to expect of each labelled class on the rest of the map
         if check:
             note += f"\nlabel check (share of each class's labels called right): {check}"
-        if getattr(clf, "map_grains_", None) == 0:  # painted labels: the map was given to fit, and left out
-            note += ("\nthe map's grains were not used: no labelled grain holds two phases. Where the phases "
-                     "share orientations (coherent precipitates), paint a precipitate and the matrix around it")
         layer = self.map_combo.layer()
         differs = [] if layer is None else clf.acquisition_differences(layer.data.shape, field_pc)
         tip = ""
