@@ -1,0 +1,167 @@
+"""Study (stop 32, not shipped): do a map's grains carry labels painted in a few grains to the others?
+
+A grain's orientation changes the band profiles about as much as the phase does (on the development
+dual-phase maps a grain's mean Ni profile lies 0.5-1.5 from the map's mean, Ni3Al lies 0.6 from Ni
+within a grain), and much the same for both phases. The idea studied here: move each augmented copy of a
+labelled profile by the difference between the mean profile of a random grain of the map and that of its
+own grain, so that the labels' phases are seen as they look in every grain. It was built into
+``BandProfileClassifier.fit(map_patterns=...)`` and reverted (docs/benchmarks.md, stop 32): it helped on
+the development maps and hurt the shipped sample.
+
+Variants, each fine-tuned on the same augmented labelled profiles (no label check):
+
+- ``none``: the shipped behaviour;
+- ``plain``: copies moved by the difference of grain means (only when some labelled grain holds both
+  phases; else as ``none``);
+- ``two-way``: the grains' offsets fitted with the phases apart (``profile = phase mean + grain offset``
+  over the (grain, phase) cells of at least 10 patterns, the phases called by the ``none`` model), since a
+  grain rich in one phase skews its mean.
+
+Test beds: the development maps (seeds 101-103, 40 x 50, 60 x 60 patterns) labelled in two precipitates and
+two matrix spots ("painted") or in two precipitates and the matrix around each ("around"), two draws each;
+the shipped sample (30 x 40, 40 x 40 patterns) painted in its two largest precipitates, whole, and the 12
+matrix patterns nearest each. Prints pixel accuracy and the Ni3Al fraction error of each fit.
+
+    PYTHONPATH=src python benchmarks/bench_ebsd_map_shifts.py [--draws 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+from scipy import ndimage
+
+from napari_microstructure.core.ebsd.augment import augment_profiles
+from napari_microstructure.core.ebsd.bandclassifier import LABEL_CHECK_GRAIN_DEG, BandProfileClassifier
+from napari_microstructure.core.ebsd.bands import orientation_groups
+
+GRAIN_MIN = 20   # map patterns a grain needs to be shifted to
+CELL_MIN = 10    # patterns of a (grain, phase) cell in the two-way fit
+
+
+def grain_offsets(features, grain, phase=None, iterations=20):
+    """Mean profile of each grain, or (``phase`` given) the grain offsets of the two-way additive model."""
+    k = int(grain.max()) + 1
+    means = np.stack([features[grain == g].mean(0) for g in range(k)]).astype(float)
+    if phase is None:
+        return means
+    classes = np.unique(phase)
+    n = np.array([[np.sum((grain == g) & (phase == c)) for c in classes] for g in range(k)], float)
+    n[n < CELL_MIN] = 0
+    cell = np.zeros((k, len(classes), features.shape[1]))
+    for g, j in zip(*np.nonzero(n)):
+        cell[g, j] = features[(grain == g) & (phase == classes[j])].mean(0)
+    offsets, used = means.copy(), n.sum(0) > 0
+    for _ in range(iterations):
+        phase_mean = np.einsum("gj,gjf->jf", n, cell - offsets[:, None]) / np.maximum(n.sum(0), 1)[:, None]
+        fitted = np.einsum("gj,gjf->gf", n, cell - phase_mean[None]) / np.maximum(n.sum(1), 1)[:, None]
+        offsets = np.where(n.sum(1)[:, None] > 0, fitted, offsets)
+    spare = n.sum(1) == 0  # grains without a cell: their mean less the phase means, weighted as the map's
+    offsets[spare] = means[spare] - (n.sum(0)[used] / n.sum()) @ phase_mean[used]
+    return offsets
+
+
+def fine_tune(pc, x, y, own=None, offsets=None, seed=0, copies=8):
+    """The shipped model fine-tuned on ``x`` and ``copies`` augmented copies, moved between grains if given."""
+    clf = BandProfileClassifier(pc=pc, seed=seed)
+    clf._check_params()
+    rng = np.random.default_rng(seed)
+    extra = augment_profiles(x, rng, copies)
+    if offsets is not None:
+        source = np.tile(own, copies)
+        target = rng.integers(0, len(offsets), len(extra))
+        moved = source >= 0
+        extra[moved] += (offsets[target[moved]] - offsets[source[moved]]).astype(np.float32)
+    clf._fit(np.concatenate([x, extra]), np.concatenate([y] * (1 + copies)), np.unique(y), None)
+    return clf
+
+
+def study(name, features, grain, truth, train, pc, rows):
+    x, y, own = features[train], truth[train], grain[train]
+    shared = any(len(np.unique(y[own == g])) > 1 for g in np.unique(own[own >= 0]))
+    fits = {"none": fine_tune(pc, x, y)}
+    base_phase = fits["none"].classes_[fits["none"]._logits(features).argmax(1)]
+    if shared:
+        fits["plain"] = fine_tune(pc, x, y, own, grain_offsets(features, grain))
+        fits["two-way"] = fine_tune(pc, x, y, own, grain_offsets(features, grain, base_phase))
+    line = []
+    for variant in ("none", "plain", "two-way"):
+        clf = fits.get(variant, fits["none"])
+        pred = clf.classes_[clf._logits(features).argmax(1)]
+        rest = np.ones(len(truth), bool)
+        rest[train] = False
+        acc, err = np.mean(pred[rest] == truth[rest]), 100 * abs(np.mean(pred == 221) - np.mean(truth == 221))
+        rows.setdefault(variant, []).append((acc, err))
+        line.append(f"{variant} {acc:.3f} / {err:.1f}")
+    print(f"{name}: " + "; ".join(line) + ("" if shared else "  (no labelled grain holds both phases)"), flush=True)
+
+
+def painted(rng, blobs, n, truth, rows, cols, around):
+    """10 patterns in each of two precipitates, and 10 matrix patterns around each or in two random spots."""
+    picked, matrix = [], np.flatnonzero(truth == 225)
+    for k in rng.choice(np.arange(1, n + 1), 2, replace=False):
+        inside = np.flatnonzero(blobs == k)
+        picked.append(rng.choice(inside, min(10, inside.size), replace=False))
+        if around:
+            d = (rows[matrix] - rows[inside].mean()) ** 2 + (cols[matrix] - cols[inside].mean()) ** 2
+            picked.append(matrix[np.argsort(d, kind="stable")[:10]])
+    for _ in range(0 if around else 2):
+        centre = rng.choice(matrix)
+        d = (rows[matrix] - rows[centre]) ** 2 + (cols[matrix] - cols[centre]) ** 2
+        picked.append(matrix[np.argsort(d, kind="stable")[:10]])
+    return np.unique(np.concatenate(picked))
+
+
+def described(pats, pc):
+    d = BandProfileClassifier.from_pretrained(pc=pc).describe(pats.reshape(-1, *pats.shape[2:]), check=False)
+    groups = orientation_groups(d["rotations"], LABEL_CHECK_GRAIN_DEG)
+    counts = np.bincount(groups)
+    row = np.where(counts >= GRAIN_MIN, np.cumsum(counts >= GRAIN_MIN) - 1, -1)
+    return d["features"], row[groups]
+
+
+def main() -> None:
+    from napari_microstructure._napari._ebsd_sample import load_sample_arrays
+    from napari_microstructure.core.ebsd.simulate import simulate_dual_phase_map
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--draws", type=int, default=2, help="label draws per map and way of painting")
+    args = ap.parse_args()
+    warnings.simplefilter("ignore")
+    t0, rows = time.perf_counter(), {}
+    for seed, pc in ((101, (0.5, 0.3, 0.6)), (102, (0.48, 0.32, 0.62)), (103, (0.52, 0.28, 0.58))):
+        pats, phase = simulate_dual_phase_map(map_shape=(40, 50), pattern_shape=(60, 60), seed=seed, pc=pc)
+        truth = np.where(phase == 1, 221, 225).ravel()
+        features, grain = described(pats, pc)
+        blobs, n = ndimage.label(phase == 1)
+        r, c = (a.ravel() for a in np.meshgrid(np.arange(40), np.arange(50), indexing="ij"))
+        for around in (False, True):
+            for draw in range(args.draws):
+                train = painted(np.random.default_rng(100 + draw), blobs.ravel(), n, truth, r, c, around)
+                study(f"map {seed} {'around' if around else 'painted'} draw {draw}", features, grain, truth,
+                      train, pc, rows)
+    sample = load_sample_arrays()
+    pats, pc, truth = sample["patterns"], tuple(sample["projection_centre"]), sample["phase_map"].ravel()
+    features, grain = described(pats, pc)
+    blobs, _ = ndimage.label(truth.reshape(pats.shape[:2]) == 221)
+    r, c = (a.ravel() for a in np.meshgrid(*map(np.arange, pats.shape[:2]), indexing="ij"))
+    train = []
+    for k in np.argsort(-np.bincount(blobs.ravel())[1:])[:2] + 1:  # two largest precipitates, whole
+        inside = np.flatnonzero(blobs.ravel() == k)
+        d = (r - r[inside].mean()) ** 2 + (c - c[inside].mean()) ** 2
+        d[truth != 225] = np.inf
+        train += [inside, np.argsort(d, kind="stable")[:12]]
+    study("shipped sample, whole precipitates and the matrix around", features, grain, truth,
+          np.unique(np.concatenate(train)), pc, rows)
+    for variant, r in rows.items():
+        r = np.array(r)
+        print(f"{variant:8s}: pixel accuracy mean {r[:, 0].mean():.3f} (min {r[:, 0].min():.3f}); Ni3Al fraction "
+              f"error mean {r[:, 1].mean():.1f}, max {r[:, 1].max():.1f} points over {len(r)} fits")
+    print(f"{time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
