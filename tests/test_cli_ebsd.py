@@ -237,3 +237,21 @@ def test_band_model_without_a_projection_centre_on_a_npy_map(files, capsys):
                        "(Bruker convention), e.g. --pc 0.5 0.3 0.6")
     assert cli.main(["ebsd-map", str(model), str(files / "map.npy"), "-o", str(out), "--pc", "0.5", "0.3", "0.6"]) == 0
     assert (out / "space_groups.tif").is_file()
+
+
+def test_band_profiles_train_with_the_map_the_labels_came_from(files, capsys):
+    """--map gives fit the map (map_patterns) and says whether its grains were used; a CNN refuses it."""
+    model = files / "bands-map.pt"
+    rc = cli.main(["ebsd-train", str(files / "train.npy"), str(files / "labels.csv"), "-o", str(model),
+                   "--backbone", "band-profiles", "--pc", "0.5", "0.3", "0.6", "--map", str(files / "map.npy")])
+    err = capsys.readouterr().err
+    assert rc == 0 and model.is_file()
+    from napari_microstructure.core.ebsd.bandclassifier import load_ebsd_model
+
+    used = load_ebsd_model(model).map_grains_
+    # a map of 30 patterns in two grains with a precipitate: under two grains of 20 patterns
+    assert used == 0 and "'map.npy' not used: that needs labels in two or more grains" in err
+    assert "and a map of two or more grains of 20 sampled patterns" in err
+    rc = cli.main(["ebsd-train", str(files / "train.npy"), str(files / "labels.csv"), "-o", str(files / "c.pt"),
+                   "--backbone", "compact", "--map", str(files / "map.npy")])
+    assert rc == 2 and "--map is for --backbone band-profiles" in capsys.readouterr().err

@@ -73,6 +73,10 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
                         "file's); or a CNN backbone, trained on your patterns only (needs no projection centre)")
     t.add_argument("--pc", type=float, nargs=3, default=None, metavar=("PCX", "PCY", "PCZ"),
                    help="projection centre, Bruker convention (band-profiles only; default: the pattern file's)")
+    t.add_argument("--map", default=None, metavar="MAP",
+                   help="band-profiles only: the pattern map the labels were painted on (any map format ebsd-map "
+                        "reads). Its grains carry the labels to every orientation when some labelled grain "
+                        "holds two phases (coherent precipitates and their matrix)")
     cnn = "CNN backbones only"
     t.add_argument("--no-pretrained", action="store_true",
                    help=f"EfficientNet from scratch (no ImageNet weights; {cnn})")
@@ -150,8 +154,9 @@ def run_train(args: argparse.Namespace) -> int:
     out = check_output_file(args.output, "model")  # before training, not after
     if args.backbone == BAND_PROFILES_METHOD:
         return _train_band_profiles(args, out)
-    if args.pc is not None:
-        raise MicrostructureError(f"--pc is for --backbone {BAND_PROFILES_METHOD}; drop it for a CNN backbone")
+    for flag, value in (("--pc", args.pc), ("--map", args.map)):
+        if value is not None:
+            raise MicrostructureError(f"{flag} is for --backbone {BAND_PROFILES_METHOD}; drop it for a CNN backbone")
     patterns, labels = read_labelled_patterns(args.patterns, args.labels)
     threshold = {} if args.confidence_threshold is None else {"confidence_threshold": args.confidence_threshold}
     clf = EBSDClassifier(
@@ -205,7 +210,26 @@ def _train_band_profiles(args: argparse.Namespace, out: Path) -> int:
     classes, counts = _counts(labels)
     print(f"{len(patterns)} patterns of {patterns.shape[1]} x {patterns.shape[2]} pixels; classes: "
           + ", ".join(f"{c} ({n})" for c, n in zip(classes, counts)), file=sys.stderr)
-    clf.fit(patterns, labels, progress=TerminalProgress(sys.stderr))
+    if args.map is None:
+        clf.fit(patterns, labels, progress=TerminalProgress(sys.stderr))
+    else:
+        from .core.ebsd.bandclassifier import MAP_GRAIN_MIN_PATTERNS
+        from .io.ebsd import load_patterns
+
+        data = load_patterns(args.map, lazy=True)
+        try:
+            clf.fit(patterns, labels, map_patterns=data.as_map(), progress=TerminalProgress(sys.stderr))
+        finally:
+            data.close()
+        if clf.map_grains_:
+            print(f"labels shifted to {clf.map_grains_} grains of {Path(args.map).name!r}", file=sys.stderr)
+        elif clf.map_check_ is not None:
+            print(f"{Path(args.map).name!r} not used: labels carried across grains no better with its grains "
+                  f"({clf.map_check_['with']:.2f} against {clf.map_check_['without']:.2f} without)", file=sys.stderr)
+        else:
+            print(f"{Path(args.map).name!r} not used: that needs labels in two or more grains, one of them holding "
+                  "patterns of two classes (where the phases share orientations, label both in one grain), and a "
+                  f"map of two or more grains of {MAP_GRAIN_MIN_PATTERNS} sampled patterns", file=sys.stderr)
     clf.save(out)
     recall = clf.labelled_recall_ or {}
     if recall:  # what to expect of each labelled class on the rest of the map

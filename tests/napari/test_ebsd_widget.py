@@ -339,6 +339,8 @@ def test_band_model_subtracts_the_static_background_the_file_stores(viewer_with_
 
         def spy(*args, _name=name, _original=original, **kwargs):
             seen[_name] = args[-1]  # the background is the last positional argument of both
+            if _name == "_fit":
+                seen["map"] = args[3]  # the map painted labels came from (band profiles), else None
             return _original(*args, **kwargs)
 
         monkeypatch.setattr(mod, name, spy)
@@ -359,9 +361,10 @@ def test_band_model_subtracts_the_static_background_the_file_stores(viewer_with_
     widget.set_class_name(2, 225)
     widget.train()
     np.testing.assert_array_equal(seen["_fit"], bg)
+    assert seen["map"] is pl.data and widget.classifier.map_grains_ is not None
     widget.source_combo.setCurrentText(SOURCE_LAYER)
     widget.train()
-    assert seen["_fit"] is None
+    assert seen["_fit"] is None and seen["map"] is None and widget.classifier.map_grains_ is None
     # a CNN model keeps its own (training) background
     widget.backbone_combo.setCurrentText("compact")
     widget.train()

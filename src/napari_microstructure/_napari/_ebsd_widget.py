@@ -122,8 +122,10 @@ def _classify(classifier, pattern_map, chunk_size, client=None, background=None,
                                    cancel=cancel, **extra)
 
 
-def _fit(classifier, patterns, labels, background=None, progress=None, cancel=None):
+def _fit(classifier, patterns, labels, map_patterns=None, background=None, progress=None, cancel=None):
     extra = {} if background is None else {"background": background}
+    if map_patterns is not None:  # a band-profile model: the map's grains carry the labels to every orientation
+        extra["map_patterns"] = map_patterns
     return classifier.fit(patterns, labels, progress=progress, cancel=cancel, **extra)
 
 
@@ -688,9 +690,10 @@ class EBSDWidget(DockWidget):
         classes = sorted({str(c) for c in labels.tolist()})
         # patterns painted on the map come from its detector: a band-profile model subtracts its
         # stored static background, as when the map is classified
-        bg = self.static_background() if self.band_profiles() and \
-            self.source_combo.currentText() == SOURCE_PAINTED else None
-        return self._start(_fit, classifier, patterns, labels, bg, on_done=self._on_trained,
+        painted = self.band_profiles() and self.source_combo.currentText() == SOURCE_PAINTED
+        bg = self.static_background() if painted else None
+        pattern_map = self.pattern_layer().data if painted else None
+        return self._start(_fit, classifier, patterns, labels, pattern_map, bg, on_done=self._on_trained,
                            message=f"training on {len(labels)} patterns of {', '.join(classes)}"
                            + (" (the file's static background subtracted)" if bg is not None else "")
                            + ": preparing…")
@@ -742,6 +745,12 @@ class EBSDWidget(DockWidget):
         check = clf.label_check_text()  # what to expect of each labelled class on the rest of the map
         if check:
             note += f"\nlabel check (share of each class's labels called right): {check}"
+        if getattr(clf, "map_grains_", None) == 0 and getattr(clf, "map_check_", None) is None:
+            # painted labels: the map was given to fit and left out before its check (the label check says why
+            # when the check chose without it)
+            note += ("\nthe map's grains were not used: that needs labels in two or more grains, one of them "
+                     "holding two phases (where the phases share orientations: a precipitate and the matrix "
+                     "around it)")
         layer = self.map_combo.layer()
         differs = [] if layer is None else clf.acquisition_differences(layer.data.shape, field_pc)
         tip = ""

@@ -67,8 +67,9 @@ BANK_PER_CLASS = 600
 #: 3: adds ``labelled_acquisition`` (older files load with none);
 #: 4: adds ``labelled_recall`` (older files load with none);
 #: 5: adds ``temperature`` (older files load with 1.0);
-#: 6: adds ``grain_recall`` and ``labelled_orientations`` (older files load with none).
-MODEL_VERSION = 6
+#: 6: adds ``grain_recall`` and ``labelled_orientations`` (older files load with none);
+#: 7: adds ``map_grains`` and ``map_check`` (older files load with none).
+MODEL_VERSION = 7
 #: Share of a no-solution rejection budget spent on the fit (the rest on the symmetry).
 FIT_SHARE = 0.2
 #: Fewest optimiser steps of a fit, however few the patterns.
@@ -104,6 +105,12 @@ GRAIN_CHECK_PATTERNS_PER_GRAIN = 3
 UNLABELLED_GRAIN_SHARE = 0.2
 #: Map patterns :meth:`BandProfileClassifier.classify_map` samples (evenly) to measure that share.
 UNLABELLED_GRAIN_SAMPLE = 4000
+#: Patterns of the map :meth:`BandProfileClassifier.fit` indexes (evenly spread) to learn how each of its grains'
+#: orientation shifts the band profiles (``map_patterns``).
+MAP_SAMPLE = 2000
+#: A grain of the map the labels are shifted to holds at least this many of the sampled patterns (its mean
+#: profile then scatters by about a fifth of the shift between grains).
+MAP_GRAIN_MIN_PATTERNS = 20
 #: Smallest pattern side (pixels) band profiles take: at 12 pixels 80 % of simulated Ni / Ni3Al patterns found
 #: no solution and the rest were near chance (shipped model, 60 patterns), at 8 pixels 93 %.
 MIN_SIDE = 16
@@ -175,6 +182,22 @@ def _balanced_folds(labels: np.ndarray, classes: np.ndarray, groups: np.ndarray,
         fold[members] = f
         counts[f] += own
     return fold
+
+
+def _map_grains(map_rotations: np.ndarray, labelled_rotations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The grain of each map pattern and of each labelled pattern, numbered 0 to K - 1, -1 for none.
+
+    Grains: :func:`~.bands.orientation_groups` of the map's patterns and the labelled ones together
+    (map patterns first, so the map sets each grain's orientation), those holding at least
+    :data:`MAP_GRAIN_MIN_PATTERNS` of the map's patterns.
+    """
+    groups = orientation_groups(np.concatenate([map_rotations, labelled_rotations]), LABEL_CHECK_GRAIN_DEG)
+    counts = np.bincount(groups[:len(map_rotations)], minlength=int(groups.max()) + 1)
+    kept = np.flatnonzero(counts >= MAP_GRAIN_MIN_PATTERNS)
+    row = np.full(len(counts), -1)
+    row[kept] = np.arange(len(kept))
+    return row[groups[:len(map_rotations)]], row[groups[len(map_rotations):]]
+
 
 def _indexed_at_all(described: dict) -> np.ndarray:
     """False for patterns in which no band was found (a blank pattern: fit 0, symmetry at its floor).
@@ -336,6 +359,16 @@ class BandProfileClassifier(Estimator):
         :meth:`unlabelled_grain_share` compares a map with).
     labelled_grains_ : dict or None
         How many grains each class's labelled patterns lie in.
+    map_grains_ : int or None
+        How many grains of the map given to :meth:`fit` (``map_patterns``) the
+        labels were shifted to; 0 when the map was given but not used (labels
+        in one grain, no labelled grain holding two classes, under two map
+        grains of :data:`MAP_GRAIN_MIN_PATTERNS` sampled patterns, too few
+        labels for the check, or the check chose without it); None without a map.
+    map_check_ : dict or None
+        ``{"without": r0, "with": r1}``: the check across grains (mean over the
+        classes of the share of labels called right) without and with the
+        map's shifts, when both ran; the shifts are kept when ``r1 >= r0``.
     """
 
     kind = "ebsd-bands"
@@ -469,7 +502,8 @@ class BandProfileClassifier(Estimator):
             raise MicrostructureError(f"max_epochs={self.max_epochs!r}; give a positive number of passes")
 
     def fit(self, patterns: Any, labels: Sequence, classes: Optional[Sequence] = None, *,
-            background: Optional[np.ndarray] = None, progress: Optional[ProgressCallback] = None,
+            background: Optional[np.ndarray] = None, map_patterns: Any = None,
+            progress: Optional[ProgressCallback] = None,
             cancel: Optional[CancelToken] = None) -> "BandProfileClassifier":
         """Index labelled patterns and train (or fine-tune) on their band profiles.
 
@@ -488,6 +522,26 @@ class BandProfileClassifier(Estimator):
         background : ndarray (h, w), optional
             The detector's static background (see :meth:`describe`); give the
             same one when the map is classified.
+        map_patterns : array-like (rows, cols, h, w) or (M, h, w), optional
+            The map the labels were painted on (or another of the same
+            acquisition and sample): :data:`MAP_SAMPLE` of its patterns,
+            evenly spread, are indexed and grouped into grains, and each
+            augmented copy of a labelled pattern is shifted by the difference
+            between a random grain's mean profile and its own grain's. A
+            grain's orientation changes the profiles about as much as the phase
+            does, so labels painted in a few grains otherwise carry poorly to
+            the others (``grain_recall_``). Tried only when the labels lie in
+            two or more grains and some labelled grain holds labels of two
+            classes (phases sharing an orientation, as coherent precipitates and
+            their matrix: where each phase has grains of its own, a grain's mean
+            is its phase's profile, and the shift would carry one phase's profile
+            to the other's labels), and kept only when the check across grains
+            calls the labels at least as well with the shift as without it
+            (``map_check_``; a grain rich in one phase skews its mean: on the
+            shipped sample the shift made the map 0.63 right instead of 0.98, and
+            the check chose without it). ``map_grains_`` is then the number of
+            grains used, else 0. NumPy arrays, memory maps, h5py datasets and
+            dask arrays are read by strided slices.
         progress, cancel : see :class:`~.classifier.EBSDClassifier`. A cancelled
             fit raises ``TrainingCancelled`` and keeps the previous state.
 
@@ -510,25 +564,49 @@ class BandProfileClassifier(Estimator):
                     f"knows ({', '.join(map(str, SPACE_GROUPS))}): check them for typos; to learn other phases, "
                     "label them with text names (e.g. 'Ni3Al', 'hcp Ti'), which trains a new output layer on "
                     "the shipped network")
+        if map_patterns is not None:
+            map_patterns = self._map_sample(map_patterns, patterns.shape[1:])
         described = self.describe(patterns, background, check=False, progress=progress, cancel=cancel)
-        x, own_labels = described["features"], labels
-        if self.augment:
-            extra = augment_profiles(x, np.random.default_rng(int(self.seed)), int(self.augment))
-            x, labels = np.concatenate([x, extra]), np.concatenate([labels] * (1 + int(self.augment)))
+        own_labels, features = labels, described["features"]
+        grains = orientation_groups(described["rotations"], LABEL_CHECK_GRAIN_DEG)
+        candidate = None  # (map grain means, each labelled pattern's map grain)
+        if map_patterns is not None and grains.max() > 0 and \
+                any(len(np.unique(own_labels[grains == g])) > 1 for g in np.unique(grains)):
+            on_map = self.describe(map_patterns, background, check=False, progress=progress, cancel=cancel)
+            indexed = _indexed_at_all(on_map)
+            map_features = on_map["features"][indexed]
+            grain, own = _map_grains(on_map["rotations"][indexed], described["rotations"])
+            if grain.max() > 0 and np.any(own >= 0):
+                # each grain's mean profile: the profiles of its phases at its orientation. Fitting the grains'
+                # offsets with the phases apart (a first model calling them) was no better on development maps
+                candidate = (np.stack([map_features[grain == g].mean(0) for g in range(grain.max() + 1)]), own)
         acquisition = {"pc": self._projection_centre(), "pattern_shape": tuple(patterns.shape[1:]),
                        "n_patterns": len(patterns)}
-        # the check first: it trains models of its own, so a cancel during it leaves this one as it was
-        features = described["features"]
+        # the checks first: they train models of their own, so a cancel during them leaves this one as it was
+        shifts, by_grain, map_check = None, None, None
+        if candidate is not None:
+            # the map's shifts are kept only where the labels carry across grains at least as well with them
+            # (the shipped sample: 0.74 with, 0.79 without, and its map 0.63 right with them, 0.98 without)
+            without = self._cross_validated_calls(features, own_labels, found, grains, progress, cancel,
+                                                  stage="check labels across grains")
+            shifted = self._cross_validated_calls(features, own_labels, found, grains, progress, cancel,
+                                                  stage="check labels shifted to the map's grains", shifts=candidate)
+            if without is not None and shifted is not None:
+                scores = [float(np.mean(list(_recall(c[1][c[0].argmax(1)], own_labels, found).values())))
+                          for c in (without, shifted)]
+                map_check = {"without": scores[0], "with": scores[1]}
+                shifts, by_grain = (candidate, shifted) if scores[1] >= scores[0] else (None, without)
+        x, labels = self._augmented(features, own_labels, shifts)
         checked = self._cross_validated_calls(features, own_labels, found, np.arange(len(own_labels)), progress,
-                                              cancel)
-        grains = orientation_groups(described["rotations"], LABEL_CHECK_GRAIN_DEG)
-        by_grain = None  # all labels in one grain: nothing to check across grains
-        if grains.max() > 0:
+                                              cancel, shifts=shifts)
+        if by_grain is None and grains.max() > 0:  # all labels in one grain: nothing to check across grains
             by_grain = checked  # about one pattern a grain: the check left grains out already
             if checked is not None and len(grains) >= GRAIN_CHECK_PATTERNS_PER_GRAIN * (grains.max() + 1):
                 by_grain = self._cross_validated_calls(features, own_labels, found, grains, progress, cancel,
                                                        stage="check labels across grains")
         self._fit(x, labels, found, described, progress=progress, cancel=cancel, acquisition=acquisition)
+        self.map_grains_ = None if map_patterns is None else (0 if shifts is None else len(shifts[0]))
+        self.map_check_ = map_check
         cross_validated = checked is not None
         if cross_validated:  # calls the fitted model's kin did not train on: the confidence's calibration too
             logits, check_classes = checked
@@ -554,9 +632,44 @@ class BandProfileClassifier(Estimator):
         self._warn_unindexed_labels(described)
         return self
 
+    def _map_sample(self, map_patterns: Any, shape: Sequence[int]) -> np.ndarray:
+        """About :data:`MAP_SAMPLE` patterns of a map, evenly spread (strided slices), as (M, h, w)."""
+        map_shape = tuple(int(v) for v in getattr(map_patterns, "shape", np.shape(map_patterns)))
+        if len(map_shape) not in (3, 4) or map_shape[-2:] != tuple(int(v) for v in shape):
+            raise MicrostructureError(
+                f"map_patterns has shape {map_shape}, but the labelled patterns are {shape[0]} x {shape[1]} "
+                "pixels: give the map the labels were painted on, (rows, cols, h, w) or (N, h, w), recorded with "
+                "the same detector set-up")
+        n = int(np.prod(map_shape[:-2]))
+        if len(map_shape) == 4:
+            step = max(1, int(np.floor(np.sqrt(n / MAP_SAMPLE))))
+            sample = map_patterns[::step, ::step]
+        else:
+            sample = map_patterns[::max(1, n // MAP_SAMPLE)]
+        sample = np.asarray(sample.compute() if hasattr(sample, "compute") else sample)
+        return check_stack(sample.reshape(-1, *sample.shape[-2:]))
+
+    def _augmented(self, x: np.ndarray, y: np.ndarray,
+                   shifts: Optional[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        """``x`` and ``augment`` copies (:func:`~.augment.augment_profiles`) with their labels; with ``shifts``
+        (map grain means, each pattern's map grain or -1), each copy of a pattern in a map grain is moved by a
+        random map grain's mean minus its own grain's (the profiles of the same phase in that grain)."""
+        if not self.augment:
+            return x, y
+        rng = np.random.default_rng(int(self.seed))
+        extra = augment_profiles(x, rng, int(self.augment))
+        if shifts is not None:
+            means, own = shifts
+            source = np.tile(own, int(self.augment))
+            target = rng.integers(0, len(means), len(extra))
+            moved = source >= 0
+            extra[moved] += means[target[moved]] - means[source[moved]]
+        return np.concatenate([x, extra]), np.concatenate([y] * (1 + int(self.augment)))
+
     def _cross_validated_calls(self, features: np.ndarray, labels: np.ndarray, found: np.ndarray,
                                groups: np.ndarray, progress: Optional[ProgressCallback],
                                cancel: Optional[CancelToken], stage: str = "check labels",
+                               shifts: Optional[tuple[np.ndarray, np.ndarray]] = None,
                                ) -> Optional[tuple[np.ndarray, np.ndarray]]:
         """Each labelled pattern's logits from a model fine-tuned without it, and the classes of their columns.
 
@@ -575,10 +688,8 @@ class BandProfileClassifier(Estimator):
         logits = None
         for f in np.unique(fold):
             keep = fold != f
-            x, y = features[keep], labels[keep]
-            if self.augment:
-                extra = augment_profiles(x, np.random.default_rng(int(self.seed)), int(self.augment))
-                x, y = np.concatenate([x, extra]), np.concatenate([y] * (1 + int(self.augment)))
+            x, y = self._augmented(features[keep], labels[keep],
+                                   None if shifts is None else (shifts[0], shifts[1][keep]))
 
             def relay(p, f=f, n=len(np.unique(fold))):  # one stage for the whole check: folds one after the other
                 report(progress, stage=stage, step=f * p.total + p.step, total=n * p.total,
@@ -598,6 +709,11 @@ class BandProfileClassifier(Estimator):
         grains = getattr(self, "grain_recall_", None)
         if text and grains and grains != self.labelled_recall_:
             text += "; grains without labels: " + ", ".join(f"{c} {v:.2f}" for c, v in grains.items())
+        shifted, scores = getattr(self, "map_grains_", None), getattr(self, "map_check_", None)
+        if text and scores:
+            across = f"across grains {scores['with']:.2f} with them, {scores['without']:.2f} without"
+            text += (f"; labels shifted to {shifted} grains of the map ({across})" if shifted else
+                     f"; the map's grains not used ({across})")
         return text
 
     def _warn_unindexed_labels(self, described: dict) -> None:
@@ -627,8 +743,8 @@ class BandProfileClassifier(Estimator):
         """Warn when much of a classified map lies in grains without labels and labels carry poorly to such grains."""
         weak = {c: r for c, r in (getattr(self, "grain_recall_", None) or {}).items() if r < LABEL_RECALL_WARNING}
         euler = getattr(result, "detector_euler", None)
-        if not weak or euler is None:
-            return
+        if not weak or euler is None or getattr(self, "map_grains_", None):
+            return  # labels shifted to the map's grains: the check across grains under-estimates them
         from .orientations import euler_matrices
 
         indexed = np.flatnonzero(~np.asarray(result.no_solution).ravel())
@@ -647,7 +763,10 @@ class BandProfileClassifier(Estimator):
             f"{LABEL_CHECK_GRAIN_DEG:g} degrees from every labelled pattern's), and the labels carry poorly to such "
             f"grains: in the check that leaves each labelled grain out, the share of each class's labels called "
             f"right is {parts}. Expect about as many of those grains' patterns of these classes to be called "
-            "wrongly: label patterns of these classes in more grains and train again", stacklevel=3)
+            "wrongly: label patterns of these classes in more grains and train again. Where the phases share "
+            "orientations (coherent precipitates and their matrix), label both in one grain and train with this "
+            "map (fit(..., map_patterns=map); the widget's painted labels do so): the labels may then be shifted "
+            "to every grain of the map", stacklevel=3)
 
     def _warn_weak_labels(self, pred: np.ndarray, labels: np.ndarray, cross_validated: bool) -> None:
         """Warn about the labelled classes whose patterns are called wrongly (``pred``: the check's calls)."""
@@ -683,6 +802,8 @@ class BandProfileClassifier(Estimator):
         self.grain_recall_ = None
         self.labelled_orientations_ = None
         self.labelled_grains_ = None
+        self.map_grains_ = None
+        self.map_check_ = None
         return self
 
     def _fit(self, x: np.ndarray, y: np.ndarray, classes: np.ndarray, described: Optional[dict], *,
@@ -914,6 +1035,8 @@ class BandProfileClassifier(Estimator):
                     "labelled_recall": _per_class_to_json(getattr(self, "labelled_recall_", None)),
                     "grain_recall": _per_class_to_json(getattr(self, "grain_recall_", None)),
                     "labelled_grains": _per_class_to_json(getattr(self, "labelled_grains_", None)),
+                    "map_grains": getattr(self, "map_grains_", None),
+                    "map_check": getattr(self, "map_check_", None),
                     "temperature": float(self.temperature_)}
         tensors = with_prefix(self.net_.state_dict(), "net")
         tensors.update({"feature_mean": torch.from_numpy(self.feature_mean_),
@@ -951,6 +1074,10 @@ class BandProfileClassifier(Estimator):
         self.labelled_grains_ = None if counts is None else {c: int(n) for c, n in counts}
         orientations = tensors.get("labelled_orientations")
         self.labelled_orientations_ = None if orientations is None else orientations.numpy().astype(np.float32)
+        map_grains = metadata.get("map_grains")  # version 6 and older files have none
+        self.map_grains_ = None if map_grains is None else int(map_grains)
+        scores = metadata.get("map_check")
+        self.map_check_ = None if scores is None else {k: float(scores[k]) for k in ("without", "with")}
         temperature = float(metadata.get("temperature", 1.0))  # version 4 and older files have none
         if not np.isfinite(temperature) or temperature <= 0:
             raise ValueError(f"its temperature {temperature} is not a positive number")
