@@ -4,9 +4,10 @@ A grain's orientation changes the band profiles about as much as the phase does 
 dual-phase maps a grain's mean Ni profile lies 0.5-1.5 from the map's mean, Ni3Al lies 0.6 from Ni
 within a grain), and much the same for both phases. The idea studied here: move each augmented copy of a
 labelled profile by the difference between the mean profile of a random grain of the map and that of its
-own grain, so that the labels' phases are seen as they look in every grain. It was built into
-``BandProfileClassifier.fit(map_patterns=...)`` and reverted (docs/benchmarks.md, stop 32): it helped on
-the development maps and hurt the shipped sample.
+own grain, so that the labels' phases are seen as they look in every grain. Built into
+``BandProfileClassifier.fit(map_patterns=...)`` it helped on the development maps and hurt the shipped
+sample, so ``fit`` keeps it only when its check across grains says so (``chosen`` below; docs/benchmarks.md,
+stop 32).
 
 Variants, each fine-tuned on the same augmented labelled profiles (no label check):
 
@@ -15,7 +16,9 @@ Variants, each fine-tuned on the same augmented labelled profiles (no label chec
   phases; else as ``none``);
 - ``two-way``: the grains' offsets fitted with the phases apart (``profile = phase mean + grain offset``
   over the (grain, phase) cells of at least 10 patterns, the phases called by the ``none`` model), since a
-  grain rich in one phase skews its mean.
+  grain rich in one phase skews its mean;
+- ``chosen``: ``plain`` where three folds of whole labelled grains call the labels (mean over the phases)
+  at least as well with the shift as without it, else ``none`` (the rule of ``fit``).
 
 Test beds: the development maps (seeds 101-103, 40 x 50, 60 x 60 patterns) labelled in two precipitates and
 two matrix spots ("painted") or in two precipitates and the matrix around each ("around"), two draws each;
