@@ -158,3 +158,10 @@ def test_the_check_across_grains_leaves_out_a_map_whose_grains_mislead(learning_
     np.testing.assert_array_equal(given.predict_proba(flat[::7]), alone.predict_proba(flat[::7]))
     back = BandProfileClassifier.load(given.save(tmp_path / "s.pt"))
     assert back.map_grains_ == 0 and back.map_check_ == given.map_check_
+    # the map warning says the map's grains were tried, rather than advising to try them
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        given.classify_map(pats)
+    told = [str(w.message) for w in caught if "grains without labels" in str(w.message)]
+    assert len(told) == 1 and "the map's grains were tried and carried the labels no better" in told[0]
+    assert "train with this map" not in told[0]

@@ -758,15 +758,20 @@ class BandProfileClassifier(Estimator):
         grains = getattr(self, "labelled_grains_", None) or {}
         parts = "; ".join(f"{c} {r:.2f}" + (f" (labelled in {grains[c]} grain{'s' if grains[c] > 1 else ''})"
                                              if c in grains else "") for c, r in weak.items())
+        scores = getattr(self, "map_check_", None)
+        if scores:  # the map's grains were tried, and the check across grains chose without them
+            hint = (f" (the map's grains were tried and carried the labels no better: {scores['with']:.2f} across "
+                    f"grains with them, {scores['without']:.2f} without)")
+        else:
+            hint = (". Where the phases share orientations (coherent precipitates and their matrix), label both in "
+                    "one grain and train with this map (fit(..., map_patterns=map); the widget's painted labels do "
+                    "so): the labels may then be shifted to every grain of the map")
         warnings.warn(
             f"{100 * share:.0f} % of the map's indexed patterns lie in grains without labels (orientations more than "
             f"{LABEL_CHECK_GRAIN_DEG:g} degrees from every labelled pattern's), and the labels carry poorly to such "
             f"grains: in the check that leaves each labelled grain out, the share of each class's labels called "
             f"right is {parts}. Expect about as many of those grains' patterns of these classes to be called "
-            "wrongly: label patterns of these classes in more grains and train again. Where the phases share "
-            "orientations (coherent precipitates and their matrix), label both in one grain and train with this "
-            "map (fit(..., map_patterns=map); the widget's painted labels do so): the labels may then be shifted "
-            "to every grain of the map", stacklevel=3)
+            "wrongly: label patterns of these classes in more grains and train again" + hint, stacklevel=3)
 
     def _warn_weak_labels(self, pred: np.ndarray, labels: np.ndarray, cross_validated: bool) -> None:
         """Warn about the labelled classes whose patterns are called wrongly (``pred``: the check's calls)."""
