@@ -564,15 +564,16 @@ class BandProfileClassifier(Estimator):
                     f"knows ({', '.join(map(str, SPACE_GROUPS))}): check them for typos; to learn other phases, "
                     "label them with text names (e.g. 'Ni3Al', 'hcp Ti'), which trains a new output layer on "
                     "the shipped network")
-        if map_patterns is not None:
-            map_patterns = self._map_sample(map_patterns, patterns.shape[1:])
+        if map_patterns is not None:  # its shape is checked now; its patterns are read only if the labels need it
+            map_shape = self._check_map_shape(map_patterns, patterns.shape[1:])
         described = self.describe(patterns, background, check=False, progress=progress, cancel=cancel)
         own_labels, features = labels, described["features"]
         grains = orientation_groups(described["rotations"], LABEL_CHECK_GRAIN_DEG)
         candidate = None  # (map grain means, each labelled pattern's map grain)
         if map_patterns is not None and grains.max() > 0 and \
                 any(len(np.unique(own_labels[grains == g])) > 1 for g in np.unique(grains)):
-            on_map = self.describe(map_patterns, background, check=False, progress=progress, cancel=cancel)
+            on_map = self.describe(self._map_sample(map_patterns, map_shape), background, check=False,
+                                   progress=progress, cancel=cancel)
             indexed = _indexed_at_all(on_map)
             map_features = on_map["features"][indexed]
             grain, own = _map_grains(on_map["rotations"][indexed], described["rotations"])
@@ -632,14 +633,20 @@ class BandProfileClassifier(Estimator):
         self._warn_unindexed_labels(described)
         return self
 
-    def _map_sample(self, map_patterns: Any, shape: Sequence[int]) -> np.ndarray:
-        """About :data:`MAP_SAMPLE` patterns of a map, evenly spread (strided slices), as (M, h, w)."""
+    @staticmethod
+    def _check_map_shape(map_patterns: Any, shape: Sequence[int]) -> tuple[int, ...]:
+        """The shape of ``map_patterns``, refused by name unless it is a map or stack of ``shape`` patterns."""
         map_shape = tuple(int(v) for v in getattr(map_patterns, "shape", np.shape(map_patterns)))
         if len(map_shape) not in (3, 4) or map_shape[-2:] != tuple(int(v) for v in shape):
             raise MicrostructureError(
                 f"map_patterns has shape {map_shape}, but the labelled patterns are {shape[0]} x {shape[1]} "
                 "pixels: give the map the labels were painted on, (rows, cols, h, w) or (N, h, w), recorded with "
                 "the same detector set-up")
+        return map_shape
+
+    @staticmethod
+    def _map_sample(map_patterns: Any, map_shape: tuple[int, ...]) -> np.ndarray:
+        """About :data:`MAP_SAMPLE` patterns of a map, evenly spread (strided slices), as (M, h, w)."""
         n = int(np.prod(map_shape[:-2]))
         if len(map_shape) == 4:
             step = max(1, int(np.floor(np.sqrt(n / MAP_SAMPLE))))
