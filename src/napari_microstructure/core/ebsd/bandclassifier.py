@@ -838,9 +838,11 @@ class BandProfileClassifier(Estimator):
             train_x, train_y = x, y
             bank_x, bank_y = np.empty((0, x.shape[1]), np.float16), np.empty(0, y.dtype)
             mean, std = x.mean(0), x.std(0) + 1e-3
-        net = _network(x.shape[1], int(self.hidden), len(classes), float(self.dropout))
         epochs, lr = int(self.max_epochs), float(self.learning_rate)
         with isolated_torch_rng(int(self.seed)):
+            # built under the seed: a layer the shipped state does not fill (phase names, from scratch) starts
+            # from the same weights each time (built before it, the seed left them to the process's state)
+            net = _network(x.shape[1], int(self.hidden), len(classes), float(self.dropout))
             if source is not None:
                 state = source.net_.state_dict()
                 if not space_groups:  # new output layer, shipped hidden layers
