@@ -56,7 +56,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import header  # noqa: E402
+from _common import header, painted_labels  # noqa: E402
 
 SET_A = {225: "Ni", 221: "NiAl", 223: "Cr3Si", 227: "Si", 229: "Fe", 230: "Y3Al5O12"}
 SET_B = {225: ("Cu", "Al"), 221: ("Ni3Al", "Cu3Au"), 223: ("V3Si", "Nb3Sn"), 227: ("Ge", "C"),
@@ -426,21 +426,10 @@ def dual_phase(shape):
             rng = np.random.default_rng(draw)
             if scheme == "random":  # 20 per phase anywhere on the map
                 train = np.concatenate([rng.choice(np.flatnonzero(lab == c), 20, replace=False) for c in (221, 225)])
-            else:  # as a user paints labels: 10 patterns in each of two precipitates and two matrix spots,
-                # at random ("painted") or around the two precipitates ("painted around": docs/ebsd.md's advice)
-                picked, matrix = [], np.flatnonzero(lab == 225)
-                for k in rng.choice(np.arange(1, n_precipitates + 1), 2, replace=False):
-                    inside = np.flatnonzero(grains.ravel() == k)
-                    picked.append(rng.choice(inside, min(10, inside.size), replace=False))
-                    if scheme == "painted around":
-                        r0, c0 = rows.ravel()[inside].mean(), cols.ravel()[inside].mean()
-                        dist = (rows.ravel()[matrix] - r0) ** 2 + (cols.ravel()[matrix] - c0) ** 2
-                        picked.append(matrix[np.argsort(dist, kind="stable")[:10]])
-                for _ in range(2 if scheme == "painted" else 0):
-                    centre = rng.choice(matrix)
-                    dist = (rows.ravel() - rows.ravel()[centre]) ** 2 + (cols.ravel() - cols.ravel()[centre]) ** 2
-                    picked.append(matrix[np.argsort(dist[matrix], kind="stable")[:10]])
-                train = np.unique(np.concatenate(picked))
+            else:  # as a user paints labels: two precipitates and two matrix spots ("painted"), or two
+                # precipitates and the matrix around each ("painted around": docs/ebsd.md's advice)
+                train = painted_labels(rng, grains.ravel(), n_precipitates, lab, rows.ravel(), cols.ravel(),
+                                       around=scheme == "painted around")
             y = lab[train] if labels == "space groups" else np.where(lab[train] == 221, "Ni3Al", "Ni")
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")

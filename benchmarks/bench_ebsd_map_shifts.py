@@ -31,17 +31,19 @@ matrix patterns nearest each. Prints pixel accuracy and the Ni3Al fraction error
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
-from napari_microstructure.core.ebsd.augment import augment_profiles
-from napari_microstructure.core.ebsd.bandclassifier import LABEL_CHECK_GRAIN_DEG, BandProfileClassifier
-from napari_microstructure.core.ebsd.bands import orientation_groups
+from napari_microstructure.core.ebsd.bandclassifier import BandProfileClassifier, _map_grains
 
-GRAIN_MIN = 20   # map patterns a grain needs to be shifted to
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import painted_labels  # noqa: E402
+
 CELL_MIN = 10    # patterns of a (grain, phase) cell in the two-way fit
 
 
@@ -67,18 +69,13 @@ def grain_offsets(features, grain, phase=None, iterations=20):
     return offsets
 
 
-def fine_tune(pc, x, y, own=None, offsets=None, seed=0, copies=8):
-    """The shipped model fine-tuned on ``x`` and ``copies`` augmented copies, moved between grains if given."""
+def fine_tune(pc, x, y, own=None, offsets=None, seed=0):
+    """The shipped model fine-tuned on ``x`` and its augmented copies, moved between grains if given (fit's
+    ``_augmented``, without fit's label checks)."""
     clf = BandProfileClassifier(pc=pc, seed=seed)
     clf._check_params()
-    rng = np.random.default_rng(seed)
-    extra = augment_profiles(x, rng, copies)
-    if offsets is not None:
-        source = np.tile(own, copies)
-        target = rng.integers(0, len(offsets), len(extra))
-        moved = source >= 0
-        extra[moved] += (offsets[target[moved]] - offsets[source[moved]]).astype(np.float32)
-    clf._fit(np.concatenate([x, extra]), np.concatenate([y] * (1 + copies)), np.unique(y), None)
+    shifts = None if offsets is None else (offsets.astype(np.float32), own)
+    clf._fit(*clf._augmented(x, y, shifts), np.unique(y), None)
     return clf
 
 
@@ -123,28 +120,9 @@ def study(name, features, grain, truth, train, pc, rows):
     print(f"{name}: " + "; ".join(line) + (checks if shared else "  (no labelled grain holds both phases)"), flush=True)
 
 
-def painted(rng, blobs, n, truth, rows, cols, around):
-    """10 patterns in each of two precipitates, and 10 matrix patterns around each or in two random spots."""
-    picked, matrix = [], np.flatnonzero(truth == 225)
-    for k in rng.choice(np.arange(1, n + 1), 2, replace=False):
-        inside = np.flatnonzero(blobs == k)
-        picked.append(rng.choice(inside, min(10, inside.size), replace=False))
-        if around:
-            d = (rows[matrix] - rows[inside].mean()) ** 2 + (cols[matrix] - cols[inside].mean()) ** 2
-            picked.append(matrix[np.argsort(d, kind="stable")[:10]])
-    for _ in range(0 if around else 2):
-        centre = rng.choice(matrix)
-        d = (rows[matrix] - rows[centre]) ** 2 + (cols[matrix] - cols[centre]) ** 2
-        picked.append(matrix[np.argsort(d, kind="stable")[:10]])
-    return np.unique(np.concatenate(picked))
-
-
 def described(pats, pc):
     d = BandProfileClassifier.from_pretrained(pc=pc).describe(pats.reshape(-1, *pats.shape[2:]), check=False)
-    groups = orientation_groups(d["rotations"], LABEL_CHECK_GRAIN_DEG)
-    counts = np.bincount(groups)
-    row = np.where(counts >= GRAIN_MIN, np.cumsum(counts >= GRAIN_MIN) - 1, -1)
-    return d["features"], row[groups]
+    return d["features"], _map_grains(d["rotations"], np.empty((0, 3, 3)))[0]  # fit's grains of a map
 
 
 def main() -> None:
@@ -164,7 +142,7 @@ def main() -> None:
         r, c = (a.ravel() for a in np.meshgrid(np.arange(40), np.arange(50), indexing="ij"))
         for around in (False, True):
             for draw in range(args.draws):
-                train = painted(np.random.default_rng(100 + draw), blobs.ravel(), n, truth, r, c, around)
+                train = painted_labels(np.random.default_rng(100 + draw), blobs.ravel(), n, truth, r, c, around)
                 study(f"map {seed} {'around' if around else 'painted'} draw {draw}", features, grain, truth,
                       train, pc, rows)
     sample = load_sample_arrays()
