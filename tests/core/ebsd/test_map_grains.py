@@ -96,7 +96,10 @@ def test_the_maps_grains_carry_painted_labels_to_grains_without_labels(learning_
         assert given or clf.map_grains_ is None
     # kept because the check across grains called the labels at least as well with the map's grains
     check = clf.map_check_
-    assert clf.map_grains_ >= 3 and check["with"] >= check["without"]
+    assert clf.map_grains_ >= 3 and check["with"] >= check["without"] and check["with"] > 0.5
+    # the check with the shifts kept is the check across grains; it averages the classes labelled in 2+ grains
+    across = [c for c, n in clf.labelled_grains_.items() if n > 1]
+    assert across and check["with"] == pytest.approx(np.mean([clf.grain_recall_[c] for c in across]))
     assert clf.label_check_text().endswith(f"; labels shifted to {clf.map_grains_} grains of the map (across grains "
                                            f"{check['with']:.2f} with them, {check['without']:.2f} without)")
     # seeds 0-2: pixel accuracy 0.74 -> 0.90-0.93, Ni3Al fraction 25 -> 2-5 points off; check 0.65-0.75 -> 0.95-0.98

@@ -151,6 +151,12 @@ def _recall(pred: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> dict:
     return {_plain(c): float(np.mean(pred[labels == c] == c)) for c in classes}
 
 
+def _calls(checked: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The classes a check's ``(logits, classes)`` (``_cross_validated_calls``) calls its patterns."""
+    logits, classes = checked
+    return classes[logits.argmax(1)]
+
+
 def _plain(c: Any) -> Any:
     """A class label as a plain Python value (a dict key that JSON and comparisons with labels take)."""
     return c.item() if hasattr(c, "item") else c
@@ -361,14 +367,17 @@ class BandProfileClassifier(Estimator):
         How many grains each class's labelled patterns lie in.
     map_grains_ : int or None
         How many grains of the map given to :meth:`fit` (``map_patterns``) the
-        labels were shifted to; 0 when the map was given but not used (labels
-        in one grain, no labelled grain holding two classes, under two map
-        grains of :data:`MAP_GRAIN_MIN_PATTERNS` sampled patterns, too few
-        labels for the check, or the check chose without it); None without a map.
+        labels were shifted to; 0 when the map was given but not used (no
+        labelled grain holding two classes, no class labelled in two or more
+        grains, under two map grains of :data:`MAP_GRAIN_MIN_PATTERNS` sampled
+        patterns, too few labels for the check, or the check chose without it);
+        None without a map.
     map_check_ : dict or None
         ``{"without": r0, "with": r1}``: the check across grains (mean over the
-        classes of the share of labels called right) without and with the
-        map's shifts, when both ran; the shifts are kept when ``r1 >= r0``.
+        classes labelled in two or more grains of the share of their labels
+        called right) without and with the map's shifts, when both ran; the
+        shifts are kept when ``r1 >= r0`` and ``r1`` is above one over the
+        number of labelled classes.
     """
 
     kind = "ebsd-bands"
@@ -530,18 +539,21 @@ class BandProfileClassifier(Estimator):
             between a random grain's mean profile and its own grain's. A
             grain's orientation changes the profiles about as much as the phase
             does, so labels painted in a few grains otherwise carry poorly to
-            the others (``grain_recall_``). Tried only when the labels lie in
-            two or more grains and some labelled grain holds labels of two
-            classes (phases sharing an orientation, as coherent precipitates and
-            their matrix: where each phase has grains of its own, a grain's mean
-            is its phase's profile, and the shift would carry one phase's profile
-            to the other's labels), and kept only when the check across grains
-            calls the labels at least as well with the shift as without it
-            (``map_check_``; a grain rich in one phase skews its mean: on the
-            shipped sample the shift made the map 0.63 right instead of 0.98, and
-            the check chose without it). ``map_grains_`` is then the number of
-            grains used, else 0. NumPy arrays, memory maps, h5py datasets and
-            dask arrays are read by strided slices.
+            the others (``grain_recall_``). Tried only when some labelled grain
+            holds labels of two classes (phases sharing an orientation, as
+            coherent precipitates and their matrix: where each phase has grains
+            of its own, a grain's mean is its phase's profile, and the shift
+            would carry one phase's profile to the other's labels) and some class
+            is labelled in two or more grains; kept only when the check across
+            grains (``map_check_``: the share of the labels of such classes called
+            right by models fine-tuned without their grain, averaged over those
+            classes) calls them at least as well with the shift as without it,
+            and better than a guess among the labelled classes (a grain rich in
+            one phase skews its mean: on the shipped sample the shift made the map
+            0.63 right instead of 0.98, and the check chose without it).
+            ``map_grains_`` is then the number of grains used, else 0. NumPy
+            arrays, memory maps, h5py datasets and dask arrays are read by
+            strided slices.
         progress, cancel : see :class:`~.classifier.EBSDClassifier`. A cancelled
             fit raises ``TrainingCancelled`` and keeps the previous state.
 
@@ -570,7 +582,9 @@ class BandProfileClassifier(Estimator):
         own_labels, features = labels, described["features"]
         grains = orientation_groups(described["rotations"], LABEL_CHECK_GRAIN_DEG)
         candidate = None  # (map grain means, each labelled pattern's map grain)
-        if map_patterns is not None and grains.max() > 0 and \
+        # the classes whose labels lie in two or more grains: only their calls tell whether labels carry to other grains
+        across = found[[len(np.unique(grains[own_labels == c])) > 1 for c in found]]
+        if map_patterns is not None and len(across) and \
                 any(len(np.unique(own_labels[grains == g])) > 1 for g in np.unique(grains)):
             on_map = self.describe(self._map_sample(map_patterns, map_shape), background, check=False,
                                    progress=progress, cancel=cancel)
@@ -593,10 +607,12 @@ class BandProfileClassifier(Estimator):
             shifted = self._cross_validated_calls(features, own_labels, found, grains, progress, cancel,
                                                   stage="check labels shifted to the map's grains", shifts=candidate)
             if without is not None and shifted is not None:
-                scores = [float(np.mean(list(_recall(c[1][c[0].argmax(1)], own_labels, found).values())))
+                scores = [float(np.mean(list(_recall(_calls(c), own_labels, across).values())))
                           for c in (without, shifted)]
                 map_check = {"without": scores[0], "with": scores[1]}
-                shifts, by_grain = (candidate, shifted) if scores[1] >= scores[0] else (None, without)
+                # and better than a guess among the labelled classes
+                kept = scores[1] >= scores[0] and scores[1] > 1 / len(found)
+                shifts, by_grain = (candidate, shifted) if kept else (None, without)
         x, labels = self._augmented(features, own_labels, shifts)
         checked = self._cross_validated_calls(features, own_labels, found, np.arange(len(own_labels)), progress,
                                               cancel, shifts=shifts)
@@ -611,7 +627,7 @@ class BandProfileClassifier(Estimator):
         cross_validated = checked is not None
         if cross_validated:  # calls the fitted model's kin did not train on: the confidence's calibration too
             logits, check_classes = checked
-            pred = check_classes[logits.argmax(1)]
+            pred = _calls(checked)
             column = {c: i for i, c in enumerate(check_classes.tolist())}
             self.temperature_ = fit_temperature(logits, np.array([column[c] for c in own_labels.tolist()]))
         else:  # too few patterns in some class for folds: the fitted model's own calls
@@ -619,7 +635,7 @@ class BandProfileClassifier(Estimator):
         self.labelled_recall_ = _recall(pred, own_labels, found)
         self.grain_recall_ = None
         if by_grain is not None:
-            self.grain_recall_ = _recall(by_grain[1][by_grain[0].argmax(1)], own_labels, found)
+            self.grain_recall_ = _recall(_calls(by_grain), own_labels, found)
         first = np.unique(grains, return_index=True)[1]
         self.labelled_orientations_ = np.asarray(described["rotations"][first], np.float32)
         self.labelled_grains_ = {_plain(c): len(np.unique(grains[own_labels == c])) for c in found}
