@@ -393,7 +393,7 @@ def label_check(shots, acquisitions=tuple(range(53000, 53006))):
 LABEL_DRAWS = 5
 
 
-def dual_phase(shape):
+def dual_phase(shape, with_map_only=False):
     import warnings
 
     from scipy import ndimage
@@ -417,7 +417,7 @@ def dual_phase(shape):
     flat, lab = pats.reshape(-1, 60, 60), truth.ravel()
     grains, n_precipitates = ndimage.label(phase == 1)
     rows, cols = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
-    for scheme, labels, with_map in [(way, kind, given) for given in (False, True)
+    for scheme, labels, with_map in [(way, kind, given) for given in ((True,) if with_map_only else (False, True))
                                      for way in ("random", "painted", "painted around")
                                      for kind in ("space groups", "phase names")]:
         errors, warned = [], []
@@ -602,6 +602,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer sessions (a smoke run)")
     ap.add_argument("--ni", default=None, help="dump of bench_ebsd_real_ni.py --dump (with 'pc')")
     ap.add_argument("--dyn", default=None, help="dump of bench_ebsd_real_ni.py --dump-dynamical")
+    ap.add_argument("--with-map-only", action="store_true",
+                    help="dual: only the fits given the map (the rows without it do not depend on fit's map code)")
     ap.add_argument("--only", default=None, help="comma-separated sections: named,clutter,heldout,structures,fewshot,check,dual,open,speed,large; "
                                                    "also cluster (not run by default)")
     args = ap.parse_args()
@@ -625,7 +627,7 @@ def main() -> None:
     if run("check"):
         label_check((10, 20) if q else (10, 20, 400), (53000, 53001) if q else tuple(range(53000, 53006)))
     if run("dual"):
-        dual_phase((20, 25) if q else (40, 50))
+        dual_phase((20, 25) if q else (40, 50), args.with_map_only)
     if run("open"):
         open_set(clf, 6 if q else 20)
     if run("speed"):

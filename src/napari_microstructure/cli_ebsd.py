@@ -226,8 +226,7 @@ def _train_band_profiles(args: argparse.Namespace, out: Path) -> int:
             print(f"labels shifted to {clf.map_grains_} grains of {Path(args.map).name!r}", file=sys.stderr)
         elif clf.map_check_ is not None:
             print(f"{Path(args.map).name!r} not used: labels carried across grains no better with its grains "
-                  f"({clf.map_check_['with']:.2f} against {clf.map_check_['without']:.2f} without; they must carry "
-                  "at least as well, and better than a guess)", file=sys.stderr)
+                  f"({clf.map_check_['with']:.2f} against {clf.map_check_['without']:.2f} without)", file=sys.stderr)
         else:
             print(f"{Path(args.map).name!r} not used: that needs labels in two or more grains, one of them holding "
                   "patterns of two classes (where the phases share orientations, label both in one grain) and a "

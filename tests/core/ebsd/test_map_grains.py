@@ -96,7 +96,7 @@ def test_the_maps_grains_carry_painted_labels_to_grains_without_labels(learning_
         assert given or clf.map_grains_ is None
     # kept because the check across grains called the labels at least as well with the map's grains
     check = clf.map_check_
-    assert clf.map_grains_ >= 3 and check["with"] >= check["without"] and check["with"] > 0.5
+    assert clf.map_grains_ >= 3 and check["with"] >= check["without"]
     # the check with the shifts kept is the check across grains; it averages the classes labelled in 2+ grains
     across = [c for c, n in clf.labelled_grains_.items() if n > 1]
     assert across and check["with"] == pytest.approx(np.mean([clf.grain_recall_[c] for c in across]))

@@ -376,8 +376,7 @@ class BandProfileClassifier(Estimator):
         ``{"without": r0, "with": r1}``: the check across grains (mean over the
         classes labelled in two or more grains of the share of their labels
         called right) without and with the map's shifts, when both ran; the
-        shifts are kept when ``r1 >= r0`` and ``r1`` is above one over the
-        number of labelled classes.
+        shifts are kept when ``r1 >= r0``.
     """
 
     kind = "ebsd-bands"
@@ -547,10 +546,10 @@ class BandProfileClassifier(Estimator):
             is labelled in two or more grains; kept only when the check across
             grains (``map_check_``: the share of the labels of such classes called
             right by models fine-tuned without their grain, averaged over those
-            classes) calls them at least as well with the shift as without it,
-            and better than a guess among the labelled classes (a grain rich in
-            one phase skews its mean: on the shipped sample the shift made the map
-            0.63 right instead of 0.98, and the check chose without it).
+            classes) calls them at least as well with the shift as without it (a
+            grain rich in one phase skews its mean: on the shipped sample the
+            shift made the map 0.63 right instead of 0.98, and the check chose
+            without it).
             ``map_grains_`` is then the number of grains used, else 0. NumPy
             arrays, memory maps, h5py datasets and dask arrays are read by
             strided slices.
@@ -610,9 +609,7 @@ class BandProfileClassifier(Estimator):
                 scores = [float(np.mean(list(_recall(_calls(c), own_labels, across).values())))
                           for c in (without, shifted)]
                 map_check = {"without": scores[0], "with": scores[1]}
-                # and better than a guess among the labelled classes
-                kept = scores[1] >= scores[0] and scores[1] > 1 / len(found)
-                shifts, by_grain = (candidate, shifted) if kept else (None, without)
+                shifts, by_grain = (candidate, shifted) if scores[1] >= scores[0] else (None, without)
         x, labels = self._augmented(features, own_labels, shifts)
         checked = self._cross_validated_calls(features, own_labels, found, np.arange(len(own_labels)), progress,
                                               cancel, shifts=shifts)
