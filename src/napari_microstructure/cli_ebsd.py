@@ -229,8 +229,8 @@ def _train_band_profiles(args: argparse.Namespace, out: Path) -> int:
                   f"({clf.map_check_['with']:.2f} against {clf.map_check_['without']:.2f} without)", file=sys.stderr)
         else:
             print(f"{Path(args.map).name!r} not used: that needs labels in two or more grains, one of them holding "
-                  "patterns of two classes (where the phases share orientations, label both in one grain) and a "
-                  "class labelled in two or more grains, and a "
+                  "patterns of two classes (where the phases share orientations, label both in one grain), a class "
+                  "labelled in two or more grains, and a "
                   f"map of two or more grains of {MAP_GRAIN_MIN_PATTERNS} sampled patterns", file=sys.stderr)
     clf.save(out)
     recall = clf.labelled_recall_ or {}

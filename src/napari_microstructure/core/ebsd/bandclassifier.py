@@ -549,10 +549,9 @@ class BandProfileClassifier(Estimator):
             classes) calls them at least as well with the shift as without it (a
             grain rich in one phase skews its mean: on the shipped sample the
             shift made the map 0.63 right instead of 0.98, and the check chose
-            without it).
-            ``map_grains_`` is then the number of grains used, else 0. NumPy
-            arrays, memory maps, h5py datasets and dask arrays are read by
-            strided slices.
+            without it). ``map_grains_`` is then the number of grains used,
+            else 0. NumPy arrays, memory maps, h5py datasets and dask arrays are
+            read by strided slices.
         progress, cancel : see :class:`~.classifier.EBSDClassifier`. A cancelled
             fit raises ``TrainingCancelled`` and keeps the previous state.
 
@@ -581,8 +580,9 @@ class BandProfileClassifier(Estimator):
         own_labels, features = labels, described["features"]
         grains = orientation_groups(described["rotations"], LABEL_CHECK_GRAIN_DEG)
         candidate = None  # (map grain means, each labelled pattern's map grain)
-        # the classes whose labels lie in two or more grains: only their calls tell whether labels carry to other grains
-        across = found[[len(np.unique(grains[own_labels == c])) > 1 for c in found]]
+        per_class = [len(np.unique(grains[own_labels == c])) for c in found]  # grains each class is labelled in
+        # the classes labelled in two or more grains: only their calls tell whether labels carry to other grains
+        across = found[np.array(per_class) > 1]
         if map_patterns is not None and len(across) and \
                 any(len(np.unique(own_labels[grains == g])) > 1 for g in np.unique(grains)):
             on_map = self.describe(self._map_sample(map_patterns, map_shape), background, check=False,
@@ -635,7 +635,7 @@ class BandProfileClassifier(Estimator):
             self.grain_recall_ = _recall(_calls(by_grain), own_labels, found)
         first = np.unique(grains, return_index=True)[1]
         self.labelled_orientations_ = np.asarray(described["rotations"][first], np.float32)
-        self.labelled_grains_ = {_plain(c): len(np.unique(grains[own_labels == c])) for c in found}
+        self.labelled_grains_ = {_plain(c): n for c, n in zip(found, per_class)}
         self._warn_weak_labels(pred, own_labels, cross_validated)
         if cross_validated and grains.max() < 1:
             warnings.warn(
