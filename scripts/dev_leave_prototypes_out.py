@@ -23,10 +23,19 @@ Stages:
    accuracy per scattering model. A variant is ``name`` or
    ``name:param=value,...`` (:class:`BandProfileClassifier` parameters).
 
+3. ``familiarity CHUNKS EVAL.npz`` (stop 34): for each fold, whether a score says that a session's
+   structure type was left out of training: one minus the top probability, the negative energy
+   (log-sum-exp of the logits), and the mean distance to the 10 nearest of 600 training profiles per
+   space group (as many as the shipped model's bank), in the network's last hidden layer and in its
+   standardised input. Prints the AUROC of left-out against other sessions (per pattern and by session
+   mean), of sessions whose majority call is wrong against right, and the share of each left-out type's
+   sessions flagged at a threshold that flags 10 % of the other sessions.
+
 Usage::
 
     python scripts/dev_leave_prototypes_out.py evalset /tmp/lpo-eval.npz
     python scripts/dev_leave_prototypes_out.py run /tmp/band-profiles /tmp/lpo-eval.npz base drop:dropout=0.5
+    python scripts/dev_leave_prototypes_out.py familiarity /tmp/band-profiles /tmp/lpo-eval.npz
 
 Figures (2026-12-01): docs/benchmarks.md, "Leave-prototypes-out".
 """
@@ -99,14 +108,7 @@ def _parse_variant(text: str) -> tuple[str, dict]:
 def run(args) -> None:
     from napari_microstructure.core.ebsd.bandclassifier import BandProfileClassifier
 
-    chunks = sorted(glob.glob(str(Path(args.chunks) / "chunk_*.npz")))[: args.max_chunks]
-    data = [np.load(c) for c in chunks]
-    x = np.concatenate([d["features"] for d in data])
-    y = np.concatenate([d["labels"] for d in data])
-    if not all("kinds" in d.files for d in data):
-        raise SystemExit(f"chunks in {args.chunks} do not record structure kinds (written before stop 30); write "
-                         "them again with train_band_profiles.py features (same settings, same features)")
-    names = np.concatenate([d["kinds"] for d in data])
+    x, y, names = _training_chunks(args.chunks, args.max_chunks)
     ev = np.load(args.eval)
     for variant in args.variants:
         tag, params = _parse_variant(variant)
@@ -126,6 +128,72 @@ def run(args) -> None:
                   f"both {means}; " + ", ".join(f"{n} {right[ev['names'] == n].mean():.2f}" for n in held), flush=True)
 
 
+def _training_chunks(folder: str, max_chunks=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    chunks = sorted(glob.glob(str(Path(folder) / "chunk_*.npz")))[:max_chunks]
+    data = [np.load(c) for c in chunks]
+    if not all("kinds" in d.files for d in data):
+        raise SystemExit(f"chunks in {folder} do not record structure kinds (written before stop 30); write "
+                         "them again with train_band_profiles.py features (same settings, same features)")
+    return tuple(np.concatenate([d[k] for d in data]) for k in ("features", "labels", "kinds"))
+
+
+def familiarity(args) -> None:
+    import torch
+    from sklearn.metrics import roc_auc_score
+    from sklearn.neighbors import NearestNeighbors
+
+    from napari_microstructure.core.ebsd.bandclassifier import BandProfileClassifier
+
+    x, y, names = _training_chunks(args.chunks, args.max_chunks)
+    x = x.astype(np.float32)
+    ev = np.load(args.eval)
+    ef, el, en = ev["features"].astype(np.float32), ev["labels"], ev["names"]
+    session = np.arange(len(ef)) // EVAL_PATTERNS
+    n_sessions = int(session.max()) + 1
+    by_session = lambda v: np.bincount(session, v, n_sessions) / EVAL_PATTERNS  # noqa: E731
+    rng = np.random.default_rng(0)
+    for fold, held in FOLDS.items():
+        t = time.time()
+        keep = ~np.isin(names, held)
+        clf = BandProfileClassifier(simulation_pretrained=False).fit_features(x[keep], y[keep])
+        logits = clf._logits(ef)
+        proba = clf.predict_proba_features(ef)
+        pred = proba.argmax(1)
+        truth = np.searchsorted(clf.classes_, el)
+        bank = np.concatenate([rng.choice(np.flatnonzero(keep & (y == c)), 600, replace=False) for c in clf.classes_])
+
+        def standard(f):
+            return (f - clf.feature_mean_) / clf.feature_std_
+
+        def hidden(f):
+            with torch.inference_mode():
+                return clf.net_[:5](torch.from_numpy(standard(f))).numpy()
+
+        def knn(space):
+            return NearestNeighbors(n_neighbors=10).fit(space(x[bank])).kneighbors(space(ef))[0].mean(1)
+
+        scores = {"1 - top probability": 1 - proba.max(1),
+                  "negative energy": -np.log(np.exp(logits.astype(np.float64)).sum(1)),
+                  "k-NN, hidden layer": knn(hidden), "k-NN, input": knn(standard)}
+        held_pattern = np.isin(en, held)
+        held_session = by_session(held_pattern) > 0
+        vote_right = np.array([np.bincount(pred[session == k], minlength=len(clf.classes_)).argmax()
+                               == truth[session == k][0] for k in range(n_sessions)])
+        right = pred == truth
+        print(f"fold {fold} ({time.time() - t:.0f} s): patterns right, left-out {right[held_pattern].mean():.3f}, "
+              f"others {right[~held_pattern].mean():.3f}; sessions voted right, left-out "
+              f"{vote_right[held_session].mean():.3f}, others {vote_right[~held_session].mean():.3f}", flush=True)
+        for name, score in scores.items():
+            mean = by_session(score)
+            flagged = mean > np.quantile(mean[~held_session], 0.9)
+            kinds = ", ".join(f"{n} {flagged[by_session(en == n) > 0].mean():.2f} ({vote_right[by_session(en == n) > 0].mean():.2f})"
+                              for n in held)
+            print(f"  {name}: AUROC left-out vs others {roc_auc_score(held_pattern, score):.3f} per pattern, "
+                  f"{roc_auc_score(held_session, mean):.3f} per session; wrong vs right sessions "
+                  f"{roc_auc_score(~vote_right, mean):.3f}; flagged at 10 % of other sessions "
+                  f"(voted right): {kinds}", flush=True)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="stage", required=True)
@@ -137,8 +205,12 @@ def main(argv=None) -> None:
     r.add_argument("eval")
     r.add_argument("variants", nargs="*", default=["base"])
     r.add_argument("--max-chunks", type=int, default=None)
+    f = sub.add_parser("familiarity")
+    f.add_argument("chunks")
+    f.add_argument("eval")
+    f.add_argument("--max-chunks", type=int, default=None)
     args = ap.parse_args(argv)
-    {"evalset": evalset, "run": run}[args.stage](args)
+    {"evalset": evalset, "run": run, "familiarity": familiarity}[args.stage](args)
 
 
 if __name__ == "__main__":
