@@ -437,7 +437,8 @@ def dual_phase(shape, with_map_only=False):
                 res = clf.classify_map(pats)
             # the label check's warnings (fit) and the map's (much of it in grains without labels)
             told = any(key in str(w.message) for w in caught
-                       for key in ("tell these labels", "grains without labels", "share one orientation"))
+                       for key in ("tell these labels", "grains without labels", "share one orientation",
+                                   "labelled with several phases"))
             pred = res.labels if labels == "space groups" else np.where(res.labels == "Ni3Al", 221, 225)
             test = np.ones(lab.size, bool)
             test[train] = False
