@@ -393,6 +393,11 @@ def label_check(shots, acquisitions=tuple(range(53000, 53006))):
 LABEL_DRAWS = 5
 
 
+#: The label check's warnings (fit) and the map's, by a phrase of each, and the name the dual section prints.
+WARNINGS = {"tell these labels": "weak labels", "grains without labels": "grains without labels",
+            "share one orientation": "one orientation", "labelled with several phases": "one-phase grain"}
+
+
 def dual_phase(shape, with_map_only=False):
     import warnings
 
@@ -436,20 +441,18 @@ def dual_phase(shape, with_map_only=False):
                 clf = BandProfileClassifier(pc=pc).fit(flat[train], y, map_patterns=pats if with_map else None)
                 res = clf.classify_map(pats)
             # the label check's warnings (fit) and the map's (much of it in grains without labels)
-            told = any(key in str(w.message) for w in caught
-                       for key in ("tell these labels", "grains without labels", "share one orientation",
-                                   "labelled with several phases"))
+            told = sorted({name for w in caught for key, name in WARNINGS.items() if key in str(w.message)})
             pred = res.labels if labels == "space groups" else np.where(res.labels == "Ni3Al", 221, 225)
             test = np.ones(lab.size, bool)
             test[train] = False
             errors.append(np.mean(pred == 221) - true_frac)
-            warned.append(told)
+            warned.append(bool(told))
             check = clf.label_check_text()
             print(f"{scheme} labels, 20 per phase ({how}), draw {draw}: pixel accuracy "
                   f"{np.mean(pred.ravel()[test] == lab[test]):.3f}; Ni3Al {100 * np.mean(pred == 221):.1f} % "
                   f"(true {100 * true_frac:.1f} %); Ni3Al called 225 {np.mean(pred[truth == 221] == 225):.3f}, "
                   f"Ni called 221 {np.mean(pred[truth == 225] == 221):.3f}; label check {check}"
-                  f"{', warned' if told else ''}", flush=True)
+                  f"{', warned: ' + ', '.join(told) if told else ''}", flush=True)
         errors, warned = 100 * np.abs(errors), np.array(warned)
         print(f"  {scheme} labels ({how}): Ni3Al fraction error over {LABEL_DRAWS} draws: mean {errors.mean():.1f}, "
               f"max {errors.max():.1f} points; warned (fit or map) on {warned.sum()} draws (their errors "
