@@ -395,7 +395,7 @@ LABEL_DRAWS = 5
 
 #: The label check's warnings (fit) and the map's, by a phrase of each, and the name the dual section prints.
 WARNINGS = {"tell these labels": "weak labels", "grains without labels": "grains without labels",
-            "share one orientation": "one orientation", "labelled with several phases": "one-phase grain"}
+            "share one orientation": "one orientation", "look less like": "one-phase grain"}
 
 
 def dual_phase(shape, with_map_only=False):
