@@ -698,7 +698,7 @@ class BandProfileClassifier(Estimator):
         for g in np.unique(own[own >= 0]):
             mine = own == g
             c = labels[mine][0]
-            if np.any(labels[mine] != c) or mine.sum() < UNLIKE_MIN_LABELS or np.all(labels == c):
+            if np.any(labels[mine] != c) or mine.sum() < UNLIKE_MIN_LABELS:
                 continue
             near = np.flatnonzero(grain == g)
             near = near[near_orientations(map_rotations[near], rotations[mine], UNLIKE_GRAIN_DEG)]
@@ -715,8 +715,7 @@ class BandProfileClassifier(Estimator):
             warnings.warn(
                 "; ".join(found) + ". Such a grain likely holds another phase of the same orientation (the matrix "
                 "around a coherent precipitate), which the model has learnt to call the labels' phase by the grain's "
-                "orientation: label the other phase in that grain too (e.g. the matrix around a precipitate) and "
-                "train again", stacklevel=3)
+                "orientation: label the other phase in that grain too and train again", stacklevel=3)
 
     @staticmethod
     def _check_map_shape(map_patterns: Any, shape: Sequence[int]) -> tuple[int, ...]:
