@@ -250,7 +250,8 @@ def test_band_profiles_train_with_the_map_the_labels_came_from(files, capsys):
 
     used = load_ebsd_model(model).map_grains_
     # a map of 30 patterns in two grains with a precipitate: under two grains of 20 patterns
-    assert used == 0 and "'map.npy' not used: that needs labels in two or more grains" in err
+    assert used == 0 and "'map.npy': its grains not used to carry the labels: that needs labels in two or " \
+        "more grains" in err
     assert "and a map of two or more grains of 20 sampled patterns" in err
     rc = cli.main(["ebsd-train", str(files / "train.npy"), str(files / "labels.csv"), "-o", str(files / "c.pt"),
                    "--backbone", "compact", "--map", str(files / "map.npy")])

@@ -77,7 +77,8 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
                    help="band-profiles only: the pattern map the labels were painted on (any map format ebsd-map "
                         "reads). Its grains carry the labels to every orientation when some labelled grain "
                         "holds two phases (coherent precipitates and their matrix) and a check across the "
-                        "labelled grains says they help")
+                        "labelled grains says they help; a grain labelled with one phase whose other patterns "
+                        "look unlike its labels yet are called that phase is warned about")
     cnn = "CNN backbones only"
     t.add_argument("--no-pretrained", action="store_true",
                    help=f"EfficientNet from scratch (no ImageNet weights; {cnn})")
@@ -225,13 +226,13 @@ def _train_band_profiles(args: argparse.Namespace, out: Path) -> int:
         if clf.map_grains_:
             print(f"labels shifted to {clf.map_grains_} grains of {Path(args.map).name!r}", file=sys.stderr)
         elif clf.map_check_ is not None:
-            print(f"{Path(args.map).name!r} not used: labels carried across grains no better with its grains "
-                  f"({clf.map_check_['with']:.2f} against {clf.map_check_['without']:.2f} without)", file=sys.stderr)
+            print(f"{Path(args.map).name!r}: its grains not used to carry the labels (across grains "
+                  f"{clf.map_check_['with']:.2f} with them, {clf.map_check_['without']:.2f} without)", file=sys.stderr)
         else:
-            print(f"{Path(args.map).name!r} not used: that needs labels in two or more grains, one of them holding "
-                  "patterns of two classes (where the phases share orientations, label both in one grain), a class "
-                  "labelled in two or more grains, and a "
-                  f"map of two or more grains of {MAP_GRAIN_MIN_PATTERNS} sampled patterns", file=sys.stderr)
+            print(f"{Path(args.map).name!r}: its grains not used to carry the labels: that needs labels in two or "
+                  "more grains, one of them holding patterns of two classes (where the phases share orientations, "
+                  "label both in one grain), a class labelled in two or more grains, and a map of two or more grains "
+                  f"of {MAP_GRAIN_MIN_PATTERNS} sampled patterns", file=sys.stderr)
     clf.save(out)
     recall = clf.labelled_recall_ or {}
     if recall:  # what to expect of each labelled class on the rest of the map
