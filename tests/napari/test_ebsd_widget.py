@@ -555,3 +555,41 @@ def test_pattern_view_follows_the_viewer_theme(viewer_with_sample):
         assert to_hex(widget.ax_pattern.title.get_color()) == theme.text.as_hex()
         assert widget.ax_pattern.title.get_text() == "(2, 5)"  # the same pattern, drawn again
         assert to_hex(widget.ax_proba.title.get_color()) == theme.text.as_hex()
+
+
+def test_training_warnings_stay_with_the_model_after_classify(viewer_with_sample):
+    """The sample painted in its two largest precipitates and two matrix spots far from them: Train warns
+    about the precipitate grain the model has likely learnt by orientation. Classify clears the panel's
+    warnings (a new job), but the model label keeps a line saying so, with the warning in its tooltip, until
+    another model is used."""
+    from scipy import ndimage
+
+    from napari_microstructure._napari._ebsd_widget import BAND_PROFILES
+
+    viewer, widget = viewer_with_sample
+    widget.backbone_combo.setCurrentText(BAND_PROFILES)
+    layer = widget.add_training_labels_layer()
+    truth = make_ebsd_sample()[2][0]
+    n_rows, n_cols = truth.shape
+    blobs, _ = ndimage.label(truth == 221)
+    painted = np.zeros_like(layer.data)
+    for k in np.argsort(-np.bincount(blobs.ravel())[1:])[:2] + 1:
+        painted[blobs == k] = 1
+    for r0, c0 in ((2, 2), (n_rows - 4, n_cols - 4)):
+        spot = np.zeros(truth.shape, bool)
+        spot[r0:r0 + 3, c0:c0 + 3] = True
+        painted[spot & (truth == 225)] = 2
+    layer.data = painted
+    widget.set_class_name(1, 221)
+    widget.set_class_name(2, 225)
+    widget.train()
+    assert any("a grain labelled 221 only" in m for m in widget.panel.warnings), widget.panel.warnings
+    line = "training gave 1 warning: hover here to read it"
+    assert widget.model_label.text().splitlines()[-1] == line
+    assert "training warning: a grain labelled 221 only" in widget.model_label.toolTip()
+    widget.classify()
+    assert widget.panel.warnings == [] and widget.panel.warning.isHidden()
+    assert widget.model_label.text().splitlines()[-1] == line  # the model's note outlives the panel's
+    assert "label the other phase in that grain too" in widget.model_label.toolTip()
+    widget.use_shipped_model()  # another model: the note goes
+    assert "training gave" not in widget.model_label.text() and "training warning" not in widget.model_label.toolTip()

@@ -24,7 +24,7 @@ a job has finished, so a cancelled job leaves no half-made layers.
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 from qtpy.QtCore import Qt
@@ -142,6 +142,7 @@ class EBSDWidget(DockWidget):
         self._thresholds = {True: float(estimator_defaults(BandProfileClassifier)["confidence_threshold"]),
                             False: float(defaults.get("confidence_threshold", 0.5))}
         self.classifier: Any = None
+        self._trained_warnings: list[str] = []  # the warnings of the model's training (Train)
         self.result: Any = None
         self.last_probabilities: Optional[np.ndarray] = None
         self._result_map_name: Optional[str] = None
@@ -699,11 +700,15 @@ class EBSDWidget(DockWidget):
                            + ": preparing…")
 
     def _on_trained(self, classifier: Any) -> None:
-        self.set_classifier(classifier)
+        # Train's warnings describe the model (e.g. a grain it has likely learnt by orientation): they stay with
+        # it in the model label, since the panel's give way to the next job's
+        self.set_classifier(classifier, warned=self.panel.warnings)
         self.set_status(f"trained; {self.model_label.text()}")
 
-    def set_classifier(self, classifier: Any) -> None:
+    def set_classifier(self, classifier: Any, warned: Sequence[str] = ()) -> None:
+        """Use ``classifier``; ``warned``: the warnings its training gave, kept in the model label's tooltip."""
         self.classifier = classifier
+        self._trained_warnings = list(warned)
         band = not hasattr(classifier, "models_")
         # the method first: choosing it moves the threshold to the method's default, the model's then wins
         self.backbone_combo.setCurrentText(BAND_PROFILES if band else str(classifier.backbone))
@@ -722,9 +727,11 @@ class EBSDWidget(DockWidget):
         self.ensemble_spin.setValue(len(classifier.models_))
         self.size_spin.setValue(int(classifier.input_size))
         epochs = classifier.history_.epochs
+        note, tip = self._warned_note()
         self.model_label.setText(
             f"model: {classifier.backbone}, {len(classifier.models_)} network(s), classes {classes}"
-            + (f"; {epochs} epochs" if epochs else ""))
+            + (f"; {epochs} epochs" if epochs else "") + note)
+        self.model_label.setToolTip(tip)
         self._update_legend()
         self.refresh_actions()
 
@@ -761,9 +768,19 @@ class EBSDWidget(DockWidget):
                    "another's patterns right, against 0.73-1.00 of their own map's (simulated maps of six "
                    "phases, by acquisition): "
                    "label a few patterns of this map and train again.")
+        warned, warned_tip = self._warned_note()
         self.model_label.setText(f"model: band profiles (indexed patterns), classes "
-                                 f"{', '.join(str(c) for c in clf.classes_)}{note}")
-        self.model_label.setToolTip(tip)
+                                 f"{', '.join(str(c) for c in clf.classes_)}{note}{warned}")
+        self.model_label.setToolTip("\n\n".join(t for t in (tip, warned_tip) if t))
+
+    def _warned_note(self) -> tuple[str, str]:
+        """A line for the model label and the text for its tooltip about the warnings of the model's training."""
+        warned = self._trained_warnings
+        if not warned:
+            return "", ""
+        n = len(warned)
+        return (f"\ntraining gave {n} warning{'s' if n > 1 else ''}: hover here to read {'them' if n > 1 else 'it'}",
+                "\n\n".join(f"training warning: {m}" for m in warned))
 
     def classify(self) -> Optional[Job]:
         """Classify the chosen map off the GUI thread; result layers appear when done."""

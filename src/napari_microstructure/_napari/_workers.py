@@ -238,6 +238,11 @@ class ProgressPanel(QWidget):
         self.warning.setText("\n".join(f"warning: {m}" for m in self._warnings))
         self.warning.setVisible(True)
 
+    @property
+    def warnings(self) -> list[str]:
+        """The warnings of the last job, in the widget's terms, as shown."""
+        return list(self._warnings)
+
     def clear_warnings(self) -> None:
         """Hide the last job's warnings (a new job or another action has started)."""
         self._warnings = []
