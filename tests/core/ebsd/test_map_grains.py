@@ -246,3 +246,22 @@ def test_labels_in_grains_of_one_phase_each_are_warned_about_where_a_grain_holds
     assert error >= 0.10, error
     assert len(told) == 1 and "a grain labelled 221 only" in told[0], told
     assert "label the other phase in that grain too" in told[0]
+
+
+def test_a_map_without_bands_is_named_and_left_out():
+    """A blank map given with the labels (a wrong file, a saturated detector): fit trains on the labels alone
+    and says that the map showed no bands, instead of failing on its empty set of grains."""
+    from napari_microstructure._napari._ebsd_sample import load_sample_arrays
+
+    sample = load_sample_arrays()
+    pats, pc, truth = sample["patterns"], tuple(sample["projection_centre"]), sample["phase_map"].ravel()
+    flat = pats.reshape(-1, *pats.shape[2:])
+    pick = np.r_[np.flatnonzero(truth == 221)[:12], np.flatnonzero(truth == 225)[:12]]
+    blank = np.full((6, 6, *pats.shape[2:]), 100.0, np.float32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf = BandProfileClassifier(pc=pc, max_epochs=3).fit(flat[pick], truth[pick], map_patterns=blank)
+    told = [str(w.message) for w in caught if "map_patterns" in str(w.message)]
+    assert len(told) == 1 and "none of the 36 sampled patterns of map_patterns shows bands" in told[0], told
+    assert clf.map_grains_ == 0 and clf.map_check_ is None
+    assert set(clf.predict(flat[pick][:4]).tolist()) <= set(clf.classes_.tolist())

@@ -611,10 +611,14 @@ class BandProfileClassifier(Estimator):
             on_map = self.describe(self._map_sample(map_patterns, map_shape), background, check=False,
                                    progress=progress, cancel=cancel)
             indexed = _indexed_at_all(on_map)
+            if not indexed.any():
+                warnings.warn(
+                    f"none of the {len(indexed)} sampled patterns of map_patterns shows bands (blank or saturated "
+                    "patterns): the map was not used; give the map the labels were painted on", stacklevel=2)
             map_features = on_map["features"][indexed]
             grain, own = _map_grains(on_map["rotations"][indexed], described["rotations"])
             sampled = (map_features, on_map["rotations"][indexed], grain, own)
-            if grain.max() > 0 and np.any(own >= 0) and len(across) and \
+            if len(grain) and grain.max() > 0 and np.any(own >= 0) and len(across) and \
                     any(len(np.unique(own_labels[grains == g])) > 1 for g in np.unique(grains)):
                 # each grain's mean profile: the profiles of its phases at its orientation. Fitting the grains'
                 # offsets with the phases apart (a first model calling them) was no better on development maps
