@@ -117,10 +117,10 @@ MAP_GRAIN_MIN_PATTERNS = 20
 #: one-sided Mann-Whitney test)? Where they do (p under ``UNLIKE_GRAIN_P``) and the fitted model still calls at
 #: least ``UNLIKE_CALLED_SHARE`` of them c, the grain likely holds another phase of the same orientation that
 #: the model takes for c by the grain's orientation, and ``fit`` warns. Development dual-phase maps (seeds
-#: 101-103, 60 draws of painted and random labels): it spoke on the 5 cube-on-cube draws whose Ni3Al fraction
-#: was more than 10 points off (12.9-31.3; e.g. p 9e-6, 0.97 of the grain called Ni3Al where 0.06 was) and on
-#: none of the other 55 (largest error 7.8 among cube-on-cube draws; maps whose precipitates have orientations
-#: of their own err in grains without labels); grains of one phase scored p >= 6e-3 (2e-4 when the whole
+#: 101-103, 60 draws of painted and random labels): it spoke on the 6 cube-on-cube draws whose Ni3Al fraction
+#: was more than 1.2 points off (7.8-31.3; e.g. p 9e-6, 0.97 of the grain called Ni3Al where 0.06 was) and on
+#: none of the other 54 (maps whose precipitates have orientations of their own err in grains without
+#: labels, which the map's warning names); grains of one phase scored p >= 6e-3 (2e-4 when the whole
 #: 5-degree grain was compared: two precipitates 3 degrees apart at opposite ends of a map). The shipped sample
 #: painted in its two largest precipitates and two matrix spots (13.8 points off): p 3e-12.
 UNLIKE_GRAIN_P = 1e-3
